@@ -1,0 +1,65 @@
+# One-line targets for everything a person does. `make run` and `make test` set themselves up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+JARS := .cache/jars/.fetched
+
+export CPC_ENV ?= local
+export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT := 120
+export GX_ANALYTICS_ENABLED := False
+export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
+
+.PHONY: help setup run test lint airflow-db clean
+
+help:
+	@echo "make run    - set up, generate sample operator files, run the nightly DAG with Airflow, print where results are"
+	@echo "make test   - set up and run the test suite"
+	@echo "make lint   - ruff"
+	@echo "make clean  - remove generated data (var/), keep the virtual environment and jars"
+
+$(STAMP): setup.cfg pyproject.toml
+	@echo "setup: virtual environment and packages (first time: a minute or two)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(JARS): $(STAMP) jobs/jars.py
+	@echo "setup: Delta jars from Maven Central into .cache/jars (once)"
+	$(BIN)/python -m jobs.jars fetch
+	touch $@
+
+setup: $(STAMP) $(JARS)
+
+airflow-db: setup
+	@mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+
+run: setup airflow-db
+	@echo "run: 1/4 simulating the operator's files"
+	$(BIN)/cpc simulate
+	@echo "run: 2/4 loading the history before $(RUN_DATE) (ingest + conform of earlier deliveries)"
+	$(BIN)/cpc history --before $(RUN_DATE)
+	@echo "run: 3/4 nightly DAG for $(RUN_DATE) with Airflow (airflow dags test)"
+	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
+	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|segments|score|export) |ERROR|Error|state=" ; test $${PIPESTATUS[0]} -eq 0
+	@echo "run: 4/4 summary"
+	$(BIN)/cpc summary --date $(RUN_DATE)
+
+test: setup
+	$(BIN)/python -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$status
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var

@@ -1,0 +1,1 @@
+"""The data factory jobs: simulate, ingest, conform, tags, segments, score, export."""

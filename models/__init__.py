@@ -1,0 +1,1 @@
+"""Models: rule-based fits now (rules.py); LightGBM propensity models later."""

@@ -1,0 +1,332 @@
+"""Every input file's and table's contract, written once.
+
+The simulator writes files with these columns, the ingest job parses them with these types, the Great
+Expectations suites in ``expectations/`` check their values, and the tests build rows from them.
+
+Landing files are ``<kind>_<YYYYMMDD>.csv.gz`` (pipe-delimited, UTF-8, one header line) with a control file
+``<kind>_<YYYYMMDD>.ctl`` beside them (``rows=``, ``md5=`` of the gzip file), in ``landing/<YYYY-MM-DD>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Spark SQL type names used in the contracts.
+TYPES = {"string", "int", "bigint", "double", "boolean", "date", "timestamp"}
+
+DELIMITER = "|"
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    type: str
+    nullable: bool = False
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"column {self.name}: unknown type {self.type!r}")
+
+
+@dataclass(frozen=True)
+class FileSchema:
+    """A daily delivery from one of the operator's systems."""
+
+    kind: str
+    source: str
+    doc: str
+    columns: tuple[Col, ...]
+    keys: tuple[str, ...]
+    # Column holding the event's date or time: it must fall on the delivery date.
+    event_col: str | None = None
+    # Rows must name a customer the CRM knows (as of the delivery date).
+    checks_customer: bool = True
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def col(self, name: str) -> Col:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.kind}: no column {name!r}")
+
+    def file_name(self, day) -> str:
+        return f"{self.kind}_{day:%Y%m%d}.csv.gz"
+
+    def control_name(self, day) -> str:
+        return f"{self.kind}_{day:%Y%m%d}.ctl"
+
+    def spark_ddl(self) -> str:
+        return ", ".join(f"`{c.name}` {c.type}" for c in self.columns)
+
+
+CHANNELS = ("agent", "ivr", "web", "wap", "sms_hall", "app", "outbound_call", "outbound_ivr", "sms_push", "wechat", "email")
+
+FILES: dict[str, FileSchema] = {
+    f.kind: f
+    for f in (
+        FileSchema(
+            kind="crm_profile",
+            source="CRM",
+            doc="Customer master data. The first delivery holds every customer; later ones hold new and changed customers.",
+            columns=(
+                Col("customer_id", "string", doc="operator's customer number"),
+                Col("msisdn", "string", doc="phone number (personal data)"),
+                Col("gender", "string", nullable=True, doc="M or F"),
+                Col("birth_year", "int", nullable=True),
+                Col("city", "string"),
+                Col("district", "string"),
+                Col("occupation", "string", nullable=True),
+                Col("activation_date", "date"),
+                Col("brand", "string", doc="premium (postpaid high-end), regular, prepaid"),
+                Col("plan_id", "string"),
+                Col("monthly_fee", "double"),
+                Col("contract_end_date", "date", nullable=True, doc="empty for customers without a contract"),
+                Col("credit_level", "int", doc="1 (low) to 5 (high)"),
+                Col("vip_level", "int", doc="0 none, 1 silver, 2 gold, 3 diamond (key customer)"),
+                Col("has_wechat", "boolean"),
+                Col("email", "string", nullable=True),
+                Col("status", "string", doc="active, suspended, closed"),
+                Col("record_date", "date", doc="date the record was produced"),
+            ),
+            keys=("customer_id",),
+            event_col="record_date",
+            checks_customer=False,
+        ),
+        FileSchema(
+            kind="billing",
+            source="BOSS billing",
+            doc="Daily rated charges and payments, one row per customer with activity on the day.",
+            columns=(
+                Col("customer_id", "string"),
+                Col("bill_date", "date"),
+                Col("plan_fee", "double"),
+                Col("voice_fee", "double"),
+                Col("sms_fee", "double"),
+                Col("data_fee", "double"),
+                Col("vas_fee", "double"),
+                Col("total_fee", "double"),
+                Col("payment", "double"),
+                Col("balance", "double"),
+            ),
+            keys=("customer_id", "bill_date"),
+            event_col="bill_date",
+        ),
+        FileSchema(
+            kind="usage",
+            source="network mediation",
+            doc="Daily usage per customer: voice, SMS, data.",
+            columns=(
+                Col("customer_id", "string"),
+                Col("usage_date", "date"),
+                Col("voice_out_min", "double"),
+                Col("voice_in_min", "double"),
+                Col("out_calls", "int"),
+                Col("sms_out", "int"),
+                Col("data_mb", "double"),
+                Col("roaming_min", "double"),
+            ),
+            keys=("customer_id", "usage_date"),
+            event_col="usage_date",
+        ),
+        FileSchema(
+            kind="contacts",
+            source="contact centre and e-channels",
+            doc="Every contact between customer and operator: 10086 agent, IVR, web, WAP, SMS hall, app and outbound touches.",
+            columns=(
+                Col("contact_id", "string"),
+                Col("customer_id", "string"),
+                Col("contact_ts", "timestamp"),
+                Col("channel", "string"),
+                Col("direction", "string", doc="in (customer came to us) or out (we reached out)"),
+                Col("purpose", "string", doc="enquiry, billing, complaint, purchase, care, marketing"),
+                Col("duration_s", "int"),
+                Col("resolved", "boolean"),
+            ),
+            keys=("contact_id",),
+            event_col="contact_ts",
+        ),
+        FileSchema(
+            kind="complaints",
+            source="complaint handling",
+            doc="Complaint events: a complaint is opened, and later closed.",
+            columns=(
+                Col("complaint_id", "string"),
+                Col("customer_id", "string"),
+                Col("event_ts", "timestamp"),
+                Col("event", "string", doc="opened or closed"),
+                Col("category", "string", doc="network, billing, service, marketing"),
+                Col("severity", "int", doc="1 low to 3 high"),
+            ),
+            keys=("complaint_id", "event"),
+            event_col="event_ts",
+        ),
+        FileSchema(
+            kind="orders",
+            source="order management",
+            doc="Product orders, cancellations and trials.",
+            columns=(
+                Col("order_id", "string"),
+                Col("customer_id", "string"),
+                Col("order_ts", "timestamp"),
+                Col("product_id", "string"),
+                Col("action", "string", doc="order, cancel, trial_start, trial_convert, trial_expire"),
+                Col("channel", "string"),
+                Col("price", "double"),
+            ),
+            keys=("order_id",),
+            event_col="order_ts",
+        ),
+        FileSchema(
+            kind="devices",
+            source="device registry (IMEI)",
+            doc="A customer's SIM seen in a new handset.",
+            columns=(
+                Col("customer_id", "string"),
+                Col("change_date", "date"),
+                Col("tac", "string", doc="type allocation code of the IMEI"),
+                Col("brand", "string"),
+                Col("model", "string"),
+                Col("is_smartphone", "boolean"),
+                Col("network_gen", "int", doc="2 to 5 (G)"),
+                Col("price", "double", doc="list price of the handset"),
+            ),
+            keys=("customer_id", "change_date"),
+            event_col="change_date",
+        ),
+        FileSchema(
+            kind="optouts",
+            source="preference centre",
+            doc="Marketing opt-outs and opt-ins, per channel or for all channels.",
+            columns=(
+                Col("customer_id", "string"),
+                Col("event_ts", "timestamp"),
+                Col("channel", "string", doc="all, or one outbound channel"),
+                Col("action", "string", doc="opt_out or opt_in"),
+            ),
+            keys=("customer_id", "event_ts", "channel"),
+            event_col="event_ts",
+        ),
+    )
+}
+
+# Ingest order: the CRM first, so that other files' customers can be checked against it.
+FILE_ORDER = ("crm_profile", "billing", "usage", "contacts", "complaints", "orders", "devices", "optouts")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A Delta table the pipeline writes: its name, grain and partitioning."""
+
+    name: str
+    grain: str
+    partition_by: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    doc: str = ""
+    columns: tuple[Col, ...] = field(default_factory=tuple)
+
+
+# Lineage columns added to every bronze row.
+BRONZE_EXTRA = (
+    Col("delivery_date", "date", doc="date of the delivery the row came in"),
+    Col("_source_file", "string", doc="landing file name"),
+)
+
+QUARANTINE = Table(
+    name="bronze.quarantine",
+    grain="one row per rejected input row",
+    partition_by=("kind", "delivery_date"),
+    doc="Rows that failed parsing or validation, as received (raw text of every column), with the reasons.",
+    columns=(
+        Col("kind", "string"),
+        Col("delivery_date", "date"),
+        Col("_source_file", "string"),
+        Col("raw", "string", doc="the row's fields as received, JSON"),
+        Col("reasons", "string", doc="semicolon-separated reasons"),
+    ),
+)
+
+LEDGER = Table(
+    name="ops.ingest_ledger",
+    grain="one row per delivered file",
+    partition_by=("delivery_date",),
+    keys=("kind", "delivery_date"),
+    doc="What came in and where it went: rows received = rows accepted + rows quarantined, per file.",
+    columns=(
+        Col("kind", "string"),
+        Col("delivery_date", "date"),
+        Col("file", "string"),
+        Col("md5", "string", nullable=True),
+        Col("status", "string", doc="accepted or rejected"),
+        Col("reason", "string", nullable=True),
+        Col("rows_received", "bigint"),
+        Col("rows_accepted", "bigint"),
+        Col("rows_quarantined", "bigint"),
+        Col("expectations_evaluated", "int"),
+        Col("expectations_failed", "int"),
+        Col("validation", "string", nullable=True, doc="Great Expectations result summary, JSON"),
+    ),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        *(
+            Table(
+                name=f"bronze.{f.kind}",
+                grain=f"one row per {' + '.join(f.keys)} per delivery",
+                partition_by=("delivery_date",),
+                keys=f.keys,
+                doc=f.doc,
+                columns=f.columns + BRONZE_EXTRA,
+            )
+            for f in FILES.values()
+        ),
+        QUARANTINE,
+        LEDGER,
+        Table(
+            name="silver.customer_day",
+            grain="one row per customer per day with any activity",
+            partition_by=("day",),
+            keys=("customer_id", "day"),
+            doc="Daily aggregates of usage, billing, contacts, complaints, orders and devices: tag windows sum these, never raw history.",
+        ),
+        Table(
+            name="gold.customer_tags",
+            grain="one row per customer per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("customer_id", "snapshot_date"),
+            doc="The wide tag table: one column per tag of the catalogue (conf/tags.yaml).",
+        ),
+        Table(
+            name="gold.tag_catalogue",
+            grain="one row per tag",
+            keys=("tag_id",),
+            doc="The catalogue as data: names, family, type, definition, owner, version.",
+        ),
+        Table(
+            name="gold.customer_segment",
+            grain="one row per customer per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("customer_id", "snapshot_date"),
+            doc="Lifecycle stage and service tier (with the tier's service standards).",
+        ),
+        Table(
+            name="gold.cpc_offers",
+            grain="one row per customer per offer rank per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("customer_id", "snapshot_date", "rank"),
+            doc="Ranked customer-product-channel offers with their fit scores and reasons.",
+        ),
+        Table(
+            name="ops.export_log",
+            grain="one row per exported list",
+            partition_by=("run_date",),
+            keys=("run_date", "channel"),
+            doc="Each published list: channel, rows, checksum, location.",
+        ),
+    )
+}
