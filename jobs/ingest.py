@@ -182,10 +182,10 @@ def parse(spark, schema: FileSchema, files: list[Path], known=None):
     )
     fields = F.split(F.col("value"), r"\|", -1)
     typed = [
-        F.nullif(fields.getItem(i), F.lit("")).try_cast(c.type).alias(c.name)
+        F.nullif(F.get(fields, F.lit(i)), F.lit("")).try_cast(c.type).alias(c.name)
         for i, c in enumerate(schema.columns)
     ]
-    raw = [F.nullif(fields.getItem(i), F.lit("")).alias(f"_raw_{c.name}") for i, c in enumerate(schema.columns)]
+    raw = [F.nullif(F.get(fields, F.lit(i)), F.lit("")).alias(f"_raw_{c.name}") for i, c in enumerate(schema.columns)]
     df = lines.select(
         "value",
         "_source_file",

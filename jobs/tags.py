@@ -236,12 +236,13 @@ def profile_asof(spark, paths: Paths, day: dt.date):
     return crm.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn", "delivery_date", "_source_file", "record_date")
 
 
-def window_features(spark, paths: Paths, day: dt.date, cat: Catalogue):
-    """One aggregation over silver.customer_day for every window feature of the catalogue."""
+def window_features(daily, day: dt.date, cat: Catalogue):
+    """Pure transform: silver.customer_day rows -> one row per customer with every window feature of the
+    catalogue, in one aggregation. Rows after ``day`` (or older than the longest window) are ignored."""
     from pyspark.sql import functions as F
 
     longest = max(b for _, b in cat.windows.values())
-    daily = lake.read(spark, paths, "silver.customer_day").where(
+    daily = daily.where(
         (F.col("day") <= F.lit(day)) & (F.col("day") >= F.lit(day - dt.timedelta(days=longest)))
     ).withColumn("_ago", F.datediff(F.lit(day), F.col("day")))
     aggs = []
@@ -304,7 +305,7 @@ def base_frame(spark, paths: Paths, day: dt.date, cat: Catalogue):
     from pyspark.sql import functions as F
 
     profile = profile_asof(spark, paths, day).where(F.col("status") != "closed").where(F.col("activation_date") <= F.lit(day))
-    feats = window_features(spark, paths, day, cat)
+    feats = window_features(lake.read(spark, paths, "silver.customer_day"), day, cat)
     df = profile.join(feats, on="customer_id", how="left")
     for part in state_asof(spark, paths, day):
         df = df.join(part, on="customer_id", how="left")

@@ -1,0 +1,128 @@
+"""Ingest: good files land in bronze, bad rows are quarantined with reasons, broken files are rejected with
+an error naming the file, the raw file is always kept, and a rerun duplicates nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from jobs import ingest, lake
+from jobs.config import Paths
+from jobs.simulate import SimSpec, generate
+from schemas import FILES
+
+SPEC = SimSpec(customers=300, days=2, end_date=dt.date(2026, 11, 20), seed=5)
+DAY1, DAY2 = SPEC.dates()
+KINDS = ["crm_profile", "usage"]
+
+
+def rewrite(paths: Paths, kind: str, day: dt.date, edit, fix_control: bool = True) -> None:
+    """Edit a landing file's lines; recompute its control file unless told not to (a file altered in transit)."""
+    schema = FILES[kind]
+    path = paths.landing_day(day) / schema.file_name(day)
+    lines = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
+    lines = edit(lines)
+    gz = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0)
+    path.write_bytes(gz)
+    if fix_control:
+        (paths.landing_day(day) / schema.control_name(day)).write_text(
+            f"file={path.name}\nrows={len(lines) - 1}\nmd5={hashlib.md5(gz).hexdigest()}\n"
+        )
+
+
+@pytest.fixture()
+def root(spark, tmp_path):
+    paths = Paths(tmp_path)
+    generate(paths, SPEC, progress=False)
+    ingest.ingest(spark, paths, [DAY1], KINDS)
+    return paths
+
+
+def ledger(spark, paths, kind, day):
+    return lake.read(spark, paths, "ops.ingest_ledger").where((F.col("kind") == kind) & (F.col("delivery_date") == F.lit(day))).first()
+
+
+def test_good_file_ingests(spark, root):
+    report = ingest.ingest(spark, root, [DAY2], KINDS)
+    assert report.rejected == []
+    row = ledger(spark, root, "usage", DAY2)
+    control_rows = int(dict(line.split("=", 1) for line in (root.landing_day(DAY2) / "usage_20261120.ctl").read_text().splitlines())["rows"])
+    assert (row["status"], row["rows_received"], row["rows_accepted"], row["rows_quarantined"]) == ("accepted", control_rows, control_rows, 0)
+    assert lake.read(spark, root, "bronze.usage").where(F.col("delivery_date") == F.lit(DAY2)).count() == control_rows
+    assert row["expectations_evaluated"] > 5  # Great Expectations ran the suite
+
+
+BAD_ROWS = {
+    "C000000001|2026-11-20|-5.0|1.0|1|0|10.0|0.0": "voice_out_min: be between",
+    "C000000002|2026-11-20|2000.0|1.0|1|0|10.0|0.0": "voice_out_min: be between",
+    "C000000003|2026-11-20|1.0|1.0|1|0|abc|0.0": "data_mb: not a double",
+    "C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0": "unknown customer",
+    "C000000004|2026-11-20|1.0|1.0": "expected 8 fields, found 4",
+    "C000000005|2026-11-27|1.0|1.0|1|0|10.0|0.0": "usage_date: not on the delivery date",
+    "|2026-11-20|1.0|1.0|1|0|10.0|0.0": "customer_id: not be null",
+}
+
+
+def test_bad_rows_are_quarantined_with_reasons(spark, root):
+    def edit(lines):
+        # drop the real rows of the customers used below, so that their bad rows are not key conflicts
+        kept = [x for x in lines if not x.startswith(tuple(f"C00000000{i}|" for i in range(1, 6)))]
+        return kept + list(BAD_ROWS) + [kept[1]]  # + an exact duplicate of a good row
+
+    rewrite(root, "usage", DAY2, edit)
+    report = ingest.ingest(spark, root, [DAY2], KINDS)
+    assert report.rejected == []
+    q = lake.read(spark, root, "bronze.quarantine").where((F.col("kind") == "usage") & (F.col("delivery_date") == F.lit(DAY2)))
+    reasons = [r["reasons"] for r in q.collect()]
+    for bad, why in BAD_ROWS.items():
+        assert any(why in r for r in reasons), f"{bad!r} should be quarantined for {why!r}: {reasons}"
+    assert any("duplicate row" in r for r in reasons)
+    row = ledger(spark, root, "usage", DAY2)
+    assert row["rows_quarantined"] == len(BAD_ROWS) + 1
+    assert row["rows_received"] == row["rows_accepted"] + row["rows_quarantined"]
+    assert (root.archive_day(DAY2) / "usage_20261120.csv.gz").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "fix_control", "problem"),
+    [
+        (lambda lines: lines[: len(lines) // 2], False, "checksum mismatch"),
+        (lambda lines: [lines[0].replace("|roaming_min", "")] + lines[1:], True, "missing columns ['roaming_min']"),
+        (lambda lines: [lines[0].replace("|", ",")] + lines[1:], True, "wrong delimiter"),
+        (lambda lines: [x.replace("|", ";") if i else x for i, x in enumerate(lines)], True, "rows bad"),
+    ],
+    ids=["truncated", "missing-column", "wrong-delimiter", "mostly-bad-rows"],
+)
+def test_broken_file_is_rejected_naming_file_and_problem(spark, root, edit, fix_control, problem):
+    rewrite(root, "usage", DAY2, edit, fix_control)
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest(spark, root, [DAY2], KINDS)
+    assert "usage_20261120.csv.gz" in str(err.value)
+    assert problem in str(err.value)
+    assert (root.archive_day(DAY2) / "usage_20261120.csv.gz").exists(), "the raw file is kept"
+    row = ledger(spark, root, "usage", DAY2)
+    assert row["status"] == "rejected" and problem in row["reason"]
+    assert row["rows_received"] == row["rows_accepted"] + row["rows_quarantined"]
+
+
+def test_empty_and_undelivered_files_are_rejected(spark, root):
+    (root.landing_day(DAY2) / "usage_20261120.csv.gz").write_bytes(b"")
+    (root.landing_day(DAY2) / "crm_profile_20261120.csv.gz").unlink()
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest(spark, root, [DAY2], KINDS)
+    assert "usage_20261120.csv.gz: empty file" in str(err.value)
+    assert "crm_profile_20261120.csv.gz: file not delivered" in str(err.value)
+
+
+def test_rerun_of_a_day_changes_nothing(spark, root):
+    rewrite(root, "usage", DAY2, lambda lines: lines + ["C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0"])
+    ingest.ingest(spark, root, [DAY2], KINDS)
+    first = {t: lake.read(spark, root, t).localCheckpoint() for t in ("bronze.usage", "bronze.crm_profile", "bronze.quarantine", "ops.ingest_ledger")}
+    ingest.ingest(spark, root, [DAY2], KINDS)
+    for table, before in first.items():
+        assertDataFrameEqual(lake.read(spark, root, table), before)
