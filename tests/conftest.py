@@ -41,7 +41,14 @@ def spark(cfg):
 
 
 @pytest.fixture(scope="session")
-def sample(spark, cfg):
+def airflow_db():
+    """Airflow's metadata database (SQLite in the session's private AIRFLOW_HOME), migrated once."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture(scope="session")
+def sample(spark, cfg, airflow_db):
     """A small operator (conf/env/test.yaml: 300 customers, 10 days) run through the whole nightly path:
     history by the CLI's function, the last day by the real DAG with Airflow's `dag.test()`."""
     from jobs import pipeline
@@ -50,10 +57,9 @@ def sample(spark, cfg):
     spec = SimSpec(int(cfg.sample["customers"]), int(cfg.sample["days"]), cfg.sample_end_date, int(cfg.sample["seed"]))
     generate(cfg.paths, spec, progress=False)
     pipeline.history(spec.end_date, cfg)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     dag = bag.get_dag("cpc_nightly")
     import datetime as dt
 

@@ -10,10 +10,10 @@ EXPECTED_TASKS = ["ingest", "conform", "tags", "segments", "score", "export"]
 
 
 @pytest.fixture(scope="module")
-def dagbag():
+def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
 
 def test_dags_import_without_errors(dagbag):
