@@ -21,7 +21,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -320,19 +319,21 @@ class Operator:
         counts["contacts"] = contacts.num_rows
 
         # Complaints: opened from complaint contacts; closed 1-6 days later.
-        rows = {"complaint_id": [], "customer_id": [], "event_ts": [], "event": [], "category": [], "severity": []}
+        rows: dict[str, list] = {k: [] for k in ("complaint_id", "customer_id", "event_ts", "event", "category", "severity")}
+
+        def add(key: str, ci: int, event: str, cat: str, sev: int) -> None:
+            for col, value in zip(rows, (key, c["customer_id"][ci], int(rng.integers(8 * 3600, 22 * 3600)), event, cat, sev), strict=True):
+                rows[col].append(value)
+
         opened = cid[(purpose == "complaint") & (rng.random(m) < 0.6)]
         for j, ci in enumerate(opened):
             key = f"Q{day:%Y%m%d}{j:06d}"
             cat = str(rng.choice(["network", "billing", "service", "marketing"]))
-            sev = int(rng.integers(1, 4))
             self.open_complaints[key] = (int(ci), cat, i + int(rng.integers(1, 7)))
-            rows["complaint_id"].append(key); rows["customer_id"].append(c["customer_id"][ci]); rows["event_ts"].append(int(rng.integers(8 * 3600, 22 * 3600)))
-            rows["event"].append("opened"); rows["category"].append(cat); rows["severity"].append(sev)
+            add(key, int(ci), "opened", cat, int(rng.integers(1, 4)))
         for key in sorted(k for k, v in self.open_complaints.items() if v[2] == i):
             ci, cat, _ = self.open_complaints.pop(key)
-            rows["complaint_id"].append(key); rows["customer_id"].append(c["customer_id"][ci]); rows["event_ts"].append(int(rng.integers(8 * 3600, 22 * 3600)))
-            rows["event"].append("closed"); rows["category"].append(cat); rows["severity"].append(1)
+            add(key, ci, "closed", cat, 1)
         complaints = pa.table({
             "complaint_id": pa.array(rows["complaint_id"], pa.string()), "customer_id": pa.array(rows["customer_id"], pa.string()),
             "event_ts": _ts(day, np.array(rows["event_ts"], dtype=np.int64)), "event": pa.array(rows["event"], pa.string()),

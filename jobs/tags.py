@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs import lake
-from jobs.conform import MEASURE_NAMES
 from jobs.config import CONF_DIR, Paths, load_yaml
+from jobs.conform import MEASURE_NAMES
 
 FAMILIES = {"social", "value", "service", "marketing", "contact", "lifecycle", "tier", "model"}
 TYPES = {"boolean", "int", "bigint", "double", "string", "date"}
