@@ -43,6 +43,8 @@ setup: $(STAMP) $(JARS)
 airflow-db: setup
 	@mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	@# so that a plain `AIRFLOW_HOME=var/airflow airflow ...` sees this project's DAGs and no examples
+	@sed -i -e 's|^dags_folder = .*|dags_folder = $(CURDIR)/dags|' -e 's|^load_examples = .*|load_examples = False|' $(AIRFLOW_HOME)/airflow.cfg
 
 run: setup airflow-db
 	@echo "run: 1/4 simulating the operator's files"
