@@ -53,7 +53,7 @@ run: setup airflow-db
 	$(BIN)/cpc history --before $(RUN_DATE)
 	@echo "run: 3/4 nightly DAG for $(RUN_DATE) with Airflow (airflow dags test)"
 	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
-	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|segments|score|export) |DagRun Finished|Traceback|Error:" | cut -c1-240 ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|segments|score|export) |DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
 	@echo "run: 4/4 summary"
 	$(BIN)/cpc summary --date $(RUN_DATE)
 

@@ -4,11 +4,14 @@
 Turns the day's operator files into customer tags and each channel's target list:
 
 `ingest` (control file, schema, Great Expectations suite; bronze Delta tables, quarantine, ledger)
--> `conform` (silver.customer_day) -> `tags` (gold.customer_tags) -> `segments` (lifecycle stage and
-service tier) -> `score` (gold.cpc_offers) -> `export` (one list per outbound channel, published atomically).
+-> `conform` (silver.customer_day) -> `tags` (gold.customer_tags, gold.tag_stats) -> `segments` (lifecycle
+stage and service tier) -> `score` (gold.cpc_offers) -> `export` (one list per outbound channel, published
+atomically).
 
 Every task is keyed by the run's logical date (`ds`) and replaces exactly its own partitions, so any task of
-any date can be cleared and rerun. The DAG only wires; the work is in `jobs/`.
+any date can be cleared and rerun. Transient failures retry with exponential backoff; data errors (a broken
+file, a bad tag definition, a contact-policy violation) fail at once. The run must finish within its
+`dagrun_timeout`. The DAG only wires; the work is in `jobs/`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,21 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
+
+def _on_failure(context):
+    from jobs.airflow_support import notify_failure
+
+    notify_failure(context)
+
+
 default_args = {
     "owner": "data-factory",
-    "retries": 1,
-    "retry_delay": dt.timedelta(minutes=5),
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=30),
+    "execution_timeout": dt.timedelta(hours=2),
+    "on_failure_callback": _on_failure,
 }
 
 
@@ -30,48 +44,25 @@ default_args = {
     start_date=dt.datetime(2026, 10, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dt.timedelta(hours=5),
     tags=["cpc", "nightly"],
     default_args=default_args,
     doc_md=__doc__,
 )
 def cpc_nightly():
-    @task
-    def ingest(ds: str | None = None) -> dict:
-        from jobs.pipeline import run_ingest
+    def stage(name: str):
+        @task(task_id=name)
+        def run(ds: str | None = None):
+            from jobs.airflow_support import run_stage
 
-        return run_ingest(ds)
+            return run_stage(name, ds)
 
-    @task
-    def conform(ds: str | None = None) -> int:
-        from jobs.pipeline import run_conform
+        return run()
 
-        return run_conform(ds)
-
-    @task
-    def tags(ds: str | None = None) -> dict:
-        from jobs.pipeline import run_tags
-
-        return run_tags(ds)
-
-    @task
-    def segments(ds: str | None = None) -> dict:
-        from jobs.pipeline import run_segments
-
-        return run_segments(ds)
-
-    @task
-    def score(ds: str | None = None) -> dict:
-        from jobs.pipeline import run_score
-
-        return run_score(ds)
-
-    @task
-    def export(ds: str | None = None) -> list:
-        from jobs.pipeline import run_export
-
-        return run_export(ds)
-
-    ingest() >> conform() >> tags() >> segments() >> score() >> export()
+    ingest, conform, tags, segments, score, export = (
+        stage(name) for name in ("ingest", "conform", "tags", "segments", "score", "export")
+    )
+    ingest >> conform >> tags >> segments >> score >> export
 
 
 cpc_nightly()

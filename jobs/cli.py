@@ -47,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--date", type=_date)
         c.add_argument("--start", type=_date)
         c.add_argument("--end", type=_date)
-    for name in ("tags", "segments", "score", "export", "summary"):
+    for name in ("tags", "segments", "score", "export", "summary", "reopen"):
         c = sub.add_parser(name, help=f"run the {name} stage for one date")
         c.add_argument("--date", type=_date, required=True)
     h = sub.add_parser("history", help="ingest and conform every delivered date before --before (first-run bootstrap)")
     h.add_argument("--before", type=_date, required=True)
     h.add_argument("--start", type=_date)
+    sv = sub.add_parser("serve", help="serve the exported lists to downstream systems (read-only HTTP, token per system)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8765)
+    sub.add_parser("catalogue-doc", help="regenerate docs/tags.md from conf/tags.yaml")
     c = sub.add_parser("conf", help="print a setting, e.g. `cpc conf sample.end_date`")
     c.add_argument("key")
 
@@ -66,6 +70,25 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"no setting {args.key!r}")
             value = value[part]
         print(value)
+        return 0
+    if args.cmd == "serve":
+        from jobs.serve import load_systems, serve
+
+        systems = load_systems()
+        missing = [n for n, s in systems.items() if not s["token"]]
+        if missing:
+            print(f"serve: no token set for {', '.join(missing)} (see conf/downstream.yaml); they cannot log in")
+        server = serve(cfg.paths, args.host, args.port, systems)
+        print(f"serve: lists under {cfg.paths.exports} on http://{args.host}:{args.port}/lists (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            server.shutdown()
+        return 0
+    if args.cmd == "catalogue-doc":
+        from jobs.catalogue_doc import write
+
+        print(f"catalogue: wrote {write()}")
         return 0
     if args.cmd == "simulate":
         from jobs.simulate import SimSpec, generate
@@ -102,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         for day in _dates(args):
             pipeline.nightly(day, cfg)
         pipeline.print_summary(pipeline.summary(day, cfg))
+    elif args.cmd == "reopen":
+        from jobs import ingest
+        from jobs.spark import get_spark
+
+        ingest.reopen(get_spark(cfg), cfg.paths, args.date)
     elif args.cmd == "summary":
         pipeline.print_summary(pipeline.summary(args.date, cfg))
     else:

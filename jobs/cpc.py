@@ -31,20 +31,26 @@ def score(frame, products, channels, categories, top_n: int = TOP_N):
     """Pure transform: tags joined with segments -> one row per customer offer (rank 1 = best)."""
     from pyspark.sql import functions as F
 
-    ch_fit = {c.id: rules.customer_channel_fit(c) for c in channels}
+    eligible = F.coalesce(F.col("marketing_allowed"), F.lit(False)) & ~F.coalesce(F.col("cp_optout_all"), F.lit(True))
+    # Pass 1: every fit once, as a column (so the candidate expressions below reference, not repeat, them).
+    fits = frame.where(eligible).select(
+        "customer_id", "snapshot_date", "lifecycle_stage", "service_tier",
+        *[rules.customer_product_fit(p).alias(f"_cp_{p.id}") for p in products],
+        *[rules.customer_channel_fit(c).alias(f"_cc_{c.id}") for c in channels],
+    )
     by_id = {c.id: c for c in channels}
     candidates = []
     for p in products:
-        fit_cp = rules.customer_product_fit(p)
+        fit_cp = F.col(f"_cp_{p.id}")
         per_channel = []
         for ch_id, fit_pc in categories[p.category].items():
-            c = by_id[ch_id]
-            ev = fit_cp * F.lit(fit_pc) * ch_fit[ch_id] * F.lit(p.value) - F.lit(c.cost)
+            c, fit_cc = by_id[ch_id], F.col(f"_cc_{ch_id}")
+            ev = fit_cp * F.lit(fit_pc) * fit_cc * F.lit(p.value) - F.lit(c.cost)
             per_channel.append(
-                F.when(ch_fit[ch_id] > 0, F.struct(
+                F.when(fit_cc > 0, F.struct(
                     ev.alias("expected_value"), F.lit(-c.cost).alias("neg_cost"), F.lit(ch_id).alias("channel"),
                     F.lit(c.kind).alias("channel_kind"), F.lit(fit_pc).alias("fit_product_channel"),
-                    ch_fit[ch_id].alias("fit_customer_channel"),
+                    fit_cc.alias("fit_customer_channel"),
                 ))
             )
         best = F.greatest(*per_channel)
@@ -57,9 +63,8 @@ def score(frame, products, channels, categories, top_n: int = TOP_N):
                 best["fit_customer_channel"].alias("fit_customer_channel"),
             ))
         )
-    eligible = F.coalesce(F.col("marketing_allowed"), F.lit(False)) & ~F.coalesce(F.col("cp_optout_all"), F.lit(True))
     offers = F.slice(F.sort_array(F.array_compact(F.array(*candidates)), asc=False), 1, top_n)
-    ranked = frame.where(eligible).select(
+    ranked = fits.select(
         "customer_id", "snapshot_date", "lifecycle_stage", "service_tier",
         F.posexplode(offers).alias("_pos", "o"),
     )

@@ -127,6 +127,20 @@ def _delta_version(spark, paths: Paths, table: str) -> int:
     return int(DeltaTable.forPath(spark, paths.table(table)).history(1).select("version").first()[0])
 
 
+def audit_rows(spark, published: list[dict], day: dt.date, version: int):
+    """Who published what, when: the audit trail of every list handed to a downstream system."""
+    import getpass
+
+    who = os.environ.get("CPC_OPERATOR") or getpass.getuser()
+    run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return spark.createDataFrame(
+        [(day, p["channel"], p["rows"], p["sha256"], p["path"], version, who, run_id, now) for p in published],
+        "run_date date, channel string, rows bigint, sha256 string, path string, offers_version bigint, "
+        "published_by string, airflow_run_id string, published_at timestamp",
+    )
+
+
 def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     from pyspark.sql import functions as F
 
@@ -151,6 +165,7 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     rows = [(day, p["channel"], p["rows"], p["sha256"], p["path"], version) for p in published]
     log = spark.createDataFrame(rows, "run_date date, channel string, rows bigint, sha256 string, path string, offers_version bigint")
     lake.replace(log, paths, "ops.export_log", f"run_date = '{day.isoformat()}'")
+    lake.append(audit_rows(spark, published, day, version), paths, "ops.export_audit")
     sizes = ", ".join(f"{p['channel']} {p['rows']}" for p in published)
     print(f"export {day}: {sizes} -> {paths.export_day(day)} ({time.time() - t0:.1f}s)", flush=True)
     return published

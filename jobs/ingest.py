@@ -22,11 +22,11 @@ kind and call: its fixed cost (about 2 s on Spark) would otherwise dominate a ba
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
 import json
 import shutil
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,7 @@ class FileCheck:
     md5: str | None = None
     control_rows: int | None = None
     problem: str | None = None
+    lines: int | None = None  # data lines counted on the driver (None when the gzip cannot be read)
 
     @property
     def name(self) -> str:
@@ -98,7 +99,31 @@ def archive(paths: Paths, schema: FileSchema, day: dt.date) -> None:
             shutil.copy2(src, dst)
 
 
-def check_file(paths: Paths, schema: FileSchema, day: dt.date) -> FileCheck:
+def scan_gzip(path: Path) -> tuple[bytes, int]:
+    """Decompress the whole file once, streaming: (header line, number of data lines). Raises on a truncated
+    or corrupt gzip, which a Spark read would otherwise report as a cryptic task failure mid-job."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    newlines, head, last = 0, b"", b"\n"
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            while chunk:
+                out = d.decompress(chunk)
+                if out:
+                    newlines += out.count(b"\n")
+                    if len(head) < 65536 and b"\n" not in head:
+                        head += out[:65536]
+                    last = out[-1:]
+                chunk = d.unused_data if d.eof else b""
+                if d.eof and chunk:  # a second gzip member follows
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if not d.eof:
+        raise EOFError("the file ends before the gzip stream does")
+    lines = newlines + (0 if last == b"\n" else 1)
+    header = head.split(b"\n", 1)[0].rstrip(b"\r")
+    return header, max(lines - 1, 0)
+
+
+def check_file(paths: Paths, schema: FileSchema, day: dt.date, closed_md5: str | None = None) -> FileCheck:
     """File-level checks on the driver. ``problem`` says why the file cannot be parsed at all."""
     path = paths.landing_day(day) / schema.file_name(day)
     fc = FileCheck(schema.kind, day, path)
@@ -124,10 +149,9 @@ def check_file(paths: Paths, schema: FileSchema, day: dt.date) -> FileCheck:
         fc.problem = f"checksum mismatch: control file says md5 {expected_md5}, file has {fc.md5} (truncated or altered in transit)"
         return fc
     try:
-        with gzip.open(path, "rb") as fh:
-            header_bytes = fh.readline().rstrip(b"\r\n")
-    except (OSError, EOFError) as exc:
-        fc.problem = f"not a readable gzip file: {exc}"
+        header_bytes, fc.lines = scan_gzip(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        fc.problem = f"truncated or corrupt gzip: {exc}"
         return fc
     try:
         header = header_bytes.decode("utf-8")
@@ -149,6 +173,11 @@ def check_file(paths: Paths, schema: FileSchema, day: dt.date) -> FileCheck:
                 if missing or extra
                 else f"columns out of order: {cols}"
             )
+    if fc.problem is None and fc.lines != fc.control_rows:
+        fc.problem = f"row count mismatch: control file says {fc.control_rows} rows, file has {fc.lines}"
+    if fc.problem is None and closed_md5 is not None and closed_md5 != fc.md5:
+        fc.problem = (f"day {day} is closed (its lists were published) and this delivery differs from the one "
+                      f"ingested; run `cpc reopen --date {day}` to accept it and rerun the day")
     return fc
 
 
@@ -194,7 +223,10 @@ def parse(spark, schema: FileSchema, files: list[Path], known=None):
         *typed,
         *raw,
     )
-    checks = [F.when(F.col("_nfields") != n, F.concat(F.lit(f"expected {n} fields, found "), F.col("_nfields").cast("string")))]
+    checks = [
+        F.when(F.col("value").contains("\ufffd"), F.lit("not UTF-8 text (a GBK export?)")),
+        F.when(F.col("_nfields") != n, F.concat(F.lit(f"expected {n} fields, found "), F.col("_nfields").cast("string"))),
+    ]
     for c in schema.columns:
         if c.type != "string":
             checks.append(
@@ -238,7 +270,9 @@ def _raw_json(schema: FileSchema):
     return F.to_json(F.struct(*[F.col(f"_raw_{c.name}").alias(c.name) for c in schema.columns]))
 
 
-def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: IngestReport) -> None:
+def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: IngestReport,
+                closed: dict[tuple[str, dt.date], str] | None = None) -> None:
+    """Ingest one file kind for the given delivery dates (see the module's docstring)."""
     from pyspark.sql import functions as F
 
     schema = FILES[kind]
@@ -246,7 +280,7 @@ def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: Ing
     checks = []
     for day in days:
         archive(paths, schema, day)
-        checks.append(check_file(paths, schema, day))
+        checks.append(check_file(paths, schema, day, (closed or {}).get((kind, day))))
     readable = [c for c in checks if c.problem is None]
     stats: dict[str, dict] = {}
     validation = None
@@ -264,7 +298,7 @@ def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: Ing
     table_failures = [f for f in (validation or {}).get("failed", []) if f["level"] == "table"]
     accepted_names, rejected_names = set(), {}
     for c in checks:
-        s = stats.get(c.name, {"received": 0, "bad": 0})
+        s = stats.get(c.name, {"received": c.lines or 0, "bad": 0})
         problem = c.problem
         if problem is None and s["received"] != c.control_rows:
             problem = f"row count mismatch: control file says {c.control_rows} rows, file has {s['received']}"
@@ -286,28 +320,77 @@ def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: Ing
             "rows_received": s["received"],
             "rows_accepted": 0 if problem else s["received"] - s["bad"],
             "rows_quarantined": s["received"] if problem else s["bad"],
-            "expectations_evaluated": (validation or {}).get("evaluated", 0),
-            "expectations_failed": len((validation or {}).get("failed", [])),
-            "validation": json.dumps(validation, default=str) if validation else None,
+            "expectations_evaluated": (validation or {}).get("evaluated", 0) if c in readable else 0,
+            "expectations_failed": len((validation or {}).get("failed", [])) if c in readable else 0,
+            "validation": json.dumps(validation, default=str) if validation and c in readable else None,
         })
+    bronze_cols = f"{schema.spark_ddl()}, delivery_date date, _source_file string"
+    good = spark.createDataFrame([], bronze_cols)
+    bad_parts = []
     if parsed is not None:
         ok = F.col("_source_file").isin(sorted(accepted_names))
         good = parsed.where(ok & (F.size("_reasons") == 0)).select(*schema.names, "delivery_date", "_source_file")
-        lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", days))
-        file_reason = F.create_map(*[x for k, v in rejected_names.items() for x in (F.lit(k), F.lit(f"file rejected: {v}"))]) if rejected_names else None
         reasons = F.col("_reasons")
-        if file_reason is not None:
+        if rejected_names:
+            file_reason = F.create_map(*[x for k, v in rejected_names.items() for x in (F.lit(k), F.lit(f"file rejected: {v}"))])
             reasons = F.when(~ok, F.concat(F.array(file_reason[F.col("_source_file")]), reasons)).otherwise(reasons)
-        bad = parsed.where(~ok | (F.size("_reasons") > 0)).select(
+        bad_parts.append(parsed.where(~ok | (F.size("_reasons") > 0)).select(
             F.lit(kind).alias("kind"), "delivery_date", "_source_file", _raw_json(schema).alias("raw"),
             F.array_join(reasons, "; ").alias("reasons"),
+        ))
+    unparsed = [c for c in checks if c.problem and c.lines]
+    if unparsed:  # rejected before parsing but readable: every line is kept in the quarantine, as received
+        header = DELIMITER.join(schema.names)
+        lines = spark.read.text([str(c.path) for c in unparsed]).select("value", F.col("_metadata.file_name").alias("_source_file"))
+        first = F.first("value").over(_file_order())
+        reason_of = F.create_map(*[x for c in unparsed for x in (F.lit(c.name), F.lit(f"file rejected: {c.problem}"))])
+        bad_parts.append(
+            lines.withColumn("_first", first).where((F.col("value") != F.col("_first")) & (F.col("value") != "") & (F.col("value") != header))
+            .select(F.lit(kind).alias("kind"),
+                    F.to_date(F.regexp_extract("_source_file", r"_(\d{8})\.csv", 1), "yyyyMMdd").alias("delivery_date"),
+                    "_source_file", F.to_json(F.struct(F.col("value").alias("line"))).alias("raw"),
+                    reason_of[F.col("_source_file")].alias("reasons"))
         )
-        lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}")
+    lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", days))
+    bad = spark.createDataFrame([], "kind string, delivery_date date, _source_file string, raw string, reasons string")
+    for part in bad_parts:
+        bad = bad.unionByName(part)
+    lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}")
+    if parsed is not None:
         parsed.unpersist()
-    elif lake.exists(spark, paths, f"bronze.{kind}"):
-        # Nothing readable was delivered for these dates: clear what an earlier run wrote for them.
-        empty = lake.read(spark, paths, f"bronze.{kind}").limit(0)
-        lake.replace(empty, paths, f"bronze.{kind}", lake.in_dates("delivery_date", days))
+
+
+def _file_order():  # noqa: N802 - reads as a window spec
+    """Lines of one file in read order: the first is the header line, whatever it says."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    return Window.partitionBy("_source_file").orderBy(F.monotonically_increasing_id()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+
+
+def closed_deliveries(spark, paths: Paths, days: list[dt.date]) -> dict[tuple[str, dt.date], str]:
+    """(kind, day) -> MD5 of the file accepted, for the days already closed (their lists are published).
+    A closed day takes the same delivery again (a rerun) but not a different one, until it is reopened."""
+    from pyspark.sql import functions as F
+
+    if not (lake.exists(spark, paths, "ops.export_log") and lake.exists(spark, paths, LEDGER.name)):
+        return {}
+    closed_days = lake.read(spark, paths, "ops.export_log").where(lake.in_dates("run_date", days)).select(F.col("run_date").alias("delivery_date")).distinct()
+    rows = (
+        lake.read(spark, paths, LEDGER.name).where(lake.in_dates("delivery_date", days)).where("status = 'accepted'")
+        .join(closed_days, on="delivery_date", how="inner").select("kind", "delivery_date", "md5").collect()  # one row per file
+    )
+    return {(r["kind"], r["delivery_date"]): r["md5"] for r in rows}
+
+
+def reopen(spark, paths: Paths, day: dt.date) -> None:
+    """Reopen a closed day so that a changed delivery is accepted; the day's lists are republished by its rerun.
+    Delta keeps the removed export-log rows in the table's history."""
+    from delta.tables import DeltaTable
+
+    if lake.exists(spark, paths, "ops.export_log"):
+        DeltaTable.forPath(spark, paths.table("ops.export_log")).delete(f"run_date = '{day.isoformat()}'")
+    print(f"reopen {day}: the day takes new deliveries; rerun it (`cpc nightly --date {day}`) to republish its lists")
 
 
 def write_ledger(spark, paths: Paths, report: IngestReport, kinds: list[str], days: list[dt.date]) -> None:
@@ -327,10 +410,11 @@ def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = N
         raise ValueError(f"unknown file kinds: {sorted(unknown)}")
     report = IngestReport()
     days = sorted(set(days))
+    closed = closed_deliveries(spark, paths, days)
     label = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"
     for kind in kinds:
         t0 = time.time()
-        ingest_kind(spark, paths, kind, days, report)
+        ingest_kind(spark, paths, kind, days, report, closed)
         mine = [f for f in report.files if f["kind"] == kind]
         print(
             f"ingest {label} {kind}: {sum(f['rows_accepted'] for f in mine)} rows accepted, "

@@ -53,3 +53,12 @@ def replace(df, paths: Paths, table: str, predicate: str | None, merge_schema: b
     else:
         writer = writer.option("overwriteSchema", "true")
     writer.save(_path(paths, table))
+
+
+def append(df, paths: Paths, table: str) -> None:
+    """Append rows (audit tables only: they record events, so a rerun adds its own rows)."""
+    spec = TABLES[table]
+    writer = df.write.format("delta").mode("append")
+    if spec.partition_by:
+        writer = writer.partitionBy(*spec.partition_by)
+    writer.save(_path(paths, table))

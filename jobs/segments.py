@@ -1,5 +1,10 @@
-"""Lifecycle stage and service tier of every customer: ordered rules from ``conf/lifecycle.yaml`` and
-``conf/tiers.yaml``, each a SQL condition over tags, compiled into one ``CASE WHEN`` per dimension."""
+"""Lifecycle stage and service tier of every customer -> ``gold.customer_segment``.
+
+The rules are ordered SQL conditions over tags in ``conf/lifecycle.yaml`` and ``conf/tiers.yaml``; the tag
+engine computes them as the tags ``lc_stage`` and ``tier_service`` (one ``CASE WHEN`` each). This job checks
+the rules, and publishes each customer's stage and tier with the tier's service standards (answer rate,
+first-contact resolution, complaint deadline, first channels, whether marketing is allowed), which IVR
+smart routing and the CPC contact policy read."""
 
 from __future__ import annotations
 
@@ -21,19 +26,16 @@ def _check_rules(kind: str, rules: list[dict[str, Any]], key: str, known: set[st
         if name in seen:
             raise CatalogueError(f"{kind} {name}: listed twice")
         seen.add(name)
-        cols, funcs = identifiers(str(r["when"]))
+        try:
+            cols, funcs = identifiers(str(r["when"]))
+        except CatalogueError as exc:
+            raise CatalogueError(f"{kind} {name}: {exc}") from exc
         if funcs - ALLOWED_FUNCTIONS:
             raise CatalogueError(f"{kind} {name}: function(s) not allowed: {sorted(funcs - ALLOWED_FUNCTIONS)}")
         if cols - known:
             raise CatalogueError(f"{kind} {name}: unknown tag(s) {sorted(cols - known)}")
     if str(rules[-1]["when"]).strip().lower() != "true":
         raise CatalogueError(f"{kind}: the last rule must be 'true' so every customer gets one")
-
-
-def first_match(rules: list[dict[str, Any]], key: str) -> str:
-    """SQL CASE expression: the ``key`` of the first rule whose condition holds."""
-    branches = " ".join(f"WHEN ({r['when']}) THEN '{r[key]}'" for r in rules)
-    return f"CASE {branches} END"
 
 
 def rules() -> tuple[list[dict], list[dict]]:
@@ -45,7 +47,7 @@ def rules() -> tuple[list[dict], list[dict]]:
     return stages, tiers
 
 
-def segment(tags, stages: list[dict], tiers: list[dict]):
+def segment(tags, tiers: list[dict]):
     """Pure transform: the tag table -> one row per customer with stage, tier and the tier's standards."""
     from pyspark.sql import functions as F
 
@@ -58,8 +60,8 @@ def segment(tags, stages: list[dict], tiers: list[dict]):
     out = tags.select(
         "customer_id",
         "snapshot_date",
-        F.expr(first_match(stages, "stage")).alias("lifecycle_stage"),
-        F.expr(first_match(tiers, "tier")).alias("service_tier"),
+        F.col("lc_stage").alias("lifecycle_stage"),
+        F.col("tier_service").alias("service_tier"),
     )
     return out.join(F.broadcast(tier_attrs), on="service_tier", how="left").select(
         "customer_id", "snapshot_date", "lifecycle_stage", "service_tier", "tier_priority", "answer_rate",
@@ -69,9 +71,9 @@ def segment(tags, stages: list[dict], tiers: list[dict]):
 
 def run(spark, paths: Paths, day: dt.date) -> dict[str, int]:
     t0 = time.time()
-    stages, tiers = rules()
+    _, tiers = rules()
     tags = lake.read(spark, paths, "gold.customer_tags").where(f"snapshot_date = '{day.isoformat()}'")
-    lake.replace(segment(tags, stages, tiers), paths, "gold.customer_segment", f"snapshot_date = '{day.isoformat()}'")
+    lake.replace(segment(tags, tiers), paths, "gold.customer_segment", f"snapshot_date = '{day.isoformat()}'")
     counts = {
         r["lifecycle_stage"]: r["n"]
         for r in lake.read(spark, paths, "gold.customer_segment").where(f"snapshot_date = '{day.isoformat()}'")

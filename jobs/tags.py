@@ -23,6 +23,7 @@ from typing import Any
 from jobs import lake
 from jobs.config import CONF_DIR, Paths, load_yaml
 from jobs.conform import MEASURE_NAMES
+from jobs.privacy import hmac_sha256
 
 FAMILIES = {"social", "value", "service", "marketing", "contact", "lifecycle", "tier", "model"}
 TYPES = {"boolean", "int", "bigint", "double", "string", "date"}
@@ -70,9 +71,13 @@ class Tag:
     version: int
     default: str | None = None
     grain: str = "customer/day"
+    kind: str = "rule"
+    empty: str = "null"  # "null", or "carry": keep the customer's last non-empty value
+    band_of: str | None = None  # quantile bands: the tag whose distribution is cut
+    bands: int = 0
 
     def refs(self) -> set[str]:
-        return identifiers(self.expr)[0]
+        return identifiers(self.expr)[0] | ({self.band_of} if self.band_of else set())
 
 
 @dataclass
@@ -83,6 +88,7 @@ class Catalogue:
     tags: list[Tag]
     source: Path | None = None
     layers: list[list[Tag]] = field(default_factory=list)
+    drift_limit: float = 0.1
 
     @property
     def ids(self) -> list[str]:
@@ -91,18 +97,41 @@ class Catalogue:
     def base_columns(self) -> dict[str, str]:
         cols = dict(PROFILE_COLUMNS)
         cols.update(STATE_COLUMNS)
+        cols.update({f"{c}_held": "int" for c in categories()})
         cols.update({f: ("int" if k == "days_with" or k == "days_since" else "double") for f, (k, _, _) in self.features.items()})
         return cols
+
+
+def product_categories() -> dict[str, str]:
+    """Product id -> category, from conf/products.yaml (holdings per category are base columns)."""
+    from jobs.config import business
+
+    return {p["id"]: p["category"] for p in business("products")["products"]}
+
+
+def categories() -> list[str]:
+    return sorted(set(product_categories().values()))
 
 
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
 _IDENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\b(\s*\()?")
 
 
+class UnsafeExpression(CatalogueError):
+    """An expression uses syntax the tag language does not allow."""
+
+
+FORBIDDEN = {"`": "back-quoted names", ";": "statement separators", "--": "comments", "/*": "comments", '"': "double-quoted strings", "$": "variables"}
+
+
 def identifiers(expr: str) -> tuple[set[str], set[str]]:
     """(column names, function names) used by a SQL expression; string literals and keywords are skipped,
-    as are struct field accesses (``.c``)."""
+    as are struct field accesses (``.c``). Syntax that could hide a name from this check (back-quoted
+    identifiers, comments, several statements) is refused outright."""
     text = _STRING.sub("''", expr)
+    for token, what in FORBIDDEN.items():
+        if token in text:
+            raise UnsafeExpression(f"{what} ({token!r}) are not allowed in expressions: {expr[:80]!r}")
     cols, funcs = set(), set()
     for m in _IDENT.finditer(text):
         word = m.group(1)
@@ -140,6 +169,70 @@ def _features(raw: dict[str, Any], windows: dict[str, tuple[int, int]]) -> dict[
     return out
 
 
+KINDS = {"rule", "metric", "band", "quantile_band", "trend", "recency", "top", "count", "attribute", "segment"}
+EMPTY_RULES = {"null", "carry"}
+
+
+def _param_values(name: str, spec: Any) -> dict[str, dict[str, Any]]:
+    """A generator parameter's values and their labels: inline, or from business configuration."""
+    from jobs.config import business
+
+    if isinstance(spec, dict) and "source" in spec:
+        src = spec["source"]
+        if src == "products":
+            return {p["id"].lower(): {"id": p["id"], "en": p["name_en"], "zh": p["name_zh"], "category": p["category"]}
+                    for p in business("products")["products"]}
+        if src == "stages":
+            return {st["stage"]: {"en": st["stage"], "zh": st.get("zh", st["stage"])} for st in business("lifecycle")["stages"]}
+        if src == "tiers":
+            return {t["tier"]: {"en": t["tier"].replace("_", " "), "zh": t.get("zh", t["tier"])} for t in business("tiers")["tiers"]}
+        raise CatalogueError(f"params.{name}: unknown source {src!r}")
+    if not isinstance(spec, dict):
+        raise CatalogueError(f"params.{name}: expected a mapping of values to labels")
+    return {str(k): dict(v or {}) for k, v in spec.items()}
+
+
+def _expand(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tags generated from parameters: each template is formatted for every combination of its `over`."""
+    import itertools
+
+    params = {k: _param_values(k, v) for k, v in (raw.get("params") or {}).items()}
+    out = []
+    for gen in raw.get("generated") or []:
+        over = gen.get("over") or []
+        unknown = [p for p in over if p not in params]
+        if unknown:
+            raise CatalogueError(f"generated {gen.get('template', {}).get('id')}: unknown parameter(s) {unknown}")
+        skip = set(gen.get("skip") or [])
+        for combo in itertools.product(*[params[p].items() for p in over]):
+            values: dict[str, Any] = {}
+            for pname, (key, labels) in zip(over, combo, strict=True):
+                values[pname] = key
+                values.update({f"{pname}_{k}": v for k, v in labels.items()})
+            entry = {}
+            for k, v in gen["template"].items():
+                try:
+                    entry[k] = v.format_map(values) if isinstance(v, str) else v
+                except KeyError as exc:
+                    raise CatalogueError(f"generated {gen['template'].get('id')}: no parameter label {exc}") from exc
+            if entry["id"] not in skip:
+                out.append(entry)
+    return out
+
+
+def _rules_expr(source: str) -> str:
+    from jobs.config import business
+
+    rules, key = {"lifecycle": (business("lifecycle")["stages"], "stage"), "tiers": (business("tiers")["tiers"], "tier")}[source]
+    return first_match(rules, key)
+
+
+def first_match(rules: list[dict[str, Any]], key: str) -> str:
+    """SQL CASE expression: the ``key`` of the first rule whose condition holds."""
+    branches = " ".join(f"WHEN ({r['when']}) THEN '{r[key]}'" for r in rules)
+    return f"CASE {branches} END"
+
+
 def load_catalogue(path: Path | None = None, extra_tags: list[dict] | None = None) -> Catalogue:
     """Load and check the catalogue. ``extra_tags`` lets tests add entries without a file."""
     path = path or CONF_DIR / "tags.yaml"
@@ -153,10 +246,16 @@ def load_catalogue(path: Path | None = None, extra_tags: list[dict] | None = Non
     version = int(raw.get("version", 1))
     tags: list[Tag] = []
     seen: set[str] = set()
-    for entry in list(raw.get("tags") or []) + list(extra_tags or []):
+    for entry in list(raw.get("tags") or []) + _expand(raw) + list(extra_tags or []):
         tid = entry.get("id")
         if not tid or not re.fullmatch(r"[a-z][a-z0-9_]*", str(tid)):
             raise CatalogueError(f"tag {tid!r}: id must be lower_snake_case")
+        if entry.get("rules"):
+            if entry["rules"] not in ("lifecycle", "tiers"):
+                raise CatalogueError(f"tag {tid}: rules must be 'lifecycle' or 'tiers'")
+            entry = {**entry, "expr": _rules_expr(entry["rules"])}
+        if entry.get("kind") == "quantile_band":
+            entry = {**entry, "expr": entry.get("expr") or f"quantile bands of {entry.get('of')}"}
         missing = [k for k in ("family", "type", "expr", "name_en", "name_zh", "description") if not entry.get(k)]
         if missing:
             raise CatalogueError(f"tag {tid}: missing {', '.join(missing)}")
@@ -167,13 +266,26 @@ def load_catalogue(path: Path | None = None, extra_tags: list[dict] | None = Non
             raise CatalogueError(f"tag {tid}: unknown family {entry['family']!r} (one of {sorted(FAMILIES)})")
         if entry["type"] not in TYPES:
             raise CatalogueError(f"tag {tid}: unknown type {entry['type']!r} (one of {sorted(TYPES)})")
+        kind = entry.get("kind", {"boolean": "rule", "string": "attribute", "date": "attribute"}.get(entry["type"], "metric"))
+        if kind not in KINDS:
+            raise CatalogueError(f"tag {tid}: unknown kind {kind!r} (one of {sorted(KINDS)})")
+        empty = entry.get("empty", "null")
+        if empty not in EMPTY_RULES:
+            raise CatalogueError(f"tag {tid}: empty must be one of {sorted(EMPTY_RULES)}, not {empty!r}")
+        band_of, bands = None, 0
+        if kind == "quantile_band":
+            band_of, bands = entry.get("of"), int(entry.get("bands", 0))
+            if not band_of or not 2 <= bands <= 20 or entry["type"] != "string":
+                raise CatalogueError(f"tag {tid}: a quantile band needs 'of' (a numeric tag), 'bands' (2-20) and type string")
         tags.append(Tag(
             id=tid, family=entry["family"], type=entry["type"], expr=str(entry["expr"]),
             name_en=entry["name_en"], name_zh=entry["name_zh"], description=entry["description"],
             owner=entry.get("owner", owner), version=int(entry.get("version", version)),
             default=None if entry.get("default") is None else str(entry["default"]).lower(),
+            kind=kind, empty=empty, band_of=band_of, bands=bands,
         ))
-    cat = Catalogue(version=version, windows=windows, features=features, tags=tags, source=path)
+    cat = Catalogue(version=version, windows=windows, features=features, tags=tags, source=path,
+                    drift_limit=float((raw.get("statistics") or {}).get("drift_limit", 0.1)))
     check(cat)
     return cat
 
@@ -186,8 +298,17 @@ def check(cat: Catalogue) -> None:
     if clash:
         raise CatalogueError(f"tag {sorted(clash)[0]}: id clashes with a base column of the same name")
     deps: dict[str, set[str]] = {}
+    by_id = {t.id: t for t in cat.tags}
     for t in cat.tags:
-        cols, funcs = identifiers(t.expr)
+        if t.kind == "quantile_band" and t.band_of:
+            if t.band_of not in by_id or by_id[t.band_of].type not in ("int", "bigint", "double"):
+                raise CatalogueError(f"tag {t.id}: 'of' must name a numeric tag, not {t.band_of!r}")
+            deps[t.id] = {t.band_of}
+            continue
+        try:
+            cols, funcs = identifiers(t.expr)
+        except UnsafeExpression as exc:
+            raise CatalogueError(f"tag {t.id}: {exc}") from exc
         bad_funcs = sorted(funcs - ALLOWED_FUNCTIONS)
         if bad_funcs:
             raise CatalogueError(f"tag {t.id}: function(s) not allowed in tag expressions: {', '.join(bad_funcs)}")
@@ -195,6 +316,11 @@ def check(cat: Catalogue) -> None:
         if unknown:
             raise CatalogueError(f"tag {t.id}: unknown column(s) or tag(s): {', '.join(unknown)}")
         deps[t.id] = cols & ids
+    quantile = {t.id for t in cat.tags if t.kind == "quantile_band"}
+    for t in cat.tags:
+        used = deps[t.id] & quantile
+        if used and t.kind != "quantile_band":
+            raise CatalogueError(f"tag {t.id}: cannot use quantile band tag(s) {sorted(used)}: bands are cut after all other tags")
     layers: list[list[Tag]] = []
     done: set[str] = set()
     pending = {t.id: t for t in cat.tags}
@@ -282,13 +408,16 @@ def state_asof(spark, paths: Paths, day: dt.date):
     )
     w = Window.partitionBy("customer_id", "product_id").orderBy(F.col("order_ts").desc(), F.col("order_id").desc())
     orders = lake.read(spark, paths, "bronze.orders").where(upto)
+    cat_of = F.create_map(*[x for pid, c in product_categories().items() for x in (F.lit(pid), F.lit(c))])
     holdings = (
         orders.withColumn("_rn", F.row_number().over(w)).where("_rn = 1")
         .where(F.col("action").isin("order", "trial_start", "trial_convert"))
+        .withColumn("_cat", cat_of[F.col("product_id")])
         .groupBy("customer_id")
         .agg(
             F.array_sort(F.collect_list("product_id")).alias("held_products"),
-            F.sum(F.col("product_id").isin("P_NEWS", "P_MUSIC", "P_READING", "P_GAMES", "P_RINGBACK").cast("int")).cast("int").alias("held_vas"),
+            F.sum(F.col("_cat").isin("vas", "games").cast("int")).cast("int").alias("held_vas"),
+            *[F.sum((F.col("_cat") == c).cast("int")).cast("int").alias(f"{c}_held") for c in categories()],
         )
     )
     wo = Window.partitionBy("customer_id", "channel").orderBy(F.col("event_ts").desc())
@@ -300,7 +429,7 @@ def state_asof(spark, paths: Paths, day: dt.date):
     return complaints, devices, holdings, optouts
 
 
-def base_frame(spark, paths: Paths, day: dt.date, cat: Catalogue):
+def base_frame(spark, paths: Paths, day: dt.date, cat: Catalogue, hash_key: bytes | None = None):
     """Every column a tag may use, one row per customer open on ``day``."""
     from pyspark.sql import functions as F
 
@@ -310,29 +439,73 @@ def base_frame(spark, paths: Paths, day: dt.date, cat: Catalogue):
     for part in state_asof(spark, paths, day):
         df = df.join(part, on="customer_id", how="left")
     fills = {name: 0 for name, (kind, _, _) in cat.features.items() if kind != "days_since"}
-    fills.update({"open_complaints": 0, "held_vas": 0, "device_changes_365d": 0})
+    fills.update({"open_complaints": 0, "held_vas": 0, "device_changes_365d": 0, **{f"{c}_held": 0 for c in categories()}})
     df = df.fillna(fills)
     empty = F.array().cast("array<string>")
-    return df.select(
+    df = df.select(
         "*",
         F.lit(day).cast("date").alias("snapshot_date"),
     ).withColumn("held_products", F.coalesce("held_products", empty)).withColumn("optouts", F.coalesce("optouts", empty))
+    if hash_key is not None:  # the analysts' table carries a keyed hash of the phone number, never the number
+        df = df.withColumn("msisdn_hash", hmac_sha256(F.col("msisdn"), hash_key))
+    return df.drop("msisdn")
 
 
 def apply_tags(base, cat: Catalogue):
-    """Pure transform: base columns -> customer_id, snapshot_date and one column per tag (declared types)."""
+    """Base columns -> customer_id, snapshot_date and one column per tag (declared types).
+
+    One ``select`` per dependency layer. Quantile bands come last: one aggregation computes every band's cut
+    points (approximate percentiles, a handful of numbers to the driver), then one more ``select``.
+    """
     from pyspark.sql import functions as F
 
     df = base
     for layer in cat.layers:
         cols = []
         for t in layer:
+            if t.kind == "quantile_band":
+                continue
             col = F.expr(t.expr).cast(t.type)
             if t.default is not None:
                 col = F.coalesce(col, F.lit(t.default).cast(t.type))
             cols.append(col.alias(t.id))
-        df = df.select("*", *cols)
-    return df.select("customer_id", "snapshot_date", *[F.col(t) for t in cat.ids])
+        if cols:
+            df = df.select("*", *cols)
+    bands = [t for t in cat.tags if t.kind == "quantile_band"]
+    if bands:
+        df = df.cache()
+        probs = {t.id: [i / t.bands for i in range(1, t.bands)] for t in bands}
+        cuts_row = df.agg(*[F.percentile_approx(t.band_of, probs[t.id], 1000).alias(t.id) for t in bands]).first()
+        df = df.select("*", *[quantile_band(F.col(t.band_of), list(cuts_row[t.id] or [])).alias(t.id) for t in bands])
+    keep = ["msisdn_hash"] if "msisdn_hash" in df.columns else []
+    return df.select("customer_id", "snapshot_date", *keep, *[F.col(t) for t in cat.ids])
+
+
+def quantile_band(col, cuts: list[float]):
+    """'Q1' (lowest) .. 'Qn' from ascending cut points; null stays null."""
+    from pyspark.sql import functions as F
+
+    expr = F.lit(f"Q{len(cuts) + 1}")
+    for i in range(len(cuts), 0, -1):
+        expr = F.when(col <= F.lit(cuts[i - 1]), F.lit(f"Q{i}")).otherwise(expr)
+    return F.when(col.isNull(), F.lit(None).cast("string")).otherwise(expr)
+
+
+def carry_forward(tags, previous, cat: Catalogue):
+    """Tags whose empty-value rule is ``carry`` keep the customer's value from the previous snapshot when
+    today's is null. ``previous`` is the last snapshot before today (or None on the first day)."""
+    from pyspark.sql import functions as F
+
+    carry = [t.id for t in cat.tags if t.empty == "carry"]
+    if not carry or previous is None:
+        return tags
+    prev = previous.select("customer_id", *[F.col(c).alias(f"_prev_{c}") for c in carry])
+    joined = tags.join(prev, on="customer_id", how="left")
+    keep = ["msisdn_hash"] if "msisdn_hash" in tags.columns else []
+    return joined.select(
+        "customer_id", "snapshot_date", *keep,
+        *[F.coalesce(F.col(c), F.col(f"_prev_{c}")).alias(c) if c in carry else F.col(c) for c in cat.ids],
+    )
 
 
 def check_types(spark, cat: Catalogue) -> None:
@@ -343,7 +516,10 @@ def check_types(spark, cat: Catalogue) -> None:
     schema = ", ".join(f"`{k}` {v}" for k, v in {"customer_id": "string", **cat.base_columns()}.items())
     df = spark.createDataFrame([], schema)
     kinds = {"boolean": "boolean", "int": "number", "bigint": "number", "double": "number", "string": "string", "date": "date"}
-    for layer in cat.layers:
+    for full_layer in cat.layers:
+        layer = [t for t in full_layer if t.kind != "quantile_band"]
+        if not layer:
+            continue
         exprs = []
         for t in layer:
             try:
@@ -364,24 +540,52 @@ def check_types(spark, cat: Catalogue) -> None:
 
 def catalogue_frame(spark, cat: Catalogue):
     rows = [
-        (t.id, t.name_en, t.name_zh, t.family, t.type, t.grain, t.expr, t.description, t.owner, t.version, t.default)
+        (t.id, t.name_en, t.name_zh, t.family, t.kind, t.type, t.grain, definition(t), t.description, t.owner,
+         t.version, t.empty, t.default)
         for t in cat.tags
     ]
     return spark.createDataFrame(
         rows,
-        "tag_id string, name_en string, name_zh string, family string, value_type string, grain string, "
-        "definition string, description string, owner string, version int, empty_value string",
+        "tag_id string, name_en string, name_zh string, family string, kind string, value_type string, grain string, "
+        "definition string, description string, owner string, version int, empty_rule string, default_value string",
     )
 
 
+def definition(t: Tag) -> str:
+    if t.kind == "quantile_band":
+        return f"{t.bands} quantile bands of {t.band_of} (Q1 lowest), cut points recomputed each snapshot"
+    return t.expr
+
+
+def previous_snapshot(spark, paths: Paths, day: dt.date):
+    """The tag table's last snapshot before ``day``, or None."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "gold.customer_tags"):
+        return None
+    table = lake.read(spark, paths, "gold.customer_tags")
+    last = table.where(F.col("snapshot_date") < F.lit(day)).agg(F.max("snapshot_date")).first()[0]
+    return None if last is None else table.where(F.col("snapshot_date") == F.lit(last))
+
+
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None) -> dict[str, int]:
-    """Compute and write the tag snapshot for ``day`` and the catalogue table; returns counts."""
+    """Compute and write the tag snapshot for ``day``, the catalogue table and the day's tag statistics."""
+    from jobs import tagstats
+
     t0 = time.time()
     cat = cat or load_catalogue()
     check_types(spark, cat)
-    tags = apply_tags(base_frame(spark, paths, day, cat), cat)
+    from jobs.config import settings
+    from jobs.privacy import hash_key
+
+    key = hash_key(settings().env, paths.root)
+    tags = apply_tags(base_frame(spark, paths, day, cat, key), cat)
+    tags = carry_forward(tags, previous_snapshot(spark, paths, day), cat)
     lake.replace(tags, paths, "gold.customer_tags", f"snapshot_date = '{day.isoformat()}'", merge_schema=True)
+    spark.catalog.clearCache()
     lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
-    n = lake.read(spark, paths, "gold.customer_tags").where(f"snapshot_date = '{day.isoformat()}'").count()
+    written = lake.read(spark, paths, "gold.customer_tags").where(f"snapshot_date = '{day.isoformat()}'")
+    n = written.count()
     print(f"tags {day}: {len(cat.tags)} tags for {n} customers -> gold.customer_tags ({time.time() - t0:.1f}s)", flush=True)
+    tagstats.run(spark, paths, day, cat)
     return {"customers": n, "tags": len(cat.tags)}

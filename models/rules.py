@@ -43,7 +43,10 @@ class Channel:
 
 
 def _checked(owner: str, expr: str, known: set[str]) -> str:
-    cols, funcs = identifiers(expr)
+    try:
+        cols, funcs = identifiers(expr)
+    except CatalogueError as exc:
+        raise CatalogueError(f"{owner}: {exc}") from exc
     if funcs - ALLOWED_FUNCTIONS:
         raise CatalogueError(f"{owner}: function(s) not allowed: {sorted(funcs - ALLOWED_FUNCTIONS)}")
     if cols - known:

@@ -308,6 +308,13 @@ TABLES: dict[str, Table] = {
             doc="The catalogue as data: names, family, type, definition, owner, version.",
         ),
         Table(
+            name="gold.tag_stats",
+            grain="one row per tag value per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("snapshot_date", "tag_id", "value"),
+            doc="Share of customers per tag value, change against the previous snapshot, drift flag.",
+        ),
+        Table(
             name="gold.customer_segment",
             grain="one row per customer per snapshot date",
             partition_by=("snapshot_date",),
@@ -320,6 +327,12 @@ TABLES: dict[str, Table] = {
             partition_by=("snapshot_date",),
             keys=("customer_id", "snapshot_date", "rank"),
             doc="Ranked customer-product-channel offers with their fit scores and reasons.",
+        ),
+        Table(
+            name="ops.export_audit",
+            grain="one row per list published (append-only; reruns add rows)",
+            partition_by=("run_date",),
+            doc="Who published what and when: run date, channel, rows, SHA-256, path, publisher, time, Airflow run.",
         ),
         Table(
             name="ops.export_log",

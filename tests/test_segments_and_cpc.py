@@ -24,9 +24,9 @@ def cat():
 
 
 def segmented(spark, cat, rows):
-    stages, tiers = segments.rules()
+    _, tiers = segments.rules()
     tags = apply_tags(base_frame(spark, cat, rows), cat)
-    return tags, segments.segment(tags, stages, tiers)
+    return tags, segments.segment(tags, tiers)
 
 
 def test_lifecycle_rules(spark, cat):

@@ -29,7 +29,7 @@ def test_tags_on_inline_rows(spark, cat):
          "voice_out_min_prev23d": 230, "voice_out_min_7d": 7, "days_since_out_calls": 6},
         # young app user, new, heavy data
         {"customer_id": "B", "birth_year": 2004, "activation_date": SNAPSHOT - dt.timedelta(days=30), "contacts_app_30d": 3,
-         "contacts_in_30d": 3, "data_mb_30d": 20000, "data_mb_7d": 7000, "data_mb_prev23d": 13000, "optouts": ["all"], "days_since_out_calls": 0},
+         "contacts_in_30d": 3, "data_mb_30d": 20000, "days_with_data_mb_30d": 30, "data_mb_7d": 7000, "data_mb_prev23d": 13000, "optouts": ["all"], "days_since_out_calls": 0},
         # nothing known: nulls everywhere
         {"customer_id": "C", "birth_year": None, "activation_date": None},
     ]
