@@ -224,7 +224,7 @@ def parse(spark, schema: FileSchema, files: list[Path], known=None):
         *raw,
     )
     checks = [
-        F.when(F.col("value").contains("\ufffd"), F.lit("not UTF-8 text (a GBK export?)")),
+        F.when(~F.is_valid_utf8(F.col("value")), F.lit("not UTF-8 text (a GBK export?)")),
         F.when(F.col("_nfields") != n, F.concat(F.lit(f"expected {n} fields, found "), F.col("_nfields").cast("string"))),
     ]
     for c in schema.columns:
@@ -351,7 +351,9 @@ def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: Ing
                     "_source_file", F.to_json(F.struct(F.col("value").alias("line"))).alias("raw"),
                     reason_of[F.col("_source_file")].alias("reasons"))
         )
-    lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", days))
+    accepted_days = sorted({c.day for c in checks if c.name in accepted_names})
+    if accepted_days:  # a rejected delivery leaves what an earlier accepted one wrote untouched
+        lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", accepted_days))
     bad = spark.createDataFrame([], "kind string, delivery_date date, _source_file string, raw string, reasons string")
     for part in bad_parts:
         bad = bad.unionByName(part)
@@ -369,27 +371,32 @@ def _file_order():  # noqa: N802 - reads as a window spec
 
 
 def closed_deliveries(spark, paths: Paths, days: list[dt.date]) -> dict[tuple[str, dt.date], str]:
-    """(kind, day) -> MD5 of the file accepted, for the days already closed (their lists are published).
+    """(kind, day) -> MD5 of the delivery the day's published lists were made from (``ops.closed_days``).
     A closed day takes the same delivery again (a rerun) but not a different one, until it is reopened."""
+    if not lake.exists(spark, paths, "ops.closed_days"):
+        return {}
+    rows = lake.read(spark, paths, "ops.closed_days").where(lake.in_dates("run_date", days)).collect()  # one row per file
+    return {(r["kind"], r["run_date"]): r["md5"] for r in rows}
+
+
+def close_day(spark, paths: Paths, day: dt.date) -> None:
+    """Record the deliveries a day's published lists were made from: the day is closed."""
     from pyspark.sql import functions as F
 
-    if not (lake.exists(spark, paths, "ops.export_log") and lake.exists(spark, paths, LEDGER.name)):
-        return {}
-    closed_days = lake.read(spark, paths, "ops.export_log").where(lake.in_dates("run_date", days)).select(F.col("run_date").alias("delivery_date")).distinct()
-    rows = (
-        lake.read(spark, paths, LEDGER.name).where(lake.in_dates("delivery_date", days)).where("status = 'accepted'")
-        .join(closed_days, on="delivery_date", how="inner").select("kind", "delivery_date", "md5").collect()  # one row per file
+    accepted = (
+        lake.read(spark, paths, LEDGER.name).where(F.col("delivery_date") == F.lit(day)).where("status = 'accepted'")
+        .select(F.col("delivery_date").alias("run_date"), "kind", "md5")
     )
-    return {(r["kind"], r["delivery_date"]): r["md5"] for r in rows}
+    lake.replace(accepted, paths, "ops.closed_days", f"run_date = '{day.isoformat()}'")
 
 
 def reopen(spark, paths: Paths, day: dt.date) -> None:
     """Reopen a closed day so that a changed delivery is accepted; the day's lists are republished by its rerun.
-    Delta keeps the removed export-log rows in the table's history."""
+    The lists already sent stay in ops.export_log and can be rebuilt (``cpc rebuild-list``)."""
     from delta.tables import DeltaTable
 
-    if lake.exists(spark, paths, "ops.export_log"):
-        DeltaTable.forPath(spark, paths.table("ops.export_log")).delete(f"run_date = '{day.isoformat()}'")
+    if lake.exists(spark, paths, "ops.closed_days"):
+        DeltaTable.forPath(spark, paths.table("ops.closed_days")).delete(f"run_date = '{day.isoformat()}'")
     print(f"reopen {day}: the day takes new deliveries; rerun it (`cpc nightly --date {day}`) to republish its lists")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from jobs import lake
 from jobs.config import Paths, business
-from jobs.tags import ALLOWED_FUNCTIONS, CatalogueError, identifiers, load_catalogue
+from jobs.tags import CatalogueError, check_expression, load_catalogue
 
 
 def _check_rules(kind: str, rules: list[dict[str, Any]], key: str, known: set[str]) -> None:
@@ -26,14 +26,7 @@ def _check_rules(kind: str, rules: list[dict[str, Any]], key: str, known: set[st
         if name in seen:
             raise CatalogueError(f"{kind} {name}: listed twice")
         seen.add(name)
-        try:
-            cols, funcs = identifiers(str(r["when"]))
-        except CatalogueError as exc:
-            raise CatalogueError(f"{kind} {name}: {exc}") from exc
-        if funcs - ALLOWED_FUNCTIONS:
-            raise CatalogueError(f"{kind} {name}: function(s) not allowed: {sorted(funcs - ALLOWED_FUNCTIONS)}")
-        if cols - known:
-            raise CatalogueError(f"{kind} {name}: unknown tag(s) {sorted(cols - known)}")
+        check_expression(f"{kind} {name}", str(r["when"]), known)
     if str(rules[-1]["when"]).strip().lower() != "true":
         raise CatalogueError(f"{kind}: the last rule must be 'true' so every customer gets one")
 

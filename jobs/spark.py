@@ -30,6 +30,8 @@ def get_spark(cfg: Settings | None = None, app_name: str = "cpc-factory"):
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         # Delta rebuilds a table's state with this many tasks; the default 50 is tuned for clusters.
         .config("spark.databricks.delta.snapshotPartitions", str(max(2, cfg.shuffle_partitions)))
+        # File listings (Delta VACUUM among them) default to 10,000 tasks: sized for clusters, slow locally.
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(max(2, cfg.shuffle_partitions)))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")

@@ -1,0 +1,26 @@
+"""Defaults every DAG of the project shares. Light on purpose: DAG files import it at parse time, so it
+imports nothing heavy (the failure callback imports the job code only when a task has failed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def on_failure(context) -> None:
+    from jobs.airflow_support import notify_failure
+
+    notify_failure(context)
+
+
+def default_args(retry_delay: dt.timedelta, execution_timeout: dt.timedelta, retries: int = 2) -> dict:
+    """Owner, retries with exponential backoff for transient failures, a task deadline, the failure callback.
+    (Data errors are not retried: see jobs.airflow_support.run_stage.)"""
+    return {
+        "owner": "data-factory",
+        "retries": retries,
+        "retry_delay": retry_delay,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=30),
+        "execution_timeout": execution_timeout,
+        "on_failure_callback": on_failure,
+    }
