@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,11 +128,17 @@ def settings(env: str | None = None) -> Settings:
     if not root.is_absolute():
         root = PROJECT_DIR / root
     master = os.environ.get("CPC_SPARK_MASTER") or spark.get("master", "local[2]")
+    conf = {str(k): str(v) for k, v in (spark.get("conf") or {}).items()}
+    if os.environ.get("CPC_SPARK_CONF_JSON"):  # one-off Spark settings without editing conf/, e.g. for a rerun
+        try:
+            conf.update({str(k): str(v) for k, v in json.loads(os.environ["CPC_SPARK_CONF_JSON"]).items()})
+        except (ValueError, AttributeError) as exc:
+            raise ConfigError(f"CPC_SPARK_CONF_JSON is not a JSON object of Spark settings: {exc}") from exc
     return Settings(
         env=env,
         spark_master=master,
         shuffle_partitions=int(spark.get("shuffle_partitions", 8)),
-        spark_conf={str(k): str(v) for k, v in (spark.get("conf") or {}).items()},
+        spark_conf=conf,
         paths=Paths(root),
         sample=dict(raw.get("sample") or {}),
     )

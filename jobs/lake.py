@@ -21,11 +21,21 @@ def exists(spark, paths: Paths, table: str) -> bool:
     return DeltaTable.isDeltaTable(spark, _path(paths, table))
 
 
-def read(spark, paths: Paths, table: str):
-    """The table as a DataFrame; a clear error when it has not been written yet."""
+def read(spark, paths: Paths, table: str, version: int | None = None):
+    """The table as a DataFrame (at a Delta ``version`` when given); a clear error when it does not exist."""
     if not exists(spark, paths, table):
         raise FileNotFoundError(f"Delta table {table} does not exist yet at {_path(paths, table)}: run the job that writes it first")
-    return spark.read.format("delta").load(_path(paths, table))
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", int(version))
+    return reader.load(_path(paths, table))
+
+
+def version(spark, paths: Paths, table: str) -> int:
+    """The table's current Delta version."""
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, _path(paths, table)).history(1).select("version").first()[0])
 
 
 def in_dates(column: str, days: Iterable[dt.date]) -> str:
