@@ -17,6 +17,8 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
+# Models are trained the day before the nightly run: every 30-day label window then ends in the history.
+TRAIN_DATE = $(shell date -d "$(RUN_DATE) -1 day" +%F)
 
 .PHONY: help setup run test lint airflow-db clean
 
@@ -47,14 +49,16 @@ airflow-db: setup
 	@sed -i -e 's|^dags_folder = .*|dags_folder = $(CURDIR)/dags|' -e 's|^load_examples = .*|load_examples = False|' $(AIRFLOW_HOME)/airflow.cfg
 
 run: setup airflow-db
-	@echo "run: 1/4 simulating the operator's files"
+	@echo "run: 1/5 simulating the operator's files"
 	$(BIN)/cpc simulate
-	@echo "run: 2/4 loading the history before $(RUN_DATE) (ingest + conform of earlier deliveries)"
+	@echo "run: 2/5 loading the history before $(RUN_DATE) (ingest + conform of earlier deliveries)"
 	$(BIN)/cpc history --before $(RUN_DATE)
-	@echo "run: 3/4 nightly DAG for $(RUN_DATE) with Airflow (airflow dags test)"
 	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
-	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|segments|score|export) |DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
-	@echo "run: 4/4 summary"
+	@echo "run: 3/5 training the propensity models as of $(TRAIN_DATE) with Airflow (airflow dags test cpc_training)"
+	$(BIN)/airflow dags test cpc_training $(TRAIN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/training-test.log | grep -E --line-buffered "^(train|tags)[ :]|DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
+	@echo "run: 4/5 nightly DAG for $(RUN_DATE) with Airflow (airflow dags test cpc_nightly)"
+	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|tag stats|tag drift|segments|propensity|score|export) |DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
+	@echo "run: 5/5 summary"
 	$(BIN)/cpc summary --date $(RUN_DATE)
 
 test: setup

@@ -5,7 +5,8 @@ Turns the day's operator files into customer tags and each channel's target list
 
 `ingest` (control file, schema, Great Expectations suite; bronze Delta tables, quarantine, ledger)
 -> `conform` (silver.customer_day) -> `tags` (gold.customer_tags, gold.tag_stats) -> `segments` (lifecycle
-stage and service tier) -> `score` (gold.cpc_offers) -> `export` (one list per outbound channel, published
+stage and service tier) and `propensity` (LightGBM scores of the models current on the date, gold.propensity;
+trained weekly by the `cpc_training` DAG) -> `score` (gold.cpc_offers) -> `export` (one list per outbound channel, published
 atomically).
 
 Every task is keyed by the run's logical date (`ds`) and replaces exactly its own partitions, so any task of
@@ -20,22 +21,9 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
+from jobs import dag_defaults  # light: no Spark, no job code at parse time
 
-def _on_failure(context):
-    from jobs.airflow_support import notify_failure
-
-    notify_failure(context)
-
-
-default_args = {
-    "owner": "data-factory",
-    "retries": 2,
-    "retry_delay": dt.timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=30),
-    "execution_timeout": dt.timedelta(hours=2),
-    "on_failure_callback": _on_failure,
-}
+default_args = dag_defaults.default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=2))
 
 
 @dag(
@@ -59,10 +47,10 @@ def cpc_nightly():
 
         return run()
 
-    ingest, conform, tags, segments, score, export = (
-        stage(name) for name in ("ingest", "conform", "tags", "segments", "score", "export")
+    ingest, conform, tags, segments, propensity, score, export = (
+        stage(name) for name in ("ingest", "conform", "tags", "segments", "propensity", "score", "export")
     )
-    ingest >> conform >> tags >> segments >> score >> export
+    ingest >> conform >> tags >> [segments, propensity] >> score >> export
 
 
 cpc_nightly()

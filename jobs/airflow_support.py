@@ -16,23 +16,26 @@ from jobs.config import ConfigError, settings
 from jobs.export import ExportError
 from jobs.ingest import IngestError
 from jobs.tags import CatalogueError
+from models.propensity import ModelMismatch
 
-DATA_ERRORS = (IngestError, CatalogueError, ExportError, ConfigError)
+DATA_ERRORS = (IngestError, CatalogueError, ExportError, ConfigError, ModelMismatch)
 log = logging.getLogger("cpc.airflow")
 
 
 def run_stage(stage: str, ds: str | None):
     """Run one nightly stage for the run's logical date; data errors fail at once, without retries."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from jobs import pipeline
 
     if not ds:
         raise ValueError(f"{stage}: no logical date (ds) given")
     try:
-        return pipeline.STAGE_FUNCS[stage](ds)
+        result = pipeline.STAGE_FUNCS[stage](ds)
     except DATA_ERRORS as exc:
         raise AirflowFailException(f"{stage} {ds}: data error, not retried: {exc}") from exc
+    pipeline.record(ds, stage)
+    return result
 
 
 def notify_failure(context) -> None:

@@ -47,12 +47,24 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--date", type=_date)
         c.add_argument("--start", type=_date)
         c.add_argument("--end", type=_date)
-    for name in ("tags", "segments", "score", "export", "summary", "reopen"):
+    for name in ("tags", "segments", "propensity", "score", "export", "summary", "reopen", "maintain", "train"):
         c = sub.add_parser(name, help=f"run the {name} stage for one date")
         c.add_argument("--date", type=_date, required=True)
+    b = sub.add_parser("backfill", help="run every stage for each date of a range, in order; resumes where a stopped one ended")
+    b.add_argument("--start", type=_date, required=True)
+    b.add_argument("--end", type=_date, required=True)
+    b.add_argument("--force", action="store_true", help="recompute dates that finished before")
+    b.add_argument("--from-stage", default="ingest", help="skip earlier stages, e.g. tags after a catalogue change")
+    rb = sub.add_parser("rebuild-list", help="rebuild a published list exactly as sent, from the Delta versions its manifest recorded")
+    rb.add_argument("--date", type=_date, required=True)
+    rb.add_argument("--channel", required=True)
+    rb.add_argument("--out", help="folder for the rebuilt file (default: <root>/rebuilt/<date>)")
     h = sub.add_parser("history", help="ingest and conform every delivered date before --before (first-run bootstrap)")
     h.add_argument("--before", type=_date, required=True)
     h.add_argument("--start", type=_date)
+    q = sub.add_parser("sql", help="run Spark SQL over the lake's tables (gold.customer_tags, ...)")
+    q.add_argument("query")
+    q.add_argument("--limit", type=int, default=50, help="most rows printed")
     sv = sub.add_parser("serve", help="serve the exported lists to downstream systems (read-only HTTP, token per system)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8765)
@@ -70,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"no setting {args.key!r}")
             value = value[part]
         print(value)
+        return 0
+    if args.cmd == "sql":
+        from jobs.analyst import format_rows, query
+        from jobs.spark import get_spark
+
+        columns, rows = query(get_spark(cfg), cfg.paths, args.query, args.limit)
+        print(format_rows(columns, rows))
+        print(f"({len(rows)} row(s) shown, at most {args.limit})")
         return 0
     if args.cmd == "serve":
         from jobs.serve import load_systems, serve
@@ -109,6 +129,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs import pipeline
 
+    if args.cmd == "backfill":
+        pipeline.backfill(args.start, args.end, cfg, args.force, args.from_stage)
+        pipeline.print_summary(pipeline.summary(args.end, cfg))
+        return 0
+    if args.cmd == "rebuild-list":
+        import json as _json
+        from pathlib import Path
+
+        from jobs import export
+        from jobs.spark import get_spark
+
+        out = Path(args.out) if args.out else cfg.paths.root / "rebuilt" / args.date.isoformat()
+        res = export.rebuild(get_spark(cfg), cfg.paths, args.date, args.channel, out)
+        print(_json.dumps(res, indent=2, default=str))
+        return 0
     if args.cmd == "history":
         pipeline.history(args.before, cfg, args.start)
     elif args.cmd in ("ingest", "conform"):
@@ -133,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "summary":
         pipeline.print_summary(pipeline.summary(args.date, cfg))
     else:
-        stage = {"tags": "tags", "segments": "segments", "score": "score", "export": "export"}[args.cmd]
-        pipeline.STAGE_FUNCS[stage](args.date, cfg)
+        pipeline.STAGE_FUNCS[args.cmd](args.date, cfg)
     return 0
 
 

@@ -35,7 +35,7 @@ def score(frame, products, channels, categories, top_n: int = TOP_N):
     # Pass 1: every fit once, as a column (so the candidate expressions below reference, not repeat, them).
     fits = frame.where(eligible).select(
         "customer_id", "snapshot_date", "lifecycle_stage", "service_tier",
-        *[rules.customer_product_fit(p).alias(f"_cp_{p.id}") for p in products],
+        *[rules.customer_product_fit(p, frame.columns).alias(f"_cp_{p.id}") for p in products],
         *[rules.customer_channel_fit(c).alias(f"_cc_{c.id}") for c in channels],
     )
     by_id = {c.id: c for c in channels}
@@ -83,17 +83,23 @@ def score(frame, products, channels, categories, top_n: int = TOP_N):
     )
 
 
-def inputs(spark, paths: Paths, day: dt.date):
+def inputs(spark, paths: Paths, day: dt.date, products=()):
+    """Tags + segments (+ the propensity deciles of the models the products name, when scored that day)."""
+    from jobs import propensity
+
     cond = f"snapshot_date = '{day.isoformat()}'"
     tags = lake.read(spark, paths, "gold.customer_tags").where(cond)
     seg = lake.read(spark, paths, "gold.customer_segment").where(cond).drop("snapshot_date")
-    return tags.join(seg, on="customer_id", how="inner")
+    frame = tags.join(seg, on="customer_id", how="inner")
+    models = sorted({p.propensity for p in products if p.propensity})
+    scores = propensity.wide(spark, paths, day, models) if models else None
+    return frame if scores is None else frame.join(scores, on="customer_id", how="left")
 
 
 def run(spark, paths: Paths, day: dt.date) -> dict[str, int]:
     t0 = time.time()
     products, channels, categories = rules.load(set(load_catalogue().ids) | {"lifecycle_stage", "service_tier"})
-    offers = score(inputs(spark, paths, day), products, channels, categories)
+    offers = score(inputs(spark, paths, day, products), products, channels, categories)
     lake.replace(offers, paths, "gold.cpc_offers", f"snapshot_date = '{day.isoformat()}'")
     written = lake.read(spark, paths, "gold.cpc_offers").where(f"snapshot_date = '{day.isoformat()}'")
     n = written.count()

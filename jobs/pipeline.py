@@ -16,7 +16,7 @@ from jobs.config import Paths, Settings, parse_date, settings
 from jobs.spark import get_spark
 from schemas import FILES, TABLES
 
-STAGES = ("ingest", "conform", "tags", "segments", "score", "export")
+STAGES = ("ingest", "conform", "tags", "segments", "propensity", "score", "export")
 
 
 def _ctx(cfg: Settings | None = None):
@@ -45,6 +45,21 @@ def run_segments(day: dt.date | str, cfg: Settings | None = None) -> dict:
     return segments.run(spark, paths, parse_date(day))
 
 
+def run_propensity(day: dt.date | str, cfg: Settings | None = None) -> dict:
+    from jobs import propensity
+
+    spark, paths = _ctx(cfg)
+    return propensity.score(spark, paths, parse_date(day))
+
+
+def run_train(day: dt.date | str, cfg: Settings | None = None) -> dict:
+    """Train and register every propensity model as of ``day`` (the weekly training DAG and `cpc train`)."""
+    from jobs import propensity
+
+    spark, paths = _ctx(cfg)
+    return {r.model: r.version for r in propensity.train(spark, paths, parse_date(day))}
+
+
 def run_score(day: dt.date | str, cfg: Settings | None = None) -> dict:
     spark, paths = _ctx(cfg)
     return cpc.run(spark, paths, parse_date(day))
@@ -55,16 +70,73 @@ def run_export(day: dt.date | str, cfg: Settings | None = None) -> list[dict]:
     return export.run(spark, paths, parse_date(day))
 
 
+def run_maintain(day: dt.date | str, cfg: Settings | None = None) -> dict:
+    from jobs import maintenance
+
+    spark, paths = _ctx(cfg)
+    return maintenance.run(spark, paths, parse_date(day))
+
+
 STAGE_FUNCS = {
     "ingest": run_ingest, "conform": run_conform, "tags": run_tags, "segments": run_segments,
-    "score": run_score, "export": run_export,
+    "propensity": run_propensity, "score": run_score, "export": run_export, "maintain": run_maintain,
+    "train": run_train,
 }
 
 
-def nightly(day: dt.date | str, cfg: Settings | None = None) -> dict:
-    """All stages for one date, in order, without Airflow (the DAG runs the same functions)."""
+def record(day: dt.date | str, stage: str, cfg: Settings | None = None) -> None:
+    """Note in ``ops.run_log`` that a stage of a date finished (backfills resume from it)."""
+    spark, paths = _ctx(cfg)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    row = spark.createDataFrame([(parse_date(day), stage, "done", now)], "run_date date, stage string, status string, finished_at timestamp")
+    lake.append(row, paths, "ops.run_log")
+
+
+def completed(days: list[dt.date], cfg: Settings | None = None) -> set[dt.date]:
+    """The dates among ``days`` whose last stage (export) has finished."""
+    spark, paths = _ctx(cfg)
+    if not days or not lake.exists(spark, paths, "ops.run_log"):
+        return set()
+    rows = lake.read(spark, paths, "ops.run_log").where(lake.in_dates("run_date", days)).where(f"stage = '{STAGES[-1]}'")
+    return {r["run_date"] for r in rows.select("run_date").distinct().collect()}  # at most len(days) rows
+
+
+def nightly(day: dt.date | str, cfg: Settings | None = None, from_stage: str = STAGES[0]) -> dict:
+    """All stages for one date, in order, without Airflow (the DAG runs the same functions).
+    ``from_stage`` skips the earlier ones (e.g. ``tags`` to recompute tags after a catalogue change)."""
+    if from_stage not in STAGES:
+        raise ValueError(f"unknown stage {from_stage!r}; stages: {', '.join(STAGES)}")
     day = parse_date(day)
-    return {stage: STAGE_FUNCS[stage](day, cfg) for stage in STAGES}
+    out = {}
+    for stage in STAGES[STAGES.index(from_stage):]:
+        out[stage] = STAGE_FUNCS[stage](day, cfg)
+        record(day, stage, cfg)
+    return out
+
+
+def backfill(start: dt.date | str, end: dt.date | str, cfg: Settings | None = None, force: bool = False,
+             from_stage: str = STAGES[0]) -> list[dt.date]:
+    """Every date from ``start`` to ``end`` in order, each computed as of itself. Dates already finished
+    are skipped (so a stopped backfill resumes where it stopped) unless ``force``. Returns the dates run."""
+    start, end = parse_date(start), parse_date(end)
+    if end < start:
+        raise ValueError(f"backfill: end {end} is before start {start}")
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    done = set() if force else completed(days, cfg)
+    ran = []
+    t_all = time.time()
+    for i, day in enumerate(days, 1):
+        if day in done:
+            print(f"backfill [{i}/{len(days)}] {day}: finished before, skipped (use --force to recompute)", flush=True)
+            continue
+        t0 = time.time()
+        print(f"backfill [{i}/{len(days)}] {day}: running", flush=True)
+        nightly(day, cfg, from_stage)
+        ran.append(day)
+        left = len(days) - i
+        rate = (time.time() - t_all) / max(len(ran), 1)
+        print(f"backfill [{i}/{len(days)}] {day}: done in {time.time() - t0:.0f}s; {left} left, about {left * rate / 60:.1f} min", flush=True)
+    return ran
 
 
 def delivered_dates(paths: Paths) -> list[dt.date]:

@@ -150,6 +150,20 @@ def identifiers(expr: str) -> tuple[set[str], set[str]]:
     return cols, funcs
 
 
+def check_expression(owner: str, expr: str, known: set[str]) -> str:
+    """A business rule's SQL (product, channel, lifecycle or tier rule): safe syntax, allow-listed functions
+    and known tags only; the error names ``owner``."""
+    try:
+        cols, funcs = identifiers(expr)
+    except CatalogueError as exc:
+        raise CatalogueError(f"{owner}: {exc}") from exc
+    if funcs - ALLOWED_FUNCTIONS:
+        raise CatalogueError(f"{owner}: function(s) not allowed: {sorted(funcs - ALLOWED_FUNCTIONS)}")
+    if cols - known:
+        raise CatalogueError(f"{owner}: unknown tag(s) {sorted(cols - known)}")
+    return expr
+
+
 def _features(raw: dict[str, Any], windows: dict[str, tuple[int, int]]) -> dict[str, tuple[str, str, str]]:
     out: dict[str, tuple[str, str, str]] = {}
     for kind, spec in (raw or {}).items():
@@ -352,12 +366,12 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # Inputs as of the snapshot date
 # ---------------------------------------------------------------------------------------------------------
-def profile_asof(spark, paths: Paths, day: dt.date):
+def profile_asof(spark, paths: Paths, day: dt.date, version: int | None = None):
     """The latest CRM record of every customer as of ``day`` (closed lines included; callers filter)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    crm = lake.read(spark, paths, "bronze.crm_profile").where(F.col("delivery_date") <= F.lit(day))
+    crm = lake.read(spark, paths, "bronze.crm_profile", version).where(F.col("delivery_date") <= F.lit(day))
     w = Window.partitionBy("customer_id").orderBy(F.col("record_date").desc(), F.col("delivery_date").desc())
     return crm.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn", "delivery_date", "_source_file", "record_date")
 
@@ -568,8 +582,9 @@ def previous_snapshot(spark, paths: Paths, day: dt.date):
     return None if last is None else table.where(F.col("snapshot_date") == F.lit(last))
 
 
-def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None) -> dict[str, int]:
-    """Compute and write the tag snapshot for ``day``, the catalogue table and the day's tag statistics."""
+def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True) -> dict[str, int]:
+    """Compute and write the tag snapshot for ``day``, the catalogue table and (unless ``stats`` is off) the
+    day's tag statistics."""
     from jobs import tagstats
 
     t0 = time.time()
@@ -587,5 +602,6 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None) -> dict
     written = lake.read(spark, paths, "gold.customer_tags").where(f"snapshot_date = '{day.isoformat()}'")
     n = written.count()
     print(f"tags {day}: {len(cat.tags)} tags for {n} customers -> gold.customer_tags ({time.time() - t0:.1f}s)", flush=True)
-    tagstats.run(spark, paths, day, cat)
+    if stats:
+        tagstats.run(spark, paths, day, cat)
     return {"customers": n, "tags": len(cat.tags)}

@@ -322,11 +322,31 @@ TABLES: dict[str, Table] = {
             doc="Lifecycle stage and service tier (with the tier's service standards).",
         ),
         Table(
+            name="gold.propensity",
+            grain="one row per customer per model per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("customer_id", "snapshot_date", "model"),
+            doc="Propensity scores of the models current on the date: probability, decile, band (the model's tag, "
+                "e.g. churn_risk_band) and the top contributing features (reason codes).",
+        ),
+        Table(
             name="gold.cpc_offers",
             grain="one row per customer per offer rank per snapshot date",
             partition_by=("snapshot_date",),
             keys=("customer_id", "snapshot_date", "rank"),
             doc="Ranked customer-product-channel offers with their fit scores and reasons.",
+        ),
+        Table(
+            name="ops.closed_days",
+            grain="one row per file kind per closed day",
+            partition_by=("run_date",),
+            doc="The deliveries (MD5) a day's published lists were made from; a changed delivery needs `cpc reopen`.",
+        ),
+        Table(
+            name="ops.run_log",
+            grain="one row per stage finished (append-only)",
+            partition_by=("run_date",),
+            doc="Each stage of each date that finished, and when: backfills resume from it.",
         ),
         Table(
             name="ops.export_audit",
