@@ -20,12 +20,13 @@ RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 # Models are trained the day before the nightly run: every 30-day label window then ends in the history.
 TRAIN_DATE = $(shell date -d "$(RUN_DATE) -1 day" +%F)
 
-.PHONY: help setup run test lint airflow-db clean
+.PHONY: help setup run test lint airflow-db airflow-backfill clean
 
 help:
 	@echo "make run    - set up, generate sample operator files, run the nightly DAG with Airflow, print where results are"
 	@echo "make test   - set up and run the test suite"
 	@echo "make lint   - ruff"
+	@echo "make airflow-backfill START=2026-11-18 END=2026-11-20 - the nightly DAG over past dates, run by Airflow's scheduler"
 	@echo "make clean  - remove generated data (var/), keep the virtual environment and jars"
 
 $(STAMP): setup.cfg pyproject.toml
@@ -60,6 +61,11 @@ run: setup airflow-db
 	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|tag stats|tag drift|segments|propensity|score|export) |DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
 	@echo "run: 5/5 summary"
 	$(BIN)/cpc summary --date $(RUN_DATE)
+
+# An Airflow 3 backfill of the nightly DAG run by Airflow's scheduler (started for the time of the backfill).
+airflow-backfill: setup airflow-db
+	@test -n "$(START)" -a -n "$(END)" || (echo "usage: make airflow-backfill START=YYYY-MM-DD END=YYYY-MM-DD [RUNS=1]"; exit 1)
+	$(BIN)/python -m jobs.airflow_backfill --start $(START) --end $(END) --max-active-runs $(or $(RUNS),1)
 
 test: setup
 	$(BIN)/python -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$status

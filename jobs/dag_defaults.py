@@ -24,3 +24,30 @@ def default_args(retry_delay: dt.timedelta, execution_timeout: dt.timedelta, ret
         "execution_timeout": execution_timeout,
         "on_failure_callback": on_failure,
     }
+
+
+def weekly_stage_dag(dag_id: str, stage: str, schedule: str, doc_md: str, tags: list[str]):
+    """A weekly DAG of one task that runs one stage for its logical date (training, maintenance)."""
+    from airflow.sdk import dag, task
+
+    @dag(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=dt.datetime(2026, 10, 1),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=dt.timedelta(hours=6),
+        tags=tags,
+        default_args=default_args(retry_delay=dt.timedelta(minutes=10), execution_timeout=dt.timedelta(hours=5)),
+        doc_md=doc_md,
+    )
+    def weekly():
+        @task(task_id=stage)
+        def run(ds: str | None = None) -> dict:
+            from jobs.airflow_support import run_stage
+
+            return run_stage(stage, ds)
+
+        run()
+
+    return weekly()

@@ -155,9 +155,8 @@ def test_run_killed_mid_write_leaves_nothing_visible_and_the_rerun_completes(spa
     assert lake.version(spark, run.paths, table) == version_before
     seen = lake.read(spark, run.paths, table).where(F.col("snapshot_date") == F.lit(day))
     assertDataFrameEqual(seen, spark.createDataFrame(uninterrupted, schema=seen.schema))
-    # The rerun (the same command, as Airflow's retry would run it) completes with the uninterrupted output.
-    subprocess.run([sys.executable, "-m", "jobs.cli", "tags", "--date", day.isoformat()],
-                   env={**env, "CPC_SPARK_CONF_JSON": "{}"}, check=True, capture_output=True)
+    # The rerun (the same stage, as Airflow's retry would run it) completes with the uninterrupted output.
+    pipeline.run_tags(day, run)
     rerun = lake.read(spark, run.paths, table).where(F.col("snapshot_date") == F.lit(day))
     assert lake.version(spark, run.paths, table) > version_before
     assertDataFrameEqual(rerun, spark.createDataFrame(uninterrupted, schema=rerun.schema))
