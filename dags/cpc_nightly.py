@@ -6,8 +6,8 @@ Turns the day's operator files into customer tags and each channel's target list
 `ingest` (control file, schema, Great Expectations suite; bronze Delta tables, quarantine, ledger)
 -> `conform` (silver.customer_day) -> `tags` (gold.customer_tags, gold.tag_stats) -> `segments` (lifecycle
 stage and service tier) and `propensity` (LightGBM scores of the models current on the date, gold.propensity;
-trained weekly by the `cpc_training` DAG) -> `score` (gold.cpc_offers) -> `export` (one list per outbound channel, published
-atomically).
+trained weekly by the `cpc_training` DAG) -> `score` (campaigns under the contact policy: gold.cpc_decisions,
+gold.cpc_funnel) -> `export` (one list per outbound channel and the placements, published atomically).
 
 Every task is keyed by the run's logical date (`ds`) and replaces exactly its own partitions, so any task of
 any date can be cleared and rerun. Transient failures retry with exponential backoff; data errors (a broken

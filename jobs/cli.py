@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--date", type=_date)
         c.add_argument("--start", type=_date)
         c.add_argument("--end", type=_date)
+    fn = sub.add_parser("funnel", help="print a date's CPC funnel (which policy rule removed how many) as markdown")
+    fn.add_argument("--date", type=_date, required=True)
     for name in ("tags", "segments", "propensity", "score", "export", "summary", "reopen", "maintain", "train"):
         c = sub.add_parser(name, help=f"run the {name} stage for one date")
         c.add_argument("--date", type=_date, required=True)
@@ -104,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             server.serve_forever()
         except KeyboardInterrupt:
             server.shutdown()
+        return 0
+    if args.cmd == "funnel":
+        from jobs import funnel
+        from jobs.spark import get_spark
+
+        print(funnel.markdown(get_spark(cfg), cfg.paths, args.date))
         return 0
     if args.cmd == "catalogue-doc":
         from jobs.catalogue_doc import write

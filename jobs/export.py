@@ -1,14 +1,26 @@
-"""Exports: the day's target list for each outbound channel, and the placements for passive channels.
+"""Exports: the day's list for each outbound channel, and the placements for the passive ones, in the shape each
+downstream system takes.
 
-Each customer is contacted at most once a day: with their rank-1 offer. Offers on an active channel go to
-that channel's list, cut at the channel's daily capacity by expected value across all customers (a global
-top-k, not first come); offers on a passive channel go to the placements list (shown when the customer
-calls or visits).
+The lists are the CPC decisions (``gold.cpc_decisions``), nothing more: every ``contact`` row goes to its
+channel's list, every ``placement`` row to the placements table, so rows exported = rows decided (checked
+before anything is published). Shapes (columns in ``conf/channels.yaml`` ``export``):
+- SMS gateway (``sms_push``): number, template, parameters (``key=value;...``)
+- WeChat and e-mail: the customer's WeChat binding (customer id) or address, template, parameters
+- outbound IVR: number, script, parameters
+- outbound calls for agents: customer, number, campaign, offer, price, reasons, best time to call, tier
+- placements (passive channels): customer -> offer to show when they call or visit, and how: agent pop-up,
+  IVR routing hint, web/WAP/app banner, SMS-hall menu; valid until a date
+Every row carries ``contact_ref``, the key a response comes back with.
+
+Before publishing, each list is checked against the policy's absolutes: nobody opted out (all channels or
+this one), nobody in a tier without marketing, nobody in the campaign's holdout, never more rows than the
+channel's capacity. A failed check publishes nothing.
 
 Every list is published atomically: written to a hidden version folder with its data file, ``manifest.json``
-(rows, SHA-256, run date, campaign, columns, the Delta version of the offers it came from) and ``_SUCCESS``;
-then ``exports/<date>/<channel>`` (a symbolic link) is switched to it in one rename. A reader never sees
-half a list; a rerun publishes a new version and switches the link.
+(rows, SHA-256, run date, campaigns, columns, the Delta versions of the tables it came from, the decision
+run with its model versions) and ``_SUCCESS``; then ``exports/<date>/<channel>`` (a symbolic link) is
+switched to it in one rename. A reader never sees half a list; a rerun publishes a new version and switches
+the link.
 """
 
 from __future__ import annotations
@@ -26,8 +38,8 @@ from jobs.config import Paths, business
 from jobs.ingest import close_day
 from jobs.tags import profile_asof
 
-CAMPAIGN = "cpc_daily"
-PLACEMENT_COLUMNS = ("customer_id", "channel", "product_id", "offer_name", "expected_value", "reasons")
+PLACEMENT_COLUMNS = ("contact_ref", "customer_id", "channel", "display", "campaign_id", "product_id", "offer_name",
+                     "reasons", "valid_until")
 
 
 class ExportError(RuntimeError):
@@ -42,56 +54,70 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-SOURCES = ("gold.cpc_offers", "gold.customer_tags", "gold.customer_segment", "bronze.crm_profile")
+SOURCES = ("gold.cpc_decisions", "gold.customer_tags", "gold.customer_segment", "bronze.crm_profile")
 
 
 def contactable(spark, paths: Paths, day: dt.date, versions: dict[str, int] | None = None):
-    """Rank-1 offers joined with what the channels need (phone, e-mail), and the guards the policy demands.
-    ``versions`` reads every source table at a recorded Delta version (to rebuild a list as it was sent)."""
+    """The day's contacts and placements joined with what the channels need (phone, e-mail, display) and the
+    guards the policy demands. ``versions`` reads every source table at a recorded Delta version (to rebuild
+    a list as it was sent)."""
     from pyspark.sql import functions as F
+
+    from jobs.cpc import load_conf
 
     v = versions or {}
     cond = f"snapshot_date = '{day.isoformat()}'"
-    offers = lake.read(spark, paths, "gold.cpc_offers", v.get("gold.cpc_offers")).where(cond).where("rank = 1")
-    products = spark.createDataFrame(
-        [(p["id"], p["name_en"], float(p["price"])) for p in business("products")["products"]],
-        "product_id string, offer_name string, price double",
-    )
+    decided = lake.read(spark, paths, "gold.cpc_decisions", v.get("gold.cpc_decisions")).where(cond).where(
+        F.col("outcome").isin("contact", "placement"))
+    _, channels, _, camps, policy = load_conf()
+    display = spark.createDataFrame([(c.id, c.display) for c in channels if c.kind == "passive"], "channel string, display string")
+    shares = spark.createDataFrame([(c.id, c.holdout) for c in camps], "campaign_id string, holdout_share double")
     contact = profile_asof(spark, paths, day, v.get("bronze.crm_profile")).select("customer_id", "msisdn", "email")
     guards = lake.read(spark, paths, "gold.customer_tags", v.get("gold.customer_tags")).where(cond).select(
-        "customer_id", "cp_optout_all", "cp_optout_sms_push", "cp_optout_outbound_call", "cp_optout_outbound_ivr",
-        "cp_optout_wechat", "cp_optout_email", "soc_elderly",
+        "customer_id", "cp_optout_all", *[f"cp_optout_{c.id}" for c in channels if c.kind == "active"], "soc_elderly",
     )
     tiers = lake.read(spark, paths, "gold.customer_segment", v.get("gold.customer_segment")).where(cond).select("customer_id", "marketing_allowed")
+    from jobs.cpc import holdout_bucket_col
+
+    params = F.concat_ws(";", F.concat(F.lit("offer="), F.col("offer_name")), F.concat(F.lit("price="), F.col("price").cast("string")),
+                         F.concat(F.lit("product="), F.col("product_id")), F.concat(F.lit("ref="), F.col("contact_ref")))
     return (
-        offers.join(F.broadcast(products), on="product_id", how="left")
-        .join(contact, on="customer_id", how="left")
+        decided.join(contact, on="customer_id", how="left")
         .join(guards, on="customer_id", how="left")
-        .join(tiers, on="customer_id", how="left")
-        .withColumn("template_id", F.concat_ws("_", F.lit("T"), F.upper("channel"), "product_id"))
-        .withColumn("script_id", F.concat_ws("_", F.lit("S"), "product_id"))
+        .join(tiers.withColumnRenamed("marketing_allowed", "tier_marketing_allowed"), on="customer_id", how="left")
+        .join(F.broadcast(display), on="channel", how="left")
+        .join(F.broadcast(shares), on="campaign_id", how="left")
+        .withColumn("in_holdout", holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
+                    < F.round(F.coalesce(F.col("holdout_share"), F.lit(0.0)) * 10000))
+        .withColumn("template_id", F.concat_ws("_", F.lit("T"), F.upper("channel"), F.upper("campaign_id"), "product_id"))
+        .withColumn("script_id", F.concat_ws("_", F.lit("S"), F.upper("campaign_id"), "product_id"))
+        .withColumn("subject", F.col("offer_name"))
+        .withColumn("params", params)
         .withColumn("best_time", F.when(F.col("soc_elderly"), F.lit("10:00-12:00")).otherwise(F.lit("18:00-20:00")))
+        .withColumn("valid_until", F.date_add(F.lit(day), policy.placement_valid_days))
     )
 
 
 def select_list(base, channel: dict):
-    """The rows of one channel's list from the contactable offers (deterministic order)."""
+    """The rows of one channel's list (deterministic order): its contacts, or every placement."""
     from pyspark.sql import functions as F
 
     if channel["id"] == "placements":
-        return base.where(F.col("channel_kind") == "passive").orderBy("customer_id")
-    return base.where(F.col("channel") == channel["id"]).orderBy(F.col("expected_value").desc(), "customer_id").limit(int(channel["capacity"]))
+        return base.where(F.col("outcome") == "placement").orderBy("customer_id", "channel")
+    return base.where((F.col("outcome") == "contact") & (F.col("channel") == channel["id"])).orderBy(
+        F.col("expected_value").desc(), "customer_id")
 
 
 def policy_violations(df, channel: str):
-    """Rows that must never be exported: opted out (all or this channel) or in a tier without marketing."""
+    """Rows that must never be exported: opted out (all or this channel), in a tier without marketing, or in
+    the campaign's holdout."""
     from pyspark.sql import functions as F
 
     opt = F.coalesce(F.col("cp_optout_all"), F.lit(True))
     col = f"cp_optout_{channel}"
     if col in df.columns:
         opt = opt | F.coalesce(F.col(col), F.lit(True))
-    return df.where(opt | ~F.coalesce(F.col("marketing_allowed"), F.lit(False)))
+    return df.where(opt | ~F.coalesce(F.col("tier_marketing_allowed"), F.lit(False)) | F.coalesce(F.col("in_holdout"), F.lit(True)))
 
 
 def write_list(df, columns: list[str], folder: Path, name: str, day: dt.date) -> tuple[Path, int]:
@@ -109,7 +135,8 @@ def write_list(df, columns: list[str], folder: Path, name: str, day: dt.date) ->
     return data, df.count()
 
 
-def _publish(df, columns: list[str], paths: Paths, day: dt.date, name: str, versions: dict[str, int]) -> dict:
+def _publish(df, columns: list[str], paths: Paths, day: dt.date, name: str, versions: dict[str, int],
+             run: dict | None = None, campaigns: list[str] | None = None) -> dict:
     """Write ``df`` as one gzip CSV with its manifest, then switch ``exports/<day>/<name>`` to it."""
     folder = paths.export_day(day)
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,9 +145,10 @@ def _publish(df, columns: list[str], paths: Paths, day: dt.date, name: str, vers
     data, rows = write_list(df, columns, tmp, name, day)
     digest = _sha256(data)
     manifest = {
-        "channel": name, "run_date": day.isoformat(), "campaign": CAMPAIGN, "rows": rows,
+        "channel": name, "run_date": day.isoformat(), "campaigns": campaigns, "rows": rows,
         "columns": columns, "files": [{"name": data.name, "sha256": digest, "bytes": data.stat().st_size}],
-        "source": {"table": "gold.cpc_offers", "delta_version": versions["gold.cpc_offers"], "versions": versions},
+        "source": {"table": "gold.cpc_decisions", "delta_version": versions["gold.cpc_decisions"], "versions": versions,
+                   "decision_run": run},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (tmp / "_SUCCESS").write_text("")
@@ -173,27 +201,54 @@ def audit_rows(spark, published: list[dict], day: dt.date, version: int):
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return spark.createDataFrame(
         [(day, p["channel"], p["rows"], p["sha256"], p["path"], version, who, run_id, now) for p in published],
-        "run_date date, channel string, rows bigint, sha256 string, path string, offers_version bigint, "
+        "run_date date, channel string, rows bigint, sha256 string, path string, decisions_version bigint, "
         "published_by string, airflow_run_id string, published_at timestamp",
     )
 
 
-def run(spark, paths: Paths, day: dt.date) -> list[dict]:
+def decision_run(spark, paths: Paths, day: dt.date) -> dict:
+    """The day's CPC decision run (ops.cpc_runs): run id, input table versions, model versions, config hash."""
+    row = lake.read(spark, paths, "ops.cpc_runs").where(f"snapshot_date = '{day.isoformat()}'").first()
+    if row is None:
+        raise ExportError(f"no CPC decision for {day} in ops.cpc_runs: run the score stage first")
+    return {"run_id": row["run_id"], "input_versions": json.loads(row["input_versions"]),
+            "model_versions": json.loads(row["model_versions"]), "config_sha256": row["config_sha256"]}
 
+
+def decided_counts(spark, paths: Paths, day: dt.date, version: int) -> dict[str, int]:
+    """Rows decided per list, straight from gold.cpc_decisions (what every list must hold, no more, no less)."""
+    from pyspark.sql import functions as F
+
+    d = lake.read(spark, paths, "gold.cpc_decisions", version).where(f"snapshot_date = '{day.isoformat()}'")
+    key = F.when(F.col("outcome") == "placement", F.lit("placements")).otherwise(F.col("channel"))
+    return {r["k"]: int(r["count"]) for r in d.where(F.col("outcome").isin("contact", "placement")).groupBy(key.alias("k")).count().collect()}
+
+
+def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     t0 = time.time()
     versions = {t: lake.version(spark, paths, t) for t in SOURCES}
-    version = versions["gold.cpc_offers"]
+    version = versions["gold.cpc_decisions"]
+    run_info = decision_run(spark, paths, day)
+    expected = decided_counts(spark, paths, day, version)
     base = contactable(spark, paths, day, versions).cache()
-    published = []
-    for ch in list_channels():
+    checked = []
+    for ch in list_channels():  # every list is checked before any is published
         chosen = select_list(base, ch)
         bad = policy_violations(chosen, ch["id"]).count()
         if bad:
-            raise ExportError(f"{ch['id']}: {bad} rows break the contact policy (opted out or tier without marketing); nothing published")
-        published.append(_publish(chosen, list(ch["export"]), paths, day, ch["id"], versions))
+            raise ExportError(f"{ch['id']}: {bad} rows break the contact policy (opted out, tier without marketing or in "
+                              f"a holdout); nothing published")
+        n, want = chosen.count(), expected.get(ch["id"], 0)
+        if n != want:
+            raise ExportError(f"{ch['id']}: {n} rows to export but {want} decided in gold.cpc_decisions v{version}; nothing published")
+        if ch.get("capacity") is not None and n > int(ch["capacity"]):
+            raise ExportError(f"{ch['id']}: {n} rows exceed the channel's daily capacity {ch['capacity']}; nothing published")
+        camps = sorted(r["campaign_id"] for r in chosen.select("campaign_id").distinct().collect())  # a few campaigns
+        checked.append((ch, chosen, camps))
+    published = [_publish(chosen, list(ch["export"]), paths, day, ch["id"], versions, run_info, camps) for ch, chosen, camps in checked]
     base.unpersist()
     rows = [(day, p["channel"], p["rows"], p["sha256"], p["path"], version) for p in published]
-    log = spark.createDataFrame(rows, "run_date date, channel string, rows bigint, sha256 string, path string, offers_version bigint")
+    log = spark.createDataFrame(rows, "run_date date, channel string, rows bigint, sha256 string, path string, decisions_version bigint")
     lake.replace(log, paths, "ops.export_log", f"run_date = '{day.isoformat()}'")
     lake.append(audit_rows(spark, published, day, version), paths, "ops.export_audit")
     close_day(spark, paths, day)

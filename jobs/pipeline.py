@@ -188,7 +188,13 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
         for r in lake.read(spark, paths, "ops.ingest_ledger").where(F.col("delivery_date") == F.lit(day)).collect():  # one row per file
             ledger[r["kind"]] = {"status": r["status"], "received": r["rows_received"], "quarantined": r["rows_quarantined"]}
     n_tags = len(tags.load_catalogue().tags)
-    out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports, "ingest": ledger}
+    campaigns = []
+    if lake.exists(spark, paths, "gold.cpc_funnel"):
+        from jobs import funnel
+
+        campaigns = funnel.short(spark, paths, day)
+    out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports,
+           "ingest": ledger, "campaigns": campaigns}
     paths.reports.mkdir(parents=True, exist_ok=True)
     (paths.reports / f"run_{day.isoformat()}.json").write_text(json.dumps(out, indent=2))
     return out
@@ -208,6 +214,10 @@ def print_summary(s: dict) -> None:
     for name, t in s["tables"].items():
         print(f"  {name:<24} {t['rows']:>9}  {t['path']}")
     print(f"Tags computed: {s['tags']} per customer (gold.customer_tags; catalogue in gold.tag_catalogue)")
+    if s.get("campaigns"):
+        print(f"Campaigns (customers; the whole funnel: cpc funnel --date {s['run_date']}):")
+        for line in s["campaigns"]:
+            print(line)
     print("Lists for downstream systems:")
     for ch, e in s["exports"].items():
         print(f"  {ch:<14} {e['rows']:>7} rows  {e['path']}")

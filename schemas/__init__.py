@@ -334,7 +334,41 @@ TABLES: dict[str, Table] = {
             grain="one row per customer per offer rank per snapshot date",
             partition_by=("snapshot_date",),
             keys=("customer_id", "snapshot_date", "rank"),
-            doc="Ranked customer-product-channel offers with their fit scores and reasons.",
+            doc="Each customer's best offers (one per product, on its best channel) among the candidates the contact "
+                "policy let through, ranked by expected value, with the three fits, reasons and what was decided.",
+        ),
+        Table(
+            name="gold.cpc_decisions",
+            grain="one row per contact, placement or holdout per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("snapshot_date", "customer_id", "campaign_id", "product_id", "channel"),
+            doc="What the CPC decision did: active contacts (one a customer a day, within capacity), passive placements, "
+                "and the holdout (control group) members with the offer they would have had; fits, expected value, reasons, "
+                "contact_ref (the key responses come back with) and run_id (ops.cpc_runs: input and model versions).",
+        ),
+        Table(
+            name="gold.cpc_funnel",
+            grain="one row per grain x campaign x channel x step per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("snapshot_date", "grain", "campaign_id", "channel", "step"),
+            doc="Which policy rule removed how many candidates (grain candidate, per channel) and customers (grain customer: "
+                "the step where a customer's last candidate for the campaign went), down to contact and placement.",
+        ),
+        Table(
+            name="gold.fit_product_channel",
+            grain="one row per product x channel that carries it per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("snapshot_date", "product_id", "channel"),
+            doc="The product-channel fit and its components: prior, success from order history, cost, effort, commission, "
+                "authentication (weights in conf/channels.yaml).",
+        ),
+        Table(
+            name="ops.cpc_runs",
+            grain="one row per CPC decision run per snapshot date (the latest)",
+            partition_by=("snapshot_date",),
+            keys=("snapshot_date",),
+            doc="What a day's decisions were made from: Delta versions of the input tables, propensity model versions, "
+                "SHA-256 of the business configuration, the policy and the campaigns active.",
         ),
         Table(
             name="ops.closed_days",

@@ -60,7 +60,7 @@ def test_dag_run_over_tiny_sample_succeeds(sample, spark):
     paths = sample["paths"]
     day = sample["spec"].end_date.isoformat()
     for table, col in [("gold.customer_tags", "snapshot_date"), ("gold.customer_segment", "snapshot_date"),
-                       ("gold.cpc_offers", "snapshot_date"), ("silver.customer_day", "day"), ("bronze.usage", "delivery_date")]:
+                       ("gold.cpc_offers", "snapshot_date"), ("gold.cpc_decisions", "snapshot_date"), ("silver.customer_day", "day"), ("bronze.usage", "delivery_date")]:
         assert lake.read(spark, paths, table).where(f"{col} = '{day}'").count() > 0, table
     folder = paths.export_day(sample["spec"].end_date)
     lists = {p.name for p in folder.iterdir() if p.is_symlink()}

@@ -173,19 +173,18 @@ def test_cpc_customer_product_fit_takes_the_propensity_decile(spark, trained, la
     from pyspark.sql import functions as F
 
     from jobs import cpc, segments
-    from jobs.tags import load_catalogue
     from models import rules
 
     segments.run(spark, lake_paths, END)
-    products, _, _ = rules.load(set(load_catalogue().ids) | {"lifecycle_stage", "service_tier"})
-    frame = cpc.inputs(spark, lake_paths, END, products)
+    products, _, _, camps, policy = cpc.load_conf()
+    frame = cpc.inputs(spark, lake_paths, END, products, policy, camps)
     assert "prop_take_vas_decile" in frame.columns
     music = next(p for p in products if p.id == "P_MUSIC")
     fit = frame.select("customer_id", "lifecycle_stage", "mkt_held_product_ids", "prop_take_vas_decile",
-                       rules.customer_product_fit(music, frame.columns).alias("fit"))
-    row = fit.where(F.col("lifecycle_stage").isin(list(music.stages))).where(
-        ~F.coalesce(F.col("mkt_held_product_ids"), F.lit("")).contains("P_MUSIC")).first()
+                       rules.product_fit(music, frame.columns).alias("fit"), rules.fit_source(music, frame.columns).alias("source"))
+    row = fit.where(F.col("prop_take_vas_decile").isNotNull()).first()
     assert row["fit"] == pytest.approx(row["prop_take_vas_decile"] / 10.0)
+    assert row["source"] == f"model take_vas decile {row['prop_take_vas_decile']}"
 
 
 def test_metrics_against_known_answers():

@@ -1,16 +1,14 @@
-"""Lifecycle stages, service tiers and the rule-based CPC scoring on hand-written rows."""
+"""Lifecycle stages and service tiers on hand-written rows (the CPC decision: tests/test_policy.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs import cpc, segments
+from jobs import segments
 from jobs.tags import apply_tags, load_catalogue
-from models import rules
 from tests.helpers import SNAPSHOT, base_frame
 
 D = dt.timedelta
@@ -63,37 +61,3 @@ def test_service_tier_rules(spark, cat):
         "customer_id string, service_tier string, marketing_allowed boolean, answer_rate double",
     )
     assertDataFrameEqual(seg.select("customer_id", "service_tier", "marketing_allowed", "answer_rate"), expected)
-
-
-def test_cpc_respects_policy_and_stages(spark, cat):
-    heavy = {**ACTIVE, "data_mb_30d": 20000, "data_mb_7d": 5000, "data_mb_prev23d": 15000, "contacts_app_30d": 3, "total_fee_30d": 150.0}
-    rows = [
-        {"customer_id": "optout", "activation_date": OLD, "optouts": ["all"], "birth_year": 1990, **heavy},
-        {"customer_id": "complaint", "activation_date": OLD, "open_complaints": 1, "birth_year": 1990, **heavy},
-        {"customer_id": "onboard", "activation_date": SNAPSHOT - D(days=20), "birth_year": 1990, "has_wechat": True, **heavy},
-        {"customer_id": "mature", "activation_date": OLD, "birth_year": 1990, "has_wechat": True, "credit_level": 4,
-         "held_products": ["P_DATA_5G"], **heavy},
-    ]
-    tags, seg = segmented(spark, cat, rows)
-    products, channels, categories = rules.load(set(cat.ids))
-    offers = cpc.score(tags.join(seg.drop("snapshot_date"), on="customer_id", how="inner"), products, channels, categories)
-    got = {cid: [(r["rank"], r["product_id"], r["expected_value"]) for r in sorted(rs, key=lambda r: r["rank"])]
-           for cid, rs in _group(offers.collect()).items()}
-    assert "optout" not in got, "opt-outs are absolute"
-    assert "complaint" not in got, "the open-complaint tier forbids marketing"
-    assert [p for _, p, _ in got["onboard"]] == ["C_WELCOME_GUIDE"], "no selling in onboarding"
-    mature = got["mature"]
-    assert [r for r, _, _ in mature] == list(range(1, len(mature) + 1)) and 1 <= len(mature) <= cpc.TOP_N
-    assert all(a[2] >= b[2] > 0 for a, b in zip(mature, mature[1:], strict=False)), "ranked by expected value"
-    stages = {p.id: p.stages for p in products}
-    assert all("mature" in stages[p] for _, p, _ in mature)
-    assert "P_DATA_5G" not in [p for _, p, _ in mature], "a held product is not offered again"
-    reasons = offers.where(F.col("customer_id") == "mature").first()["reasons"]
-    assert reasons.startswith("stage mature; product fit")
-
-
-def _group(rows):
-    out = {}
-    for r in rows:
-        out.setdefault(r["customer_id"], []).append(r)
-    return out

@@ -1,0 +1,93 @@
+"""The CPC decision and exports on the sample nightly run (the DAG run of conftest's ``sample``): capacity
+never exceeded, holdouts never in a list, rows exported = rows decided, the funnel adds up, every list in its
+system's shape with the versions it came from."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import cpc, export, funnel, lake
+from models import campaigns as campaign_conf
+
+
+@pytest.fixture(scope="module")
+def run(sample, spark):
+    paths, day = sample["paths"], sample["spec"].end_date
+    decided = lake.read(spark, paths, "gold.cpc_decisions").where(F.col("snapshot_date") == F.lit(day))
+    folder = paths.export_day(day)
+    lists = {}
+    for link in sorted(p for p in folder.iterdir() if p.is_symlink()):
+        manifest = json.loads((link / "manifest.json").read_text())
+        with gzip.open(link / manifest["files"][0]["name"], "rt", newline="") as fh:
+            lists[link.name] = {"manifest": manifest, "rows": list(csv.DictReader(fh))}
+    return {"paths": paths, "day": day, "decided": [r.asDict() for r in decided.collect()], "lists": lists}  # tiny sample
+
+
+def test_capacity_never_exceeded_and_one_contact_a_customer(run):
+    _, channels, _, _, _ = cpc.load_conf()
+    contacts = [r for r in run["decided"] if r["outcome"] == "contact"]
+    assert contacts, "the sample run contacts somebody"
+    for c in channels:
+        if c.kind == "active":
+            assert sum(r["channel"] == c.id for r in contacts) <= c.capacity
+    who = [r["customer_id"] for r in contacts]
+    assert len(who) == len(set(who))
+
+
+def test_holdout_customers_never_appear_in_a_list(run):
+    _, _, _, camps, policy = cpc.load_conf()
+    share = {c.id: c.holdout for c in camps}
+    held = {(r["customer_id"], r["campaign_id"]) for r in run["decided"] if r["outcome"] == "holdout"}
+    assert held, "the sample has holdout members"
+    by_ref = {r["contact_ref"]: r for r in run["decided"]}
+    for name, lst in run["lists"].items():
+        for row in lst["rows"]:
+            d = by_ref[row["contact_ref"]]
+            assert (d["customer_id"], d["campaign_id"]) not in held, name
+            assert campaign_conf.holdout_bucket(policy.holdout_salt, d["campaign_id"], d["customer_id"]) >= share[d["campaign_id"]] * 10000
+
+
+def test_rows_exported_equal_rows_decided_in_each_systems_shape(run):
+    decided = run["decided"]
+    for name, lst in run["lists"].items():
+        if name == "placements":
+            want = [r for r in decided if r["outcome"] == "placement"]
+        else:
+            want = [r for r in decided if r["outcome"] == "contact" and r["channel"] == name]
+        assert lst["manifest"]["rows"] == len(lst["rows"]) == len(want), name
+        assert {r["contact_ref"] for r in lst["rows"]} == {r["contact_ref"] for r in want}, name
+        assert list(lst["rows"][0].keys()) if lst["rows"] else True
+        assert lst["manifest"]["source"]["decision_run"]["model_versions"] is not None
+        assert "gold.cpc_decisions" in lst["manifest"]["source"]["versions"]
+    sms = run["lists"]["sms_push"]
+    assert sms["manifest"]["columns"] == ["contact_ref", "msisdn", "template_id", "params"]
+    assert all(r["params"].startswith("offer=") and r["msisdn"] for r in sms["rows"])
+    placed = run["lists"]["placements"]["rows"]
+    assert placed and {r["display"] for r in placed} <= {"agent_popup", "ivr_routing_hint", "web_banner", "wap_banner", "sms_hall_menu", "app_banner"}
+    call = run["lists"]["outbound_call"]["manifest"]["columns"]
+    assert {"customer_id", "reasons", "best_time", "offer_name"} <= set(call)
+
+
+def test_funnel_adds_up(run, spark):
+    t = funnel.tables(spark, run["paths"], run["day"])
+    decided = run["decided"]
+    assert t["candidates"]["contact"] == sum(r["outcome"] == "contact" for r in decided)
+    assert t["candidates"]["placement"] == sum(r["outcome"] == "placement" for r in decided)
+    for camp, steps in t["customers"].items():
+        reached = {r["customer_id"] for r in decided if r["campaign_id"] == camp and r["outcome"] == "contact"}
+        assert steps.get("contact", 0) == len(reached), camp
+    text = funnel.markdown(spark, run["paths"], run["day"])
+    assert "| opt_out |" in text and "contacted" in text
+
+
+def test_decision_run_records_versions(run, spark):
+    info = export.decision_run(spark, run["paths"], run["day"])
+    assert {"gold.customer_tags", "gold.customer_segment"} <= set(info["input_versions"])
+    assert len(info["config_sha256"]) == 64
+    pc = lake.read(spark, run["paths"], "gold.fit_product_channel").where(F.col("snapshot_date") == F.lit(run["day"]))
+    assert pc.where("channel = 'app' and product_id = 'P_GAMES'").first()["fit"] > 0

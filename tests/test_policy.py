@@ -1,0 +1,280 @@
+"""The contact policy, rule by rule, on hand-written customers; capacity assignment on a case with a known
+answer; campaigns and policy configuration errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import cpc, segments
+from jobs.config import ConfigError
+from jobs.tags import apply_tags, load_catalogue
+from models import campaigns as campaign_conf
+from models import rules
+from tests.helpers import SNAPSHOT, base_frame
+
+D = dt.timedelta
+OLD = SNAPSHOT - D(days=1000)
+ACTIVE = {"days_since_out_calls": 0, "usage_days_7d": 7, "voice_out_min_7d": 70, "voice_out_min_prev23d": 230,
+          "total_fee_30d": 40.0, "birth_year": 1990, "has_wechat": True, "activation_date": OLD, "credit_level": 4}
+
+
+@pytest.fixture(scope="module")
+def conf():
+    products, channels, categories, camps, policy = cpc.load_conf()
+    pc = rules.product_channel_fits(products, channels, categories, {}, {})
+    return {"products": products, "channels": channels, "camps": camps, "policy": policy,
+            "pc_fit": {(r["product_id"], r["channel"]): r["fit"] for r in pc}}
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return load_catalogue()
+
+
+def decide(spark, cat, conf, rows, extra=None, policy=None, channels=None, camps=None):
+    """Hand-written customers -> every candidate with its outcome, as dicts. ``extra`` adds per-customer
+    input columns the pipeline derives from history (recent contacts, declines, open trials)."""
+    _, tiers = segments.rules()
+    tags = apply_tags(base_frame(spark, cat, rows), cat)
+    frame = tags.join(segments.segment(tags, tiers).drop("snapshot_date"), on="customer_id")
+    if extra:
+        frame = frame.join(spark.createDataFrame(extra[1], extra[0]), on="customer_id", how="left")
+    channels = channels or conf["channels"]
+    camps = camps or conf["camps"]
+    policy = policy or conf["policy"]
+    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT)
+    cands = cpc.candidates(frame, conf["products"], channels, camps, policy, combo, SNAPSHOT)
+    return [r.asDict() for r in cpc.decide(cands, channels, policy, log=lambda *_: None).collect()]
+
+
+def outcomes(decided, customer, **match):
+    return {r["outcome"] for r in decided if r["customer_id"] == customer and all(r[k] == v for k, v in match.items())}
+
+
+def not_holdout(conf, campaign="cpc_daily", prefix="c"):
+    """A customer id outside the campaign's holdout (so the other rules can be seen)."""
+    share = next(c.holdout for c in conf["camps"] if c.id == campaign)
+    for i in range(1000):
+        cid = f"{prefix}{i}"
+        if campaign_conf.holdout_bucket(conf["policy"].holdout_salt, campaign, cid) >= share * 10000:
+            return cid
+    raise AssertionError
+
+
+def test_opt_out_of_all_channels_is_absolute(spark, cat, conf):
+    cid = not_holdout(conf)
+    got = decide(spark, cat, conf, [{"customer_id": cid, "optouts": ["all"], **ACTIVE}])
+    assert got and {r["outcome"] for r in got} == {"opt_out"}
+
+
+def test_opt_out_of_one_channel_removes_that_channel_only(spark, cat, conf):
+    cid = not_holdout(conf)
+    got = decide(spark, cat, conf, [{"customer_id": cid, "optouts": ["sms_push"], **ACTIVE}])
+    assert outcomes(got, cid, channel="sms_push") == {"opt_out"}
+    assert "opt_out" not in outcomes(got, cid, channel="wechat")
+
+
+def test_unreachable_channel(spark, cat, conf):
+    cid = not_holdout(conf)
+    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE, "has_wechat": False, "email": None}])
+    assert outcomes(got, cid, channel="wechat") == {"unreachable"}
+    assert outcomes(got, cid, channel="email") == {"unreachable"}
+
+
+def test_tier_without_marketing(spark, cat, conf):
+    got = decide(spark, cat, conf, [{"customer_id": "oc", "open_complaints": 1, **ACTIVE}])
+    assert "tier_no_marketing" in {r["outcome"] for r in got}
+    assert {r["outcome"] for r in got} <= {"opt_out", "unreachable", "tier_no_marketing"}, "only the absolutes before it"
+
+
+def test_stage_rule_no_selling_in_onboarding_but_the_second_contact_campaign(spark, cat, conf):
+    got = decide(spark, cat, conf, [
+        {"customer_id": "on20", **ACTIVE, "activation_date": SNAPSHOT - D(days=20)},
+        {"customer_id": "on60", **ACTIVE, "activation_date": SNAPSHOT - D(days=60)},
+    ])
+    assert "stage_rule" in outcomes(got, "on20", campaign_id="cpc_daily", product_id="P_DATA_5G")
+    assert outcomes(got, "on20", campaign_id="cpc_daily", product_id="P_DATA_5G") <= {"stage_rule", "unreachable"}
+    assert "stage_rule" not in outcomes(got, "on20", campaign_id="new_customer_guide")  # the guide is a message
+    assert "stage_rule" not in outcomes(got, "on60", campaign_id="new_customer_offer", product_id="P_SMS_200")
+    assert "stage_rule" in outcomes(got, "on60", campaign_id="cpc_daily", product_id="P_SMS_200")
+
+
+def test_not_eligible_and_already_held(spark, cat, conf):
+    cid = not_holdout(conf)
+    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE, "credit_level": 1, "held_products": ["P_NEWS"]}])
+    assert outcomes(got, cid, campaign_id="cpc_daily", product_id="P_HANDSET_5G") <= {"not_eligible", "stage_rule"}
+    assert "not_eligible" in {r["outcome"] for r in got if r["product_id"] == "P_HANDSET_5G"}
+    assert outcomes(got, cid, product_id="P_NEWS") <= {"already_held", "opt_out", "unreachable", "stage_rule"}
+    assert "already_held" in outcomes(got, cid, product_id="P_NEWS")
+
+
+def test_quiet_period_after_activation_stops_active_contacts_only(spark, cat, conf):
+    quiet = conf["policy"].quiet_days
+    after = decide(spark, cat, conf, [{"customer_id": "new", **ACTIVE, "activation_date": SNAPSHOT - D(days=quiet)}])
+    assert "quiet_period" not in {r["outcome"] for r in after}
+    got = decide(spark, cat, conf, [{"customer_id": "new", **ACTIVE, "activation_date": SNAPSHOT - D(days=quiet - 1)}])
+    active = {r["outcome"] for r in got if r["channel_kind"] == "active"}
+    assert "quiet_period" in active and active <= set(cpc.RULES[: cpc.RULES.index("quiet_period") + 1])
+    assert "quiet_period" not in {r["outcome"] for r in got if r["channel_kind"] == "passive"}
+
+
+def test_cooldown_after_a_decline(spark, cat, conf):
+    cid = not_holdout(conf)
+    extra = ("customer_id string, days_since_decline int", [(cid, 3)])
+    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], extra)
+    assert "cooldown_after_decline" in {r["outcome"] for r in got}
+    assert not {r["outcome"] for r in got if r["channel_kind"] == "active"} & {"contact", "capacity", "frequency_cap"}
+    days = conf["policy"].cooldown_days
+    edge = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], ("customer_id string, days_since_decline int", [(cid, days - 1)]))
+    assert "cooldown_after_decline" in {r["outcome"] for r in edge}
+    later = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], ("customer_id string, days_since_decline int", [(cid, days)]))
+    assert "cooldown_after_decline" not in {r["outcome"] for r in later}
+
+
+def test_frequency_caps_per_channel_and_across_channels(spark, cat, conf):
+    a, b = not_holdout(conf, prefix="a"), not_holdout(conf, prefix="b")
+    extra = ("customer_id string, recent_total int, recent_by_channel map<string,int>",
+             [(a, 2, {"sms_push": 1, "wechat": 1}), (b, 1, {"sms_push": 1})])
+    # a: two contacts this week reach the cross-channel cap (2). b: one SMS reaches an SMS cap of 1 (set here),
+    # while one contact in all is under the cross-channel cap.
+    cap = dataclasses.replace(conf["policy"], per_channel_cap={**conf["policy"].per_channel_cap, "sms_push": 1})
+    got = decide(spark, cat, conf, [{"customer_id": a, **ACTIVE}, {"customer_id": b, **ACTIVE}], extra, policy=cap)
+    assert {r["outcome"] for r in got if r["customer_id"] == a and r["channel_kind"] == "active"} <= {"frequency_cap", "unreachable", "opt_out", "recently_contacted", "stage_rule", "not_eligible", "already_held"}
+    assert "frequency_cap" in outcomes(got, a, channel="wechat")
+    assert "frequency_cap" in outcomes(got, b, channel="sms_push")
+    assert "frequency_cap" not in outcomes(got, b, channel="wechat")
+
+
+def test_recently_contacted_by_the_campaign(spark, cat, conf):
+    cid = not_holdout(conf)
+    extra = ("customer_id string, recent_by_campaign map<string,int>", [(cid, {"cpc_daily": 2})])
+    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], extra)
+    active = {r["outcome"] for r in got if r["campaign_id"] == "cpc_daily" and r["channel_kind"] == "active"}
+    assert "recently_contacted" in active and "contact" not in active
+
+
+def test_no_value_when_the_contact_costs_more_than_it_can_bring(spark, cat, conf):
+    cid = not_holdout(conf)
+    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}])
+    assert "no_value" in outcomes(got, cid, channel="outbound_call")
+    assert all(r["expected_value"] <= 0 or r["fit_customer_product"] <= 0 for r in got if r["outcome"] == "no_value")
+
+
+def test_holdout_is_stable_recorded_and_never_contacted(spark, cat, conf):
+    camp = next(c for c in conf["camps"] if c.id == "cpc_daily")
+    ids = [f"h{i}" for i in range(400)]
+    expected = {c for c in ids if campaign_conf.holdout_bucket(conf["policy"].holdout_salt, camp.id, c) < camp.holdout * 10000}
+    spark_buckets = {r["c"]: r["b"] for r in spark.createDataFrame([(c,) for c in ids], "c string").select(
+        "c", cpc.holdout_bucket_col(conf["policy"].holdout_salt, F.lit(camp.id), F.col("c")).alias("b")).collect()}
+    assert all(spark_buckets[c] == campaign_conf.holdout_bucket(conf["policy"].holdout_salt, camp.id, c) for c in ids)
+    assert 5 <= len(expected) <= 40  # about 5% of 400
+    held = sorted(expected)[:2]
+    got = decide(spark, cat, conf, [{"customer_id": c, **ACTIVE} for c in held])
+    for c in held:
+        daily = outcomes(got, c, campaign_id="cpc_daily")
+        assert "holdout" in daily and not daily & {"contact", "placement"}
+
+
+def test_passive_first_for_a_customer_who_will_come_to_us(spark, cat, conf):
+    frequent, never = not_holdout(conf, prefix="f"), not_holdout(conf, prefix="n")
+    rows = [{"customer_id": frequent, **ACTIVE, "contacts_app_30d": 20}, {"customer_id": never, **ACTIVE}]
+    got = decide(spark, cat, conf, rows)
+    assert "passive_first" in {r["outcome"] for r in got if r["customer_id"] == frequent}
+    assert "passive_first" not in {r["outcome"] for r in got if r["customer_id"] == never}
+    placed = {(r["campaign_id"], r["product_id"]) for r in got if r["customer_id"] == frequent and r["outcome"] == "placement"}
+    pushed_instead = {(r["campaign_id"], r["product_id"]) for r in got if r["customer_id"] == frequent and r["outcome"] == "passive_first"}
+    assert pushed_instead and pushed_instead <= placed, "only an offer actually placed keeps it from being pushed"
+
+
+def test_one_active_contact_a_day_and_one_placement_per_touchpoint(spark, cat, conf):
+    rows = [{"customer_id": not_holdout(conf, prefix=p), **ACTIVE, "email": f"{p}@x.cn"} for p in "pqrs"]
+    got = decide(spark, cat, conf, rows)
+    for r in rows:
+        mine = [g for g in got if g["customer_id"] == r["customer_id"]]
+        assert sum(g["outcome"] == "contact" for g in mine) <= 1
+        placed = [g["channel"] for g in mine if g["outcome"] == "placement"]
+        assert len(placed) == len(set(placed))
+    assert any(g["outcome"] == "one_offer_a_day" for g in got)
+
+
+def _assign(spark, rows, capacity):
+    df = spark.createDataFrame([(c, "camp", "P", ch, ev, 0.01, 1) for c, ch, ev in rows],
+                               "customer_id string, campaign_id string, product_id string, channel string, expected_value double, cost double, priority int")
+    return {(r["customer_id"], r["channel"]) for r in cpc.assign(df, capacity, 30, log=lambda *_: None).collect()}
+
+
+def test_assignment_under_capacity_known_answer(spark):
+    """Five customers, two channels; SMS takes 2, WeChat 1. Round 1: A, B, C, E propose SMS, D WeChat; SMS keeps
+    A (9) and B (8), refuses C and E. Round 2: C proposes WeChat (3) but D (5) holds it: refused. E has nothing
+    else. With room for two on WeChat, C gets it."""
+    rows = [("A", "sms", 9.0), ("A", "wechat", 1.0), ("B", "sms", 8.0), ("C", "sms", 7.0), ("C", "wechat", 3.0),
+            ("D", "wechat", 5.0), ("E", "sms", 6.0)]
+    assert _assign(spark, rows, {"sms": 2, "wechat": 1}) == {("A", "sms"), ("B", "sms"), ("D", "wechat")}
+    assert _assign(spark, rows, {"sms": 2, "wechat": 2}) == {("A", "sms"), ("B", "sms"), ("D", "wechat"), ("C", "wechat")}
+
+
+def test_assignment_is_not_first_come_first_served(spark):
+    """SMS (room 2) is filled in round 1 by two low-value customers; X, refused by the call channel (room 1) in
+    favour of Y, arrives at SMS in round 2 with a higher value and takes the place of one of them (L2; ties by
+    customer id). A channel that kept whoever came first would have left X out."""
+    rows = [("L1", "sms", 0.1), ("L2", "sms", 0.1), ("X", "call", 10.0), ("X", "sms", 5.0), ("Y", "call", 12.0)]
+    assert _assign(spark, rows, {"sms": 2, "call": 1}) == {("Y", "call"), ("X", "sms"), ("L1", "sms")}
+
+
+def test_capacity_is_never_exceeded_in_the_decision(spark, cat, conf):
+    small = [dataclasses.replace(c, capacity=1) if c.kind == "active" else c for c in conf["channels"]]
+    rows = [{"customer_id": not_holdout(conf, prefix=f"k{i}_"), **ACTIVE, "email": f"k{i}@x.cn"} for i in range(6)]
+    got = decide(spark, cat, conf, rows, channels=small)
+    contacts = [r["channel"] for r in got if r["outcome"] == "contact"]
+    assert contacts and all(contacts.count(ch) <= 1 for ch in set(contacts))
+    assert "capacity" in {r["outcome"] for r in got}
+
+
+def test_trial_campaigns_follow_the_trial_day(spark, cat, conf):
+    cid = not_holdout(conf, "trial_feedback", prefix="t")
+    extra = ("customer_id string, trial_product_id string, trial_day int", [(cid, "P_MUSIC", 15)])
+    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], extra)
+    fb = [r for r in got if r["campaign_id"] == "trial_feedback"]
+    assert fb and {r["product_id"] for r in fb} == {"P_MUSIC"} and {r["channel"] for r in fb} == {"sms_push"}
+    assert not [r for r in got if r["campaign_id"].startswith("trial_expiry")]
+
+
+def test_campaign_configuration_errors_name_the_file(tmp_path, cat, conf):
+    ids = [p.id for p in conf["products"]]
+    chans = [c.id for c in conf["channels"]]
+    good = {"id": "x", "target": "true", "products": ["P_NEWS"], "channels": ["sms_push"], "start": "2026-01-01", "holdout": 0.1}
+    assert campaign_conf.parse(good, "x.yaml", ids, chans, set(cat.ids)).products == ("P_NEWS",)
+    for bad, msg in [({"products": ["P_NOPE"]}, "unknown product"), ({"channels": ["fax"]}, "unknown channel"),
+                     ({"target": "no_such_tag > 1"}, "no_such_tag"), ({"holdout": 1.5}, "holdout"),
+                     ({"kind": "message"}, "needs a value"), ({"end": "2025-01-01"}, "before start")]:
+        with pytest.raises(ConfigError, match=msg) as exc:
+            campaign_conf.parse({**good, **bad}, "conf/campaigns/x.yaml", ids, chans, set(cat.ids))
+        assert "conf/campaigns/x.yaml" in str(exc.value)
+    (tmp_path / "campaigns").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "campaigns" / f"{name}.yaml").write_text("id: same\ntarget: 'true'\nproducts: all\nchannels: all\nstart: 2026-01-01\nholdout: 0\n")
+    with pytest.raises(ConfigError, match="already used"):
+        campaign_conf.load(ids, chans, set(cat.ids), folder=tmp_path / "campaigns")
+
+
+def test_shipped_campaigns_cover_the_brief_scenarios(conf):
+    ids = {c.id for c in conf["camps"]}
+    assert {"new_customer_guide", "new_customer_offer", "contract_renewal", "handset_upgrade", "data_cap_alert",
+            "vas_growth", "trial_feedback", "trial_low_usage", "trial_expiry_sms", "trial_expiry_call"} <= ids
+    assert all(0 < c.holdout < 1 for c in conf["camps"])
+
+
+def test_product_channel_fit_uses_history_and_weights(conf):
+    products = [p for p in conf["products"] if p.id == "P_GAMES"]
+    _, channels, categories = conf["products"], conf["channels"], rules.load(set(load_catalogue().ids) | {"lifecycle_stage", "service_tier"})[2]
+    prior = {r["channel"]: r for r in rules.product_channel_fits(products, channels, categories, {}, {})}
+    hist = {r["channel"]: r for r in rules.product_channel_fits(products, channels, categories, {("P_GAMES", "app"): 50, ("P_GAMES", "wap"): 5},
+                                                                 {"app": 1000, "wap": 1000})}
+    assert set(prior) == set(categories["games"])
+    assert not prior["app"]["success_from_history"] and prior["app"]["success"] == categories["games"]["app"]
+    assert hist["app"]["success"] == 1.0 and hist["wap"]["success"] == pytest.approx(0.1)
+    assert hist["app"]["fit"] > prior["app"]["fit"] and hist["wap"]["fit"] < prior["wap"]["fit"]
