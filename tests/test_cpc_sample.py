@@ -7,11 +7,14 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
 
 from jobs import cpc, export, funnel, lake
+from jobs.config import Paths
 from models import campaigns as campaign_conf
 
 
@@ -91,3 +94,35 @@ def test_decision_run_records_versions(run, spark):
     assert len(info["config_sha256"]) == 64
     pc = lake.read(spark, run["paths"], "gold.fit_product_channel").where(F.col("snapshot_date") == F.lit(run["day"]))
     assert pc.where("channel = 'app' and product_id = 'P_GAMES'").first()["fit"] > 0
+
+
+def test_export_checks_every_list_before_publishing_anything(spark, sample, cfg, tmp_path, monkeypatch):
+    """Over a copy of the sample: a list over its channel's capacity, then a holdout member turned into a
+    contact, each stop the export with an error naming the list and the rule, and no link moves."""
+    root = tmp_path / "copy"
+    shutil.copytree(sample["paths"].root, root, symlinks=True)
+    paths, day = Paths(root), sample["spec"].end_date
+    folder = paths.export_day(day)
+
+    def links():
+        return {p.name: os.readlink(p) for p in folder.iterdir() if p.is_symlink()}
+
+    before = links()
+    rows = {c["id"]: json.loads((folder / c["id"] / "manifest.json").read_text())["rows"] for c in export.list_channels()}
+    busiest = max((c["id"] for c in export.list_channels() if c.get("capacity")), key=lambda c: rows[c])
+    assert rows[busiest] > 1
+    small = [{**c, "capacity": 1} if c["id"] == busiest else c for c in export.list_channels()]
+    monkeypatch.setattr(export, "list_channels", lambda: small)
+    with pytest.raises(export.ExportError, match=f"{busiest}: .* exceed the channel's daily capacity 1"):
+        export.run(spark, paths, day)
+    assert links() == before
+    monkeypatch.undo()
+
+    cond = f"snapshot_date = '{day.isoformat()}'"
+    d = lake.read(spark, paths, "gold.cpc_decisions").where(cond)
+    bad = (d.where("outcome = 'holdout'").orderBy("customer_id", "campaign_id").limit(1)
+           .withColumn("outcome", F.lit("contact")).withColumn("channel", F.lit("sms_push")).withColumn("channel_kind", F.lit("active")))
+    lake.replace(d.unionByName(bad).localCheckpoint(), paths, "gold.cpc_decisions", cond)
+    with pytest.raises(export.ExportError, match="sms_push: 1 rows break the contact policy"):
+        export.run(spark, paths, day)
+    assert links() == before
