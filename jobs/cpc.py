@@ -89,10 +89,10 @@ def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float
                 c = by_ch[ch]
                 value = camp.value if camp.value is not None else p.value
                 stages = list(camp.stages or p.stages)
-                rows.append((camp.id, camp.kind, camp.priority, camp.trial, camp.holdout, camp.repeat_after_days,
+                rows.append((camp.id, camp.kind, camp.priority, camp.urgent, camp.trial, camp.holdout, camp.repeat_after_days,
                              p.id, p.category, p.name_en, p.price, float(value), stages, p.propensity, ch, c.kind,
                              c.cost, float(pc_fit[(p.id, ch)])))
-    schema = ("campaign_id string, campaign_kind string, priority int, trial boolean, holdout_share double, "
+    schema = ("campaign_id string, campaign_kind string, priority int, urgent boolean, trial boolean, holdout_share double, "
               "repeat_after_days int, product_id string, category string, offer_name string, price double, value double, "
               "stages array<string>, model string, channel string, channel_kind string, cost double, fit_product_channel double")
     return spark.createDataFrame(rows, schema)
@@ -167,7 +167,7 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
         outcome = F.when(broken[rule], F.lit(rule)).otherwise(outcome)
     passive_touch = 1 - F.exp(-F.col("inbound_30d") / F.lit(30.0) * F.lit(float(policy.passive_horizon_days)))
     return rows.select(
-        "customer_id", "snapshot_date", "campaign_id", "campaign_kind", "priority", "product_id", "category", "offer_name",
+        "customer_id", "snapshot_date", "campaign_id", "campaign_kind", "priority", "urgent", "product_id", "category", "offer_name",
         "price", "channel", "channel_kind", "cost", "value", "lifecycle_stage", "service_tier",
         F.round("fit_customer_product", 4).alias("fit_customer_product"),
         F.round("fit_product_channel", 4).alias("fit_product_channel"),
@@ -179,20 +179,29 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
     )
 
 
+def _order():
+    """A customer's candidates, best first: urgent service messages, then expected value; ties: lower cost,
+    campaign priority, ids."""
+    from pyspark.sql import functions as F
+
+    return [F.col("urgent").desc(), F.col("expected_value").desc(), F.col("cost"), F.col("priority"), F.col("campaign_id"),
+            F.col("product_id"), F.col("channel")]
+
+
 def _rank(*partition):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return F.row_number().over(Window.partitionBy(*partition).orderBy(
-        F.col("expected_value").desc(), F.col("cost"), F.col("priority"), F.col("campaign_id"), F.col("product_id"), F.col("channel")))
+    return F.row_number().over(Window.partitionBy(*partition).orderBy(*_order()))
 
 
 def assign(active, capacity: dict[str, int], rounds: int, log=print):
     """Active contacts under each channel's daily capacity, across all customers: deferred acceptance.
 
-    In each round every customer not held by a channel proposes to their best channel (highest expected
-    value) that has not refused them yet; each channel then keeps, among those it already holds and the new
-    proposals, the ones with the highest expected value up to its capacity (ties: customer id), and refuses
+    In each round every customer not held by a channel proposes to their best channel (an urgent service
+    message first, then the highest expected value) that has not refused them yet; each channel then keeps,
+    among those it already holds and the new proposals, urgent messages first and then the highest expected
+    values, up to its capacity (ties: customer id), and refuses
     the rest, bumped holders included. Refused customers propose to their next channel in the next round. It
     ends when nobody is left to propose (or after ``rounds`` rounds, with a warning). The result is stable: no
     channel would swap one of its customers for a refused one who wanted it more valuably, no channel is over
@@ -201,7 +210,7 @@ def assign(active, capacity: dict[str, int], rounds: int, log=print):
     channel, one distributed top-k (``orderBy().limit()``). Returns (customer_id, campaign_id, product_id, channel)."""
     from pyspark.sql import functions as F
 
-    cols = ["customer_id", "campaign_id", "product_id", "channel", "expected_value", "cost", "priority"]
+    cols = ["customer_id", "campaign_id", "product_id", "channel", "urgent", "expected_value", "cost", "priority"]
     pool = active.select(*cols).localCheckpoint()
     spark = pool.sparkSession
     held = spark.createDataFrame([], pool.schema)
@@ -217,7 +226,7 @@ def assign(active, capacity: dict[str, int], rounds: int, log=print):
         for ch in sorted(n):
             mine = held.where(F.col("channel") == ch).unionByName(proposals.where(F.col("channel") == ch))
             room = int(capacity.get(ch, 0))
-            keep = mine.orderBy(F.col("expected_value").desc(), F.col("customer_id")).limit(room) if room else mine.limit(0)
+            keep = mine.orderBy(F.col("urgent").desc(), F.col("expected_value").desc(), F.col("customer_id")).limit(room) if room else mine.limit(0)
             kept.append(keep)
             out.append(mine.join(keep.select("customer_id"), on="customer_id", how="left_anti").select("customer_id", "channel"))
         untouched = held.where(~F.col("channel").isin(sorted(n)))

@@ -20,7 +20,8 @@ Every list is published atomically: written to a hidden version folder with its 
 (rows, SHA-256, run date, campaigns, columns, the Delta versions of the tables it came from, the decision
 run with its model versions) and ``_SUCCESS``; then ``exports/<date>/<channel>`` (a symbolic link) is
 switched to it in one rename. A reader never sees half a list; a rerun publishes a new version and switches
-the link.
+the link. Every list is checked before the first is published, and ``exports/<date>/manifest.json`` with the
+day's ``_SUCCESS`` is written after the last: a system that takes several lists waits for that marker.
 """
 
 from __future__ import annotations
@@ -206,6 +207,19 @@ def audit_rows(spark, published: list[dict], day: dt.date, version: int):
     )
 
 
+def write_day_manifest(paths: Paths, day: dt.date, published: list[dict], run_info: dict) -> Path:
+    """``exports/<date>/manifest.json`` (every list with rows and SHA-256, the decision run) and the day's
+    ``_SUCCESS``, written last: a system that takes several lists waits for it."""
+    folder = paths.export_day(day)
+    body = {"run_date": day.isoformat(), "decision_run": run_info["run_id"],
+            "lists": {p["channel"]: {"rows": p["rows"], "sha256": p["sha256"]} for p in published}}
+    tmp = folder / f".manifest-{os.getpid()}.json"
+    tmp.write_text(json.dumps(body, indent=2))
+    os.replace(tmp, folder / "manifest.json")
+    (folder / "_SUCCESS").write_text("")
+    return folder / "manifest.json"
+
+
 def decision_run(spark, paths: Paths, day: dt.date) -> dict:
     """The day's CPC decision run (ops.cpc_runs): run id, input table versions, model versions, config hash."""
     row = lake.read(spark, paths, "ops.cpc_runs").where(f"snapshot_date = '{day.isoformat()}'").first()
@@ -245,8 +259,11 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
             raise ExportError(f"{ch['id']}: {n} rows exceed the channel's daily capacity {ch['capacity']}; nothing published")
         camps = sorted(r["campaign_id"] for r in chosen.select("campaign_id").distinct().collect())  # a few campaigns
         checked.append((ch, chosen, camps))
+    day_marker = paths.export_day(day) / "_SUCCESS"
+    day_marker.unlink(missing_ok=True)  # while the links switch one by one, the day as a whole is not ready
     published = [_publish(chosen, list(ch["export"]), paths, day, ch["id"], versions, run_info, camps) for ch, chosen, camps in checked]
     base.unpersist()
+    write_day_manifest(paths, day, published, run_info)
     rows = [(day, p["channel"], p["rows"], p["sha256"], p["path"], version) for p in published]
     log = spark.createDataFrame(rows, "run_date date, channel string, rows bigint, sha256 string, path string, decisions_version bigint")
     lake.replace(log, paths, "ops.export_log", f"run_date = '{day.isoformat()}'")

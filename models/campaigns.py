@@ -2,7 +2,8 @@
 
 A campaign is configuration, not code: a target rule over tags, the products it offers (or ``trial``: the
 product the customer is trialling), the channels it may use (or ``all``), its dates, its holdout share and a
-priority (lower wins ties). ``kind: message`` campaigns (welcome guide, trial reminders) carry a fixed
+priority (lower wins ties), and ``urgent: true`` for time-bound service messages (trial funnel, welcome
+guide) that go before any sales offer when a customer can get one contact a day. ``kind: message`` campaigns (welcome guide, trial reminders) carry a fixed
 ``value`` instead of a product margin and skip the product's eligibility rules (the message is about a
 product the customer already has or trials). Everything is checked when loaded, with errors naming the
 file and the field.
@@ -41,6 +42,7 @@ class Campaign:
     value: float | None = None
     stages: tuple[str, ...] | None = None  # the stages it sells in, instead of each product's own
     trial: bool = False
+    urgent: bool = False
     source: str = ""
 
     def active_on(self, day: dt.date) -> bool:
@@ -148,7 +150,7 @@ def parse(raw: dict[str, Any], source: str, product_ids: list[str], channel_ids:
         id=cid, name_en=str(raw.get("name_en", cid)), name_zh=str(raw.get("name_zh", "")), kind=kind, target=target,
         products=products, channels=channels, start=start, end=end, holdout=holdout, priority=int(raw.get("priority", 50)),
         repeat_after_days=int(raw.get("repeat_after_days", 14)), value=float(value) if value is not None else None,
-        stages=camp_stages, trial=trial, source=source,
+        stages=camp_stages, trial=trial, urgent=bool(raw.get("urgent", False)), source=source,
     )
 
 

@@ -72,6 +72,9 @@ def test_rows_exported_equal_rows_decided_in_each_systems_shape(run):
     assert all(r["params"].startswith("offer=") and r["msisdn"] for r in sms["rows"])
     placed = run["lists"]["placements"]["rows"]
     assert placed and {r["display"] for r in placed} <= {"agent_popup", "ivr_routing_hint", "web_banner", "wap_banner", "sms_hall_menu", "app_banner"}
+    day_manifest = json.loads((run["paths"].export_day(run["day"]) / "manifest.json").read_text())
+    assert (run["paths"].export_day(run["day"]) / "_SUCCESS").exists()
+    assert {k: v["rows"] for k, v in day_manifest["lists"].items()} == {k: v["manifest"]["rows"] for k, v in run["lists"].items()}
     call = run["lists"]["outbound_call"]["manifest"]["columns"]
     assert {"customer_id", "reasons", "best_time", "offer_name"} <= set(call)
 

@@ -202,8 +202,9 @@ def test_one_active_contact_a_day_and_one_placement_per_touchpoint(spark, cat, c
 
 
 def _assign(spark, rows, capacity):
-    df = spark.createDataFrame([(c, "camp", "P", ch, ev, 0.01, 1) for c, ch, ev in rows],
-                               "customer_id string, campaign_id string, product_id string, channel string, expected_value double, cost double, priority int")
+    df = spark.createDataFrame([(c, "camp", "P", r[1], len(r) > 3 and r[3], r[2], 0.01, 1) for r in rows for c in [r[0]]],
+                               "customer_id string, campaign_id string, product_id string, channel string, urgent boolean, "
+                               "expected_value double, cost double, priority int")
     return {(r["customer_id"], r["channel"]) for r in cpc.assign(df, capacity, 30, log=lambda *_: None).collect()}
 
 
@@ -223,6 +224,13 @@ def test_assignment_is_not_first_come_first_served(spark):
     customer id). A channel that kept whoever came first would have left X out."""
     rows = [("L1", "sms", 0.1), ("L2", "sms", 0.1), ("X", "call", 10.0), ("X", "sms", 5.0), ("Y", "call", 12.0)]
     assert _assign(spark, rows, {"sms": 2, "call": 1}) == {("Y", "call"), ("X", "sms"), ("L1", "sms")}
+
+
+def test_urgent_service_messages_go_first(spark):
+    """U's trial reminder (urgent, value 1) takes the one SMS place from V's offer (value 9); W's own urgent
+    message beats W's bigger offer on another channel."""
+    rows = [("U", "sms", 1.0, True), ("V", "sms", 9.0), ("W", "wechat", 0.5, True), ("W", "email", 50.0)]
+    assert _assign(spark, rows, {"sms": 1, "wechat": 5, "email": 5}) == {("U", "sms"), ("W", "wechat")}
 
 
 def test_capacity_is_never_exceeded_in_the_decision(spark, cat, conf):
@@ -278,3 +286,46 @@ def test_product_channel_fit_uses_history_and_weights(conf):
     assert not prior["app"]["success_from_history"] and prior["app"]["success"] == categories["games"]["app"]
     assert hist["app"]["success"] == 1.0 and hist["wap"]["success"] == pytest.approx(0.1)
     assert hist["app"]["fit"] > prior["app"]["fit"] and hist["wap"]["fit"] < prior["wap"]["fit"]
+
+
+def test_history_counts_past_contacts_only_and_declines_within_the_cooldown(spark, conf, tmp_path):
+    """The policy's inputs from history: active contacts of the previous days within the frequency window
+    (today's own decisions and placements not counted), days since each campaign last contacted, days since
+    the last declined outbound offer."""
+    from jobs import lake
+    from jobs.config import Paths
+
+    paths, day = Paths(tmp_path), SNAPSHOT
+    decisions = [("A", "cpc_daily", "sms_push", "contact", 1), ("A", "cpc_daily", "sms_push", "contact", 6),
+                 ("A", "cpc_daily", "wechat", "contact", 7), ("A", "new_customer_guide", "email", "contact", 30),
+                 ("A", "cpc_daily", "app", "placement", 1), ("A", "cpc_daily", "email", "contact", 0)]
+    lake.replace(spark.createDataFrame([(day - D(days=ago), c, camp, ch, o) for c, camp, ch, o, ago in decisions],
+                                       "snapshot_date date, customer_id string, campaign_id string, channel string, outcome string"),
+                 paths, "gold.cpc_decisions", None)
+    cooldown = conf["policy"].cooldown_days
+    contacts = [("B", "out", "marketing", False, 3), ("B", "out", "marketing", False, 9), ("C", "out", "marketing", False, cooldown + 1),
+                ("D", "in", "marketing", False, 1), ("E", "out", "marketing", True, 1)]
+    lake.replace(spark.createDataFrame(
+        [(day - D(days=ago), c, dt.datetime.combine(day - D(days=ago), dt.time(10)), d, p, r) for c, d, p, r, ago in contacts],
+        "delivery_date date, customer_id string, contact_ts timestamp, direction string, purpose string, resolved boolean"),
+        paths, "bronze.contacts", None)
+    got = {r["customer_id"]: r.asDict() for r in cpc.history(spark, paths, day, conf["policy"], conf["camps"]).collect()}
+    assert got["A"]["recent_total"] == 2 and got["A"]["recent_by_channel"] == {"sms_push": 2}
+    assert got["A"]["recent_by_campaign"] == {"cpc_daily": 1, "new_customer_guide": 30}
+    assert got["B"]["days_since_decline"] == 3
+    assert "C" not in got and "D" not in got and "E" not in got
+
+
+def test_trials_open_trial_and_its_day(spark, tmp_path):
+    from jobs import lake
+    from jobs.config import Paths
+
+    paths, day = Paths(tmp_path), SNAPSHOT
+    orders = [("C", "P_MUSIC", "trial_start", 15), ("D", "P_NEWS", "trial_start", 20), ("D", "P_NEWS", "order", 5),
+              ("E", "P_READING", "trial_start", 40), ("F", "P_MUSIC", "trial_start", 10), ("F", "P_GAMES", "trial_start", 3),
+              ("G", "P_NEWS", "cancel", 9), ("G", "P_NEWS", "trial_start", 4)]
+    lake.replace(spark.createDataFrame(
+        [(day - D(days=ago), c, dt.datetime.combine(day - D(days=ago), dt.time(9)), p, a) for c, p, a, ago in orders],
+        "delivery_date date, customer_id string, order_ts timestamp, product_id string, action string"), paths, "bronze.orders", None)
+    got = {r["customer_id"]: (r["trial_product_id"], r["trial_day"]) for r in cpc.trials(spark, paths, day).collect()}
+    assert got == {"C": ("P_MUSIC", 15), "F": ("P_GAMES", 3), "G": ("P_NEWS", 4)}
