@@ -20,11 +20,12 @@ RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 # Models are trained the day before the nightly run: every 30-day label window then ends in the history.
 TRAIN_DATE = $(shell date -d "$(RUN_DATE) -1 day" +%F)
 
-.PHONY: help setup run test lint airflow-db airflow-backfill clean
+.PHONY: help setup run test bench lint airflow-db airflow-backfill clean
 
 help:
 	@echo "make run    - set up, generate sample operator files, run the nightly DAG with Airflow, print where results are"
 	@echo "make test   - set up and run the test suite"
+	@echo "make bench  - the nightly run at CUSTOMERS (default 100000) over DAYS (90): time per stage, peak memory -> bench/results"
 	@echo "make lint   - ruff"
 	@echo "make airflow-backfill START=2026-11-18 END=2026-11-20 - the nightly DAG over past dates, run by Airflow's scheduler"
 	@echo "make clean  - remove generated data (var/), keep the virtual environment and jars"
@@ -69,6 +70,11 @@ airflow-backfill: setup airflow-db
 
 test: setup
 	$(BIN)/python -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$status
+
+CUSTOMERS ?= 100000
+DAYS ?= 90
+bench: setup
+	$(BIN)/python bench/nightly_bench.py --customers $(CUSTOMERS) --days $(DAYS)
 
 lint: setup
 	$(BIN)/ruff check .
