@@ -42,7 +42,6 @@ from models import rules
 RULES = campaign_conf.RULES
 STEPS = (*RULES, "placement", "contact")  # funnel order: a candidate's outcome is one of these
 ROW_RULES = RULES[: RULES.index("holdout") + 1]  # decided row by row
-DECIDED = ("contact", "placement", "holdout")  # the outcomes gold.cpc_decisions records
 TRIAL_DAYS = 35  # how far back an open trial is looked for
 # Inputs derived from history (jobs.cpc.history, jobs.cpc.trials): null when a customer has none.
 OPTIONAL = {"trial_product_id": "string", "trial_day": "int", "days_since_decline": "int", "recent_total": "int",
@@ -59,7 +58,7 @@ def load_conf():
     active = {c.id for c in channels if c.kind == "active"}
     if set(policy.per_channel_cap) - active:
         raise ConfigError(f"conf/policy.yaml: frequency.per_channel names unknown or passive channel(s) "
-                                        f"{sorted(set(policy.per_channel_cap) - active)}; active channels: {sorted(active)}")
+                          f"{sorted(set(policy.per_channel_cap) - active)}; active channels: {sorted(active)}")
     if policy.assignment_rounds <= len(active):
         raise ConfigError(f"conf/policy.yaml: assignment_rounds must exceed the {len(active)} active channels")
     return products, channels, categories, camps, policy
@@ -390,8 +389,7 @@ def product_channel_table(spark, paths: Paths, day: dt.date, products, channels,
     cont = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
     history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in hist.collect()}  # products x channels rows
     contacts = {r["channel"]: int(r["count"]) for r in cont.collect()}  # one row per channel
-    rows = rules.product_channel_fits(products, channels, categories, history_counts, contacts, s)
-    return rows
+    return rules.product_channel_fits(products, channels, categories, history_counts, contacts, s)
 
 
 def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
@@ -426,22 +424,20 @@ def model_versions(spark, paths: Paths, day: dt.date, products) -> dict[str, str
 
 
 def run(spark, paths: Paths, day: dt.date) -> dict:
-    from pyspark.sql import functions as F
-
     t0 = time.time()
     products, channels, categories, camps, policy = load_conf()
     pc_rows = product_channel_table(spark, paths, day, products, channels, categories)
     pc_df = spark.createDataFrame([{**r, "snapshot_date": day} for r in pc_rows]).select(
         "snapshot_date", "product_id", "channel", "fit", "prior", "success", "cost", "effort", "commission",
         "authentication", "orders", "contacts", "success_from_history")
-    lake.replace(pc_df, paths, "gold.fit_product_channel", f"snapshot_date = '{day.isoformat()}'")
+    cond = f"snapshot_date = '{day.isoformat()}'"
+    lake.replace(pc_df, paths, "gold.fit_product_channel", cond)
     pc_fit = {(r["product_id"], r["channel"]): r["fit"] for r in pc_rows}
     versions = input_versions(spark, paths)
     run_id = f"{day.isoformat()}-{int(time.time())}"
     frame = inputs(spark, paths, day, products, policy, camps)
     cands = candidates(frame, products, channels, camps, policy, combos(spark, products, channels, camps, pc_fit, day), day)
     decided = decide(cands.localCheckpoint(), channels, policy).localCheckpoint()
-    cond = f"snapshot_date = '{day.isoformat()}'"
     lake.replace(decisions(decided, run_id), paths, "gold.cpc_decisions", cond)
     lake.replace(offers(decided, policy.top_offers), paths, "gold.cpc_offers", cond)
     lake.replace(funnel(decided, day), paths, "gold.cpc_funnel", cond)
@@ -451,9 +447,13 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
         ",".join(c.id for c in camps if c.active_on(day)),
     )], "snapshot_date date, run_id string, input_versions string, model_versions string, config_sha256 string, policy string, campaigns string")
     lake.replace(record, paths, "ops.cpc_runs", cond)
+    counts: dict[str, int] = {}
+    by_channel: dict[str, int] = {}
     written = lake.read(spark, paths, "gold.cpc_decisions").where(cond)
-    counts = {r["outcome"]: r["count"] for r in written.groupBy("outcome").count().collect()}  # three rows
-    by_channel = {r["channel"]: r["count"] for r in written.where(F.col("outcome") == "contact").groupBy("channel").count().collect()}
+    for r in written.groupBy("outcome", "channel").count().collect():  # outcomes x channels rows
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + r["count"]
+        if r["outcome"] == "contact":
+            by_channel[r["channel"]] = r["count"]
     print(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}), "
           f"{counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts -> gold.cpc_decisions, "
           f"gold.cpc_funnel ({time.time() - t0:.1f}s)", flush=True)

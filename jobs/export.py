@@ -64,7 +64,7 @@ def contactable(spark, paths: Paths, day: dt.date, versions: dict[str, int] | No
     a list as it was sent)."""
     from pyspark.sql import functions as F
 
-    from jobs.cpc import load_conf
+    from jobs.cpc import holdout_bucket_col, load_conf
 
     v = versions or {}
     cond = f"snapshot_date = '{day.isoformat()}'"
@@ -78,8 +78,6 @@ def contactable(spark, paths: Paths, day: dt.date, versions: dict[str, int] | No
         "customer_id", "cp_optout_all", *[f"cp_optout_{c.id}" for c in channels if c.kind == "active"], "soc_elderly",
     )
     tiers = lake.read(spark, paths, "gold.customer_segment", v.get("gold.customer_segment")).where(cond).select("customer_id", "marketing_allowed")
-    from jobs.cpc import holdout_bucket_col
-
     params = F.concat_ws(";", F.concat(F.lit("offer="), F.col("offer_name")), F.concat(F.lit("price="), F.col("price").cast("string")),
                          F.concat(F.lit("product="), F.col("product_id")), F.concat(F.lit("ref="), F.col("contact_ref")))
     return (
@@ -109,16 +107,27 @@ def select_list(base, channel: dict):
         F.col("expected_value").desc(), "customer_id")
 
 
-def policy_violations(df, channel: str):
-    """Rows that must never be exported: opted out (all or this channel), in a tier without marketing, or in
-    the campaign's holdout."""
+def violates(columns):
+    """Per row, true when it must never be exported: opted out (of all marketing, or of the row's own active
+    channel), in a tier without marketing, or in the campaign's holdout. Unknown counts as a violation."""
     from pyspark.sql import functions as F
 
-    opt = F.coalesce(F.col("cp_optout_all"), F.lit(True))
-    col = f"cp_optout_{channel}"
-    if col in df.columns:
-        opt = opt | F.coalesce(F.col(col), F.lit(True))
-    return df.where(opt | ~F.coalesce(F.col("tier_marketing_allowed"), F.lit(False)) | F.coalesce(F.col("in_holdout"), F.lit(True)))
+    own = [F.when(F.col("channel") == c[len("cp_optout_"):], F.coalesce(F.col(c), F.lit(True)))
+           for c in columns if c.startswith("cp_optout_") and c != "cp_optout_all"]
+    channel_optout = F.when(F.col("outcome") == "contact", F.coalesce(*own, F.lit(False))).otherwise(F.lit(False))
+    return (F.coalesce(F.col("cp_optout_all"), F.lit(True)) | channel_optout
+            | ~F.coalesce(F.col("tier_marketing_allowed"), F.lit(False)) | F.coalesce(F.col("in_holdout"), F.lit(True)))
+
+
+def list_stats(base) -> dict[str, dict]:
+    """Rows, violations and campaigns of every list in one aggregation (one row per list)."""
+    from pyspark.sql import functions as F
+
+    key = F.when(F.col("outcome") == "placement", F.lit("placements")).otherwise(F.col("channel"))
+    agg = base.groupBy(key.alias("list")).agg(
+        F.count(F.lit(1)).alias("rows"), F.sum(violates(base.columns).cast("int")).alias("bad"),
+        F.sort_array(F.collect_set("campaign_id")).alias("campaigns"))
+    return {r["list"]: r.asDict() for r in agg.collect()}
 
 
 def write_list(df, columns: list[str], folder: Path, name: str, day: dt.date) -> tuple[Path, int]:
@@ -245,23 +254,21 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     run_info = decision_run(spark, paths, day)
     expected = decided_counts(spark, paths, day, version)
     base = contactable(spark, paths, day, versions).cache()
-    checked = []
+    stats = list_stats(base)
     for ch in list_channels():  # every list is checked before any is published
-        chosen = select_list(base, ch)
-        bad = policy_violations(chosen, ch["id"]).count()
-        if bad:
-            raise ExportError(f"{ch['id']}: {bad} rows break the contact policy (opted out, tier without marketing or in "
+        st = stats.get(ch["id"], {"rows": 0, "bad": 0})
+        if st["bad"]:
+            raise ExportError(f"{ch['id']}: {st['bad']} rows break the contact policy (opted out, tier without marketing or in "
                               f"a holdout); nothing published")
-        n, want = chosen.count(), expected.get(ch["id"], 0)
+        n, want = st["rows"], expected.get(ch["id"], 0)
         if n != want:
             raise ExportError(f"{ch['id']}: {n} rows to export but {want} decided in gold.cpc_decisions v{version}; nothing published")
         if ch.get("capacity") is not None and n > int(ch["capacity"]):
             raise ExportError(f"{ch['id']}: {n} rows exceed the channel's daily capacity {ch['capacity']}; nothing published")
-        camps = sorted(r["campaign_id"] for r in chosen.select("campaign_id").distinct().collect())  # a few campaigns
-        checked.append((ch, chosen, camps))
     day_marker = paths.export_day(day) / "_SUCCESS"
     day_marker.unlink(missing_ok=True)  # while the links switch one by one, the day as a whole is not ready
-    published = [_publish(chosen, list(ch["export"]), paths, day, ch["id"], versions, run_info, camps) for ch, chosen, camps in checked]
+    published = [_publish(select_list(base, ch), list(ch["export"]), paths, day, ch["id"], versions, run_info,
+                          stats.get(ch["id"], {}).get("campaigns", [])) for ch in list_channels()]
     base.unpersist()
     write_day_manifest(paths, day, published, run_info)
     rows = [(day, p["channel"], p["rows"], p["sha256"], p["path"], version) for p in published]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from jobs import lake
-from jobs.config import Paths
+from jobs.config import Paths, business
 
 TERMINAL = ("holdout", "placement", "contact")
 
@@ -64,8 +64,6 @@ def markdown(spark, paths: Paths, day: dt.date) -> str:
             "| channel | candidates | removed by the policy | holdout | passive first | one a day | capacity | contacted |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     row_rules = STEPS[: STEPS.index("holdout")]
-    from jobs.config import business
-
     passive = {c["id"] for c in business("channels")["channels"] if c["kind"] == "passive"}
     for ch, steps in sorted(t["channels"].items()):
         if ch in passive:

@@ -51,7 +51,6 @@ class Campaign:
 
 @dataclass(frozen=True)
 class Policy:
-    rules: tuple[str, ...]
     window_days: int
     all_channels_cap: int
     per_channel_cap: dict[str, int]
@@ -66,6 +65,8 @@ class Policy:
     placement_valid_days: int
 
 
+# The contact policy's rules in the order they are applied (docs/cpc.md); the first one a candidate breaks
+# is its outcome.
 RULES = ("opt_out", "unreachable", "tier_no_marketing", "stage_rule", "not_eligible", "already_held", "quiet_period",
          "cooldown_after_decline", "recently_contacted", "frequency_cap", "no_value", "holdout", "passive_first",
          "one_offer_a_day", "capacity")
@@ -74,13 +75,10 @@ RULES = ("opt_out", "unreachable", "tier_no_marketing", "stage_rule", "not_eligi
 def load_policy(raw: dict[str, Any] | None = None) -> Policy:
     r = raw if raw is not None else business("policy")
     try:
-        rules = tuple(r["rules"])
-        if rules != RULES:
-            raise ConfigError(f"conf/policy.yaml: rules must list, in this order, {', '.join(RULES)} (got {', '.join(rules)})")
         freq = r["frequency"]
         pf = r["passive_first"]
         policy = Policy(
-            rules=rules, window_days=int(freq["window_days"]), all_channels_cap=int(freq["all_channels"]),
+            window_days=int(freq["window_days"]), all_channels_cap=int(freq["all_channels"]),
             per_channel_cap={k: int(v) for k, v in freq["per_channel"].items()},
             max_active_per_day=int(r["max_active_contacts_per_day"]), cooldown_days=int(r["cooldown_after_decline_days"]),
             quiet_days=int(r["quiet_after_activation_days"]), passive_horizon_days=int(pf["horizon_days"]),

@@ -26,7 +26,7 @@ ACTIVE = {"days_since_out_calls": 0, "usage_days_7d": 7, "voice_out_min_7d": 70,
 def conf():
     products, channels, categories, camps, policy = cpc.load_conf()
     pc = rules.product_channel_fits(products, channels, categories, {}, {})
-    return {"products": products, "channels": channels, "camps": camps, "policy": policy,
+    return {"products": products, "channels": channels, "categories": categories, "camps": camps, "policy": policy,
             "pc_fit": {(r["product_id"], r["channel"]): r["fit"] for r in pc}}
 
 
@@ -278,7 +278,7 @@ def test_shipped_campaigns_cover_the_brief_scenarios(conf):
 
 def test_product_channel_fit_uses_history_and_weights(conf):
     products = [p for p in conf["products"] if p.id == "P_GAMES"]
-    _, channels, categories = conf["products"], conf["channels"], rules.load(set(load_catalogue().ids) | {"lifecycle_stage", "service_tier"})[2]
+    channels, categories = conf["channels"], conf["categories"]
     prior = {r["channel"]: r for r in rules.product_channel_fits(products, channels, categories, {}, {})}
     hist = {r["channel"]: r for r in rules.product_channel_fits(products, channels, categories, {("P_GAMES", "app"): 50, ("P_GAMES", "wap"): 5},
                                                                  {"app": 1000, "wap": 1000})}
