@@ -20,12 +20,13 @@ RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 # Models are trained the day before the nightly run: every 30-day label window then ends in the history.
 TRAIN_DATE = $(shell date -d "$(RUN_DATE) -1 day" +%F)
 
-.PHONY: help setup run test bench lint airflow-db airflow-backfill clean
+.PHONY: help setup run test bench loop lint airflow-db airflow-backfill clean
 
 help:
 	@echo "make run    - set up, generate sample operator files, run the nightly DAG with Airflow, print where results are"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - the nightly run at CUSTOMERS (default 100000) over DAYS (90): time per stage, peak memory -> bench/results"
+	@echo "make loop   - closed loop over LOOP_DAYS (8) days at LOOP_CUSTOMERS (20000): responses, evaluation, CPC vs blast vs oracle"
 	@echo "make lint   - ruff"
 	@echo "make airflow-backfill START=2026-11-18 END=2026-11-20 - the nightly DAG over past dates, run by Airflow's scheduler"
 	@echo "make clean  - remove generated data (var/), keep the virtual environment and jars"
@@ -59,7 +60,7 @@ run: setup airflow-db
 	@echo "run: 3/5 training the propensity models as of $(TRAIN_DATE) with Airflow (airflow dags test cpc_training)"
 	$(BIN)/airflow dags test cpc_training $(TRAIN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/training-test.log | grep -E --line-buffered "^(train|tags)[ :]|DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
 	@echo "run: 4/5 nightly DAG for $(RUN_DATE) with Airflow (airflow dags test cpc_nightly)"
-	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|tag stats|tag drift|segments|propensity|score|export) |DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|tag stats|tag drift|segments|propensity|score|export|evaluate) |DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
 	@echo "run: 5/5 summary"
 	$(BIN)/cpc summary --date $(RUN_DATE)
 
@@ -75,6 +76,12 @@ CUSTOMERS ?= 100000
 DAYS ?= 90
 bench: setup
 	$(BIN)/python bench/nightly_bench.py --customers $(CUSTOMERS) --days $(DAYS)
+
+LOOP_CUSTOMERS ?= 20000
+LOOP_DAYS ?= 8
+LOOP_HISTORY ?= 75
+loop: setup
+	$(BIN)/cpc loop --customers $(LOOP_CUSTOMERS) --days $(LOOP_DAYS) --history-days $(LOOP_HISTORY)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -7,7 +7,9 @@ Turns the day's operator files into customer tags and each channel's target list
 -> `conform` (silver.customer_day) -> `tags` (gold.customer_tags, gold.tag_stats) -> `segments` (lifecycle
 stage and service tier) and `propensity` (LightGBM scores of the models current on the date, gold.propensity;
 trained weekly by the `cpc_training` DAG) -> `score` (campaigns under the contact policy: gold.cpc_decisions,
-gold.cpc_funnel) -> `export` (one list per outbound channel and the placements, published atomically).
+gold.cpc_funnel) -> `export` (one list per outbound channel and the placements, published atomically) ->
+`evaluate` (responses and orders against the decisions and their holdouts: gold.campaign_outcomes,
+gold.campaign_eval, the HTML report reports/campaigns_<date>.html).
 
 Every task is keyed by the run's logical date (`ds`) and replaces exactly its own partitions, so any task of
 any date can be cleared and rerun. Transient failures retry with exponential backoff; data errors (a broken
@@ -47,10 +49,10 @@ def cpc_nightly():
 
         return run()
 
-    ingest, conform, tags, segments, propensity, score, export = (
-        stage(name) for name in ("ingest", "conform", "tags", "segments", "propensity", "score", "export")
+    ingest, conform, tags, segments, propensity, score, export, evaluate = (
+        stage(name) for name in ("ingest", "conform", "tags", "segments", "propensity", "score", "export", "evaluate")
     )
-    ingest >> conform >> tags >> [segments, propensity] >> score >> export
+    ingest >> conform >> tags >> [segments, propensity] >> score >> export >> evaluate
 
 
 cpc_nightly()

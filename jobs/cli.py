@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--end", type=_date)
     fn = sub.add_parser("funnel", help="print a date's CPC funnel (which policy rule removed how many) as markdown")
     fn.add_argument("--date", type=_date, required=True)
-    for name in ("tags", "segments", "propensity", "score", "export", "summary", "reopen", "maintain", "train"):
+    for name in ("tags", "segments", "propensity", "score", "export", "evaluate", "summary", "reopen", "maintain", "train"):
         c = sub.add_parser(name, help=f"run the {name} stage for one date")
         c.add_argument("--date", type=_date, required=True)
     b = sub.add_parser("backfill", help="run every stage for each date of a range, in order; resumes where a stopped one ended")
@@ -70,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     sv = sub.add_parser("serve", help="serve the exported lists to downstream systems (read-only HTTP, token per system)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8765)
+    r = sub.add_parser("respond", help="simulator: write a date's campaign responses to the lists published before it (before ingesting it)")
+    r.add_argument("--date", type=_date, required=True)
+    lp = sub.add_parser("loop", help="closed loop over several days in its own root: responses, nightly, evaluation; CPC vs blast vs oracle")
+    lp.add_argument("--customers", type=int, default=20000)
+    lp.add_argument("--history-days", type=int, default=75, help="days loaded before the loop (75 let the models train)")
+    lp.add_argument("--days", type=int, default=8, help="loop days, each a full nightly run")
+    lp.add_argument("--no-train", action="store_true", help="no propensity models: the CPC uses the rule-based fits")
+    lp.add_argument("--seed", type=int, default=42)
+    lp.add_argument("--root", help="storage root, emptied first (default: <project>/var/loop)")
     sub.add_parser("catalogue-doc", help="regenerate docs/tags.md from conf/tags.yaml")
     c = sub.add_parser("conf", help="print a setting, e.g. `cpc conf sample.end_date`")
     c.add_argument("key")
@@ -133,6 +142,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulate: {spec.customers} customers, {spec.days} days {spec.start_date}..{spec.end_date}, seed {spec.seed} -> {cfg.paths.landing}")
         totals = generate(cfg.paths, spec)
         print("simulate: rows " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+        return 0
+
+    if args.cmd == "respond":
+        import json as _json
+
+        from jobs.responder import respond
+        from jobs.simulate import SimSpec
+
+        meta = _json.loads((cfg.paths.truth / "simulation.json").read_text())
+        spec = SimSpec(int(meta["customers"]), int(meta["days"]), dt.date.fromisoformat(meta["end_date"]), int(meta["seed"]))
+        respond(cfg.paths, spec, args.date)
+        return 0
+    if args.cmd == "loop":
+        from pathlib import Path
+
+        from jobs import loop
+
+        root = Path(args.root) if args.root else cfg.paths.root.parent / "loop" if cfg.paths.root.name == "var" else cfg.paths.root / "loop"
+        loop.run(args.customers, args.history_days, args.days, root.resolve(), args.seed, cfg=cfg, train=not args.no_train)
         return 0
 
     from jobs import pipeline

@@ -9,7 +9,9 @@ campaign x product x channel that carries the product. Each candidate carries th
                       commission, authentication, weighted (conf/channels.yaml)
     customer-channel  the channel's preference rule over contact-history tags, 0 when it cannot reach them
 
-and its expected value, ``fit_cp x fit_pc x fit_cc x value - cost``. The policy (``conf/policy.yaml``) then
+and its expected value, ``fit_cp x fit_pc x fit_cc x scale x value - cost``, where the channel's ``scale``
+(:func:`acceptance_scales`, learned from responses) turns an offer's product of fits into an acceptance
+probability (service messages: scale 1). The policy (``conf/policy.yaml``) then
 removes candidates rule by rule, in a fixed order; the first rule a candidate breaks is recorded as its
 outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates and customers:
 
@@ -45,7 +47,8 @@ ROW_RULES = RULES[: RULES.index("holdout") + 1]  # decided row by row
 TRIAL_DAYS = 35  # how far back an open trial is looked for
 # Inputs derived from history (jobs.cpc.history, jobs.cpc.trials): null when a customer has none.
 OPTIONAL = {"trial_product_id": "string", "trial_day": "int", "days_since_decline": "int", "recent_total": "int",
-            "recent_by_channel": "map<string,int>", "recent_by_campaign": "map<string,int>", "marketing_allowed": "boolean"}
+            "recent_by_channel": "map<string,int>", "recent_by_campaign": "map<string,int>", "marketing_allowed": "boolean",
+            "cc_learned": "map<string,double>", "days_since_trial_expired": "int", "expired_trial_category": "string"}
 
 
 def load_conf():
@@ -72,8 +75,12 @@ def holdout_bucket_col(salt: str, campaign, customer):
     return F.pmod(F.conv(F.substring(digest, 1, 8), 16, 10).cast("long"), F.lit(10000))
 
 
-def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float], day: dt.date):
-    """The campaign x product x channel table (small, broadcast): constants of every possible candidate."""
+def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float], day: dt.date,
+           accept_scale: dict[str, float] | None = None):
+    """The campaign x product x channel table (small, broadcast): constants of every possible candidate.
+    ``accept_scale`` (channel -> scale, :func:`acceptance_scales`) turns an offer's product of fits into an
+    acceptance probability; without it (or for a channel it does not name) the scale is 1."""
+    scales = accept_scale or {}
     by_ch = {c.id: c for c in channels}
     rows = []
     for camp in camps:
@@ -88,12 +95,14 @@ def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float
                 c = by_ch[ch]
                 value = camp.value if camp.value is not None else p.value
                 stages = list(camp.stages or p.stages)
+                scale = float(scales.get(ch, 1.0)) if camp.kind == "offer" else 1.0  # a service message is not "accepted"
                 rows.append((camp.id, camp.kind, camp.priority, camp.urgent, camp.trial, camp.holdout, camp.repeat_after_days,
                              p.id, p.category, p.name_en, p.price, float(value), stages, p.propensity, ch, c.kind,
-                             c.cost, float(pc_fit[(p.id, ch)])))
+                             c.cost, float(pc_fit[(p.id, ch)]), scale))
     schema = ("campaign_id string, campaign_kind string, priority int, urgent boolean, trial boolean, holdout_share double, "
               "repeat_after_days int, product_id string, category string, offer_name string, price double, value double, "
-              "stages array<string>, model string, channel string, channel_kind string, cost double, fit_product_channel double")
+              "stages array<string>, model string, channel string, channel_kind string, cost double, fit_product_channel double, "
+              "accept_scale double")
     return spark.createDataFrame(rows, schema)
 
 
@@ -121,7 +130,7 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
         F.col("val_tenure_days").alias("tenure_days"),
         F.coalesce(F.col("cp_contacts_30d"), F.lit(0)).alias("inbound_30d"),
         "trial_product_id", "days_since_decline", F.coalesce("recent_total", F.lit(0)).alias("recent_total"),
-        "recent_by_channel", "recent_by_campaign",
+        "recent_by_channel", "recent_by_campaign", "cc_learned",
         held.alias("held"),
         optout.alias("optout"),
         _map([(c.id, F.coalesce(F.expr(c.reach), F.lit(False))) for c in channels]).alias("reach"),
@@ -138,10 +147,12 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
     message = F.col("campaign_kind") == "message"
     active = F.col("channel_kind") == "active"
     fit_cp = F.when(message, F.lit(1.0)).otherwise(F.coalesce(F.element_at("fit_cp", F.col("product_id")), F.lit(0.0)))
-    fit_cc = F.coalesce(F.element_at("fit_cc", F.col("channel")), F.lit(0.0))
+    learned = F.coalesce(F.element_at(F.col("cc_learned"), F.col("channel")), F.lit(1.0))  # from the customer's own responses
+    fit_cc = F.least(F.coalesce(F.element_at("fit_cc", F.col("channel")), F.lit(0.0)) * learned, F.lit(1.0))
     rows = rows.withColumn("fit_customer_product", fit_cp).withColumn("fit_customer_channel", fit_cc).withColumn(
         "expected_value",
-        F.col("fit_customer_product") * F.col("fit_product_channel") * F.col("fit_customer_channel") * F.col("value") - F.col("cost"),
+        F.col("fit_customer_product") * F.col("fit_product_channel") * F.col("fit_customer_channel") * F.col("accept_scale") * F.col("value")
+        - F.col("cost"),
     )
     since_campaign = F.element_at(F.col("recent_by_campaign"), F.col("campaign_id"))  # null map or key: never contacted
     on_channel = F.coalesce(F.element_at(F.col("recent_by_channel"), F.col("channel")), F.lit(0))
@@ -240,8 +251,9 @@ def assign(active, capacity: dict[str, int], rounds: int, log=print):
     return held.select(*cols[:4])
 
 
-def decide(cands, channels, policy, log=print):
-    """Candidates with row-level outcomes -> every candidate with its final outcome (a step of ``STEPS``)."""
+def decide(cands, channels, policy, log=print, customers: int = 0):
+    """Candidates with row-level outcomes -> every candidate with its final outcome (a step of ``STEPS``).
+    ``customers`` (the day's customers) sizes a capacity given as a share."""
     from pyspark.sql import functions as F
 
     survived = cands.where(F.col("outcome").isNull())
@@ -256,7 +268,7 @@ def decide(cands, channels, policy, log=print):
         F.coalesce(F.col("_placed"), F.lit(False)) & F.col("likely_passive"), F.lit("passive_first")
     )).drop("_placed")
     active = survived.where(F.col("outcome").isNull()).localCheckpoint()
-    capacity = {c.id: int(c.capacity) for c in channels if c.kind == "active"}
+    capacity = {c.id: rules.daily_capacity(c.capacity, customers) for c in channels if c.kind == "active"}
     taken = assign(active, capacity, policy.assignment_rounds, log).withColumn("_taken", F.lit(True))
     reached = taken.select("customer_id").distinct().withColumn("_reached", F.lit(True))
     active = (
@@ -333,7 +345,8 @@ def funnel(decided, day: dt.date):
 def history(spark, paths: Paths, day: dt.date, policy, camps):
     """Per customer, from the pipeline's own past decisions (never today's, so a rerun sees the same):
     active contacts in the frequency window (total and per channel) and days since each campaign last
-    contacted them; and days since their last declined offer (outbound marketing contacts not taken up)."""
+    contacted them; days since their last declined offer (declines and complaints from the campaign platform's
+    responses, and outbound marketing contacts not taken up); and ``cc_learned`` (:func:`channel_learning`)."""
     from pyspark.sql import functions as F
 
     parts = []
@@ -349,20 +362,87 @@ def history(spark, paths: Paths, day: dt.date, policy, camps):
         by_campaign = past.groupBy("customer_id", "campaign_id").agg(F.min("_ago").alias("d")).groupBy("customer_id").agg(
             F.map_from_entries(F.collect_list(F.struct("campaign_id", "d"))).alias("recent_by_campaign"))
         parts += [by_channel, by_campaign]
-    declines = lake.read(spark, paths, "bronze.contacts").where(
-        (F.col("delivery_date") < F.lit(day)) & (F.col("delivery_date") >= F.lit(day - dt.timedelta(days=policy.cooldown_days)))
-        & (F.col("direction") == "out") & (F.col("purpose") == "marketing") & ~F.col("resolved")
-    ).groupBy("customer_id").agg(F.min(F.datediff(F.lit(day), F.to_date("contact_ts"))).cast("int").alias("days_since_decline"))
-    parts.append(declines)
+    cooldown = (F.col("delivery_date") < F.lit(day)) & (F.col("delivery_date") >= F.lit(day - dt.timedelta(days=policy.cooldown_days)))
+    declined = lake.read(spark, paths, "bronze.contacts").where(
+        cooldown & (F.col("direction") == "out") & (F.col("purpose") == "marketing") & ~F.col("resolved")
+    ).select("customer_id", F.to_date("contact_ts").alias("d"))
+    if lake.exists(spark, paths, "bronze.responses"):  # the campaign platform's declines and complaints
+        declined = declined.unionByName(lake.read(spark, paths, "bronze.responses").where(
+            cooldown & F.col("event").isin("declined", "complained")).select("customer_id", F.to_date("event_ts").alias("d")))
+    parts.append(declined.groupBy("customer_id").agg(F.min(F.datediff(F.lit(day), F.col("d"))).cast("int").alias("days_since_decline")))
+    learned = channel_learning(spark, paths, day)
+    if learned is not None:
+        parts.append(learned)
     out = parts[0]
     for p in parts[1:]:
         out = out.join(p, on="customer_id", how="full")
     return out
 
 
+def channel_learning(spark, paths: Paths, day: dt.date):
+    """Per customer, how their own opens on each outbound channel compare with the channel's average over
+    ``learning.history_days`` (conf/policy.yaml): ``cc_learned`` = channel -> multiplier of the rule's
+    customer-channel fit, ((opened + k x m) / (delivered + k)) / m with m the channel's open rate and k the
+    prior strength, within [min, max]. None before any response has come back."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "bronze.responses"):
+        return None
+    s = business("policy").get("learning", {})
+    k, lo, hi = float(s.get("prior_strength", 3)), float(s.get("min_multiplier", 0.3)), float(s.get("max_multiplier", 2.0))
+    since = day - dt.timedelta(days=int(s.get("history_days", 90)))
+    resp = lake.read(spark, paths, "bronze.responses").where(
+        (F.col("delivery_date") < F.lit(day)) & (F.col("delivery_date") >= F.lit(since)) & F.col("event").isin("delivered", "opened"))
+    per = resp.groupBy("customer_id", "channel").agg(
+        F.sum((F.col("event") == "delivered").cast("int")).alias("n"), F.sum((F.col("event") == "opened").cast("int")).alias("o"))
+    rates = {r["channel"]: (r["o"] or 0) / r["n"] for r in per.groupBy("channel").agg(F.sum("n").alias("n"), F.sum("o").alias("o")).collect()
+             if r["n"] and r["o"]}  # one row per channel
+    if not rates:
+        return None
+    m = _map([(ch, F.lit(v)) for ch, v in rates.items()])[F.col("channel")]
+    mult = F.least(F.greatest(((F.col("o") + k * m) / (F.col("n") + k)) / m, F.lit(lo)), F.lit(hi))
+    return per.where(m.isNotNull() & (F.col("n") > 0)).groupBy("customer_id").agg(
+        F.map_from_entries(F.collect_list(F.struct("channel", mult.alias("x")))).alias("cc_learned"))
+
+
+def acceptance_scales(spark, paths: Paths, day: dt.date, channels) -> dict[str, dict]:
+    """Per active channel, the scale that turns an offer's product of fits into an acceptance probability:
+    acceptances / sum of fit products over the offers contacted ``calibration_lag_days`` to ``calibration_days``
+    ago (old enough for most answers to be back), shrunk towards the configured prior with ``prior_weight``
+    (conf/policy.yaml ``learning``). Before any response: the prior. Small: one row per channel."""
+    from pyspark.sql import functions as F
+
+    s = business("policy").get("learning", {})
+    prior = {str(k): float(v) for k, v in (s.get("accept_scale_prior") or {}).items()}
+    weight = float(s.get("prior_weight", 20))
+    out = {c.id: {"scale": prior.get(c.id, 1.0), "prior": prior.get(c.id, 1.0), "contacts": 0, "accepted": 0, "fit_sum": 0.0}
+           for c in channels if c.kind == "active"}
+    if not (lake.exists(spark, paths, "gold.cpc_decisions") and lake.exists(spark, paths, "bronze.responses")):
+        return out
+    first = day - dt.timedelta(days=int(s.get("calibration_days", 28)))
+    last = day - dt.timedelta(days=int(s.get("calibration_lag_days", 5)))
+    sent = lake.read(spark, paths, "gold.cpc_decisions").where(
+        (F.col("snapshot_date") >= F.lit(first)) & (F.col("snapshot_date") <= F.lit(last)) & (F.col("outcome") == "contact")
+        & (F.col("campaign_kind") == "offer"))
+    accepted = lake.read(spark, paths, "bronze.responses").where(
+        (F.col("delivery_date") > F.lit(first)) & (F.col("delivery_date") < F.lit(day)) & (F.col("event") == "accepted")
+    ).select("contact_ref").distinct().withColumn("_acc", F.lit(1))
+    rows = sent.join(accepted, on="contact_ref", how="left").groupBy("channel").agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.coalesce("_acc", F.lit(0))).alias("a"),
+        F.sum(F.col("fit_customer_product") * F.col("fit_product_channel") * F.col("fit_customer_channel")).alias("f"),
+    ).collect()  # one row per active channel
+    for r in rows:
+        if r["channel"] in out:
+            o = out[r["channel"]]
+            o.update(contacts=int(r["n"]), accepted=int(r["a"]), fit_sum=float(r["f"] or 0.0))
+            o["scale"] = (o["accepted"] + weight * o["prior"]) / (o["fit_sum"] + weight)
+    return out
+
+
 def trials(spark, paths: Paths, day: dt.date):
     """Each customer's open trial: the latest trial started in the last ``TRIAL_DAYS`` days and not yet
-    converted, ordered, cancelled or expired -> trial_product_id, trial_day (days since it started)."""
+    converted, ordered, cancelled or expired -> trial_product_id, trial_day (days since it started); and their
+    latest trial that expired in that window -> days_since_trial_expired, expired_trial_category."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -373,13 +453,19 @@ def trials(spark, paths: Paths, day: dt.date):
     ended = orders.where(F.col("action").isin("trial_convert", "trial_expire", "order", "cancel")).groupBy("customer_id", "product_id").agg(F.max("d").alias("ended"))
     open_ = started.join(ended, on=["customer_id", "product_id"], how="left").where(F.col("ended").isNull() | (F.col("ended") < F.col("d")))
     w = Window.partitionBy("customer_id").orderBy(F.col("d").desc(), F.col("product_id"))
-    return open_.withColumn("_r", F.row_number().over(w)).where("_r = 1").select(
+    opened = open_.withColumn("_r", F.row_number().over(w)).where("_r = 1").select(
         "customer_id", F.col("product_id").alias("trial_product_id"), F.datediff(F.lit(day), F.col("d")).alias("trial_day"))
+    # A trial that ended without converting (the win-back campaign's audience), with its product's category.
+    cats = F.element_at(_map([(p["id"], F.lit(p["category"])) for p in business("products")["products"]]), F.col("product_id"))
+    expired = orders.where(F.col("action") == "trial_expire").withColumn("_r", F.row_number().over(w)).where("_r = 1").select(
+        "customer_id", F.datediff(F.lit(day), F.col("d")).alias("days_since_trial_expired"), cats.alias("expired_trial_category"))
+    return opened.join(expired, on="customer_id", how="full")
 
 
 def product_channel_table(spark, paths: Paths, day: dt.date, products, channels, categories):
-    """gold.fit_product_channel for ``day``: orders and trials per product and channel, inbound contacts per
-    channel, over the configured window (small aggregates), scored by :func:`models.rules.product_channel_fits`."""
+    """gold.fit_product_channel for ``day``: orders and trials per product and channel (an accepted outbound offer
+    is an order through that channel), inbound contacts per passive channel and contacts sent per active one,
+    over the configured window (small aggregates), scored by :func:`models.rules.product_channel_fits`."""
     from pyspark.sql import functions as F
 
     s = business("channels")["product_channel_fit"]
@@ -389,6 +475,11 @@ def product_channel_table(spark, paths: Paths, day: dt.date, products, channels,
     cont = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
     history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in hist.collect()}  # products x channels rows
     contacts = {r["channel"]: int(r["count"]) for r in cont.collect()}  # one row per channel
+    if lake.exists(spark, paths, "gold.cpc_decisions"):  # outbound: contacts sent; their orders come back as R... orders
+        sent = lake.read(spark, paths, "gold.cpc_decisions").where(
+            (F.col("snapshot_date") < F.lit(day)) & (F.col("snapshot_date") >= since) & (F.col("outcome") == "contact")
+        ).groupBy("channel").count()
+        contacts.update({r["channel"]: int(r["count"]) for r in sent.collect()})  # one row per active channel
     return rules.product_channel_fits(products, channels, categories, history_counts, contacts, s)
 
 
@@ -408,8 +499,14 @@ def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
     return frame.join(trials(spark, paths, day), on="customer_id", how="left")
 
 
+def day_customers(spark, paths: Paths, day: dt.date, version: int | None = None) -> int:
+    """The day's customers (gold.customer_segment rows): what a capacity given as a share is a share of."""
+    return lake.read(spark, paths, "gold.customer_segment", version).where(f"snapshot_date = '{day.isoformat()}'").count()
+
+
 def input_versions(spark, paths: Paths) -> dict[str, int]:
-    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.cpc_decisions", "bronze.orders", "bronze.contacts")
+    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.cpc_decisions", "bronze.orders", "bronze.contacts",
+              "bronze.responses")
     return {t: lake.version(spark, paths, t) for t in tables if lake.exists(spark, paths, t)}
 
 
@@ -436,8 +533,11 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     versions = input_versions(spark, paths)
     run_id = f"{day.isoformat()}-{int(time.time())}"
     frame = inputs(spark, paths, day, products, policy, camps)
-    cands = candidates(frame, products, channels, camps, policy, combos(spark, products, channels, camps, pc_fit, day), day)
-    decided = decide(cands.localCheckpoint(), channels, policy).localCheckpoint()
+    scales = acceptance_scales(spark, paths, day, channels)
+    combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()})
+    cands = candidates(frame, products, channels, camps, policy, combo_df, day)
+    customers = day_customers(spark, paths, day)
+    decided = decide(cands.localCheckpoint(), channels, policy, customers=customers).localCheckpoint()
     lake.replace(decisions(decided, run_id), paths, "gold.cpc_decisions", cond)
     lake.replace(offers(decided, policy.top_offers), paths, "gold.cpc_offers", cond)
     lake.replace(funnel(decided, day), paths, "gold.cpc_funnel", cond)
@@ -454,6 +554,10 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + r["count"]
         if r["outcome"] == "contact":
             by_channel[r["channel"]] = r["count"]
+    print(f"score {day}: capacities for {customers} customers: " + ", ".join(
+        f"{c.id} {rules.daily_capacity(c.capacity, customers)}" for c in channels if c.kind == "active"), flush=True)
+    print(f"score {day}: acceptance scales " + ", ".join(
+        f"{ch} {v['scale']:.4f} ({v['accepted']}/{v['contacts']} accepted)" for ch, v in sorted(scales.items())), flush=True)
     print(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}), "
           f"{counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts -> gold.cpc_decisions, "
           f"gold.cpc_funnel ({time.time() - t0:.1f}s)", flush=True)

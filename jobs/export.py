@@ -38,6 +38,7 @@ from jobs import lake
 from jobs.config import Paths, business
 from jobs.ingest import close_day
 from jobs.tags import profile_asof
+from models.rules import daily_capacity
 
 PLACEMENT_COLUMNS = ("contact_ref", "customer_id", "channel", "display", "campaign_id", "product_id", "offer_name",
                      "reasons", "valid_until")
@@ -255,6 +256,9 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     expected = decided_counts(spark, paths, day, version)
     base = contactable(spark, paths, day, versions).cache()
     stats = list_stats(base)
+    from jobs.cpc import day_customers
+
+    customers = day_customers(spark, paths, day, versions["gold.customer_segment"])
     for ch in list_channels():  # every list is checked before any is published
         st = stats.get(ch["id"], {"rows": 0, "bad": 0})
         if st["bad"]:
@@ -263,8 +267,10 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
         n, want = st["rows"], expected.get(ch["id"], 0)
         if n != want:
             raise ExportError(f"{ch['id']}: {n} rows to export but {want} decided in gold.cpc_decisions v{version}; nothing published")
-        if ch.get("capacity") is not None and n > int(ch["capacity"]):
-            raise ExportError(f"{ch['id']}: {n} rows exceed the channel's daily capacity {ch['capacity']}; nothing published")
+        cap = daily_capacity(ch.get("capacity"), customers) if ch.get("capacity") is not None else None
+        if cap is not None and n > cap:
+            raise ExportError(f"{ch['id']}: {n} rows exceed the channel's daily capacity {cap} ({ch['capacity']} for "
+                              f"{customers} customers); nothing published")
     day_marker = paths.export_day(day) / "_SUCCESS"
     day_marker.unlink(missing_ok=True)  # while the links switch one by one, the day as a whole is not ready
     published = [_publish(select_list(base, ch), list(ch["export"]), paths, day, ch["id"], versions, run_info,

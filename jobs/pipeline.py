@@ -11,12 +11,12 @@ import json
 import time
 from pathlib import Path
 
-from jobs import conform, cpc, export, ingest, lake, segments, tags
+from jobs import conform, cpc, evaluate, export, ingest, lake, segments, tags
 from jobs.config import Paths, Settings, parse_date, settings
 from jobs.spark import get_spark
 from schemas import FILES, TABLES
 
-STAGES = ("ingest", "conform", "tags", "segments", "propensity", "score", "export")
+STAGES = ("ingest", "conform", "tags", "segments", "propensity", "score", "export", "evaluate")
 
 
 def _ctx(cfg: Settings | None = None):
@@ -70,6 +70,11 @@ def run_export(day: dt.date | str, cfg: Settings | None = None) -> list[dict]:
     return export.run(spark, paths, parse_date(day))
 
 
+def run_evaluate(day: dt.date | str, cfg: Settings | None = None) -> dict:
+    spark, paths = _ctx(cfg)
+    return evaluate.run(spark, paths, parse_date(day))
+
+
 def run_maintain(day: dt.date | str, cfg: Settings | None = None) -> dict:
     from jobs import maintenance
 
@@ -79,7 +84,7 @@ def run_maintain(day: dt.date | str, cfg: Settings | None = None) -> dict:
 
 STAGE_FUNCS = {
     "ingest": run_ingest, "conform": run_conform, "tags": run_tags, "segments": run_segments,
-    "propensity": run_propensity, "score": run_score, "export": run_export, "maintain": run_maintain,
+    "propensity": run_propensity, "score": run_score, "export": run_export, "evaluate": run_evaluate, "maintain": run_maintain,
     "train": run_train,
 }
 
@@ -93,7 +98,7 @@ def record(day: dt.date | str, stage: str, cfg: Settings | None = None) -> None:
 
 
 def completed(days: list[dt.date], cfg: Settings | None = None) -> set[dt.date]:
-    """The dates among ``days`` whose last stage (export) has finished."""
+    """The dates among ``days`` whose last stage (evaluate) has finished."""
     spark, paths = _ctx(cfg)
     if not days or not lake.exists(spark, paths, "ops.run_log"):
         return set()
@@ -193,8 +198,9 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
         from jobs import funnel
 
         campaigns = funnel.short(spark, paths, day)
+    report = paths.reports / f"campaigns_{day.isoformat()}.html"
     out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports,
-           "ingest": ledger, "campaigns": campaigns}
+           "ingest": ledger, "campaigns": campaigns, "campaign_report": str(report) if report.exists() else None}
     paths.reports.mkdir(parents=True, exist_ok=True)
     (paths.reports / f"run_{day.isoformat()}.json").write_text(json.dumps(out, indent=2))
     return out
@@ -221,4 +227,6 @@ def print_summary(s: dict) -> None:
     print("Lists for downstream systems:")
     for ch, e in s["exports"].items():
         print(f"  {ch:<14} {e['rows']:>7} rows  {e['path']}")
+    if s.get("campaign_report"):
+        print(f"Campaign report (responses, conversions, lift over the holdouts): {s['campaign_report']}")
     print(f"Summary JSON: {root / 'reports' / ('run_' + s['run_date'] + '.json')}")

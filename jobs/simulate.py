@@ -42,6 +42,7 @@ OCCUPATIONS = ["worker", "office", "civil servant", "teacher", "merchant", "farm
 INBOUND = ["agent", "ivr", "web", "wap", "sms_hall", "app"]
 OPTOUT_CHANNELS = ["all", "sms_push", "outbound_call", "outbound_ivr", "wechat", "email"]
 HANDSETS = [("Huawei", "Mate"), ("Xiaomi", "Redmi"), ("OPPO", "Reno"), ("vivo", "X"), ("Apple", "iPhone"), ("Honor", "Magic")]
+TRIAL_DAYS = 30
 PLANS = {"prepaid": ("PP18", 18.0), "regular": ("RG58", 58.0), "premium": ("GT128", 128.0)}
 
 
@@ -177,6 +178,14 @@ def _write(paths: Paths, schema: FileSchema, day: dt.date, table: pa.Table) -> N
     (folder / schema.control_name(day)).write_text(control)
 
 
+ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "double": pa.float64(), "boolean": pa.bool_(),
+               "date": pa.date32(), "timestamp": pa.timestamp("s")}
+
+
+def empty_table(schema: FileSchema) -> pa.Table:
+    return pa.table({c.name: pa.array([], ARROW_TYPES[c.type]) for c in schema.columns})
+
+
 def _ts(day: dt.date, seconds: np.ndarray) -> pa.Array:
     base = np.datetime64(day.isoformat(), "s")
     return pa.array(base + seconds.astype("timedelta64[s]"), type=pa.timestamp("s"))
@@ -196,6 +205,7 @@ class Operator:
         n = spec.customers
         self.held = np.zeros((n, len(self.products)), dtype=bool)
         self.open_complaints: dict[str, tuple[int, str, int]] = {}
+        self.trials: dict[tuple[int, int], int] = {}  # (customer, product) -> day the trial started
         self.balance = np.where(self.c["brand"] == "prepaid", 30.0, 0.0)
 
     # --- per-day helpers -------------------------------------------------------------------------------
@@ -358,6 +368,23 @@ class Operator:
         action = np.concatenate([np.where(trial, "trial_start", "order"), np.full(len(cc), "cancel")])
         who = np.concatenate([oc, cc])
         what = np.concatenate([op, cp])
+        # A trial lasts TRIAL_DAYS: at its end it converts (likelier with the customer's affinity, less likely
+        # for the price-sensitive) or expires. Its own random stream, so the rest of the day is unchanged.
+        for ci, pi in zip(oc[trial], op[trial], strict=True):
+            self.trials[(int(ci), int(pi))] = i
+        ending = sorted(k for k, start in self.trials.items() if start + TRIAL_DAYS == i)
+        if ending:
+            trng = np.random.default_rng([spec.seed, 3000 + i])
+            eci = np.array([k[0] for k in ending])
+            epi = np.array([k[1] for k in ending])
+            p_convert = np.clip(0.1 + 0.6 * aff[eci, epi] - 0.15 * c["price_sensitivity"][eci], 0.02, 0.9) * alive[eci]
+            converts = trng.random(len(ending)) < p_convert
+            self.held[eci[~converts], epi[~converts]] = False
+            who = np.concatenate([who, eci])
+            what = np.concatenate([what, epi])
+            action = np.concatenate([action, np.where(converts, "trial_convert", "trial_expire")])
+            for k in ending:
+                del self.trials[k]
         k = len(who)
         pref = c["chan_pref"][who].argmax(axis=1) if k else np.array([], dtype=int)
         orders = pa.table({
@@ -400,6 +427,10 @@ class Operator:
         })
         _write(paths, FILES["optouts"], day, optouts)
         counts["optouts"] = optouts.num_rows
+
+        # Campaign responses: none until the pipeline's lists go out (jobs/responder.py rewrites the day's file).
+        _write(paths, FILES["responses"], day, empty_table(FILES["responses"]))
+        counts["responses"] = 0
         return counts
 
     def truth(self) -> pa.Table:

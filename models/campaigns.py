@@ -22,7 +22,8 @@ from jobs.tags import CatalogueError, check_expression
 
 KINDS = ("offer", "message")
 # Columns a campaign's target rule may use besides the tags (added by the CPC inputs).
-EXTRA_COLUMNS = {"lifecycle_stage", "service_tier", "marketing_allowed", "trial_day", "trial_product_id"}
+EXTRA_COLUMNS = {"lifecycle_stage", "service_tier", "marketing_allowed", "trial_day", "trial_product_id", "days_since_trial_expired",
+                 "expired_trial_category"}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class Channel:
     cost: float
     reach: str
     preference: str
-    capacity: int | None = None
+    capacity: int | str | None = None  # contacts a day, or "N%" of the day's customers
     export: tuple[str, ...] = ()
     effort: float = 0.5
     commission: float = 0.0
@@ -78,6 +78,11 @@ def load(known_tags: set[str]) -> tuple[list[Product], list[Channel], dict[str, 
             raise CatalogueError(f"channel {c['id']}: kind must be active or passive, not {c['kind']!r}")
         if c["kind"] == "active" and not c.get("capacity"):
             raise CatalogueError(f"channel {c['id']}: an active channel needs a daily capacity")
+        if c.get("capacity") is not None:
+            try:
+                daily_capacity(c["capacity"], 1)
+            except ValueError as exc:
+                raise CatalogueError(f"channel {c['id']}: {exc}") from exc
         if channels[-1].auth not in AUTH_LEVELS:
             raise CatalogueError(f"channel {c['id']}: auth must be one of {', '.join(AUTH_LEVELS)}, not {channels[-1].auth!r}")
     from models.propensity import load_settings
@@ -91,6 +96,28 @@ def load(known_tags: set[str]) -> tuple[list[Product], list[Channel], dict[str, 
         if set(fits) - ids:
             raise CatalogueError(f"category {cat}: unknown channel(s) {sorted(set(fits) - ids)}")
     return products, channels, categories
+
+
+def daily_capacity(capacity: int | str | None, customers: int) -> int:
+    """A channel's contacts for the day: a number, or ``"N%"`` of the day's customers (at least 1)."""
+    if capacity is None:
+        return 0
+    text = str(capacity).strip()
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1])
+        except ValueError:
+            share = -1.0
+        if not 0 < share <= 100:
+            raise ValueError(f"capacity {capacity!r}: a share must be between 0% and 100%")
+        return max(1, int(customers * share / 100))
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise ValueError(f"capacity {capacity!r}: give contacts a day (a positive whole number) or a share like '5%'")
+    return value
 
 
 def _unit(col):
@@ -132,7 +159,8 @@ def product_channel_fits(products: list[Product], channels: list[Channel], categ
                          settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The product-channel fit of every product and every channel that carries its category, with its
     components (``conf/channels.yaml`` ``product_channel_fit``). ``history`` counts orders and trials per
-    (product, channel); ``contacts`` counts inbound contacts per channel, over the same window. Small:
+    (product, channel); ``contacts`` counts inbound contacts per passive channel and contacts sent per active
+    one, over the same window; success is relative to the best channel of the same kind. Small:
     products x channels rows, computed on the driver from aggregates."""
     s = settings or business("channels")["product_channel_fit"]
     w = {k: float(v) for k, v in s["weights"].items()}
@@ -145,10 +173,13 @@ def product_channel_fits(products: list[Product], channels: list[Channel], categ
         carriers = categories[p.category]
         rates = {ch: history.get((p.id, ch), 0) / contacts[ch] for ch in carriers
                  if contacts.get(ch, 0) >= int(s["min_contacts"])}
-        best = max(rates.values(), default=0.0)
+        # relative to the best channel of the same kind: orders per inbound contact (passive) and acceptances
+        # per contact sent (active) are different measures
+        best = {kind: max((r for ch, r in rates.items() if by_id[ch].kind == kind), default=0.0) for kind in ("active", "passive")}
         for ch, prior in sorted(carriers.items()):
             c = by_id[ch]
-            success = rates[ch] / best if ch in rates and best > 0 else prior
+            top = best[c.kind]
+            success = rates[ch] / top if ch in rates and top > 0 else prior
             needed = need.get(p.category, "weak")
             auth = 1.0 if AUTH_LEVELS.index(c.auth) >= AUTH_LEVELS.index(needed) else float(s["weak_auth"])
             comp = {"prior": prior, "success": success, "cost": 1 - c.cost / max_cost, "effort": 1 - c.effort,

@@ -210,11 +210,28 @@ FILES: dict[str, FileSchema] = {
             keys=("customer_id", "event_ts", "channel"),
             event_col="event_ts",
         ),
+        FileSchema(
+            kind="responses",
+            source="campaign platform (SMS gateway, WeChat, e-mail, IVR and call-centre dispositions)",
+            doc="What became of each exported contact, keyed by the contact_ref the list carried: delivered or failed, "
+                "opened or answered, clicked, accepted (with the order it became), declined, opted out, complained. "
+                "A day without campaigns delivers a file with its header only.",
+            columns=(
+                Col("contact_ref", "string", doc="the key of the list row (gold.cpc_decisions.contact_ref)"),
+                Col("customer_id", "string"),
+                Col("event_ts", "timestamp"),
+                Col("channel", "string", doc="the outbound channel the contact went through"),
+                Col("event", "string", doc="delivered, failed, opened, clicked, accepted, declined, opted_out, complained"),
+                Col("order_id", "string", nullable=True, doc="accepted: the order in the orders file it became"),
+            ),
+            keys=("contact_ref", "event"),
+            event_col="event_ts",
+        ),
     )
 }
 
 # Ingest order: the CRM first, so that other files' customers can be checked against it.
-FILE_ORDER = ("crm_profile", "billing", "usage", "contacts", "complaints", "orders", "devices", "optouts")
+FILE_ORDER = ("crm_profile", "billing", "usage", "contacts", "complaints", "orders", "devices", "optouts", "responses")
 
 
 @dataclass(frozen=True)
@@ -361,6 +378,33 @@ TABLES: dict[str, Table] = {
             keys=("snapshot_date", "product_id", "channel"),
             doc="The product-channel fit and its components: prior, success from order history, cost, effort, commission, "
                 "authentication (weights in conf/channels.yaml).",
+        ),
+        Table(
+            name="gold.campaign_outcomes",
+            grain="one row per decision (contact, placement, holdout member) per decision date",
+            partition_by=("snapshot_date",),
+            keys=("snapshot_date", "contact_ref"),
+            doc="What became of each decision: the responses its contact_ref came back with, whether the customer ordered "
+                "the offered product within the attribution window (holdout members too: intent-to-treat), revenue, cost, "
+                "and whether the window has passed (matured). Rebuilt nightly for the last lookback_days decision dates.",
+        ),
+        Table(
+            name="gold.campaign_eval",
+            grain="one row per cell of the cube campaign x channel x product x service tier per evaluation date",
+            partition_by=("eval_date",),
+            keys=("eval_date", "level", "campaign_id", "channel", "product_id", "service_tier"),
+            doc="Campaign results as of a date ('*' = all; level names the dimensions kept): contacts, placements, "
+                "responses, conversions, revenue, cost, return, ROI; conversion rates of matured treated and holdout "
+                "decisions, absolute lift with its 95% confidence interval, relative lift, incremental conversions.",
+        ),
+        Table(
+            name="gold.trial_funnel",
+            grain="one row per trial started in the last 60 days per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("snapshot_date", "customer_id", "product_id"),
+            doc="The trial funnel (ARC): each trial's start, the trial campaigns that reached it (manual, day-15 feedback, "
+                "low-usage nudge, expiry SMS and call), how it ended (converted, expired, cancelled, open) and through "
+                "which channel it converted, and for a non-converter the next step (price-sensitive: cheaper bundle).",
         ),
         Table(
             name="ops.cpc_runs",

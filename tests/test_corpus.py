@@ -142,6 +142,16 @@ def _deliver(paths: Paths, kind: str, day: dt.date, case: str, base_lines: list[
     return n
 
 
+def _responses(crm_lines: list[str]) -> list[str]:
+    """60 delivered-and-opened responses of CRM customers on the base day, as the campaign platform sends them."""
+    out = []
+    for k, line in enumerate(crm_lines[1:31]):
+        ref = hashlib.sha256(str(k).encode()).hexdigest()[:20]
+        cid = line.split(DELIMITER)[0]
+        out += [DELIMITER.join([ref, cid, f"{BASE.isoformat()} 10:00:00", "sms_push", e, ""]) for e in ("delivered", "opened")]
+    return out
+
+
 @pytest.fixture(scope="module")
 def corpus(spark, tmp_path_factory):
     paths = Paths(tmp_path_factory.mktemp("corpus"))
@@ -149,6 +159,8 @@ def corpus(spark, tmp_path_factory):
     base_lines = {}
     for kind, schema in FILES.items():
         base_lines[kind] = gzip.decompress((paths.landing_day(BASE) / schema.file_name(BASE)).read_bytes()).decode().splitlines()
+    base_lines["responses"] += _responses(base_lines["crm_profile"])  # no list went out on the base day: make some
+    for kind in FILES:
         assert len(base_lines[kind]) > 41, f"{kind}: the base day needs 41+ rows so that 2 bad rows stay under the 5% limit"
     # The closed day: first delivered good, ingested with the base day, and its lists published (export log).
     closed = CASE_DAYS["closed_day"]

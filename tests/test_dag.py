@@ -8,7 +8,7 @@ import pytest
 
 EXPECTED_UPSTREAM = {
     "ingest": set(), "conform": {"ingest"}, "tags": {"conform"}, "segments": {"tags"}, "propensity": {"tags"},
-    "score": {"segments", "propensity"}, "export": {"score"},
+    "score": {"segments", "propensity"}, "export": {"score"}, "evaluate": {"export"},
 }
 DAGS = ["cpc_nightly", "cpc_maintenance", "cpc_training"]
 

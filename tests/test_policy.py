@@ -323,9 +323,13 @@ def test_trials_open_trial_and_its_day(spark, tmp_path):
     paths, day = Paths(tmp_path), SNAPSHOT
     orders = [("C", "P_MUSIC", "trial_start", 15), ("D", "P_NEWS", "trial_start", 20), ("D", "P_NEWS", "order", 5),
               ("E", "P_READING", "trial_start", 40), ("F", "P_MUSIC", "trial_start", 10), ("F", "P_GAMES", "trial_start", 3),
-              ("G", "P_NEWS", "cancel", 9), ("G", "P_NEWS", "trial_start", 4)]
+              ("G", "P_NEWS", "cancel", 9), ("G", "P_NEWS", "trial_start", 4),
+              ("H", "P_NEWS", "trial_start", 33), ("H", "P_NEWS", "trial_expire", 3)]
     lake.replace(spark.createDataFrame(
         [(day - D(days=ago), c, dt.datetime.combine(day - D(days=ago), dt.time(9)), p, a) for c, p, a, ago in orders],
         "delivery_date date, customer_id string, order_ts timestamp, product_id string, action string"), paths, "bronze.orders", None)
-    got = {r["customer_id"]: (r["trial_product_id"], r["trial_day"]) for r in cpc.trials(spark, paths, day).collect()}
+    rows = cpc.trials(spark, paths, day).collect()
+    got = {r["customer_id"]: (r["trial_product_id"], r["trial_day"]) for r in rows if r["trial_product_id"]}
     assert got == {"C": ("P_MUSIC", 15), "F": ("P_GAMES", 3), "G": ("P_NEWS", 4)}
+    expired = {r["customer_id"]: (r["days_since_trial_expired"], r["expired_trial_category"]) for r in rows if r["days_since_trial_expired"] is not None}
+    assert expired == {"H": (3, "vas")}, "a trial that expired: the win-back campaign's audience"

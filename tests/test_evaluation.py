@@ -1,0 +1,179 @@
+"""Evaluation: outcomes of decisions, lift over the holdout with its confidence interval (known answers), the
+HTML report, and what the pipeline learns from responses (cooldown, customer-channel and product-channel fits)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import evaluate, lake, report
+from jobs.config import Paths
+
+DAY = dt.date(2026, 11, 20)
+D0 = DAY - dt.timedelta(days=20)  # decisions old enough to have matured (window 14 days)
+
+
+def test_lift_known_answer():
+    r = evaluate.lift(100, 10, 50, 2)
+    half = 1.959964 * math.sqrt(0.1 * 0.9 / 100 + 0.04 * 0.96 / 50)
+    assert r["rate_treated"] == pytest.approx(0.10) and r["rate_control"] == pytest.approx(0.04)
+    assert r["lift"] == pytest.approx(0.06)
+    assert r["lift_low"] == pytest.approx(0.06 - half) and r["lift_high"] == pytest.approx(0.06 + half)
+    assert half == pytest.approx(0.080047, abs=1e-6)
+    assert r["relative_lift"] == pytest.approx(1.5)
+    assert evaluate.lift(100, 10, 0, 0)["lift"] is None, "no control group: no lift"
+
+
+DECISION_COLS = ("snapshot_date date, contact_ref string, customer_id string, campaign_id string, campaign_kind string, "
+                 "product_id string, category string, channel string, channel_kind string, service_tier string, "
+                 "lifecycle_stage string, expected_value double, outcome string, cost double")
+
+
+def _decisions(spark, n_t: int, n_c: int, day: dt.date, campaign: str = "c1", start: int = 0):
+    rows = []
+    for k in range(n_t + n_c):
+        out = "contact" if k < n_t else "holdout"
+        rows.append((day, f"{campaign}{start + k:06d}", f"C{start + k:09d}", campaign, "offer", "P_X", "data",
+                     "sms_push", "active", "T1", "growth", 1.0, out, 0.05))
+    return spark.createDataFrame(rows, DECISION_COLS)
+
+
+def _orders(spark, customers: list[tuple[str, str, dt.date]]):
+    return spark.createDataFrame(
+        [(f"O{k}", c, dt.datetime.combine(d, dt.time(10)), p, "order", "agent", 30.0) for k, (c, p, d) in enumerate(customers)],
+        "order_id string, customer_id string, order_ts timestamp, product_id string, action string, channel string, price double")
+
+
+@pytest.fixture(scope="module")
+def known(spark):
+    """100 contacts (10 convert in the window) and 50 holdout members (2 convert); noise that must not count:
+    an order after the window, an order of another product, an order on the decision day itself."""
+    dec = _decisions(spark, 100, 50, D0)
+    conv = [(f"C{k:09d}", "P_X", D0 + dt.timedelta(days=3)) for k in range(10)]
+    conv += [(f"C{k:09d}", "P_X", D0 + dt.timedelta(days=14)) for k in (100, 101)]  # holdout, last day of the window
+    noise = [("C000000050", "P_X", D0 + dt.timedelta(days=15)), ("C000000051", "P_OTHER", D0 + dt.timedelta(days=2)),
+             ("C000000052", "P_X", D0)]
+    resp = spark.createDataFrame(
+        [(f"c1{k:06d}", e) for k in range(100) for e in ("delivered", "opened")[: 1 + (k < 40)]] + [("c1000000", "accepted")],
+        "contact_ref string, event string")
+    out = evaluate.outcomes(dec, resp, _orders(spark, conv + noise), DAY, 14).localCheckpoint()
+    ev = evaluate.evaluation(out, DAY).localCheckpoint()
+    return out, ev
+
+
+def test_outcomes_count_orders_of_the_offered_product_within_the_window(known):
+    out, _ = known
+    assert out.count() == 150
+    assert out.where("converted").count() == 12
+    assert out.where("group = 'treated' and converted").count() == 10
+    assert out.where("customer_id in ('C000000050', 'C000000051', 'C000000052') and converted").count() == 0
+    assert out.where("matured").count() == 150
+    assert out.where("delivered").count() == 100 and out.where("opened").count() == 40 and out.where("accepted").count() == 1
+    assert out.where("group = 'treated'").agg(F.sum("revenue")).first()[0] == pytest.approx(10 * 30.0)
+
+
+def test_evaluation_lift_equals_the_known_answer(known):
+    _, ev = known
+    row = ev.where("level = 'all'").first()
+    expected = evaluate.lift(100, 10, 50, 2)
+    assert (row["contacts"], row["conversions"], row["holdout"], row["holdout_conversions"]) == (100, 10, 50, 2)
+    for k in ("rate_treated", "rate_control", "lift", "lift_low", "lift_high", "relative_lift"):
+        assert row[k] == pytest.approx(expected[k]), k
+    assert row["cost"] == pytest.approx(5.0) and row["revenue"] == pytest.approx(300.0) and row["return"] == pytest.approx(295.0)
+    assert row["significant"] is False, "the interval includes 0 at these sizes"
+    cell = ev.where("level = 'campaign,channel,product,service_tier'").collect()
+    assert len(cell) == 1 and cell[0]["campaign_id"] == "c1" and cell[0]["lift"] == pytest.approx(0.06)
+
+
+def test_lift_is_significant_when_the_groups_are_large(spark):
+    dec = _decisions(spark, 2000, 2000, D0)
+    conv = [(f"C{k:09d}", "P_X", D0 + dt.timedelta(days=1)) for k in range(200)]  # treated 10%
+    conv += [(f"C{k:09d}", "P_X", D0 + dt.timedelta(days=1)) for k in range(2000, 2040)]  # holdout 2%
+    out = evaluate.outcomes(dec, spark.createDataFrame([], "contact_ref string, event string"), _orders(spark, conv), DAY, 14)
+    row = evaluate.evaluation(out, DAY).where("level = 'all'").first()
+    assert row["lift"] == pytest.approx(0.08) and row["significant"] is True
+    assert row["incremental_conversions"] == pytest.approx(0.08 * 2000)
+
+
+def test_young_decisions_do_not_enter_the_lift(spark):
+    young = DAY - dt.timedelta(days=5)
+    dec = _decisions(spark, 10, 10, young)
+    conv = [(f"C{k:09d}", "P_X", young + dt.timedelta(days=1)) for k in range(10)]
+    out = evaluate.outcomes(dec, spark.createDataFrame([], "contact_ref string, event string"), _orders(spark, conv), DAY, 14)
+    assert out.where("matured").count() == 0 and out.where("days_observed = 5").count() == 20
+    row = evaluate.evaluation(out, DAY).where("level = 'all'").first()
+    assert row["conversions"] == 10, "conversions so far are counted"
+    assert row["holdout"] == 0 and row["lift"] is None, "but not compared before both groups had the whole window"
+
+
+def test_report_is_one_html_page_with_its_charts(tmp_path, known):
+    _, ev = known
+    rows = [r.asDict() for r in ev.where(F.col("level").isin("all", "campaign", "channel", "campaign,channel")).collect()]
+    trend = [{"snapshot_date": D0, "group": "treated", "n": 100, "x": 10}, {"snapshot_date": D0, "group": "holdout", "n": 50, "x": 2}]
+    path = report.write(Paths(tmp_path), DAY, rows, trend, {"window_days": 14, "lookback_days": 28}, 3)
+    text = path.read_text()
+    assert path.name == "campaigns_2026-11-20.html" and (tmp_path / "reports" / "campaigns_latest.html").exists()
+    assert text.count("<svg") >= 4 and "+6.00 pp" in text and "<script" not in text
+    assert "3 of today's responses name no known decision" in text
+
+
+def test_what_the_pipeline_learns_from_responses(spark, tmp_path):
+    """Declines and complaints start the cooldown; a customer's own opens scale their customer-channel fit."""
+    from jobs import cpc
+    from models import campaigns
+
+    paths = Paths(tmp_path)
+    ts = dt.datetime.combine(DAY - dt.timedelta(days=2), dt.time(10))
+    rows = []
+    for c, opened in (("C1", 4), ("C2", 0)):  # 4 deliveries each: C1 opened all, C2 none; C3 declined
+        for k in range(4):
+            rows.append((f"{c}{k}".ljust(20, "0"), c, ts, "sms_push", "delivered", None))
+            if k < opened:
+                rows.append((f"{c}{k}".ljust(20, "0"), c, ts, "sms_push", "opened", None))
+    rows.append(("c3".ljust(20, "0"), "C3", ts, "outbound_call", "declined", None))
+    resp = spark.createDataFrame(rows, "contact_ref string, customer_id string, event_ts timestamp, channel string, event string, order_id string")
+    lake.replace(resp.withColumn("delivery_date", F.to_date("event_ts")).withColumn("_source_file", F.lit("r")), paths, "bronze.responses", None)
+    empty_contacts = spark.createDataFrame([], "contact_id string, customer_id string, contact_ts timestamp, channel string, direction string, "
+                                               "purpose string, duration_s int, resolved boolean, delivery_date date, _source_file string")
+    lake.replace(empty_contacts, paths, "bronze.contacts", None)
+    policy = campaigns.load_policy()
+    got = {r["customer_id"]: r for r in cpc.history(spark, paths, DAY, policy, []).collect()}
+    assert got["C3"]["days_since_decline"] == 2
+    # channel open rate 4/8 = 0.5, prior strength 3: C1 (4 + 1.5) / 7 / 0.5 = 1.571; C2 1.5 / 7 / 0.5 = 0.429
+    assert got["C1"]["cc_learned"]["sms_push"] == pytest.approx(5.5 / 7 / 0.5)
+    assert got["C2"]["cc_learned"]["sms_push"] == pytest.approx(1.5 / 7 / 0.5)
+
+
+def test_product_channel_success_is_relative_within_the_channel_kind():
+    from jobs.cpc import load_conf
+    from models import rules
+
+    products, channels, categories, _, _ = load_conf()
+    data = next(p for p in products if p.id == "P_DATA_5G")
+    history = {("P_DATA_5G", "app"): 500, ("P_DATA_5G", "sms_push"): 20, ("P_DATA_5G", "wechat"): 5}
+    contacts = {"app": 1000, "sms_push": 1000, "wechat": 1000}
+    fits = {r["channel"]: r for r in rules.product_channel_fits([data], channels, categories, history, contacts)}
+    assert fits["app"]["success"] == pytest.approx(1.0)
+    assert fits["sms_push"]["success"] == pytest.approx(1.0), "best active channel: compared with active channels only"
+    assert fits["wechat"]["success"] == pytest.approx(0.25)
+    assert fits["email"]["success_from_history"] is False and fits["email"]["success"] == fits["email"]["prior"]
+
+
+@pytest.mark.e2e
+def test_the_nightly_dag_evaluates_and_writes_the_report(sample, spark):
+    """The DAG's last task: outcomes of the day's decisions, the evaluation cube, the trial funnel and the report."""
+    paths, day = sample["paths"], sample["spec"].end_date
+    on_day = F.col("snapshot_date") == F.lit(day)
+    decided = lake.read(spark, paths, "gold.cpc_decisions").where(on_day).count()
+    assert lake.read(spark, paths, "gold.campaign_outcomes").where(on_day).count() == decided
+    # the first decision day has no decision of an earlier day to evaluate: the cube is empty, the table is there
+    assert lake.exists(spark, paths, "gold.campaign_eval")
+    assert lake.exists(spark, paths, "gold.trial_funnel")
+    page = paths.reports / f"campaigns_{day.isoformat()}.html"
+    assert page.exists() and "<svg" in page.read_text()
+    from jobs import pipeline
+
+    assert pipeline.summary(day)["campaign_report"] == str(page)
