@@ -20,13 +20,14 @@ RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 # Models are trained the day before the nightly run: every 30-day label window then ends in the history.
 TRAIN_DATE = $(shell date -d "$(RUN_DATE) -1 day" +%F)
 
-.PHONY: help setup run test bench loop lint airflow-db airflow-backfill clean
+.PHONY: help setup run test bench loop cluster-run lint airflow-db airflow-backfill clean
 
 help:
 	@echo "make run    - set up, generate sample operator files, run the nightly DAG with Airflow, print where results are"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - the nightly run at CUSTOMERS (default 100000) over DAYS (90): time per stage, peak memory -> bench/results"
 	@echo "make loop   - closed loop over LOOP_DAYS (8) days at LOOP_CUSTOMERS (20000): responses, evaluation, CPC vs blast vs oracle"
+	@echo "make cluster-run - the nightly on a Spark standalone cluster (master + 2 workers on loopback) and on local Spark, compared"
 	@echo "make lint   - ruff"
 	@echo "make airflow-backfill START=2026-11-18 END=2026-11-20 - the nightly DAG over past dates, run by Airflow's scheduler"
 	@echo "make clean  - remove generated data (var/), keep the virtual environment and jars"
@@ -82,6 +83,9 @@ LOOP_DAYS ?= 8
 LOOP_HISTORY ?= 75
 loop: setup
 	$(BIN)/cpc loop --customers $(LOOP_CUSTOMERS) --days $(LOOP_DAYS) --history-days $(LOOP_HISTORY)
+
+cluster-run: setup
+	$(BIN)/python bench/cluster_check.py --customers $(or $(CLUSTER_CUSTOMERS),2000) --days $(or $(CLUSTER_DAYS),35)
 
 lint: setup
 	$(BIN)/ruff check .

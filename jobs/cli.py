@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     lp.add_argument("--history-days", type=int, default=75, help="days loaded before the loop (75 let the models train)")
     lp.add_argument("--days", type=int, default=8, help="loop days, each a full nightly run")
     lp.add_argument("--no-train", action="store_true", help="no propensity models: the CPC uses the rule-based fits")
+    lp.add_argument("--headline-only", action="store_true", help="recompute the CPC / blast / oracle table of a finished loop in --root")
     lp.add_argument("--seed", type=int, default=42)
     lp.add_argument("--root", help="storage root, emptied first (default: <project>/var/loop)")
     sub.add_parser("catalogue-doc", help="regenerate docs/tags.md from conf/tags.yaml")
@@ -159,7 +160,20 @@ def main(argv: list[str] | None = None) -> int:
 
         from jobs import loop
 
-        root = Path(args.root) if args.root else cfg.paths.root.parent / "loop" if cfg.paths.root.name == "var" else cfg.paths.root / "loop"
+        root = Path(args.root) if args.root else cfg.paths.root / "loop"
+        if args.headline_only:
+            import json as _json
+
+            from jobs.config import Paths
+            from jobs.simulate import SimSpec
+
+            sim = _json.loads((root / "truth" / "simulation.json").read_text())
+            spec = SimSpec(int(sim["customers"]), int(sim["days"]), dt.date.fromisoformat(sim["end_date"]), int(sim["seed"]))
+            days = spec.dates()[-args.days:]
+            meta = {"customers": spec.customers, "history_days": spec.days - args.days, "seed": spec.seed,
+                    "models_trained": (root / "models").exists() and any((root / "models").iterdir())}
+            loop.headline(Paths(root.resolve()), spec, days, meta)
+            return 0
         loop.run(args.customers, args.history_days, args.days, root.resolve(), args.seed, cfg=cfg, train=not args.no_train)
         return 0
 

@@ -13,7 +13,8 @@ window has passed (``matured``).
 roll-up of them (``level`` names the dimensions kept, ``*`` stands for all): contacts, placements, responses,
 conversions, revenue, cost, return; and against the holdout: conversion rates, absolute lift with a 95%
 confidence interval (normal approximation for a difference of proportions), relative lift, incremental
-conversions. Only matured decisions enter the lift, so both groups had the same time to convert.
+conversions. Treated and holdout come from the same decision dates, so both had the same time to convert;
+``matured_share`` says how much of a cell has had the whole window (below 1 the reading is interim).
 
 Caveat written into docs/evaluation.md: the holdout is drawn among the candidates that passed the row rules
 (before one-a-day and capacity), the contacted are the best of them, so lift compares a selected treated group
@@ -101,7 +102,9 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
 
 def evaluation(outcome_rows, day: dt.date):
     """Pure transform: outcomes -> one row per cell of the cube over DIMS (``level`` lists the dimensions
-    kept), with counts, money and lift against the holdout (matured decisions only)."""
+    kept), with counts, money and lift against the holdout. Treated and holdout decisions come from the same
+    decision dates, so they have had the same time to convert; ``matured_share`` says how much of the cell has
+    had the whole window (below 1: an interim reading, both rates still rising)."""
     from pyspark.sql import functions as F
 
     t = (F.col("group") == "treated")
@@ -115,22 +118,22 @@ def evaluation(outcome_rows, day: dt.date):
         *[n(t & F.col(e)).alias(e) for e in EVENTS],
         n(t & F.col("converted")).alias("conversions"),
         F.sum(F.when(t, F.col("revenue")).otherwise(0.0)).alias("revenue"), F.sum("cost").alias("cost"),
-        n(t & m).alias("treated_matured"), n(t & m & F.col("converted")).alias("treated_matured_conversions"),
-        n(~t & m).alias("holdout"), n(~t & m & F.col("converted")).alias("holdout_conversions"),
-        F.sum(F.when(~t & m, F.col("revenue")).otherwise(0.0)).alias("holdout_revenue"),
+        n(t).alias("treated"), n(~t).alias("holdout"), n(~t & F.col("converted")).alias("holdout_conversions"),
+        F.sum(F.when(~t, F.col("revenue")).otherwise(0.0)).alias("holdout_revenue"),
+        (F.sum(m.cast("long")) / F.count(F.lit(1))).alias("matured_share"),
     ]
     cube = outcome_rows.cube(*DIMS).agg(*aggs, *[F.grouping(d).alias(f"_g_{d}") for d in DIMS])
     level = F.concat_ws(",", *[F.when(F.col(f"_g_{d}") == 0, F.lit(d.removesuffix("_id"))) for d in DIMS])
-    lc = lift_cols(F.col("treated_matured"), F.col("treated_matured_conversions"), F.col("holdout"), F.col("holdout_conversions"))
+    lc = lift_cols(F.col("treated"), F.col("conversions"), F.col("holdout"), F.col("holdout_conversions"))
     return cube.select(
         F.lit(day).alias("eval_date"), F.when(level == "", F.lit("all")).otherwise(level).alias("level"),
         *[F.when(F.col(f"_g_{d}") == 1, F.lit("*")).otherwise(F.coalesce(F.col(d), F.lit("(none)"))).alias(d) for d in DIMS],
         "contacts", "placements", *EVENTS, "conversions", F.round("revenue", 2).alias("revenue"), F.round("cost", 2).alias("cost"),
         F.round(F.col("revenue") - F.col("cost"), 2).alias("return"),
         F.when(F.col("cost") > 0, F.round((F.col("revenue") - F.col("cost")) / F.col("cost"), 3)).alias("roi"),
-        "treated_matured", "treated_matured_conversions", "holdout", "holdout_conversions",
+        "treated", "holdout", "holdout_conversions", F.round("matured_share", 4).alias("matured_share"),
         *[lc[k].alias(k) for k in ("rate_treated", "rate_control", "lift", "lift_low", "lift_high", "relative_lift")],
-        (lc["lift"] * F.col("treated_matured")).alias("incremental_conversions"),
+        (lc["lift"] * F.col("treated")).alias("incremental_conversions"),
         (F.coalesce(lc["lift_low"] > 0, F.lit(False))).alias("significant"),
     )
 
@@ -201,9 +204,9 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     orders = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_convert"))
     out = outcomes(decisions, responses, orders, day, s["window_days"]).localCheckpoint()
     dates = f"snapshot_date > '{since.isoformat()}' AND snapshot_date <= '{day.isoformat()}'"
-    lake.replace(out, paths, "gold.campaign_outcomes", dates)
+    lake.replace(out, paths, "gold.campaign_outcomes", dates, merge_schema=True)
     ev = evaluation(out.where(F.col("snapshot_date") < F.lit(day)), day)
-    lake.replace(ev, paths, "gold.campaign_eval", f"eval_date = '{day.isoformat()}'")
+    lake.replace(ev, paths, "gold.campaign_eval", f"eval_date = '{day.isoformat()}'", merge_schema=True)
     trial_since = day - dt.timedelta(days=TRIAL_LOOKBACK_DAYS)
     trial_orders = lake.read(spark, paths, "bronze.orders").where(
         (F.col("delivery_date") > F.lit(trial_since)) & (F.col("delivery_date") <= F.lit(day)))
@@ -230,10 +233,10 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
                "trials": {st: sum(t["trials"] for t in trials if t["status"] == st) for st in ("open", "converted", "expired", "cancelled")}}
     if total:
         figures.update({k: total[k] for k in ("contacts", "delivered", "opened", "accepted", "conversions", "revenue", "cost",
-                                              "holdout", "rate_treated", "rate_control", "lift", "lift_low", "lift_high")})
-    lift_text = "no matured holdout yet" if not total or total["lift"] is None else (
+                                              "holdout", "rate_treated", "rate_control", "lift", "lift_low", "lift_high", "matured_share")})
+    lift_text = "no holdout to compare with yet" if not total or total["lift"] is None else (
         f"lift {total['lift']:+.4f} [{total['lift_low']:+.4f}, {total['lift_high']:+.4f}] "
-        f"({total['rate_treated']:.4f} treated vs {total['rate_control']:.4f} holdout)")
+        f"({total['rate_treated']:.4f} treated vs {total['rate_control']:.4f} holdout, {total['matured_share']:.0%} of decisions matured)")
     print(f"evaluate {day}: decisions since {since + dt.timedelta(days=1)}: "
           f"{(total or {}).get('contacts', 0)} contacts, {(total or {}).get('accepted', 0)} accepted, "
           f"{(total or {}).get('conversions', 0)} conversions; {lift_text}; {unmatched} responses unmatched "

@@ -15,11 +15,13 @@
      marketing, with WeChat / an e-mail address where the channel needs it), offered the CPC list's products
      in the same mix;
    - oracle: the customers and products with the highest true conversion probability for the channel, one
-     contact a customer a day across channels, never the same customer and product twice in the loop, no
-     product already held; products limited to those the channel carries (conf/products.yaml categories);
+     contact a customer a day across channels and no more than the contact policy's weekly cap (2 in 7 days),
+     never the same customer and product twice in the loop, no product already held; products limited to those
+     the channel carries (conf/products.yaml categories);
    - oracle by value: the same, choosing by true expected value (probability x value - cost), which is what
      the CPC decision itself maximises;
-4. writes ``reports/loop/headline.json`` and ``headline.md`` and prints the table.
+4. writes ``reports/loop/headline.json`` and ``headline.md`` and prints the table. ``cpc loop --headline-only``
+   recomputes it from a finished loop's root (lists and files; no Spark).
 
 CPC's realised conversions (simulated acceptances, including those that land after the last loop day) are
 reported beside its expected ones, as a check that the expectation is what the responses deliver.
@@ -37,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from jobs.config import CONF_DIR, Paths, Settings, business, load_yaml, settings
-from jobs.responder import OUTBOUND, World, events_for, held_before, read_lists, respond
+from jobs.responder import OUTBOUND, World, events_for, held_before, read_delivery, read_lists, respond
 from jobs.simulate import SimSpec, generate
+from schemas import FILES
 
 
 def _reachable(world: World, day: dt.date, ch: str, optout: np.ndarray) -> np.ndarray:
@@ -52,9 +55,10 @@ def _reachable(world: World, day: dt.date, ch: str, optout: np.ndarray) -> np.nd
 
 
 def _fill(world: World, day: dt.date, held: np.ndarray, pools: dict, sizes: dict[str, int], carries: dict[str, list[int]],
-          score, taken: set[tuple[int, int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+          score, taken: set[tuple[int, int]], capped: set[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The oracle's lists: per channel, the ``sizes[ch]`` (customer, product) pairs with the highest ``score(p, product)``
-    (p = true conversion probability), one contact a customer a day across channels, never a pair in ``taken``."""
+    (p = true conversion probability), one contact a customer a day across channels, never a pair in ``taken``,
+    nobody in ``capped`` (at the contact policy's weekly cap)."""
     best = {}
     for ch, pool in pools.items():
         top_s = np.full(len(pool), -np.inf)
@@ -75,7 +79,7 @@ def _fill(world: World, day: dt.date, held: np.ndarray, pools: dict, sizes: dict
             if len(who) >= sizes[ch] or not np.isfinite(top_s[k]):
                 break
             c, j = int(pools[ch][k]), int(top_j[k])
-            if c in used or (c, j) in taken:
+            if c in used or c in capped or (c, j) in taken:
                 continue
             used.add(c)
             taken.add((c, j))
@@ -86,7 +90,8 @@ def _fill(world: World, day: dt.date, held: np.ndarray, pools: dict, sizes: dict
 
 
 def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: np.ndarray, optout: np.ndarray,
-                taken: dict[str, set], carries: dict[str, list[int]], offer_campaigns: set[str]) -> dict[str, dict[str, float]]:
+                taken: dict[str, set], carries: dict[str, list[int]], offer_campaigns: set[str],
+                capped: dict[str, set[int]], contacted: dict[str, dict[int, list[dt.date]]]) -> dict[str, dict[str, float]]:
     """Expected conversions and value of the day's CPC offers (service messages apart), a blind blast and two
     oracles of the same size per channel: one choosing by true conversion probability, one by true expected
     value (probability x the product's value - the channel's cost, what CPC itself maximises)."""
@@ -114,8 +119,10 @@ def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: 
         out[ch] = {"rows": n, "cpc": c_conv, "blast": b_conv, "cpc_value": c_val, "blast_value": b_val}
         pools[ch], sizes[ch] = pool, n
     for name, score in (("oracle", lambda p, j, ch: p), ("oracle_by_value", lambda p, j, ch: p * value[j] - cost[ch])):
-        chosen = _fill(world, day, held, pools, sizes, carries, score, taken[name])
+        chosen = _fill(world, day, held, pools, sizes, carries, score, taken[name], capped[name])
         for ch, (who, what) in chosen.items():
+            for c in who:
+                contacted[name].setdefault(int(c), []).append(day)
             conv, val = score_of(who, what, ch) if len(who) else (0.0, 0.0)
             out[ch][name] = conv
             out[ch][f"{name}_value"] = val
@@ -124,15 +131,12 @@ def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: 
 
 def _optouts(paths: Paths, world: World, day: dt.date) -> np.ndarray:
     """Customers opted out of all marketing before ``day``, from the optouts files delivered."""
-    from jobs.responder import _read_delivery
-    from schemas import FILES
-
     out = np.zeros(world.spec.customers, dtype=bool)
     d = world.spec.start_date
     while d < day:
         f = paths.landing_day(d) / FILES["optouts"].file_name(d)
         if f.exists():
-            t = _read_delivery(f, "optouts").to_pydict()
+            t = read_delivery(f, "optouts").to_pydict()
             for cid, ch, action in zip(t["customer_id"], t["channel"], t["action"], strict=True):
                 if ch == "all":
                     out[int(cid[1:])] = action == "opt_out"
@@ -212,38 +216,51 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
         print(f"loop: {history_days} days of history are too few to train the models (they need {MIN_TRAIN_HISTORY}); "
               f"the CPC uses the rule-based fits", flush=True)
     world = World.load(spec)
-    products = world.products
-    cats = business("products")["categories"]
-    carries = {ch: [j for j, p in enumerate(products) if ch in cats[p["category"]] and p["category"] != "care"] for ch in OUTBOUND}
-    per_day, taken = [], {"oracle": set(), "oracle_by_value": set()}
-    realised = 0
-    offer_campaigns = {c["id"] for c in (load_yaml(f) for f in sorted((CONF_DIR / "campaigns").glob("*.yaml"))) if c.get("kind") == "offer"}
     for k, day in enumerate(loop_days, 1):
         t1 = time.time()
         print(f"loop [{k}/{len(loop_days)}] {day}: responses to earlier lists, then the nightly run", flush=True)
         respond(paths, spec, day, world)
         pipeline.nightly(day, cfg)
+        print(f"loop [{k}/{len(loop_days)}] {day}: done ({time.time() - t1:.0f}s)", flush=True)
+    meta = {"customers": customers, "history_days": history_days, "seed": seed, "seconds": round(time.time() - t0, 1),
+            "models_trained": train and history_days >= MIN_TRAIN_HISTORY}
+    return headline(paths, spec, loop_days, meta, world)
+
+
+def headline(paths: Paths, spec: SimSpec, loop_days: list[dt.date], meta: dict, world: World | None = None) -> dict:
+    """CPC against the blast and the oracles over the loop's days, from what the loop left in ``paths``: the
+    published lists, and the operator's files as delivered (holdings and opt-outs up to each day). Driver-side
+    numpy over the lists and the truth; no Spark. Writes reports/loop/headline.json and headline.md."""
+    from models.campaigns import load_policy
+
+    world = world or World.load(spec)
+    policy = load_policy()
+    cats = business("products")["categories"]
+    carries = {ch: [j for j, p in enumerate(world.products) if ch in cats[p["category"]] and p["category"] != "care"] for ch in OUTBOUND}
+    offer_campaigns = {c["id"] for c in (load_yaml(f) for f in sorted((CONF_DIR / "campaigns").glob("*.yaml"))) if c.get("kind") == "offer"}
+    taken = {"oracle": set(), "oracle_by_value": set()}
+    contacted: dict[str, dict[int, list[dt.date]]] = {"oracle": {}, "oracle_by_value": {}}
+    per_day, realised = [], 0
+    for day in loop_days:
         lists = read_lists(paths, world, day)
         held = held_before(paths, world, day + dt.timedelta(days=1))
         optout = _optouts(paths, world, day + dt.timedelta(days=1))
-        channels = compare_day(world, lists, day, held, optout, taken, carries, offer_campaigns)
+        capped = {name: {c for c, days in seen.items() if sum((day - d).days < policy.window_days for d in days) >= policy.all_channels_cap}
+                  for name, seen in contacted.items()}
+        channels = compare_day(world, lists, day, held, optout, taken, carries, offer_campaigns, capped, contacted)
         ev = events_for(world, lists, day, held)
         realised += int(((ev["event"] == "accepted") & np.isin(ev["campaign"], sorted(offer_campaigns))).sum())
         per_day.append({"date": day.isoformat(), "channels": channels})
-        c = sum(v["cpc"] for v in channels.values())
-        b = sum(v["blast"] for v in channels.values())
-        o = sum(v["oracle"] for v in channels.values())
-        print(f"loop [{k}/{len(loop_days)}] {day}: expected conversions CPC {c:.1f}, blast {b:.1f}, oracle {o:.1f} "
-              f"({time.time() - t1:.0f}s)", flush=True)
+        c, b, o = (sum(v[k] for v in channels.values()) for k in ("cpc", "blast", "oracle"))
+        print(f"loop headline {day}: expected conversions of the offers: CPC {c:.1f}, blast {b:.1f}, oracle {o:.1f}", flush=True)
     summary, table = headline_table(per_day, realised)
-    summary.update({"customers": customers, "history_days": history_days, "models_trained": train and history_days >= MIN_TRAIN_HISTORY, "loop_days": [d.isoformat() for d in loop_days],
-                    "seed": seed, "root": str(paths.root), "seconds": round(time.time() - t0, 1), "per_day": per_day})
+    summary.update({**meta, "loop_days": [d.isoformat() for d in loop_days], "root": str(paths.root), "per_day": per_day})
     out = paths.reports / "loop"
     out.mkdir(parents=True, exist_ok=True)
     (out / "headline.json").write_text(json.dumps(summary, indent=2, default=str))
-    title = (f"Closed loop: {customers:,} customers, {len(loop_days)} days {loop_days[0]}..{loop_days[-1]} after "
-             f"{history_days} days of history, seed {seed}, "
-             f"{'propensity models trained' if summary['models_trained'] else 'rule-based fits (no models)'}")
+    title = (f"Closed loop: {meta['customers']:,} customers, {len(loop_days)} days {loop_days[0]}..{loop_days[-1]} after "
+             f"{meta['history_days']} days of history, seed {meta['seed']}, "
+             f"{'propensity models trained' if meta.get('models_trained') else 'rule-based fits (no models)'}")
     (out / "headline.md").write_text(f"### {title}\n\n{table}\n")
     print(f"\n{title}\n\n{table}\n\nReport: {paths.reports / 'campaigns_latest.html'}\nHeadline: {out / 'headline.md'}", flush=True)
     return summary

@@ -52,7 +52,7 @@ def intervals(items: list[tuple[str, float | None, float | None, float | None]])
     """Lift with its confidence interval per label: a dot and a whisker around a zero line (percentage points)."""
     items = [i for i in items if i[1] is not None]
     if not items:
-        return "<p class='note'>no matured holdout yet: lift needs decisions older than the attribution window</p>"
+        return "<p class='note'>no holdout to compare with yet: lift needs decisions of earlier days</p>"
     lo = min(min(i[2] for i in items), 0.0)
     hi = max(max(i[3] for i in items), 0.0)
     span = (hi - lo) or 1e-6
@@ -150,14 +150,16 @@ def render(day: dt.date, rows: list[dict], trend: list[dict], s: dict, unmatched
     for t in trend:
         if t["n"]:
             series.setdefault("treated" if t["group"] == "treated" else "holdout", []).append((t["snapshot_date"], t["x"] / t["n"]))
-    headline = ("no matured holdout yet" if total.get("lift") is None else
+    headline = ("no holdout to compare with yet" if total.get("lift") is None else
                 f"treated {_pct(total['rate_treated'])} vs holdout {_pct(total['rate_control'])}: lift {_pp(total['lift'])} "
-                f"(95% CI {_pp(total['lift_low'])} to {_pp(total['lift_high'])})")
+                f"(95% CI {_pp(total['lift_low'])} to {_pp(total['lift_high'])}); "
+                f"{100 * (total.get('matured_share') or 0):.0f}% of the decisions have had the whole window"
+                + ("" if (total.get("matured_share") or 0) >= 1 else ", so this is an interim reading"))
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Campaigns {day}</title><style>{CSS}</style></head><body>
 <h1>Campaign evaluation as of {day}</h1>
 <p>Decisions of the last {s['lookback_days']} days; a conversion is an order of the offered product within {s['window_days']} days
-of the decision, whoever sold it. Lift compares matured treated decisions (contacts and placements) with the campaign's
-holdout (intent-to-treat). {html.escape(headline)}.</p>
+of the decision, whoever sold it. Lift compares treated decisions (contacts and placements) with the campaign's
+holdout of the same decision dates (intent-to-treat). {html.escape(headline)}.</p>
 <p class="note">Contacts {int(total.get('contacts') or 0):,}, placements {int(total.get('placements') or 0):,}; revenue {float(total.get('revenue') or 0):,.2f},
 cost {float(total.get('cost') or 0):,.2f}, return {float(total.get('return') or 0):,.2f}; {int(total.get('opted_out') or 0):,} opted out,
 {int(total.get('complained') or 0):,} complained; {unmatched:,} of today's responses name no known decision.

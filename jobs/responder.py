@@ -131,12 +131,6 @@ class World:
 
 # --- reading the lists and the operator's own files ----------------------------------------------------------
 
-def _read_csv(data: bytes, delimiter: str = ",") -> pa.Table:
-    convert = pacsv.ConvertOptions(strings_can_be_null=False, column_types=None, auto_dict_encode=False)
-    return pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                          read_options=pacsv.ReadOptions(), convert_options=convert)
-
-
 def read_lists(paths: Paths, world: World, day: dt.date) -> dict[str, np.ndarray]:
     """The outbound rows published for decision date ``day``: contact_ref, customer index, product index,
     channel, campaign (as a downstream system sees them: from the list's own columns)."""
@@ -196,7 +190,7 @@ def _base_copy(paths: Paths, kind: str, day: dt.date) -> Path:
     return keep
 
 
-def _read_delivery(path: Path, kind: str) -> pa.Table:
+def read_delivery(path: Path, kind: str) -> pa.Table:
     schema = FILES[kind]
     return pacsv.read_csv(io.BytesIO(gzip.decompress(path.read_bytes())), parse_options=pacsv.ParseOptions(delimiter=DELIMITER),
                           convert_options=pacsv.ConvertOptions(column_types={c.name: ARROW_TYPES[c.type] for c in schema.columns}))
@@ -214,7 +208,7 @@ def held_before(paths: Paths, world: World, day: dt.date) -> np.ndarray:
     while d < day:
         f = paths.landing_day(d) / FILES["orders"].file_name(d)
         if f.exists():
-            t = _read_delivery(f, "orders")
+            t = read_delivery(f, "orders")
             cid = np.array([int(x[1:]) for x in t["customer_id"].to_pylist()], dtype=np.int64)
             pid = np.array([pindex.get(x, -1) for x in t["product_id"].to_pylist()], dtype=np.int64)
             action = np.array(t["action"].to_pylist(), dtype=object)
@@ -310,7 +304,7 @@ def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = Non
 
     # Accepted offers are orders; a trial campaign's acceptance converts the trial, so the operator's own end of
     # that trial (converted or expired, in the original file) no longer happens.
-    orders = _read_delivery(_base_copy(paths, "orders", day), "orders")
+    orders = read_delivery(_base_copy(paths, "orders", day), "orders")
     held = held_before(paths, world, day)
     pindex = world.product_index
     ended_before = np.array([a in ("trial_convert", "trial_expire") and p in pindex and bool(held[int(cid[1:]), pindex[p]])
@@ -328,7 +322,7 @@ def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = Non
     _write(paths, FILES["orders"], day, pa.concat_tables([orders, extra.cast(orders.schema)]))
 
     oo = ev["event"] == "opted_out"
-    optouts = _read_delivery(_base_copy(paths, "optouts", day), "optouts")
+    optouts = read_delivery(_base_copy(paths, "optouts", day), "optouts")
     extra = pa.table({
         "customer_id": pa.array(list(c["customer_id"][ev["idx"][oo].astype(int)]), pa.string()), "event_ts": ts.filter(pa.array(oo)),
         "channel": pa.array(list(ev["channel"][oo]), pa.string()), "action": pa.array(["opt_out"] * int(oo.sum()), pa.string()),

@@ -94,19 +94,20 @@ def test_lift_is_significant_when_the_groups_are_large(spark):
     conv += [(f"C{k:09d}", "P_X", D0 + dt.timedelta(days=1)) for k in range(2000, 2040)]  # holdout 2%
     out = evaluate.outcomes(dec, spark.createDataFrame([], "contact_ref string, event string"), _orders(spark, conv), DAY, 14)
     row = evaluate.evaluation(out, DAY).where("level = 'all'").first()
-    assert row["lift"] == pytest.approx(0.08) and row["significant"] is True
+    assert row["lift"] == pytest.approx(0.08) and row["significant"] is True and row["matured_share"] == 1.0
     assert row["incremental_conversions"] == pytest.approx(0.08 * 2000)
 
 
-def test_young_decisions_do_not_enter_the_lift(spark):
+def test_young_decisions_give_an_interim_lift(spark):
     young = DAY - dt.timedelta(days=5)
     dec = _decisions(spark, 10, 10, young)
-    conv = [(f"C{k:09d}", "P_X", young + dt.timedelta(days=1)) for k in range(10)]
+    conv = [(f"C{k:09d}", "P_X", young + dt.timedelta(days=1)) for k in range(10)] + [("C000000010", "P_X", young + dt.timedelta(days=2))]
     out = evaluate.outcomes(dec, spark.createDataFrame([], "contact_ref string, event string"), _orders(spark, conv), DAY, 14)
     assert out.where("matured").count() == 0 and out.where("days_observed = 5").count() == 20
     row = evaluate.evaluation(out, DAY).where("level = 'all'").first()
-    assert row["conversions"] == 10, "conversions so far are counted"
-    assert row["holdout"] == 0 and row["lift"] is None, "but not compared before both groups had the whole window"
+    assert row["conversions"] == 10 and row["holdout_conversions"] == 1
+    assert row["lift"] == pytest.approx(0.9), "same decision date, same time to convert: comparable"
+    assert row["matured_share"] == 0.0, "but flagged as interim: the window has not passed"
 
 
 def test_report_is_one_html_page_with_its_charts(tmp_path, known):
