@@ -94,8 +94,9 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-def run_pipeline(root: Path, env_name: str, end: str, log: Path) -> float:
-    env = {**os.environ, "CPC_ENV": env_name, "CPC_ROOT": str(root)}
+def run_pipeline(root: Path, env_name: str, end: str, log: Path, key: str) -> float:
+    # one phone-number hashing key for both runs, as a secrets backend would give each environment
+    env = {**os.environ, "CPC_ENV": env_name, "CPC_ROOT": str(root), "CPC_HASH_KEY": key}
     cpc = str(PROJECT / ".venv" / "bin" / "cpc")
     t0 = time.time()
     with log.open("w") as fh:
@@ -151,11 +152,14 @@ def main() -> int:
         roots[name] = base / name
         shutil.copytree(data.landing, roots[name] / "landing")
     print(f"cluster: {args.customers} customers, {args.days} days of files up to {end}", flush=True)
-    seconds = {"local": run_pipeline(roots["local"], "local", end.isoformat(), base / "local.log")}
+    import secrets
+
+    key = secrets.token_hex(32)
+    seconds = {"local": run_pipeline(roots["local"], "local", end.isoformat(), base / "local.log", key)}
     print(f"cluster: local[2] run done in {seconds['local']:.0f}s", flush=True)
     procs = start_cluster(base / "logs", args.workers, args.worker_memory)
     try:
-        seconds["cluster"] = run_pipeline(roots["cluster"], "cluster", end.isoformat(), base / "cluster.log")
+        seconds["cluster"] = run_pipeline(roots["cluster"], "cluster", end.isoformat(), base / "cluster.log", key)
     finally:
         stop(procs)
     print(f"cluster: standalone run done in {seconds['cluster']:.0f}s", flush=True)
