@@ -146,14 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.cmd == "respond":
-        import json as _json
-
         from jobs.responder import respond
         from jobs.simulate import SimSpec
 
-        meta = _json.loads((cfg.paths.truth / "simulation.json").read_text())
-        spec = SimSpec(int(meta["customers"]), int(meta["days"]), dt.date.fromisoformat(meta["end_date"]), int(meta["seed"]))
-        respond(cfg.paths, spec, args.date)
+        respond(cfg.paths, SimSpec.of(cfg.paths), args.date)
         return 0
     if args.cmd == "loop":
         from pathlib import Path
@@ -162,13 +158,10 @@ def main(argv: list[str] | None = None) -> int:
 
         root = Path(args.root) if args.root else cfg.paths.root / "loop"
         if args.headline_only:
-            import json as _json
-
             from jobs.config import Paths
             from jobs.simulate import SimSpec
 
-            sim = _json.loads((root / "truth" / "simulation.json").read_text())
-            spec = SimSpec(int(sim["customers"]), int(sim["days"]), dt.date.fromisoformat(sim["end_date"]), int(sim["seed"]))
+            spec = SimSpec.of(Paths(root))
             days = spec.dates()[-args.days:]
             meta = {"customers": spec.customers, "history_days": spec.days - args.days, "seed": spec.seed,
                     "models_trained": (root / "models").exists() and any((root / "models").iterdir())}

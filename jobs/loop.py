@@ -39,9 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from jobs.config import CONF_DIR, Paths, Settings, business, load_yaml, settings
-from jobs.responder import OUTBOUND, World, events_for, held_before, read_delivery, read_lists, respond
+from jobs.responder import OUTBOUND, World, deliveries_before, events_for, held_before, read_lists, respond
 from jobs.simulate import SimSpec, generate
-from schemas import FILES
 
 
 def _reachable(world: World, day: dt.date, ch: str, optout: np.ndarray) -> np.ndarray:
@@ -132,15 +131,11 @@ def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: 
 def _optouts(paths: Paths, world: World, day: dt.date) -> np.ndarray:
     """Customers opted out of all marketing before ``day``, from the optouts files delivered."""
     out = np.zeros(world.spec.customers, dtype=bool)
-    d = world.spec.start_date
-    while d < day:
-        f = paths.landing_day(d) / FILES["optouts"].file_name(d)
-        if f.exists():
-            t = read_delivery(f, "optouts").to_pydict()
-            for cid, ch, action in zip(t["customer_id"], t["channel"], t["action"], strict=True):
-                if ch == "all":
-                    out[int(cid[1:])] = action == "opt_out"
-        d += dt.timedelta(days=1)
+    for t in deliveries_before(paths, world.spec, "optouts", day):
+        d = t.to_pydict()
+        for cid, ch, action in zip(d["customer_id"], d["channel"], d["action"], strict=True):
+            if ch == "all":
+                out[int(cid[1:])] = action == "opt_out"
     return out
 
 

@@ -196,6 +196,16 @@ def read_delivery(path: Path, kind: str) -> pa.Table:
                           convert_options=pacsv.ConvertOptions(column_types={c.name: ARROW_TYPES[c.type] for c in schema.columns}))
 
 
+def deliveries_before(paths: Paths, spec: SimSpec, kind: str, day: dt.date):
+    """Every delivery of ``kind`` from the simulation's first day up to the day before ``day``, as Arrow tables."""
+    d = spec.start_date
+    while d < day:
+        f = paths.landing_day(d) / FILES[kind].file_name(d)
+        if f.exists():
+            yield read_delivery(f, kind)
+        d += dt.timedelta(days=1)
+
+
 def held_before(paths: Paths, world: World, day: dt.date) -> np.ndarray:
     """customers x products: what each customer has bought and not cancelled before ``day``, from the orders
     files the operator delivered (an open trial is not a holding: converting it is what trial campaigns sell)."""
@@ -204,18 +214,13 @@ def held_before(paths: Paths, world: World, day: dt.date) -> np.ndarray:
         return world.held_cache[key]
     held = np.zeros((world.spec.customers, len(world.products)), dtype=bool)
     pindex = world.product_index
-    d = world.spec.start_date
-    while d < day:
-        f = paths.landing_day(d) / FILES["orders"].file_name(d)
-        if f.exists():
-            t = read_delivery(f, "orders")
-            cid = np.array([int(x[1:]) for x in t["customer_id"].to_pylist()], dtype=np.int64)
-            pid = np.array([pindex.get(x, -1) for x in t["product_id"].to_pylist()], dtype=np.int64)
-            action = np.array(t["action"].to_pylist(), dtype=object)
-            for acts, value in ((("order", "trial_convert"), True), (("cancel",), False)):
-                m = np.isin(action, acts) & (pid >= 0)
-                held[cid[m], pid[m]] = value
-        d += dt.timedelta(days=1)
+    for t in deliveries_before(paths, world.spec, "orders", day):
+        cid = np.array([int(x[1:]) for x in t["customer_id"].to_pylist()], dtype=np.int64)
+        pid = np.array([pindex.get(x, -1) for x in t["product_id"].to_pylist()], dtype=np.int64)
+        action = np.array(t["action"].to_pylist(), dtype=object)
+        for acts, value in ((("order", "trial_convert"), True), (("cancel",), False)):
+            m = np.isin(action, acts) & (pid >= 0)
+            held[cid[m], pid[m]] = value
     world.held_cache[key] = held
     return held
 

@@ -57,6 +57,12 @@ class SimSpec:
     def start_date(self) -> dt.date:
         return self.end_date - dt.timedelta(days=self.days - 1)
 
+    @classmethod
+    def of(cls, paths: Paths) -> SimSpec:
+        """The spec a root's files were simulated with (``truth/simulation.json``)."""
+        meta = json.loads((paths.truth / "simulation.json").read_text())
+        return cls(int(meta["customers"]), int(meta["days"]), dt.date.fromisoformat(meta["end_date"]), int(meta["seed"]))
+
     def dates(self) -> list[dt.date]:
         return [self.start_date + dt.timedelta(days=i) for i in range(self.days)]
 
