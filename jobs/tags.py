@@ -469,7 +469,10 @@ def apply_tags(base, cat: Catalogue):
     """Base columns -> customer_id, snapshot_date and one column per tag (declared types).
 
     One ``select`` per dependency layer. Quantile bands come last: one aggregation computes every band's cut
-    points (approximate percentiles, a handful of numbers to the driver), then one more ``select``.
+    points (a handful of numbers to the driver), then one more ``select``. The cut points are exact percentiles
+    of the value rounded to ``BAND_DECIMALS`` places: exact, so a cluster and a laptop cut the same bands
+    whatever the partitioning (approximate percentiles did not); rounded, so the aggregation holds one count
+    per distinct value (bounded) rather than one per customer.
     """
     from pyspark.sql import functions as F
 
@@ -489,10 +492,15 @@ def apply_tags(base, cat: Catalogue):
     if bands:
         df = df.cache()
         probs = {t.id: [i / t.bands for i in range(1, t.bands)] for t in bands}
-        cuts_row = df.agg(*[F.percentile_approx(t.band_of, probs[t.id], 1000).alias(t.id) for t in bands]).first()
+        cuts_row = df.agg(*[F.percentile(F.round(F.col(t.band_of).cast("double"), BAND_DECIMALS),
+                                         F.array(*[F.lit(p) for p in probs[t.id]])).alias(t.id)
+                            for t in bands]).first()
         df = df.select("*", *[quantile_band(F.col(t.band_of), list(cuts_row[t.id] or [])).alias(t.id) for t in bands])
     keep = ["msisdn_hash"] if "msisdn_hash" in df.columns else []
     return df.select("customer_id", "snapshot_date", *keep, *[F.col(t) for t in cat.ids])
+
+
+BAND_DECIMALS = 2  # quantile-band cut points are exact percentiles of the value at this precision
 
 
 def quantile_band(col, cuts: list[float]):
@@ -567,7 +575,7 @@ def catalogue_frame(spark, cat: Catalogue):
 
 def definition(t: Tag) -> str:
     if t.kind == "quantile_band":
-        return f"{t.bands} quantile bands of {t.band_of} (Q1 lowest), cut points recomputed each snapshot"
+        return f"{t.bands} quantile bands of {t.band_of} (Q1 lowest), cut points (exact, to 2 decimals) recomputed each snapshot"
     return t.expr
 
 

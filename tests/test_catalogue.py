@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,20 @@ def test_quantile_bands_cut_at_equal_counts(spark):
     got = {r["customer_id"]: r["x_arpu_band"] for r in out.collect()}
     assert [got[f"c{i}"] for i in range(1, 9)] == ["Q1", "Q1", "Q2", "Q2", "Q3", "Q3", "Q4", "Q4"]
     assert got["z"] is None  # no value, no band
+
+
+def test_quantile_bands_do_not_depend_on_partitioning(spark):
+    """A cluster splits the data differently from a laptop; the bands must not move (approximate percentiles did)."""
+    cat = load_catalogue(extra_tags=[
+        {"id": "x_arpu_band", "family": "value", "type": "string", "kind": "quantile_band", "of": "val_arpu_30d", "bands": 5,
+         "name_en": "t", "name_zh": "t", "description": "t"}])
+    rows = [{"customer_id": f"c{i}", "total_fee_30d": float((i * 7919) % 1009) / 3} for i in range(3000)]
+    base = base_frame(spark, cat, rows)
+    outs = [{r["customer_id"]: r["x_arpu_band"] for r in apply_tags(b, cat).select("customer_id", "x_arpu_band").collect()}
+            for b in (base.coalesce(1), base.repartition(7, "customer_id"), base.orderBy("total_fee_30d").repartition(3))]
+    assert outs[0] == outs[1] == outs[2]
+    counts = Counter(outs[0].values())
+    assert sorted(counts) == ["Q1", "Q2", "Q3", "Q4", "Q5"] and all(500 <= n <= 700 for n in counts.values())
 
 
 def test_quantile_band_errors():
