@@ -25,7 +25,8 @@ TRAIN_DATE = $(shell date -d "$(RUN_DATE) -1 day" +%F)
 help:
 	@echo "make run    - set up, generate sample operator files, run the nightly DAG with Airflow, print where results are"
 	@echo "make test   - set up and run the test suite"
-	@echo "make bench  - the nightly run at CUSTOMERS (default 100000) over DAYS (90): time per stage, peak memory -> bench/results"
+	@echo "make bench  - the nightly run at CUSTOMERS (default 100000) over DAYS (90): time per stage, peak memory, the tag engine"
+	@echo "              against per-tag queries (PER_TAG tags timed, default 16; 0 skips) and DuckDB -> bench/results"
 	@echo "make loop   - closed loop over LOOP_DAYS (8) days at LOOP_CUSTOMERS (20000): responses, evaluation, CPC vs blast vs oracle"
 	@echo "make cluster-run - the nightly on a Spark standalone cluster (master + 2 workers on loopback) and on local Spark, compared"
 	@echo "make lint   - ruff"
@@ -76,7 +77,7 @@ test: setup
 CUSTOMERS ?= 100000
 DAYS ?= 90
 bench: setup
-	$(BIN)/python bench/nightly_bench.py --customers $(CUSTOMERS) --days $(DAYS)
+	$(BIN)/python bench/nightly_bench.py --customers $(CUSTOMERS) --days $(DAYS) $(if $(PER_TAG),--per-tag-sample $(PER_TAG))
 
 LOOP_CUSTOMERS ?= 20000
 LOOP_DAYS ?= 8

@@ -1,14 +1,28 @@
-"""The nightly run at a given size: generate the operator's files, load the history, run every nightly stage
-for the last date, and report wall time per stage, rows per second and peak memory with the machine's cores
-and memory.
+"""The nightly run at a given size: generate the operator's files, run the first night, load the history, run
+every nightly stage for the last date, then the tag engine against its alternatives; report wall time per
+stage, rows per second and peak memory per phase with the machine's cores and memory.
 
     .venv/bin/python bench/nightly_bench.py --customers 100000 --days 90     (or: make bench CUSTOMERS=100000 DAYS=90)
 
+Phases, in one run on the same data:
+
+1. ``simulate``: the operator's files for every day (not part of the nightly's cost);
+2. ``day 1``: the stages whose cost could grow with history (ingest, conform, tags, segments) on the first
+   date, with nothing before it;
+3. ``history``: ingest + conform of the dates in between, in one batch;
+4. ``nightly``: every nightly stage on the last date (day ``--days``);
+5. ``alternatives``: the tag engine, one query per tag (a sample, extrapolated) and DuckDB over the same
+   files (``bench/tag_alternatives.py``).
+
+Ratios: (1) per-tag queries / engine, (2) Spark engine / DuckDB, (3) the day-1 stages on the last day / on
+day 1, (4) Great Expectations validation / ingest time in the nightly's ingest stage.
+
 Everything goes under ``var/bench/<customers>x<days>/`` (its own storage root; ``--keep-data`` reuses the
 generated files of an earlier run of the same size). Peak memory is the largest resident set of this process
-and its children (the Spark JVM) sampled every half second. Writes ``bench/results/nightly_<customers>x<days>.json``
-and prints a markdown table. Propensity models are not trained here: the score stage uses the rule-based
-fits, as a first night would (``bench/score_bench.py`` measures model scoring at 1 million customers).
+and its children (the Spark JVM) sampled every half second, per phase. Writes
+``bench/results/nightly_<customers>x<days>.json`` and prints a markdown table. Propensity models are not
+trained here: the score stage uses the rule-based fits, as a first night would (``bench/score_bench.py``
+measures model scoring at 1 million customers).
 """
 
 from __future__ import annotations
@@ -52,6 +66,11 @@ class PeakMemory:
             self.peak = max(self.peak, self._sample())
             self._stop.wait(self._every)
 
+    def take(self) -> int:
+        """The peak since the last ``take`` (or the start), then start a new phase."""
+        peak, self.peak = max(self.peak, self._sample()), 0
+        return peak
+
     def __enter__(self):
         self._thread.start()
         return self
@@ -68,6 +87,66 @@ def machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
+DAY_ONE_STAGES = ("ingest", "conform", "tags", "segments")  # the stages that read history
+PER_TAG_SAMPLE = 16
+# Issue 8's targets at 1 million customers on this machine: (what, limit, "max" or "min")
+TARGETS = {"nightly_seconds": (600, "max"), "nightly_peak_memory_gib": (12 / 1.073741824, "max"),
+           "per_tag_queries_over_engine": (20, "min"), "spark_engine_over_duckdb": (2, "max"),
+           "day_n_over_day_1": (1.3, "max"), "ge_share_of_ingest": (0.25, "max")}
+
+
+def targets(nightly: float, peak_gib: float, ratios: dict) -> dict:
+    """Each target with the measured figure, whether it is met and by how much it is missed (x the limit)."""
+    measured = {"nightly_seconds": nightly, "nightly_peak_memory_gib": peak_gib, **ratios}
+    out = {}
+    for key, (limit, way) in TARGETS.items():
+        value = measured.get(key)
+        if value is None:
+            out[key] = {"limit": limit, "value": None, "met": None}
+            continue
+        met = value <= limit if way == "max" else value >= limit
+        miss = (value / limit if way == "max" else limit / value) if not met and value else None
+        out[key] = {"limit": round(limit, 2), "way": way, "value": value, "met": met,
+                    "missed_by": None if miss is None else f"{miss:.2f}x"}
+    return out
+
+
+def growth(results: Path, days: int) -> dict | None:
+    """Nightly seconds against customers over every result of ``days`` days: the exponent b of t = a * n^b
+    (least squares in logs; 1 = linear)."""
+    import math
+
+    points = sorted({(r["customers"], r["nightly_seconds"]) for r in
+                     (json.loads(p.read_text()) for p in results.glob(f"nightly_*x{days}.json"))
+                     if r.get("days") == days and "phases" in r})
+    if len(points) < 2:
+        return None
+    xs, ys = [math.log(n) for n, _ in points], [math.log(t) for _, t in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return {"sizes": [n for n, _ in points], "nightly_seconds": [t for _, t in points], "exponent": round(slope, 2)}
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"Nightly run at {r['customers']:,} customers, {r['days']} days ({m['cores']} cores, {m['memory_gib']} GiB, "
+             f"{r['spark_master']}): nightly {r['nightly_seconds']:.0f} s, nightly peak memory {r['nightly_peak_memory_gib']} GiB",
+             "", "| phase | stage | seconds | of | per second |", "|---|---|---:|---:|---:|"]
+    for s in r["stages"]:
+        lines.append(f"| {s['phase']} | {s['stage']} | {s['seconds']} | {s['count'] or ''} {s['unit']} | {s['per_second'] or ''} |")
+    lines += ["", "| phase | seconds | peak memory GiB |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v['seconds']} | {v['peak_memory_gib']} |" for k, v in r["phases"].items()]
+    if r.get("growth"):
+        g = r["growth"]
+        lines += ["", f"Growth of nightly time in customers ({', '.join(f'{n:,}: {t:.0f} s' for n, t in zip(g['sizes'], g['nightly_seconds'], strict=True))}): "
+                  f"exponent {g['exponent']} (1 = linear)"]
+    lines += ["", "| target | limit | measured | met |", "|---|---:|---:|---|"]
+    for k, t in r["targets"].items():
+        met = "n/a" if t["met"] is None else ("yes" if t["met"] else f"no ({t['missed_by']})")
+        lines.append(f"| {k} | {t.get('way', '')} {t['limit']} | {t['value']} | {met} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=100_000)
@@ -75,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end", default="2026-11-20", help="last delivery date (the nightly run's date)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--keep-data", action="store_true", help="reuse the landing files of an earlier run of this size")
+    ap.add_argument("--per-tag-sample", type=int, default=PER_TAG_SAMPLE,
+                    help="tags timed one query each for ratio 1 (0: skip the tag alternatives)")
     args = ap.parse_args(argv)
 
     name = f"{args.customers}x{args.days}"
@@ -91,47 +172,92 @@ def main(argv: list[str] | None = None) -> int:
     cfg = settings()
     end = dt.date.fromisoformat(args.end)
     spec = SimSpec(args.customers, args.days, end, args.seed)
+    first = spec.start_date
     stages: list[dict] = []
+    phases: dict[str, dict] = {}
 
-    def timed(stage: str, fn, count=None, unit: str = ""):
+    def timed(phase: str, stage: str, fn, count=None, unit: str = ""):
         t0 = time.time()
         out = fn()
         seconds = time.time() - t0
         n = count(out) if count else None
-        stages.append({"stage": stage, "seconds": round(seconds, 1), "count": n, "unit": unit,
+        stages.append({"phase": phase, "stage": stage, "seconds": round(seconds, 1), "count": n, "unit": unit,
                        "per_second": round(n / seconds) if n and seconds > 0 else None})
-        print(f"bench {name}: {stage} {seconds:.1f}s" + (f", {n:,} {unit}" if n else ""), flush=True)
+        print(f"bench {name}: {phase}: {stage} {seconds:.1f}s" + (f", {n:,} {unit}" if n else ""), flush=True)
         return out
 
+    def phase_done(phase: str, mem: PeakMemory) -> None:
+        seconds = sum(s["seconds"] for s in stages if s["phase"] == phase)
+        phases[phase] = {"seconds": round(seconds, 1), "peak_memory_gib": round(mem.take() / 2**30, 2)}
+        print(f"bench {name}: {phase} done in {seconds:.0f}s, peak memory {phases[phase]['peak_memory_gib']} GiB", flush=True)
+
+    def stage(day: dt.date, phase: str, name_: str):
+        out = timed(phase, name_, lambda: pipeline.STAGE_FUNCS[name_](day, cfg), lambda _o: args.customers, "customers")
+        pipeline.record(day, name_, cfg)
+        return out
+
+    ge = {}
+    alternatives = {}
     with PeakMemory() as mem:
         if not (args.keep_data and (root / "landing").exists()):
-            for sub in ("landing", "truth", "lake", "archive", "exports", "reports", "checkpoints"):
+            for sub in ("landing", "truth", "lake", "archive", "exports", "reports", "checkpoints", "work"):
                 shutil.rmtree(root / sub, ignore_errors=True)
-            timed("simulate", lambda: generate(cfg.paths, spec, progress=False), lambda t: sum(t.values()), "rows")
+            timed("simulate", "simulate", lambda: generate(cfg.paths, spec, progress=True), lambda t: sum(t.values()), "rows")
         else:
-            for sub in ("lake", "archive", "exports", "reports"):
+            for sub in ("lake", "archive", "exports", "reports", "work"):
                 shutil.rmtree(root / sub, ignore_errors=True)
-        get_spark(cfg, app_name=f"cpc-bench-{name}")
-        timed("history (ingest + conform of earlier days)", lambda: pipeline.history(end, cfg), len, "days")
-        for stage in pipeline.STAGES:
-            timed(f"nightly: {stage}", lambda s=stage: pipeline.STAGE_FUNCS[s](end, cfg), lambda _o: args.customers, "customers")
-            pipeline.record(end, stage, cfg)
-    nightly = sum(s["seconds"] for s in stages if s["stage"].startswith("nightly:"))
-    result = {"customers": args.customers, "days": args.days, "run_date": args.end, "machine": machine(),
-              "spark_master": cfg.spark_master, "nightly_seconds": round(nightly, 1),
-              "peak_memory_gib": round(mem.peak / 2**30, 2), "stages": stages,
-              "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}",
+        phase_done("simulate", mem)
+        spark = get_spark(cfg, app_name=f"cpc-bench-{name}")
+        for s in DAY_ONE_STAGES:
+            out = stage(first, "day 1", s)
+            if s == "ingest":
+                ge["day 1"] = out
+        phase_done("day 1", mem)
+        timed("history", "ingest + conform of the dates in between",
+              lambda: pipeline.history(end, cfg, start=first + dt.timedelta(days=1)), len, "days")
+        phase_done("history", mem)
+        for s in pipeline.STAGES:
+            out = stage(end, "nightly", s)
+            if s == "ingest":
+                ge["nightly"] = out
+        phase_done("nightly", mem)
+        if args.per_tag_sample:
+            from bench import tag_alternatives
+            from jobs.tags import load_catalogue
+
+            alternatives = timed("alternatives", "tag engine / per-tag queries / DuckDB",
+                                 lambda: tag_alternatives.compare(spark, cfg.paths, end, load_catalogue(), root / "work",
+                                                                  args.per_tag_sample))
+            phase_done("alternatives", mem)
+    nightly = phases["nightly"]["seconds"]
+    by = {(s["phase"], s["stage"]): s["seconds"] for s in stages}
+    day1 = sum(by[("day 1", s)] for s in DAY_ONE_STAGES)
+    day_n = sum(by[("nightly", s)] for s in DAY_ONE_STAGES)
+    ratios = {
+        "per_tag_queries_over_engine": alternatives.get("ratio_per_tag_to_engine"),
+        "spark_engine_over_duckdb": alternatives.get("ratio_spark_to_duckdb"),
+        "day_n_over_day_1": round(day_n / day1, 2) if day1 else None,
+        "ge_share_of_ingest": round(ge["nightly"]["validation_seconds"] / ge["nightly"]["seconds"], 3)
+        if ge.get("nightly", {}).get("seconds") else None,
+    }
+    result = {"customers": args.customers, "days": args.days, "run_date": args.end, "first_date": first.isoformat(),
+              "machine": machine(), "spark_master": cfg.spark_master, "nightly_seconds": round(nightly, 1),
+              "peak_memory_gib": max(p["peak_memory_gib"] for p in phases.values()),
+              "nightly_peak_memory_gib": phases["nightly"]["peak_memory_gib"], "phases": phases, "stages": stages,
+              "ratios": ratios, "ratio_details": {"day_1_stages": list(DAY_ONE_STAGES), "day_1_seconds": round(day1, 1),
+                                                  "day_n_seconds": round(day_n, 1), "ingest": ge, "tags": alternatives},
+              "targets": targets(nightly, phases["nightly"]["peak_memory_gib"], ratios),
+              "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
+                         + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else ""),
               "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     out = Path(__file__).resolve().parent / "results" / f"nightly_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    result["growth"] = growth(out.parent, args.days)
+    out.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown(result) + "\n")
     print()
-    print(f"Nightly run at {args.customers:,} customers, {args.days} days ({result['machine']['cores']} cores, "
-          f"{result['machine']['memory_gib']} GiB): nightly {nightly:.0f} s, peak memory {result['peak_memory_gib']} GiB")
-    print("| stage | seconds | of | per second |")
-    print("|---|---:|---:|---:|")
-    for s in stages:
-        print(f"| {s['stage']} | {s['seconds']} | {s['count'] or ''} {s['unit']} | {s['per_second'] or ''} |")
+    print(markdown(result))
     print(f"-> {out}")
     return 0
 

@@ -57,6 +57,8 @@ class FileCheck:
 @dataclass
 class IngestReport:
     files: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per file kind: the whole ingest of that kind
+    validation_seconds: dict[str, float] = field(default_factory=dict)  # of which Great Expectations
 
     @property
     def rejected(self) -> list[dict]:
@@ -294,7 +296,9 @@ def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: Ing
             .collect()  # one row per file
         )
         stats = {r["_source_file"]: {"received": int(r["received"]), "bad": int(r["bad"] or 0)} for r in rows}
+        t0 = time.time()
         validation = quality.validate(kind, parsed.select(*schema.names))
+        report.validation_seconds[kind] = time.time() - t0
     table_failures = [f for f in (validation or {}).get("failed", []) if f["level"] == "table"]
     accepted_names, rejected_names = set(), {}
     for c in checks:
@@ -422,11 +426,13 @@ def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = N
     for kind in kinds:
         t0 = time.time()
         ingest_kind(spark, paths, kind, days, report, closed)
+        report.seconds[kind] = time.time() - t0
         mine = [f for f in report.files if f["kind"] == kind]
         print(
             f"ingest {label} {kind}: {sum(f['rows_accepted'] for f in mine)} rows accepted, "
             f"{sum(f['rows_quarantined'] for f in mine)} quarantined, "
-            f"{sum(f['status'] == 'rejected' for f in mine)} files rejected ({time.time() - t0:.1f}s)",
+            f"{sum(f['status'] == 'rejected' for f in mine)} files rejected ({report.seconds[kind]:.1f}s, "
+            f"Great Expectations {report.validation_seconds.get(kind, 0.0):.1f}s)",
             flush=True,
         )
     write_ledger(spark, paths, report, kinds, days)

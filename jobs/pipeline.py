@@ -27,7 +27,9 @@ def _ctx(cfg: Settings | None = None):
 def run_ingest(day: dt.date | str, cfg: Settings | None = None) -> dict:
     spark, paths = _ctx(cfg)
     report = ingest.ingest(spark, paths, [parse_date(day)])
-    return {"files": len(report.files), "rejected": len(report.rejected)}
+    return {"files": len(report.files), "rejected": len(report.rejected),
+            "seconds": round(sum(report.seconds.values()), 2),
+            "validation_seconds": round(sum(report.validation_seconds.values()), 2)}
 
 
 def run_conform(day: dt.date | str, cfg: Settings | None = None) -> int:

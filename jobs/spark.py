@@ -8,6 +8,8 @@ import sys
 from jobs.config import Settings, settings
 from jobs.jars import local_jars
 
+SUBMIT = "submit"  # the master named by spark-submit (YARN, Kubernetes; docs/cluster.md)
+
 
 def get_spark(cfg: Settings | None = None, app_name: str = "cpc-factory"):
     """The active session, or a new one built from ``conf/env/<CPC_ENV>.yaml``.
@@ -19,11 +21,21 @@ def get_spark(cfg: Settings | None = None, app_name: str = "cpc-factory"):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    cfg = cfg or settings()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = session_builder(cfg or settings(), app_name).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def session_builder(cfg: Settings, app_name: str = "cpc-factory"):
+    """The session's settings from configuration (nothing starts until ``getOrCreate``)."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if cfg.spark_master != SUBMIT:  # `master: submit`: spark-submit's --master applies (a master set here would win)
+        builder = builder.master(cfg.spark_master)
     builder = (
-        SparkSession.builder.appName(app_name)
-        .master(cfg.spark_master)
+        builder
         .config("spark.jars", ",".join(local_jars()))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
@@ -38,6 +50,4 @@ def get_spark(cfg: Settings | None = None, app_name: str = "cpc-factory"):
     )
     for key, value in cfg.spark_conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return builder

@@ -376,9 +376,16 @@ def profile_asof(spark, paths: Paths, day: dt.date, version: int | None = None):
     return crm.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn", "delivery_date", "_source_file", "record_date")
 
 
+SUM_SCALE = 10_000  # window sums add whole ten-thousandths (measures carry at most 4 decimals)
+
+
 def window_features(daily, day: dt.date, cat: Catalogue):
     """Pure transform: silver.customer_day rows -> one row per customer with every window feature of the
-    catalogue, in one aggregation. Rows after ``day`` (or older than the longest window) are ignored."""
+    catalogue, in one aggregation. Rows after ``day`` (or older than the longest window) are ignored.
+
+    Sums are added as whole ten-thousandths (longs), not doubles: a sum of doubles depends on the order of
+    its terms, which depends on how the data are partitioned, so a cluster and a laptop would disagree in
+    the last bits, and a tag that rounds a sum could then flip (seen in ``make cluster-run``)."""
     from pyspark.sql import functions as F
 
     longest = max(b for _, b in cat.windows.values())
@@ -389,8 +396,9 @@ def window_features(daily, day: dt.date, cat: Catalogue):
     for name, (kind, measure, window) in cat.features.items():
         a, b = cat.windows[window]
         inside = F.col("_ago").between(a, b)
-        if kind == "sum":
-            aggs.append(F.sum(F.when(inside, F.col(measure)).otherwise(0)).cast("double").alias(name))
+        if kind == "sum":  # in whole 1/SUM_SCALE units: exact, so the same on any partitioning
+            units = F.round(F.col(measure) * SUM_SCALE).cast("long")
+            aggs.append((F.sum(F.when(inside, units).otherwise(0)) / SUM_SCALE).cast("double").alias(name))
         elif kind == "days_with":
             aggs.append(F.sum(F.when(inside & (F.col(measure) > 0), 1).otherwise(0)).cast("int").alias(name))
         else:  # days_since
