@@ -11,7 +11,8 @@
 4. compares the two runs' tables (read with ``deltalake``, no Spark) and exported lists, and writes
    ``bench/results/cluster_check.json``; stops the cluster.
 
-Exits 1 when anything differs. Tables compared: silver.customer_day, gold.customer_tags, gold.customer_segment,
+``--compare-only`` compares the two roots of the last run again without running anything. Tables are compared
+with every bit of every double (``%.17g``). Exits 1 when anything differs. Tables compared: silver.customer_day, gold.customer_tags, gold.customer_segment,
 gold.cpc_decisions (run ids aside: they carry the time of the run), gold.cpc_funnel, and every list's content.
 """
 
@@ -117,7 +118,7 @@ def table_digest(root: Path, name: str, keys: tuple[str, ...], end: str) -> tupl
         df = df[df[date_col].astype(str) == end]
     df = df.drop(columns=[c for c in VOLATILE if c in df.columns])
     df = df[sorted(df.columns)].sort_values(list(keys)).reset_index(drop=True)
-    text = df.to_csv(index=False, float_format="%.9g")
+    text = df.to_csv(index=False, float_format="%.17g")  # every bit of a double: equal means bit-identical
     return len(df), hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -130,30 +131,23 @@ def list_digests(root: Path, end: str) -> dict[str, str]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--customers", type=int, default=2000)
-    ap.add_argument("--days", type=int, default=35)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--worker-memory", default="5g")
-    args = ap.parse_args()
+RESULT = PROJECT / "bench" / "results" / "cluster_check.json"
 
-    from jobs.config import Paths, settings
+
+def run_both(base: Path, roots: dict[str, Path], end, args) -> dict[str, float]:
+    """Generate the files once, run the nightly on local[2] and on the standalone cluster; seconds of each."""
+    import secrets
+
+    from jobs.config import Paths
     from jobs.simulate import SimSpec, generate
 
-    base = PROJECT / "var" / "cluster"
     shutil.rmtree(base, ignore_errors=True)
-    end = settings("local").sample_end_date
     spec = SimSpec(args.customers, args.days, end, 42)
     data = Paths(base / "files")
     generate(data, spec, progress=False)
-    roots = {}
-    for name in ("local", "cluster"):
-        roots[name] = base / name
-        shutil.copytree(data.landing, roots[name] / "landing")
+    for root in roots.values():
+        shutil.copytree(data.landing, root / "landing")
     print(f"cluster: {args.customers} customers, {args.days} days of files up to {end}", flush=True)
-    import secrets
-
     key = secrets.token_hex(32)
     seconds = {"local": run_pipeline(roots["local"], "local", end.isoformat(), base / "local.log", key)}
     print(f"cluster: local[2] run done in {seconds['local']:.0f}s", flush=True)
@@ -163,8 +157,30 @@ def main() -> int:
     finally:
         stop(procs)
     print(f"cluster: standalone run done in {seconds['cluster']:.0f}s", flush=True)
-    result = {"customers": args.customers, "days": args.days, "date": end.isoformat(), "workers": args.workers,
-              "seconds": {k: round(v, 1) for k, v in seconds.items()}, "tables": {}, "lists": {}}
+    return seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--customers", type=int, default=2000)
+    ap.add_argument("--days", type=int, default=35)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--worker-memory", default="5g")
+    ap.add_argument("--compare-only", action="store_true", help="compare the two roots of the last run again, run nothing")
+    args = ap.parse_args()
+
+    from jobs.config import settings
+
+    base = PROJECT / "var" / "cluster"
+    end = settings("local").sample_end_date
+    roots = {name: base / name for name in ("local", "cluster")}
+    result = {"customers": args.customers, "days": args.days, "date": end.isoformat(), "workers": args.workers}
+    if args.compare_only:  # the sizes and times of the run that made the roots
+        last = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+        result.update({k: last[k] for k in ("customers", "days", "workers", "seconds") if k in last})
+    else:
+        result["seconds"] = {k: round(v, 1) for k, v in run_both(base, roots, end, args).items()}
+    result.update({"tables": {}, "lists": {}})
     same = True
     for name, keys in TABLES.items():
         a, b = table_digest(roots["local"], name, keys, end.isoformat()), table_digest(roots["cluster"], name, keys, end.isoformat())
@@ -178,9 +194,8 @@ def main() -> int:
         same &= eq
         print(f"cluster: list {ch:<17} {'equal' if eq else 'DIFFERENT'}", flush=True)
     result["equal"] = same
-    out = PROJECT / "bench" / "results" / "cluster_check.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"cluster: {'the cluster run equals the local run' if same else 'the runs DIFFER'} -> {out}", flush=True)
+    RESULT.write_text(json.dumps(result, indent=2))
+    print(f"cluster: {'the cluster run equals the local run' if same else 'the runs DIFFER'} -> {RESULT}", flush=True)
     return 0 if same else 1
 
 

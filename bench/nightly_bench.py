@@ -95,14 +95,14 @@ TARGETS = {"nightly_seconds": (600, "max"), "nightly_peak_memory_gib": (12 / 1.0
            "day_n_over_day_1": (1.3, "max"), "ge_share_of_ingest": (0.25, "max")}
 
 
-def targets(nightly: float, peak_gib: float, ratios: dict) -> dict:
+def targets(nightly: float | None, peak_gib: float | None, ratios: dict) -> dict:
     """Each target with the measured figure, whether it is met and by how much it is missed (x the limit)."""
     measured = {"nightly_seconds": nightly, "nightly_peak_memory_gib": peak_gib, **ratios}
     out = {}
     for key, (limit, way) in TARGETS.items():
         value = measured.get(key)
         if value is None:
-            out[key] = {"limit": limit, "value": None, "met": None}
+            out[key] = {"limit": round(limit, 2), "way": way, "value": None, "met": None}
             continue
         met = value <= limit if way == "max" else value >= limit
         miss = (value / limit if way == "max" else limit / value) if not met and value else None
@@ -118,7 +118,7 @@ def growth(results: Path, days: int) -> dict | None:
 
     points = sorted({(r["customers"], r["nightly_seconds"]) for r in
                      (json.loads(p.read_text()) for p in results.glob(f"nightly_*x{days}.json"))
-                     if r.get("days") == days and "phases" in r})
+                     if r.get("days") == days and r.get("complete")})
     if len(points) < 2:
         return None
     xs, ys = [math.log(n) for n, _ in points], [math.log(t) for _, t in points]
@@ -129,8 +129,10 @@ def growth(results: Path, days: int) -> dict | None:
 
 def markdown(r: dict) -> str:
     m = r["machine"]
+    state = (f"nightly {r['nightly_seconds']:.0f} s, nightly peak memory {r['nightly_peak_memory_gib']} GiB"
+             if r["nightly_seconds"] is not None else "nightly not reached yet")
     lines = [f"Nightly run at {r['customers']:,} customers, {r['days']} days ({m['cores']} cores, {m['memory_gib']} GiB, "
-             f"{r['spark_master']}): nightly {r['nightly_seconds']:.0f} s, nightly peak memory {r['nightly_peak_memory_gib']} GiB",
+             f"{r['spark_master']}): {state}" + ("" if r["complete"] else " (partial: the run has not finished)"),
              "", "| phase | stage | seconds | of | per second |", "|---|---|---:|---:|---:|"]
     for s in r["stages"]:
         lines.append(f"| {s['phase']} | {s['stage']} | {s['seconds']} | {s['count'] or ''} {s['unit']} | {s['per_second'] or ''} |")
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = sum(s["seconds"] for s in stages if s["phase"] == phase)
         phases[phase] = {"seconds": round(seconds, 1), "peak_memory_gib": round(mem.take() / 2**30, 2)}
         print(f"bench {name}: {phase} done in {seconds:.0f}s, peak memory {phases[phase]['peak_memory_gib']} GiB", flush=True)
+        save(build())
 
     def stage(day: dt.date, phase: str, name_: str):
         out = timed(phase, name_, lambda: pipeline.STAGE_FUNCS[name_](day, cfg), lambda _o: args.customers, "customers")
@@ -198,6 +201,43 @@ def main(argv: list[str] | None = None) -> int:
 
     ge = {}
     alternatives = {}
+    out = Path(__file__).resolve().parent / "results" / f"nightly_{name}.json"
+
+    def build() -> dict:
+        """The result so far (a phase not yet run shows as missing): saved after every phase, so a long run
+        that stops keeps what it measured."""
+        nightly = phases.get("nightly", {}).get("seconds")
+        nightly_peak = phases.get("nightly", {}).get("peak_memory_gib")
+        by = {(s["phase"], s["stage"]): s["seconds"] for s in stages}
+        day1 = sum(by.get(("day 1", s), 0) for s in DAY_ONE_STAGES)
+        day_n = sum(by.get(("nightly", s), 0) for s in DAY_ONE_STAGES)
+        ratios = {
+            "per_tag_queries_over_engine": alternatives.get("ratio_per_tag_to_engine"),
+            "spark_engine_over_duckdb": alternatives.get("ratio_spark_to_duckdb"),
+            "day_n_over_day_1": round(day_n / day1, 2) if day1 and "nightly" in phases else None,
+            "ge_share_of_ingest": round(ge["nightly"]["validation_seconds"] / ge["nightly"]["seconds"], 3)
+            if ge.get("nightly", {}).get("seconds") else None,
+        }
+        return {"customers": args.customers, "days": args.days, "run_date": args.end, "first_date": first.isoformat(),
+                "complete": "nightly" in phases and (not args.per_tag_sample or "alternatives" in phases),
+                "machine": machine(), "spark_master": cfg.spark_master, "nightly_seconds": nightly,
+                "peak_memory_gib": max((p["peak_memory_gib"] for p in phases.values()), default=None),
+                "nightly_peak_memory_gib": nightly_peak, "phases": phases, "stages": stages,
+                "ratios": ratios, "ratio_details": {"day_1_stages": list(DAY_ONE_STAGES), "day_1_seconds": round(day1, 1),
+                                                    "day_n_seconds": round(day_n, 1), "ingest": ge, "tags": alternatives},
+                "targets": targets(nightly, nightly_peak, ratios),
+                "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
+                           + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else ""),
+                "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+    def save(result: dict) -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if result["complete"]:
+            out.write_text(json.dumps(result, indent=2))
+            result["growth"] = growth(out.parent, args.days)
+        out.write_text(json.dumps(result, indent=2))
+        out.with_suffix(".md").write_text(markdown(result) + "\n")
+
     with PeakMemory() as mem:
         if not (args.keep_data and (root / "landing").exists()):
             for sub in ("landing", "truth", "lake", "archive", "exports", "reports", "checkpoints", "work"):
@@ -229,33 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                                  lambda: tag_alternatives.compare(spark, cfg.paths, end, load_catalogue(), root / "work",
                                                                   args.per_tag_sample))
             phase_done("alternatives", mem)
-    nightly = phases["nightly"]["seconds"]
-    by = {(s["phase"], s["stage"]): s["seconds"] for s in stages}
-    day1 = sum(by[("day 1", s)] for s in DAY_ONE_STAGES)
-    day_n = sum(by[("nightly", s)] for s in DAY_ONE_STAGES)
-    ratios = {
-        "per_tag_queries_over_engine": alternatives.get("ratio_per_tag_to_engine"),
-        "spark_engine_over_duckdb": alternatives.get("ratio_spark_to_duckdb"),
-        "day_n_over_day_1": round(day_n / day1, 2) if day1 else None,
-        "ge_share_of_ingest": round(ge["nightly"]["validation_seconds"] / ge["nightly"]["seconds"], 3)
-        if ge.get("nightly", {}).get("seconds") else None,
-    }
-    result = {"customers": args.customers, "days": args.days, "run_date": args.end, "first_date": first.isoformat(),
-              "machine": machine(), "spark_master": cfg.spark_master, "nightly_seconds": round(nightly, 1),
-              "peak_memory_gib": max(p["peak_memory_gib"] for p in phases.values()),
-              "nightly_peak_memory_gib": phases["nightly"]["peak_memory_gib"], "phases": phases, "stages": stages,
-              "ratios": ratios, "ratio_details": {"day_1_stages": list(DAY_ONE_STAGES), "day_1_seconds": round(day1, 1),
-                                                  "day_n_seconds": round(day_n, 1), "ingest": ge, "tags": alternatives},
-              "targets": targets(nightly, phases["nightly"]["peak_memory_gib"], ratios),
-              "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
-                         + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else ""),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    out = Path(__file__).resolve().parent / "results" / f"nightly_{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    result["growth"] = growth(out.parent, args.days)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result) + "\n")
+    result = build()
+    save(result)
     print()
     print(markdown(result))
     print(f"-> {out}")
