@@ -111,6 +111,21 @@ def targets(nightly: float | None, peak_gib: float | None, ratios: dict) -> dict
     return out
 
 
+def day_ratios(stages: list[dict]) -> tuple[float, float, dict[str, float]]:
+    """Seconds of the day-1 stages on day 1 and on the last day, and the ratio stage by stage. Day 1 also
+    carries the simulator's initial loads (the whole CRM base, every device, every holding), so its ingest
+    is heavier than a later day's: the stages after ingest show how history itself weighs."""
+    by = {(s["phase"], s["stage"]): s["seconds"] for s in stages}
+    day1 = sum(by.get(("day 1", s), 0) for s in DAY_ONE_STAGES)
+    day_n = sum(by.get(("nightly", s), 0) for s in DAY_ONE_STAGES)
+    per_stage = {s: round(by[("nightly", s)] / by[("day 1", s)], 2) for s in DAY_ONE_STAGES
+                 if by.get(("day 1", s)) and ("nightly", s) in by}
+    after = [s for s in DAY_ONE_STAGES if s != "ingest"]
+    if all(("day 1", s) in by and ("nightly", s) in by for s in after):
+        per_stage["without ingest"] = round(sum(by[("nightly", s)] for s in after) / sum(by[("day 1", s)] for s in after), 2)
+    return day1, day_n, per_stage
+
+
 def growth(results: Path, days: int) -> dict | None:
     """Nightly seconds against customers over every result of ``days`` days: the exponent b of t = a * n^b
     (least squares in logs; 1 = linear)."""
@@ -142,6 +157,9 @@ def markdown(r: dict) -> str:
         g = r["growth"]
         lines += ["", f"Growth of nightly time in customers ({', '.join(f'{n:,}: {t:.0f} s' for n, t in zip(g['sizes'], g['nightly_seconds'], strict=True))}): "
                   f"exponent {g['exponent']} (1 = linear)"]
+    by_stage = r.get("ratio_details", {}).get("day_n_over_day_1_by_stage")
+    if by_stage:
+        lines += ["", "Day " + str(r["days"]) + " / day 1 by stage: " + ", ".join(f"{k} {v}" for k, v in by_stage.items())]
     lines += ["", "| target | limit | measured | met |", "|---|---:|---:|---|"]
     for k, t in r["targets"].items():
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else f"no ({t['missed_by']})")
@@ -201,16 +219,14 @@ def main(argv: list[str] | None = None) -> int:
 
     ge = {}
     alternatives = {}
-    out = Path(__file__).resolve().parent / "results" / f"nightly_{name}.json"
+    result_file = Path(__file__).resolve().parent / "results" / f"nightly_{name}.json"
 
     def build() -> dict:
         """The result so far (a phase not yet run shows as missing): saved after every phase, so a long run
         that stops keeps what it measured."""
         nightly = phases.get("nightly", {}).get("seconds")
         nightly_peak = phases.get("nightly", {}).get("peak_memory_gib")
-        by = {(s["phase"], s["stage"]): s["seconds"] for s in stages}
-        day1 = sum(by.get(("day 1", s), 0) for s in DAY_ONE_STAGES)
-        day_n = sum(by.get(("nightly", s), 0) for s in DAY_ONE_STAGES)
+        day1, day_n, per_stage = day_ratios(stages)
         ratios = {
             "per_tag_queries_over_engine": alternatives.get("ratio_per_tag_to_engine"),
             "spark_engine_over_duckdb": alternatives.get("ratio_spark_to_duckdb"),
@@ -224,19 +240,20 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_memory_gib": max((p["peak_memory_gib"] for p in phases.values()), default=None),
                 "nightly_peak_memory_gib": nightly_peak, "phases": phases, "stages": stages,
                 "ratios": ratios, "ratio_details": {"day_1_stages": list(DAY_ONE_STAGES), "day_1_seconds": round(day1, 1),
-                                                    "day_n_seconds": round(day_n, 1), "ingest": ge, "tags": alternatives},
+                                                    "day_n_seconds": round(day_n, 1), "day_n_over_day_1_by_stage": per_stage,
+                                                    "ingest": ge, "tags": alternatives},
                 "targets": targets(nightly, nightly_peak, ratios),
                 "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
                            + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else ""),
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
     def save(result: dict) -> None:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        result_file.parent.mkdir(parents=True, exist_ok=True)
         if result["complete"]:
-            out.write_text(json.dumps(result, indent=2))
-            result["growth"] = growth(out.parent, args.days)
-        out.write_text(json.dumps(result, indent=2))
-        out.with_suffix(".md").write_text(markdown(result) + "\n")
+            result_file.write_text(json.dumps(result, indent=2))
+            result["growth"] = growth(result_file.parent, args.days)
+        result_file.write_text(json.dumps(result, indent=2))
+        result_file.with_suffix(".md").write_text(markdown(result) + "\n")
 
     with PeakMemory() as mem:
         if not (args.keep_data and (root / "landing").exists()):
@@ -273,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     save(result)
     print()
     print(markdown(result))
-    print(f"-> {out}")
+    print(f"-> {result_file}")
     return 0
 
 
