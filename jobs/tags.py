@@ -377,6 +377,7 @@ def profile_asof(spark, paths: Paths, day: dt.date, version: int | None = None):
 
 
 SUM_SCALE = 10_000  # window sums add whole ten-thousandths (measures carry at most 4 decimals)
+BAND_DECIMALS = 2  # quantile-band cut points are exact percentiles of the value at this precision
 
 
 def window_features(daily, day: dt.date, cat: Catalogue):
@@ -508,9 +509,6 @@ def apply_tags(base, cat: Catalogue):
     return df.select("customer_id", "snapshot_date", *keep, *[F.col(t) for t in cat.ids])
 
 
-BAND_DECIMALS = 2  # quantile-band cut points are exact percentiles of the value at this precision
-
-
 def quantile_band(col, cuts: list[float]):
     """'Q1' (lowest) .. 'Qn' from ascending cut points; null stays null."""
     from pyspark.sql import functions as F
@@ -583,7 +581,7 @@ def catalogue_frame(spark, cat: Catalogue):
 
 def definition(t: Tag) -> str:
     if t.kind == "quantile_band":
-        return f"{t.bands} quantile bands of {t.band_of} (Q1 lowest), cut points (exact, to 2 decimals) recomputed each snapshot"
+        return f"{t.bands} quantile bands of {t.band_of} (Q1 lowest), cut points (exact, to {BAND_DECIMALS} decimals) recomputed each snapshot"
     return t.expr
 
 
