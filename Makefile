@@ -82,7 +82,7 @@ bench: setup
 
 LOOP_CUSTOMERS ?= 20000
 LOOP_DAYS ?= 8
-LOOP_HISTORY ?= 75
+LOOP_HISTORY ?= 105
 loop: setup
 	$(BIN)/cpc loop --customers $(LOOP_CUSTOMERS) --days $(LOOP_DAYS) --history-days $(LOOP_HISTORY)
 

@@ -268,7 +268,8 @@ WITH profile AS (
     SELECT customer_id,
            arg_max_null(brand, change_date) AS device_brand, arg_max_null(network_gen, change_date) AS device_gen,
            arg_max_null(price, change_date) AS device_price, arg_max_null(is_smartphone, change_date) AS device_is_smart,
-           max(change_date) AS device_since,
+           arg_max_null(coalesce(first_seen_date, change_date), change_date) AS device_since,
+           arg_max_null(handsets_24m, change_date) AS device_handsets_24m,
            CAST(sum(CASE WHEN change_date > DATE '{(day - dt.timedelta(days=365)).isoformat()}' THEN 1 ELSE 0 END)
                 AS INTEGER) AS device_changes_365d
     FROM {_view("bronze.devices")} WHERE delivery_date <= {d}

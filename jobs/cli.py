@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--date", type=_date, required=True)
     lp = sub.add_parser("loop", help="closed loop over several days in its own root: responses, nightly, evaluation; CPC vs blast vs oracle")
     lp.add_argument("--customers", type=int, default=20000)
-    lp.add_argument("--history-days", type=int, default=75, help="days loaded before the loop (75 let the models train)")
+    lp.add_argument("--history-days", type=int, default=105, help="days loaded before the loop (105 let the models train)")
     lp.add_argument("--days", type=int, default=8, help="loop days, each a full nightly run")
     lp.add_argument("--no-train", action="store_true", help="no propensity models: the CPC uses the rule-based fits")
     lp.add_argument("--headline-only", action="store_true", help="recompute the CPC / blast / oracle table of a finished loop in --root")

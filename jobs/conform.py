@@ -15,6 +15,8 @@ from jobs import lake
 from jobs.config import Paths
 
 INBOUND = ("agent", "ivr", "web", "wap", "sms_hall", "app")
+# Data by application category, as the usage file delivers it (deep packet inspection).
+APP_CATEGORIES = ("video_mb", "content_mb", "game_mb", "travel_mb", "education_mb")
 
 # bronze table -> (the day column, [(measure, SQL aggregate)])
 MEASURES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -26,6 +28,7 @@ MEASURES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("sms_out", "sum(sms_out)"),
         ("data_mb", "sum(data_mb)"),
         ("roaming_min", "sum(roaming_min)"),
+        *[(app, f"sum({app})") for app in APP_CATEGORIES],
     ]),
     "billing": ("bill_date", [
         ("total_fee", "sum(total_fee)"),
@@ -45,6 +48,7 @@ MEASURES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("contacts_hotline", "sum(cast(direction = 'in' and channel in ('agent', 'ivr') as int))"),
         ("complaint_contacts", "sum(cast(purpose = 'complaint' as int))"),
         ("purchase_contacts", "sum(cast(purpose = 'purchase' as int))"),
+        ("port_out_queries", "sum(cast(purpose = 'port_out_query' as int))"),
         ("unresolved_contacts", "sum(cast(not resolved as int))"),
         ("contact_seconds", "sum(duration_s)"),
     ]),
@@ -92,7 +96,7 @@ def run(spark, paths: Paths, days: list[dt.date]) -> int:
     cond = lake.in_dates("delivery_date", days)
     frames = {kind: lake.read(spark, paths, f"bronze.{kind}").where(cond) for kind in MEASURES}
     out = customer_day(frames).where(lake.in_dates("day", days))
-    lake.replace(out, paths, "silver.customer_day", lake.in_dates("day", days))
+    lake.replace(out, paths, "silver.customer_day", lake.in_dates("day", days), merge_schema=True)
     n = lake.read(spark, paths, "silver.customer_day").where(lake.in_dates("day", days)).count()
     label = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
     print(f"conform {label}: silver.customer_day {n} rows ({time.time() - t0:.1f}s)", flush=True)

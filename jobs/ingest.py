@@ -357,7 +357,8 @@ def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: Ing
         )
     accepted_days = sorted({c.day for c in checks if c.name in accepted_names})
     if accepted_days:  # a rejected delivery leaves what an earlier accepted one wrote untouched
-        lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", accepted_days))
+        # merge_schema: a contract that gains a column keeps the earlier deliveries (their rows read it as null).
+        lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", accepted_days), merge_schema=True)
     bad = spark.createDataFrame([], "kind string, delivery_date date, _source_file string, raw string, reasons string")
     for part in bad_parts:
         bad = bad.unionByName(part)

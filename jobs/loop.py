@@ -3,7 +3,8 @@
 ``cpc loop`` (``make loop``) in its own storage root (default ``var/loop``):
 
 1. simulates an operator (customers, history days + loop days), loads the history before the loop and trains the
-   propensity models the day before it (as ``make run`` does; needs 75 days of history);
+   propensity models the day before it (as ``make run`` does; needs 105 days of history, see
+   ``Settings.history_days`` in ``models/propensity.py``);
 2. for each loop day: the campaign platform answers the lists published on earlier days (``jobs/responder.py``
    writes the day's responses and adds the accepted orders and opt-outs to its files), then the nightly runs
    every stage (ingest ... export, evaluate), so each day's decisions see the responses so far: cooldown after
@@ -178,13 +179,11 @@ def headline_table(per_day: list[dict], realised: int) -> tuple[dict, str]:
     return summary, "\n".join(lines)
 
 
-MIN_TRAIN_HISTORY = 75  # training snapshots 30-44 days before the training date, each with 30 days of history
-
-
 def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42, end: dt.date | None = None,
         cfg: Settings | None = None, train: bool = True) -> dict:
     """The whole loop (see the module's docstring), in ``root``, which it empties first. Returns the headline."""
     from jobs import pipeline
+    from models import propensity as pm
 
     base = cfg or settings()
     cfg = dataclasses.replace(base, paths=Paths(root))
@@ -204,11 +203,13 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
     generate(paths, spec)
     pipeline.history(loop_days[0], cfg)
     train_day = loop_days[0] - dt.timedelta(days=1)
-    if train and history_days >= MIN_TRAIN_HISTORY:
+    needed = pm.load_settings().history_days(train_day)
+    trainable = history_days >= needed
+    if train and trainable:
         print(f"loop: training the propensity models as of {train_day} (as `make run` does)", flush=True)
         pipeline.run_train(train_day, cfg)
     elif train:
-        print(f"loop: {history_days} days of history are too few to train the models (they need {MIN_TRAIN_HISTORY}); "
+        print(f"loop: {history_days} days of history are too few to train the models (they need {needed}); "
               f"the CPC uses the rule-based fits", flush=True)
     world = World.load(spec)
     for k, day in enumerate(loop_days, 1):
@@ -218,7 +219,7 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
         pipeline.nightly(day, cfg)
         print(f"loop [{k}/{len(loop_days)}] {day}: done ({time.time() - t1:.0f}s)", flush=True)
     meta = {"customers": customers, "history_days": history_days, "seed": seed, "seconds": round(time.time() - t0, 1),
-            "models_trained": train and history_days >= MIN_TRAIN_HISTORY}
+            "models_trained": train and trainable}
     return headline(paths, spec, loop_days, meta, world)
 
 

@@ -1,10 +1,12 @@
 """Training and nightly scoring of the propensity models (``conf/models.yaml``; logic in ``models.propensity``).
 
-Training as of date A: snapshot dates T = A - horizon, then every ``step_days`` back. Features are the tag
+Training as of date A: the validation snapshot T = A - horizon (then every ``step_days`` back if there are more),
+and the training snapshots one horizon before the oldest validation snapshot, then every ``step_days`` back
+(``Settings.snapshot_dates``), so that no training label falls after a validation date. Features are the tag
 snapshot at T (the tag engine uses only data up to T); labels are events in (T, T + horizon] read from the
 operator's files: a CRM record closing the line, a device change, an order or trial of a product in the
-model's categories. The newest snapshot(s) are held out for validation (a time-based split); early stopping
-uses a customer-hash sample of the training dates, so the validation dates are never seen while fitting.
+model's categories. Early stopping uses a customer-hash sample of the training dates, so the validation
+dates are never seen while fitting.
 
 Scoring on date D: each model's newest version trained as of D or earlier scores the day's tag snapshot in
 Spark (``mapInPandas`` over Arrow batches; the models are broadcast), writing ``gold.propensity``.

@@ -3,7 +3,11 @@
 Each customer gets hidden traits (churn intent, product affinities, channel preference, price sensitivity,
 heavy data use, handset intent, complaint proneness). Behaviour in the files follows from them: a churner's
 traffic fades and stops days before the line is closed, a price-sensitive customer tops up often in small
-amounts and cancels paid services, a customer who prefers the app contacts us through the app, and so on.
+amounts and cancels paid services, a customer who prefers the app contacts us through the app, a customer
+drawn to a product family spends more of their data on the applications that go with it (video for data
+packs, music and reading for value-added services, games, travel for roaming, education and family apps for
+family plans), most churners send the number-portability query around the day their intent starts, and the
+device registry knows how long the current handset has been in use and how many came before it.
 The truth goes to ``truth/`` (Parquet), which the pipeline never reads; tests and benchmarks compare tags
 and models against it.
 
@@ -43,6 +47,9 @@ INBOUND = ["agent", "ivr", "web", "wap", "sms_hall", "app"]
 OPTOUT_CHANNELS = ["all", "sms_push", "outbound_call", "outbound_ivr", "wechat", "email"]
 HANDSETS = [("Huawei", "Mate"), ("Xiaomi", "Redmi"), ("OPPO", "Reno"), ("vivo", "X"), ("Apple", "iPhone"), ("Honor", "Magic")]
 TRIAL_DAYS = 30
+# Usage-file application categories (deep packet inspection) and the product affinity each follows.
+APP_AFFINITY = {"video_mb": "data", "content_mb": "vas", "game_mb": "games", "travel_mb": "roaming", "education_mb": "family"}
+PORT_OUT_QUERY = 0.9   # share of churners who send the number-portability query around the day their intent starts
 PLANS = {"prepaid": ("PP18", 18.0), "regular": ("RG58", 58.0), "premium": ("GT128", 128.0)}
 
 
@@ -114,8 +121,14 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
     churn_start = rng.integers(-10, spec.days, n)
     churn_close = churn_start + rng.integers(12, 26, n)
     device_age = rng.integers(0, 1200, n)
+    # Drawn from their own stream so that adding them left every earlier trait as it was.
+    rng2 = np.random.default_rng([spec.seed, 2])
+    fc_draw = rng2.exponential(1 / 0.0064, n)
     handset_intent = np.clip((device_age - 500) / 900 + 0.2 * (brand == "premium") + rng.normal(0, 0.1, n), 0, 1)
     freq_changer = rng.random(n) < 0.07
+    # A frequent changer's current handset is young: its age follows their own change rate.
+    device_age = np.where(freq_changer, np.minimum(fc_draw, 1199).astype(int), device_age)
+    handset_intent = np.where(freq_changer, np.clip((device_age - 500) / 900 + 0.2 * (brand == "premium"), 0, 1), handset_intent)
     affinity = {cat: np.clip(rng.beta(1.2, 6, n), 0, 1) for cat in ("data", "sms", "voice", "vas", "games", "family", "roaming")}
     affinity["data"] = np.clip(affinity["data"] + 0.35 * heavy_data, 0, 1)
     affinity["games"] = np.clip(affinity["games"] + 0.3 * (age < 25), 0, 1)
@@ -123,6 +136,14 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
     base_voice = rng.gamma(2.0, 6.0, n) * np.where(age >= 60, 0.7, 1.0)
     base_data = np.where(heavy_data, rng.lognormal(6.6, 0.5, n), rng.lognormal(4.8, 0.8, n))
     base_sms = rng.gamma(1.2, 2.0, n)
+    # Share of a customer's data spent on the application categories that go with each product affinity
+    # (deep packet inspection sees the categories, not the affinity): a personal taste factor blurs it.
+    app_share = {app: np.clip(0.25 * affinity[cat] * rng2.lognormal(0, 0.35, n), 0, 0.18) for app, cat in APP_AFFINITY.items()}
+    # Handsets in the 24 months before the current one was first seen (the device registry's history).
+    daily_change = 0.0004 + 0.004 * handset_intent + 0.006 * freq_changer
+    handsets_24m = 1 + rng2.poisson(np.maximum(730 - device_age, 0) * daily_change)
+    port_out_day = churn_start + rng2.integers(-2, 2, n)
+    port_out_asks = rng2.random(n) < PORT_OUT_QUERY
     vip = np.where(brand == "premium", rng.choice([0, 1, 2, 3], n, p=[0.4, 0.3, 0.2, 0.1]), rng.choice([0, 1], n, p=[0.93, 0.07]))
     return {
         "idx": idx,
@@ -157,6 +178,10 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
         "handset_intent": handset_intent,
         "freq_changer": freq_changer,
         "affinity": affinity,
+        "app_share": app_share,
+        "handsets_24m": handsets_24m,
+        "port_out_day": port_out_day,
+        "port_out_asks": port_out_asks,
         "roamer": roamer,
         "base_voice": base_voice,
         "base_data": base_data,
@@ -278,6 +303,12 @@ class Operator:
             "out_calls": pa.array(out_calls, pa.int32()), "sms_out": pa.array(rng.poisson(c["base_sms"][ids] * a), pa.int32()),
             "data_mb": data_mb, "roaming_min": np.where(c["roamer"][ids] & (rng.random(len(ids)) < 0.2), np.round(rng.gamma(2, 5, len(ids)), 1), 0.0),
         })
+        # Data by application category: the customer's share for the category, varying from day to day (own
+        # stream, so the columns above are as they were before these were added).
+        arng = np.random.default_rng([spec.seed, 4000 + i])
+        for app in APP_AFFINITY:
+            mb = np.round(data_mb * c["app_share"][app][ids] * arng.lognormal(-0.18, 0.6, len(ids)), 1)
+            usage = usage.append_column(app, pa.array(np.minimum(mb, data_mb)))
         _write(paths, FILES["usage"], day, usage)
         counts["usage"] = usage.num_rows
 
@@ -331,6 +362,18 @@ class Operator:
             "duration_s": pa.array(np.where(np.isin(channel, ["agent", "ivr"]), rng.integers(30, 900, m), rng.integers(5, 300, m)), pa.int32()),
             "resolved": rng.random(m) < np.where(purpose == "complaint", 0.5, 0.9),
         })
+        # Number-portability queries: most churners send one around the day their intent starts; a few other
+        # customers ask out of curiosity. Its own stream, appended after the day's other contacts.
+        prng = np.random.default_rng([spec.seed, 5000 + i])
+        asks = alive & ((c["churner"] & c["port_out_asks"] & (c["port_out_day"] == i)) | (prng.random(n) < 0.0002))
+        q = np.flatnonzero(asks)
+        if len(q):
+            contacts = pa.concat_tables([contacts, pa.table({
+                "contact_id": np.array([f"K{day:%Y%m%d}{m + j:08d}" for j in range(len(q))]), "customer_id": c["customer_id"][q],
+                "contact_ts": _ts(day, prng.integers(8 * 3600, 22 * 3600, len(q))), "channel": np.full(len(q), "sms_hall"),
+                "direction": np.full(len(q), "in"), "purpose": np.full(len(q), "port_out_query"),
+                "duration_s": pa.array(prng.integers(5, 30, len(q)), pa.int32()), "resolved": np.full(len(q), True),
+            }, schema=contacts.schema)])
         _write(paths, FILES["contacts"], day, contacts)
         counts["contacts"] = contacts.num_rows
 
@@ -409,8 +452,14 @@ class Operator:
         dev = np.flatnonzero(rng.random(n) < p_change)
         h = rng.integers(0, len(HANDSETS), len(dev))
         gen = np.where(i == 0, np.clip(5 - c["device_age"][dev] // 400, 3, 5), 5)
+        if i == 0:  # the handset in use when the window opens, first seen device_age days before
+            first_seen = pa.array([day - dt.timedelta(days=int(a)) for a in c["device_age"][dev]], pa.date32())
+        else:
+            c["handsets_24m"][dev] += 1
+            first_seen = _date_array(day, len(dev))
         devices = pa.table({
-            "customer_id": c["customer_id"][dev], "change_date": _date_array(day, len(dev)),
+            "customer_id": c["customer_id"][dev], "change_date": _date_array(day, len(dev)), "first_seen_date": first_seen,
+            "handsets_24m": pa.array(c["handsets_24m"][dev], pa.int32()),
             "tac": np.array([f"{86000000 + int(x) * 97 % 999999:08d}" for x in h]),
             "brand": np.array([HANDSETS[x][0] for x in h]), "model": np.array([f"{HANDSETS[x][1]} {int(g)}0" for x, g in zip(h, gen, strict=True)]),
             "is_smartphone": rng.random(len(dev)) < 0.97, "network_gen": pa.array(gen, pa.int32()),

@@ -38,6 +38,7 @@ PROFILE_COLUMNS = {
 STATE_COLUMNS = {
     "snapshot_date": "date", "open_complaints": "int", "device_brand": "string", "device_gen": "int",
     "device_price": "double", "device_is_smart": "boolean", "device_since": "date", "device_changes_365d": "int",
+    "device_handsets_24m": "int",
     "held_products": "array<string>", "held_vas": "int", "optouts": "array<string>", "balance": "double",
 }
 
@@ -426,7 +427,10 @@ def state_asof(spark, paths: Paths, day: dt.date):
         F.max_by("network_gen", "change_date").alias("device_gen"),
         F.max_by("price", "change_date").alias("device_price"),
         F.max_by("is_smartphone", "change_date").alias("device_is_smart"),
-        F.max("change_date").alias("device_since"),
+        # first_seen_date: the first delivery dates each handset back to when it was first seen (deliveries made
+        # before the column existed read null: their change date stands in).
+        F.max_by(F.coalesce("first_seen_date", "change_date"), "change_date").alias("device_since"),
+        F.max_by("handsets_24m", "change_date").alias("device_handsets_24m"),
         F.sum(F.when(F.col("change_date") > F.lit(day - dt.timedelta(days=365)), 1).otherwise(0)).cast("int").alias("device_changes_365d"),
     )
     w = Window.partitionBy("customer_id", "product_id").orderBy(F.col("order_ts").desc(), F.col("order_id").desc())

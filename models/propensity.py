@@ -59,9 +59,20 @@ class Settings:
     models: tuple[ModelSpec, ...]
 
     def snapshot_dates(self, as_of: dt.date) -> list[dt.date]:
-        """Training snapshot dates for a model trained as of ``as_of``: every label window ends by ``as_of``."""
-        newest = as_of - dt.timedelta(days=self.horizon_days)
-        return sorted(newest - dt.timedelta(days=self.step_days * k) for k in range(self.snapshots))
+        """Snapshot dates for a model trained as of ``as_of``; the newest ``validation_snapshots`` are the
+        validation dates. Every label window ends by ``as_of``. The validation snapshots come first: the newest is
+        ``as_of - horizon``, then ``step_days`` back. The training snapshots are purged: the newest is one horizon
+        before the oldest validation snapshot, so no training label falls after a validation date (overlapping
+        windows would let a model remember which customers ordered and look better on validation than it is)."""
+        h, step = dt.timedelta(days=self.horizon_days), dt.timedelta(days=self.step_days)
+        valid = [as_of - h - step * k for k in range(self.validation_snapshots)]
+        train = [min(valid) - h - step * k for k in range(self.snapshots - self.validation_snapshots)]
+        return sorted(train + valid)
+
+    def history_days(self, as_of: dt.date, feature_days: int = 30) -> int:
+        """Days of deliveries up to ``as_of`` training needs: back to the oldest snapshot, and ``feature_days``
+        of history behind it (the 30-day tag windows)."""
+        return (as_of - self.snapshot_dates(as_of)[0]).days + feature_days
 
 
 def load_settings(raw: dict[str, Any] | None = None) -> Settings:

@@ -118,7 +118,7 @@ FILES: dict[str, FileSchema] = {
         FileSchema(
             kind="usage",
             source="network mediation",
-            doc="Daily usage per customer: voice, SMS, data.",
+            doc="Daily usage per customer: voice, SMS, data, and the data by application category (deep packet inspection).",
             columns=(
                 Col("customer_id", "string"),
                 Col("usage_date", "date"),
@@ -128,6 +128,11 @@ FILES: dict[str, FileSchema] = {
                 Col("sms_out", "int"),
                 Col("data_mb", "double"),
                 Col("roaming_min", "double"),
+                Col("video_mb", "double", doc="data on video apps (MB)"),
+                Col("content_mb", "double", doc="data on music, reading and news apps (MB)"),
+                Col("game_mb", "double", doc="data on game apps (MB)"),
+                Col("travel_mb", "double", doc="data on travel, maps and booking apps (MB)"),
+                Col("education_mb", "double", doc="data on education and family apps (children's learning, family sharing) (MB)"),
             ),
             keys=("customer_id", "usage_date"),
             event_col="usage_date",
@@ -142,7 +147,8 @@ FILES: dict[str, FileSchema] = {
                 Col("contact_ts", "timestamp"),
                 Col("channel", "string"),
                 Col("direction", "string", doc="in (customer came to us) or out (we reached out)"),
-                Col("purpose", "string", doc="enquiry, billing, complaint, purchase, care, marketing"),
+                Col("purpose", "string", doc="enquiry, billing, complaint, purchase, care, marketing, port_out_query "
+                    "(the number-portability eligibility query a customer sends before moving to another operator)"),
                 Col("duration_s", "int"),
                 Col("resolved", "boolean"),
             ),
@@ -183,10 +189,13 @@ FILES: dict[str, FileSchema] = {
         FileSchema(
             kind="devices",
             source="device registry (IMEI)",
-            doc="A customer's SIM seen in a new handset.",
+            doc="A customer's SIM seen in a new handset. The first delivery lists the handset every customer uses.",
             columns=(
                 Col("customer_id", "string"),
                 Col("change_date", "date"),
+                Col("first_seen_date", "date", doc="when the SIM was first seen in this handset: the change date for a new "
+                    "handset, earlier in the first delivery"),
+                Col("handsets_24m", "int", doc="handsets the SIM was seen in over the 24 months up to the change date, this one included"),
                 Col("tac", "string", doc="type allocation code of the IMEI"),
                 Col("brand", "string"),
                 Col("model", "string"),

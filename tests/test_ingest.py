@@ -126,3 +126,23 @@ def test_rerun_of_a_day_changes_nothing(spark, root):
     ingest.ingest(spark, root, [DAY2], KINDS)
     for table, before in first.items():
         assertDataFrameEqual(lake.read(spark, root, table), before)
+
+
+def test_a_contract_that_gains_columns_keeps_earlier_deliveries(spark, root):
+    """bronze.usage written before the application-category columns existed: the next delivery adds them
+    (Delta schema merge), the earlier rows stay and read them as null, and the daily aggregates still build."""
+    from jobs import conform
+
+    new = ["video_mb", "content_mb", "game_mb", "travel_mb", "education_mb"]
+    old = lake.read(spark, root, "bronze.usage")
+    n_day1 = old.count()
+    lake.replace(old.drop(*new), root, "bronze.usage", None)  # the table as the previous contract left it
+    assert not set(new) & set(lake.read(spark, root, "bronze.usage").columns)
+    ingest.ingest(spark, root, [DAY2], KINDS)
+    usage = lake.read(spark, root, "bronze.usage")
+    assert set(new) <= set(usage.columns)
+    day1 = usage.where(F.col("delivery_date") == F.lit(DAY1))
+    assert day1.count() == n_day1 and day1.where(F.col("video_mb").isNotNull()).count() == 0
+    assert usage.where((F.col("delivery_date") == F.lit(DAY2)) & F.col("video_mb").isNull()).count() == 0
+    ingest.ingest(spark, root, [DAY2], [k for k in FILES if k not in KINDS and k != "responses"])
+    assert conform.run(spark, root, [DAY1, DAY2]) > 0

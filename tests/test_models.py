@@ -2,7 +2,8 @@
 distributed scoring with reason codes, and the CPC fits taking the scores.
 
 One small operator of its own (1,500 customers, 24 days) so that short label windows have positives; the
-model settings are the shipped ones with a 5-day horizon and three snapshots three days apart.
+model settings are the shipped ones with a 5-day horizon, three snapshots three days apart and leaves of 40
+customers.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ AS_OF = END - dt.timedelta(days=1)
 def model_settings():
     s = pm.load_settings()
     keep = [m for m in s.models if m.id in ("churn", "handset", "take_vas")]
+    # A tiny operator: leaves of the shipped 200 customers would leave the trees almost nothing to split.
     return dataclasses.replace(s, horizon_days=5, step_days=3, snapshots=3, validation_snapshots=1, models=tuple(keep),
-                               num_boost_round=60, early_stopping_rounds=10)
+                               num_boost_round=60, early_stopping_rounds=10, params={**s.params, "min_data_in_leaf": 40})
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def test_every_model_trains_registers_and_reports(trained, lake_paths, model_set
     for r in trained:
         meta = json.loads((r.path / "meta.json").read_text())
         assert meta["as_of"] == AS_OF.isoformat() and r.version.startswith(AS_OF.isoformat())
-        assert meta["training_window"]["snapshots"] == ["2026-11-08", "2026-11-11", "2026-11-14"]
+        assert meta["training_window"]["snapshots"] == ["2026-11-06", "2026-11-09", "2026-11-14"]
         assert meta["training_window"]["validation"] == ["2026-11-14"]
         assert len(meta["features"]) > 250 and all(f["type"] in pm.NUMERIC for f in meta["features"])
         assert meta["seed"] == model_settings.seed and len(meta["data_fingerprint"]) == 64
@@ -196,6 +198,20 @@ def test_metrics_against_known_answers():
     assert pm.pr_auc(y, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx((1 + 2 / 3) / 2)
     q = pm.quality(np.array([0] * 90 + [1] * 10), np.linspace(0, 1, 100))
     assert q["lift_by_decile"][0]["lift"] == pytest.approx(10.0) and q["base_rate"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("validation", [1, 2])
+def test_no_training_label_falls_after_a_validation_snapshot(validation):
+    """Purged time split: every training label window (T, T + horizon] ends on or before the oldest validation
+    snapshot, and every label window ends by the as-of date."""
+    s = dataclasses.replace(pm.load_settings(), snapshots=5, validation_snapshots=validation)
+    as_of = dt.date(2026, 11, 19)
+    dates = s.snapshot_dates(as_of)
+    train, valid = dates[:-validation], dates[-validation:]
+    horizon = dt.timedelta(days=s.horizon_days)
+    assert len(train) == 5 - validation and len(set(dates)) == 5
+    assert max(train) + horizon <= min(valid) and max(valid) + horizon == as_of
+    assert s.history_days(as_of) == (as_of - min(train)).days + 30
 
 
 def test_model_settings_are_checked():

@@ -51,3 +51,35 @@ def test_truth_kept_apart_and_complete(tmp_path):
     for col in ("churner", "price_sensitive", "preferred_channel", "affinity_data", "handset_intent"):
         assert col in truth.column_names
     assert not any(p.suffix == ".parquet" for p in paths.landing.rglob("*"))
+
+
+def _read(paths: Paths, kind: str):
+    import pandas as pd
+
+    return pd.concat(pd.read_csv(f, sep=DELIMITER) for f in sorted(paths.landing.glob(f"*/{kind}_*.csv.gz")))
+
+
+def test_hidden_traits_leave_the_traces_an_operator_sees(tmp_path):
+    """What the models can learn from: the data by application category follows the product affinities,
+    most churners send the number-portability query, and the device registry dates the current handset."""
+    from jobs.simulate import APP_AFFINITY
+
+    spec = SimSpec(customers=3000, days=30, end_date=dt.date(2026, 11, 20), seed=3)
+    paths = Paths(tmp_path)
+    generate(paths, spec, progress=False)
+    truth = pq.read_table(paths.truth / "customers.parquet").to_pandas().set_index("customer_id")
+    usage = _read(paths, "usage").groupby("customer_id").sum(numeric_only=True)
+    for app, category in APP_AFFINITY.items():
+        share = usage[app] / usage["data_mb"].clip(lower=1)
+        assert (usage[app] <= usage["data_mb"]).all()
+        assert share.corr(truth.loc[usage.index, f"affinity_{category}"], method="spearman") > 0.8, app
+    contacts = _read(paths, "contacts")
+    asked = set(contacts.loc[contacts["purpose"] == "port_out_query", "customer_id"])
+    started = truth[truth["churner"] & (truth["churn_start"] >= 2) & (truth["churn_start"] < spec.days - 2)]
+    assert len(started) > 20 and len(asked & set(started.index)) >= 0.75 * len(started)
+    assert len(asked - set(truth.index[truth["churner"]])) <= 0.002 * spec.customers * spec.days
+    devices = _read(paths, "devices")
+    first = devices[devices["change_date"] == spec.start_date.isoformat()]
+    assert (first["first_seen_date"] < first["change_date"]).mean() > 0.95 and (first["handsets_24m"] >= 1).all()
+    later = devices[devices["change_date"] > spec.start_date.isoformat()]
+    assert (later["first_seen_date"] == later["change_date"]).all()
