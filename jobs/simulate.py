@@ -121,7 +121,8 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
     churn_start = rng.integers(-10, spec.days, n)
     churn_close = churn_start + rng.integers(12, 26, n)
     device_age = rng.integers(0, 1200, n)
-    # Drawn from their own stream so that adding them left every earlier trait as it was.
+    # Drawn from their own stream, so that adding them left the other traits as they were (only a frequent
+    # changer's handset age, and with it their handset intent, is redrawn).
     rng2 = np.random.default_rng([spec.seed, 2])
     fc_draw = rng2.exponential(1 / 0.0064, n)
     handset_intent = np.clip((device_age - 500) / 900 + 0.2 * (brand == "premium") + rng.normal(0, 0.1, n), 0, 1)

@@ -57,14 +57,15 @@ def test_good_file_ingests(spark, root):
     assert row["expectations_evaluated"] > 5  # Great Expectations ran the suite
 
 
+APPS = "|1.0|0.0|0.0|0.0|0.0"  # video, content, game, travel, education MB
 BAD_ROWS = {
-    "C000000001|2026-11-20|-5.0|1.0|1|0|10.0|0.0": "voice_out_min: be between",
-    "C000000002|2026-11-20|2000.0|1.0|1|0|10.0|0.0": "voice_out_min: be between",
-    "C000000003|2026-11-20|1.0|1.0|1|0|abc|0.0": "data_mb: not a double",
-    "C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0": "unknown customer",
-    "C000000004|2026-11-20|1.0|1.0": "expected 8 fields, found 4",
-    "C000000005|2026-11-27|1.0|1.0|1|0|10.0|0.0": "usage_date: not on the delivery date",
-    "|2026-11-20|1.0|1.0|1|0|10.0|0.0": "customer_id: not be null",
+    f"C000000001|2026-11-20|-5.0|1.0|1|0|10.0|0.0{APPS}": "voice_out_min: be between",
+    f"C000000002|2026-11-20|2000.0|1.0|1|0|10.0|0.0{APPS}": "voice_out_min: be between",
+    f"C000000003|2026-11-20|1.0|1.0|1|0|abc|0.0{APPS}": "data_mb: not a double",
+    f"C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0{APPS}": "unknown customer",
+    "C000000004|2026-11-20|1.0|1.0": f"expected {len(FILES['usage'].columns)} fields, found 4",
+    f"C000000005|2026-11-27|1.0|1.0|1|0|10.0|0.0{APPS}": "usage_date: not on the delivery date",
+    f"|2026-11-20|1.0|1.0|1|0|10.0|0.0{APPS}": "customer_id: not be null",
 }
 
 
@@ -120,7 +121,7 @@ def test_empty_and_undelivered_files_are_rejected(spark, root):
 
 
 def test_rerun_of_a_day_changes_nothing(spark, root):
-    rewrite(root, "usage", DAY2, lambda lines: lines + ["C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0"])
+    rewrite(root, "usage", DAY2, lambda lines: lines + [f"C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0{APPS}"])
     ingest.ingest(spark, root, [DAY2], KINDS)
     first = {t: lake.read(spark, root, t).localCheckpoint() for t in ("bronze.usage", "bronze.crm_profile", "bronze.quarantine", "ops.ingest_ledger")}
     ingest.ingest(spark, root, [DAY2], KINDS)

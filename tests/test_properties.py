@@ -63,6 +63,7 @@ def _num(lo: float, hi: float):
 valid_usage_row = st.tuples(
     st.integers(1, 999_999_999).map(lambda i: f"C{i:09d}"), st.just(DAY.isoformat()),
     _num(0, 1440), _num(0, 1440), st.integers(0, 2000).map(str), st.integers(0, 10000).map(str), _num(0, 100000), _num(0, 1440),
+    *[_num(0, 100000) for _ in range(5)],  # data by application category (MB)
 )
 garbage_field = st.text(alphabet=string.printable.replace("|", "").replace("\n", "").replace("\r", ""), max_size=12)
 
