@@ -13,10 +13,9 @@ import time
 
 from jobs import lake
 from jobs.config import Paths
+from schemas import APP_CATEGORIES
 
 INBOUND = ("agent", "ivr", "web", "wap", "sms_hall", "app")
-# Data by application category, as the usage file delivers it (deep packet inspection).
-APP_CATEGORIES = ("video_mb", "content_mb", "game_mb", "travel_mb", "education_mb")
 
 # bronze table -> (the day column, [(measure, SQL aggregate)])
 MEASURES: dict[str, tuple[str, list[tuple[str, str]]]] = {

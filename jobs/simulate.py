@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobs.config import Paths, business
-from schemas import DELIMITER, FILES, FileSchema
+from schemas import APP_CATEGORIES, DELIMITER, FILES, FileSchema
 
 CITIES = {
     "Guangzhou": ["Tianhe", "Yuexiu", "Haizhu"],
@@ -47,8 +47,8 @@ INBOUND = ["agent", "ivr", "web", "wap", "sms_hall", "app"]
 OPTOUT_CHANNELS = ["all", "sms_push", "outbound_call", "outbound_ivr", "wechat", "email"]
 HANDSETS = [("Huawei", "Mate"), ("Xiaomi", "Redmi"), ("OPPO", "Reno"), ("vivo", "X"), ("Apple", "iPhone"), ("Honor", "Magic")]
 TRIAL_DAYS = 30
-# Usage-file application categories (deep packet inspection) and the product affinity each follows.
-APP_AFFINITY = {"video_mb": "data", "content_mb": "vas", "game_mb": "games", "travel_mb": "roaming", "education_mb": "family"}
+# The product affinity each usage-file application category (schemas.APP_CATEGORIES) follows.
+APP_AFFINITY = dict(zip(APP_CATEGORIES, ("data", "vas", "games", "roaming", "family"), strict=True))
 PORT_OUT_QUERY = 0.9   # share of churners who send the number-portability query around the day their intent starts
 PLANS = {"prepaid": ("PP18", 18.0), "regular": ("RG58", 58.0), "premium": ("GT128", 128.0)}
 
@@ -125,11 +125,14 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
     # changer's handset age, and with it their handset intent, is redrawn).
     rng2 = np.random.default_rng([spec.seed, 2])
     fc_draw = rng2.exponential(1 / 0.0064, n)
-    handset_intent = np.clip((device_age - 500) / 900 + 0.2 * (brand == "premium") + rng.normal(0, 0.1, n), 0, 1)
+    def intent(age: np.ndarray) -> np.ndarray:  # grows with the handset's age; premium customers change sooner
+        return (age - 500) / 900 + 0.2 * (brand == "premium")
+
+    handset_intent = np.clip(intent(device_age) + rng.normal(0, 0.1, n), 0, 1)
     freq_changer = rng.random(n) < 0.07
     # A frequent changer's current handset is young: its age follows their own change rate.
     device_age = np.where(freq_changer, np.minimum(fc_draw, 1199).astype(int), device_age)
-    handset_intent = np.where(freq_changer, np.clip((device_age - 500) / 900 + 0.2 * (brand == "premium"), 0, 1), handset_intent)
+    handset_intent = np.where(freq_changer, np.clip(intent(device_age), 0, 1), handset_intent)
     affinity = {cat: np.clip(rng.beta(1.2, 6, n), 0, 1) for cat in ("data", "sms", "voice", "vas", "games", "family", "roaming")}
     affinity["data"] = np.clip(affinity["data"] + 0.35 * heavy_data, 0, 1)
     affinity["games"] = np.clip(affinity["games"] + 0.3 * (age < 25), 0, 1)

@@ -14,7 +14,7 @@ from pyspark.testing import assertDataFrameEqual
 from jobs import ingest, lake
 from jobs.config import Paths
 from jobs.simulate import SimSpec, generate
-from schemas import FILES
+from schemas import APP_CATEGORIES, FILES
 
 SPEC = SimSpec(customers=300, days=2, end_date=dt.date(2026, 11, 20), seed=5)
 DAY1, DAY2 = SPEC.dates()
@@ -134,7 +134,7 @@ def test_a_contract_that_gains_columns_keeps_earlier_deliveries(spark, root):
     (Delta schema merge), the earlier rows stay and read them as null, and the daily aggregates still build."""
     from jobs import conform
 
-    new = ["video_mb", "content_mb", "game_mb", "travel_mb", "education_mb"]
+    new = list(APP_CATEGORIES)
     old = lake.read(spark, root, "bronze.usage")
     n_day1 = old.count()
     lake.replace(old.drop(*new), root, "bronze.usage", None)  # the table as the previous contract left it
