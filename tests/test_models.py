@@ -211,7 +211,20 @@ def test_no_training_label_falls_after_a_validation_snapshot(validation):
     horizon = dt.timedelta(days=s.horizon_days)
     assert len(train) == 5 - validation and len(set(dates)) == 5
     assert max(train) + horizon <= min(valid) and max(valid) + horizon == as_of
-    assert s.history_days(as_of) == (as_of - min(train)).days + 30
+
+
+
+def test_the_sample_runs_have_the_history_training_needs():
+    """`make run` (local) and the submit environment train the day before their last date: their samples must
+    reach back to the oldest snapshot and 30 days of tag history behind it (104 days with conf/models.yaml)."""
+    from jobs.config import settings
+
+    s = pm.load_settings()
+    for env in ("local", "submit"):
+        cfg = settings(env)
+        as_of = cfg.sample_end_date - dt.timedelta(days=1)
+        assert s.history_days(as_of) == 104
+        assert int(cfg.sample["days"]) - 1 >= s.history_days(as_of), env
 
 
 def test_model_settings_are_checked():
