@@ -388,11 +388,16 @@ def _result(con: duckdb.DuckDBPyConnection, paths: Paths, day: dt.date, cat: Cat
 MEMORY_LIMIT = os.environ.get("CPC_DUCKDB_MEMORY_LIMIT", "6GB")
 
 
-def _connect(paths: Paths, threads: int | None) -> duckdb.DuckDBPyConnection:
-    spill = paths.root / "work" / "duckdb"
+def capped(spill: Path, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection held to ``MEMORY_LIMIT`` that spills under ``spill``: it shares the machine with
+    the Spark driver, and DuckDB's own default (80% of the memory) would not leave room for both."""
     spill.mkdir(parents=True, exist_ok=True)
     config = {"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill), "preserve_insertion_order": False}
-    con = duckdb.connect(config={**config, "threads": threads} if threads else config)
+    return duckdb.connect(config={**config, "threads": threads} if threads else config)
+
+
+def _connect(paths: Paths, threads: int | None) -> duckdb.DuckDBPyConnection:
+    con = capped(paths.root / "work" / "duckdb", threads)
     con.execute("SET enable_progress_bar = false")
     for table in SOURCES:
         con.register(_view(table), DeltaTable(paths.table(table)).to_pyarrow_dataset())

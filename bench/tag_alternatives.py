@@ -74,11 +74,9 @@ def per_tag(spark, paths: Paths, day: dt.date, cat: Catalogue, out: Path, tags: 
 def same_result(cat: Catalogue, duck: Path, engine_out: Path) -> dict:
     """The DuckDB output against the Spark engine's, tag by tag (``duckdb_tags.diff``): the same logic must
     give the same values, or the timing compares different work."""
-    import duckdb
-
     from bench import duckdb_tags
 
-    con = duckdb.connect()
+    con = duckdb_tags.capped(duck.parent / "duckdb_spill")
     try:
         con.execute(f"CREATE VIEW duck AS SELECT * FROM read_parquet('{duck}')")
         con.execute(f"CREATE VIEW spark AS SELECT * FROM read_parquet('{engine_out}/*.parquet')")
