@@ -441,7 +441,7 @@ def compare(root: Path, day: dt.date, cat: Catalogue | None = None, threads: int
     null equals null)."""
     cat = cat or load_catalogue()
     duck, seconds = compute(root, day, cat, threads)
-    con = duckdb.connect()
+    con = capped(Path(root) / "work" / "duckdb", threads)
     con.register("spark_all", DeltaTable(Paths(Path(root)).table(TAG_TABLE)).to_pyarrow_dataset())
     con.register("duck", duck)
     con.execute(f"CREATE TEMP TABLE spark AS SELECT * FROM spark_all WHERE snapshot_date = DATE '{day.isoformat()}'")
