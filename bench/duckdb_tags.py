@@ -382,9 +382,8 @@ def _result(con: duckdb.DuckDBPyConnection, paths: Paths, day: dt.date, cat: Cat
     return con.sql(f"SELECT customer_id, snapshot_date, {select} FROM tagged{join}")
 
 
-# DuckDB's own memory: by default 80% of the machine, which, beside the benchmark's Spark driver and the Arrow
-# scans DuckDB does not count, let a 1,000,000-customer run reach 19 GB resident and be killed by the kernel.
-# Capped, its aggregations and sorts spill to ``<root>/work/duckdb`` instead.
+# Uncapped (80% of the machine), beside the Spark driver and the Arrow scans DuckDB does not count, a
+# 1,000,000-customer run reached 19 GB resident and was killed by the kernel (see ``capped``).
 MEMORY_LIMIT = os.environ.get("CPC_DUCKDB_MEMORY_LIMIT", "6GB")
 
 

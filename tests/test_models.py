@@ -213,7 +213,6 @@ def test_no_training_label_falls_after_a_validation_snapshot(validation):
     assert max(train) + horizon <= min(valid) and max(valid) + horizon == as_of
 
 
-
 def test_the_sample_runs_have_the_history_training_needs():
     """`make run` (local) and the submit environment train the day before their last date: their samples must
     reach back to the oldest snapshot and 30 days of tag history behind it (104 days with conf/models.yaml)."""

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from jobs.ingest import parse
 from jobs.tags import ALLOWED_FUNCTIONS, SQL_WORDS, CatalogueError, identifiers, load_catalogue
-from schemas import DELIMITER, FILES
+from schemas import APP_CATEGORIES, DELIMITER, FILES
 
 DAY = dt.date(2026, 11, 20)
 USAGE = FILES["usage"]
@@ -63,7 +63,7 @@ def _num(lo: float, hi: float):
 valid_usage_row = st.tuples(
     st.integers(1, 999_999_999).map(lambda i: f"C{i:09d}"), st.just(DAY.isoformat()),
     _num(0, 1440), _num(0, 1440), st.integers(0, 2000).map(str), st.integers(0, 10000).map(str), _num(0, 100000), _num(0, 1440),
-    *[_num(0, 100000) for _ in range(5)],  # data by application category (MB)
+    *[_num(0, 100000) for _ in APP_CATEGORIES],  # data by application category (MB)
 )
 garbage_field = st.text(alphabet=string.printable.replace("|", "").replace("\n", "").replace("\r", ""), max_size=12)
 
