@@ -4,8 +4,8 @@ The single-machine alternative to ``jobs/tags.py`` for the benchmark "tag comput
 It reads the Delta tables with ``deltalake`` (Arrow datasets registered in DuckDB) and builds its SQL from
 the catalogue objects, so a tag added to ``conf/tags.yaml`` changes both engines. Step for step:
 
-- ``window_features`` = ``window_features``: the window sums, day counts and days since, in one pass over
-  the daily rows per slice of ``SLICE_CUSTOMERS`` customers (one pass over a million spilled 60 GB);
+- ``window_features`` = ``jobs.tags.window_features``: the window sums, day counts and days since, in one
+  pass over the daily rows per slice of ``SLICE_CUSTOMERS`` customers;
 - ``base_sql``      = ``profile_asof`` + ``state_asof`` + ``base_frame``: one row per customer open on the
   snapshot date with every column a tag may use (``msisdn_hash`` is left out: it is not a tag, and it needs
   the deployment's hashing key);
@@ -263,21 +263,18 @@ GROUP BY customer_id
 SLICE_CUSTOMERS = int(os.environ.get("CPC_DUCKDB_SLICE_CUSTOMERS", "200000"))
 
 
-def window_features(con: duckdb.DuckDBPyConnection, day: dt.date, cat: Catalogue, parts: int | None = None) -> int:
-    """Table ``features`` (``features_sql``), built in ``parts`` passes over the daily rows, each for one
-    hash slice of the customers; by default one pass per ``SLICE_CUSTOMERS`` customers with a row on
-    ``day``. Returns the number of passes."""
-    if parts is None:
-        n = con.execute(f"SELECT count(*) FROM {_view('silver.customer_day')} "
-                        f"WHERE day = DATE '{day.isoformat()}'").fetchall()[0][0]
-        parts = max(1, -(-n // SLICE_CUSTOMERS))
+def window_features(con: duckdb.DuckDBPyConnection, day: dt.date, cat: Catalogue) -> None:
+    """Table ``features`` (``features_sql``), built in one pass over the daily rows per ``SLICE_CUSTOMERS``
+    customers with a row on ``day``, each pass for one hash slice of the customers."""
+    n = con.execute(f"SELECT count(*) FROM {_view('silver.customer_day')} "
+                    f"WHERE day = DATE '{day.isoformat()}'").fetchall()[0][0]
+    parts = max(1, -(-n // SLICE_CUSTOMERS))
     t0 = time.time()
     for k in range(parts):
         sql = features_sql(day, cat, (k, parts) if parts > 1 else None)
         con.execute(f"CREATE TEMP TABLE features AS {sql}" if k == 0 else f"INSERT INTO features {sql}")
         if parts > 1:
             print(f"duckdb window features: pass {k + 1}/{parts} done in {time.time() - t0:.1f} s", flush=True)
-    return parts
 
 
 def base_sql(day: dt.date, cat: Catalogue) -> str:
@@ -424,8 +421,9 @@ SPILL_LIMIT = os.environ.get("CPC_DUCKDB_SPILL_LIMIT", "20GB")
 
 
 def capped(spill: Path, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection held to ``MEMORY_LIMIT`` that spills up to ``SPILL_LIMIT`` under ``spill``: it shares the machine with
-    the Spark driver, and DuckDB's own default (80% of the memory) would not leave room for both."""
+    """A DuckDB connection held to ``MEMORY_LIMIT`` that spills up to ``SPILL_LIMIT`` under ``spill``: it
+    shares the machine with the Spark driver, and DuckDB's own default (80% of the memory) would not leave
+    room for both."""
     spill.mkdir(parents=True, exist_ok=True)
     config = {"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill), "max_temp_directory_size": SPILL_LIMIT,
               "preserve_insertion_order": False}

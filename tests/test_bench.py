@@ -10,7 +10,7 @@ import pytest
 from bench import nightly_bench
 
 
-def test_duckdb_computes_the_same_tags_as_the_engine(sample, monkeypatch):
+def test_duckdb_computes_the_same_tags_as_the_engine(sample, monkeypatch, capsys):
     """Every tag of the catalogue, translated to DuckDB SQL, over the same Delta files: the same customers and
     the same values as ``gold.customer_tags`` written by the nightly DAG; the window features in several
     passes, one per slice of the customers, as at a million."""
@@ -20,6 +20,7 @@ def test_duckdb_computes_the_same_tags_as_the_engine(sample, monkeypatch):
     out = duckdb_tags.compare(sample["paths"].root, sample["spec"].end_date, threads=1)
     assert out["rows"] > 0 and out["matched"] == out["rows"]
     assert (out["only_duckdb"], out["only_spark"], out["differing"]) == (0, 0, {})
+    assert "window features: pass 2/" in capsys.readouterr().out, "the features were built in several passes"
 
 
 def test_targets_say_met_or_by_how_much_they_are_missed():
