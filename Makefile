@@ -41,9 +41,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-$(JARS): $(STAMP) jobs/jars.py
+$(JARS): $(STAMP) jobs/platform/jars.py
 	@echo "setup: Delta jars from Maven Central into .cache/jars (once)"
-	$(BIN)/python -m jobs.jars fetch
+	$(BIN)/python -m jobs.platform.jars fetch
 	touch $@
 
 setup: $(STAMP) $(JARS)

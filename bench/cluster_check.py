@@ -138,8 +138,8 @@ def run_both(base: Path, roots: dict[str, Path], end, args) -> dict[str, float]:
     """Generate the files once, run the nightly on local[2] and on the standalone cluster; seconds of each."""
     import secrets
 
-    from jobs.config import Paths
-    from jobs.simulate import SimSpec, generate
+    from jobs.platform.config import Paths
+    from simulator.generate import SimSpec, generate
 
     shutil.rmtree(base, ignore_errors=True)
     spec = SimSpec(args.customers, args.days, end, 42)
@@ -169,7 +169,7 @@ def main() -> int:
     ap.add_argument("--compare-only", action="store_true", help="compare the two roots of the last run again, run nothing")
     args = ap.parse_args()
 
-    from jobs.config import settings
+    from jobs.platform.config import settings
 
     base = PROJECT / "var" / "cluster"
     end = settings("local").sample_end_date

@@ -47,8 +47,8 @@ from deltalake.exceptions import TableNotFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.config import Paths  # noqa: E402
-from jobs.tags import (  # noqa: E402
+from jobs.platform.config import Paths  # noqa: E402
+from jobs.stages.tags import (  # noqa: E402
     BAND_DECIMALS,
     SQL_WORDS,
     SUM_SCALE,

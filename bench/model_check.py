@@ -76,8 +76,8 @@ def oracle(model_meta: dict, rows, truth, sim: dict, products: list[dict], paths
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    from jobs.config import business, settings
-    from jobs.propensity import registry
+    from jobs.platform.config import business, settings
+    from jobs.stages.propensity import registry
     from models import propensity as pm
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -184,10 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CPC_ENV", "local")
     import datetime as dt
 
-    from jobs import pipeline
-    from jobs.config import settings
-    from jobs.simulate import SimSpec, generate
-    from jobs.spark import get_spark
+    from jobs.orchestration import pipeline
+    from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
+    from jobs.platform.config import settings
+    from jobs.platform.spark import get_spark
+    from simulator.generate import SimSpec, generate
 
     cfg = settings()
     end = dt.date.fromisoformat(args.end)
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         save(build())
 
     def stage(day: dt.date, phase: str, name_: str):
-        out = timed(phase, name_, lambda: pipeline.STAGE_FUNCS[name_](day, cfg), lambda _o: args.customers, "customers")
+        out = timed(phase, name_, lambda: STAGES[name_](day, cfg), lambda _o: args.customers, "customers")
         pipeline.record(day, name_, cfg)
         return out
 
@@ -273,14 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         timed("history", "ingest + conform of the dates in between",
               lambda: pipeline.history(end, cfg, start=first + dt.timedelta(days=1)), len, "days")
         phase_done("history", mem)
-        for s in pipeline.STAGES:
+        for s in NIGHTLY_NAMES:
             out = stage(end, "nightly", s)
             if s == "ingest":
                 ge["nightly"] = out
         phase_done("nightly", mem)
         if args.per_tag_sample:
             from bench import tag_alternatives
-            from jobs.tags import load_catalogue
+            from jobs.stages.tags import load_catalogue
 
             alternatives = timed("alternatives", "tag engine / per-tag queries / DuckDB",
                                  lambda: tag_alternatives.compare(spark, cfg.paths, end, load_catalogue(), root / "work",

@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import functions as F
 
-    from jobs import lake
-    from jobs.config import settings
-    from jobs.propensity import registry
-    from jobs.spark import get_spark
+    from jobs.platform import lake
+    from jobs.platform.config import settings
+    from jobs.platform.spark import get_spark
+    from jobs.stages.propensity import registry
     from models import propensity as pm
 
     cfg = settings()

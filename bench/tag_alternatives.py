@@ -20,8 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
-from jobs.config import Paths
-from jobs.tags import Catalogue, apply_tags, base_frame
+from jobs.platform.config import Paths
+from jobs.stages.tags import Catalogue, apply_tags, base_frame
 
 
 def subcatalogue(cat: Catalogue, tag_id: str) -> Catalogue:

@@ -35,7 +35,7 @@ PAIRS = [
 def evaluate(spark, paths, day) -> list[dict]:
     from pyspark.sql import functions as F
 
-    from jobs import lake
+    from jobs.platform import lake
 
     tags = lake.read(spark, paths, "gold.customer_tags").where(F.col("snapshot_date") == F.lit(day))
     truth = spark.read.parquet(str(paths.truth / "customers.parquet"))
@@ -59,8 +59,8 @@ def evaluate(spark, paths, day) -> list[dict]:
 
 
 def main() -> int:
-    from jobs.config import parse_date, settings
-    from jobs.spark import get_spark
+    from jobs.platform.config import parse_date, settings
+    from jobs.platform.spark import get_spark
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--date", required=True)

@@ -3,11 +3,13 @@
 
 Deletes tag snapshots older than `tag_history_days`, compacts the large tables and vacuums every table with
 `vacuum_retention_hours` (`conf/maintenance.yaml`). Keyed by the logical date like every task. The DAG only
-wires; the work is in `jobs/maintenance.py`.
+wires; the work is in `jobs/stages/maintenance.py`.
 """
 
 from __future__ import annotations
 
-from jobs import dag_defaults  # light: no Spark, no job code at parse time; the Airflow DAG is built there
+from jobs.airflow_glue import (
+    defaults as dag_defaults,  # light: no Spark, no job code at parse time; the Airflow DAG is built there
+)
 
 dag = dag_defaults.weekly_stage_dag("cpc_maintenance", stage="maintain", schedule="0 5 * * 0", doc_md=__doc__, tags=["cpc", "maintenance"])

@@ -14,16 +14,17 @@ gold.campaign_eval, the HTML report reports/campaigns_<date>.html).
 Every task is keyed by the run's logical date (`ds`) and replaces exactly its own partitions, so any task of
 any date can be cleared and rerun. Transient failures retry with exponential backoff; data errors (a broken
 file, a bad tag definition, a contact-policy violation) fail at once. The run must finish within its
-`dagrun_timeout`. The DAG only wires; the work is in `jobs/`.
+`dagrun_timeout`. The DAG only wires: its tasks and their order come from `jobs/orchestration/registry.py`,
+the work is in `jobs/stages/`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from jobs import dag_defaults  # light: no Spark, no job code at parse time
+from jobs.airflow_glue import defaults as dag_defaults  # light: no Spark, no job code at parse time
 
 default_args = dag_defaults.default_args(retry_delay=dt.timedelta(minutes=2), execution_timeout=dt.timedelta(hours=2))
 
@@ -40,19 +41,9 @@ default_args = dag_defaults.default_args(retry_delay=dt.timedelta(minutes=2), ex
     doc_md=__doc__,
 )
 def cpc_nightly():
-    def stage(name: str):
-        @task(task_id=name)
-        def run(ds: str | None = None):
-            from jobs.airflow_support import run_stage
-
-            return run_stage(name, ds)
-
-        return run()
-
-    ingest, conform, tags, segments, propensity, score, export, evaluate = (
-        stage(name) for name in ("ingest", "conform", "tags", "segments", "propensity", "score", "export", "evaluate")
-    )
-    ingest >> conform >> tags >> [segments, propensity] >> score >> export >> evaluate
+    # One task per stage of jobs/orchestration/registry.py, each after the stages it reads:
+    # ingest >> conform >> tags >> [segments, propensity] >> score >> export >> evaluate
+    dag_defaults.wire_nightly()
 
 
 cpc_nightly()

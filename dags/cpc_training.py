@@ -5,11 +5,13 @@ Trains every model of `conf/models.yaml` (churn, handset purchase, product take-
 features from tag snapshots at dates T, labels from the operator's files in (T, T + horizon], a time-based
 validation split, and registers each model with its metadata and quality report under `<root>/models`.
 The nightly DAG's `propensity` task scores with the newest model trained as of its own date. The DAG only
-wires; the work is in `jobs/propensity.py`.
+wires; the work is in `jobs/stages/propensity.py` and `models/propensity.py`.
 """
 
 from __future__ import annotations
 
-from jobs import dag_defaults  # light: no Spark, no job code at parse time; the Airflow DAG is built there
+from jobs.airflow_glue import (
+    defaults as dag_defaults,  # light: no Spark, no job code at parse time; the Airflow DAG is built there
+)
 
 dag = dag_defaults.weekly_stage_dag("cpc_training", stage="train", schedule="0 4 * * 6", doc_md=__doc__, tags=["cpc", "models"])

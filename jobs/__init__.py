@@ -1,1 +1,2 @@
-"""The data factory jobs: simulate, ingest, conform, tags, segments, score, export."""
+"""The data factory: ``platform`` (leaves), ``stages`` (one per nightly stage), ``orchestration``,
+``airflow_glue``, ``serving`` and the ``cpc`` command line (``cli``). The map is in README.md."""

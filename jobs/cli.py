@@ -7,7 +7,8 @@ import datetime as dt
 import shutil
 import sys
 
-from jobs.config import ConfigError, parse_date, settings
+from jobs.platform.config import parse_date, settings
+from jobs.platform.errors import ConfigError
 
 
 def _date(text: str) -> dt.date:
@@ -96,15 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         print(value)
         return 0
     if args.cmd == "sql":
-        from jobs.analyst import format_rows, query
-        from jobs.spark import get_spark
+        from jobs.platform.spark import get_spark
+        from jobs.serving.analyst import format_rows, query
 
         columns, rows = query(get_spark(cfg), cfg.paths, args.query, args.limit)
         print(format_rows(columns, rows))
         print(f"({len(rows)} row(s) shown, at most {args.limit})")
         return 0
     if args.cmd == "serve":
-        from jobs.serve import load_systems, serve
+        from jobs.serving.pull import load_systems, serve
 
         systems = load_systems()
         missing = [n for n, s in systems.items() if not s["token"]]
@@ -118,18 +119,18 @@ def main(argv: list[str] | None = None) -> int:
             server.shutdown()
         return 0
     if args.cmd == "funnel":
-        from jobs import funnel
-        from jobs.spark import get_spark
+        from jobs.platform.spark import get_spark
+        from jobs.stages.cpc import funnel
 
         print(funnel.markdown(get_spark(cfg), cfg.paths, args.date))
         return 0
     if args.cmd == "catalogue-doc":
-        from jobs.catalogue_doc import write
+        from jobs.stages.tags.doc import write
 
         print(f"catalogue: wrote {write()}")
         return 0
     if args.cmd == "simulate":
-        from jobs.simulate import SimSpec, generate
+        from simulator.generate import SimSpec, generate
 
         spec = SimSpec(
             customers=args.customers or int(cfg.sample["customers"]),
@@ -146,20 +147,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.cmd == "respond":
-        from jobs.responder import respond
-        from jobs.simulate import SimSpec
+        from simulator.generate import SimSpec
+        from simulator.responder import respond
 
         respond(cfg.paths, SimSpec.of(cfg.paths), args.date)
         return 0
     if args.cmd == "loop":
         from pathlib import Path
 
-        from jobs import loop
+        from simulator import loop
 
         root = Path(args.root) if args.root else cfg.paths.root / "loop"
         if args.headline_only:
-            from jobs.config import Paths
-            from jobs.simulate import SimSpec
+            from jobs.platform.config import Paths
+            from simulator.generate import SimSpec
 
             spec = SimSpec.of(Paths(root))
             days = spec.dates()[-args.days:]
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         loop.run(args.customers, args.history_days, args.days, root.resolve(), args.seed, cfg=cfg, train=not args.no_train)
         return 0
 
-    from jobs import pipeline
+    from jobs.orchestration import pipeline
 
     if args.cmd == "backfill":
         pipeline.backfill(args.start, args.end, cfg, args.force, args.from_stage)
@@ -180,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         import json as _json
         from pathlib import Path
 
-        from jobs import export
-        from jobs.spark import get_spark
+        from jobs.platform.spark import get_spark
+        from jobs.stages import export
 
         out = Path(args.out) if args.out else cfg.paths.root / "rebuilt" / args.date.isoformat()
         res = export.rebuild(get_spark(cfg), cfg.paths, args.date, args.channel, out)
@@ -190,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "history":
         pipeline.history(args.before, cfg, args.start)
     elif args.cmd in ("ingest", "conform"):
-        from jobs import conform, ingest
-        from jobs.spark import get_spark
+        from jobs.platform.spark import get_spark
+        from jobs.stages import conform, ingest
 
         spark = get_spark(cfg)
         days = _dates(args)
@@ -204,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.nightly(day, cfg)
         pipeline.print_summary(pipeline.summary(day, cfg))
     elif args.cmd == "reopen":
-        from jobs import ingest
-        from jobs.spark import get_spark
+        from jobs.platform.spark import get_spark
+        from jobs.stages import ingest
 
         ingest.reopen(get_spark(cfg), cfg.paths, args.date)
     elif args.cmd == "summary":

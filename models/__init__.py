@@ -1,1 +1,1 @@
-"""Models: rule-based fits now (rules.py); LightGBM propensity models later."""
+"""What trains and predicts: the LightGBM propensity models (``propensity``). Imports only the platform."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from jobs.config import ConfigError, business
+from jobs.platform.config import business
+from jobs.platform.errors import ConfigError, ModelMismatch
+
+log = logging.getLogger(__name__)
 
 NUMERIC = {"boolean", "int", "bigint", "double", "float", "smallint", "tinyint"}
 KINDS = {"closure", "device_change", "order"}
 
 
-class ModelMismatch(ValueError):
-    """A registered model does not fit the tag table it is asked to score."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-from jobs.config import settings  # noqa: E402
+from jobs.platform.config import settings  # noqa: E402
 
 RUN_DATE = "2026-11-20"
 
@@ -33,7 +33,7 @@ def cfg():
 
 @pytest.fixture(scope="session")
 def spark(cfg):
-    from jobs.spark import get_spark
+    from jobs.platform.spark import get_spark
 
     session = get_spark(cfg, app_name="cpc-tests")
     yield session
@@ -51,8 +51,8 @@ def airflow_db():
 def sample(spark, cfg, airflow_db):
     """A small operator (conf/env/test.yaml: 300 customers, 10 days) run through the whole nightly path:
     history by the CLI's function, the last day by the real DAG with Airflow's `dag.test()`."""
-    from jobs import pipeline
-    from jobs.simulate import SimSpec, generate
+    from jobs.orchestration import pipeline
+    from simulator.generate import SimSpec, generate
 
     spec = SimSpec(int(cfg.sample["customers"]), int(cfg.sample["days"]), cfg.sample_end_date, int(cfg.sample["seed"]))
     generate(cfg.paths, spec, progress=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from jobs.tags import Catalogue
+from jobs.stages.tags.catalogue import Catalogue
 
 SNAPSHOT = dt.date(2026, 11, 20)
 
@@ -14,7 +14,7 @@ def base_frame(spark, cat: Catalogue, rows: list[dict]):
     features 0, lists empty), as the engine fills them."""
     cols = {"customer_id": "string", **cat.base_columns()}
     defaults = {name: 0 for name, (kind, _, _) in cat.features.items() if kind != "days_since"}
-    from jobs.tags import categories
+    from jobs.stages.tags import categories
 
     defaults.update({f"{c}_held": 0 for c in categories()})
     defaults.update({"open_complaints": 0, "held_vas": 0, "device_changes_365d": 0, "held_products": [], "optouts": [],

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.tags import CatalogueError, apply_tags, carry_forward, load_catalogue
+from jobs.platform.errors import CatalogueError
+from jobs.stages.tags import apply_tags, carry_forward, load_catalogue
 from tests.helpers import SNAPSHOT, base_frame
 
 NAMED = [
@@ -142,7 +143,7 @@ def test_carry_keeps_the_last_value_when_today_is_empty(spark, cat):
 
 
 def test_tag_stats_shares_and_drift(spark, cat):
-    from jobs import tagstats
+    from jobs.stages.tags import stats as tagstats
 
     small = load_catalogue(extra_tags=[])
     small.tags = [t for t in small.tags if t.id in ("soc_elderly", "soc_age")]
@@ -159,7 +160,7 @@ def test_tag_stats_shares_and_drift(spark, cat):
 
 
 def test_docs_list_every_tag(cat):
-    from jobs.catalogue_doc import DOC, render
+    from jobs.stages.tags.doc import DOC, render
 
     assert DOC.read_text(encoding="utf-8") == render(cat), "docs/tags.md is stale: run `cpc catalogue-doc`"
 
@@ -168,7 +169,7 @@ def test_docs_list_every_tag(cat):
 def test_every_tag_has_a_value_for_some_customer_on_the_sample(spark, sample, cat):
     from pyspark.sql import functions as F
 
-    from jobs import lake
+    from jobs.platform import lake
 
     stats = lake.read(spark, sample["paths"], "gold.tag_stats").where(F.col("snapshot_date") == F.lit(sample["spec"].end_date))
     empty = stats.where(((F.col("value") == "(null)") & (F.col("share") >= 1.0)) | ((F.col("value") == "(non-null)") & (F.col("customers") == 0)))

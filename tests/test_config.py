@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.config import ConfigError, settings
-from jobs.spark import SUBMIT, session_builder
+from jobs.platform.config import settings
+from jobs.platform.errors import ConfigError
+from jobs.platform.spark import SUBMIT, session_builder
 
 
 def test_master_comes_from_the_environment_file(monkeypatch):

@@ -15,10 +15,12 @@ import hashlib
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import ingest, lake, quality
-from jobs.config import Paths
-from jobs.simulate import SimSpec, generate
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.stages import ingest
+from jobs.stages.ingest import quality
 from schemas import DELIMITER, FILES
+from simulator.generate import SimSpec, generate
 
 BASE = dt.date(2026, 11, 1)
 SPEC = SimSpec(customers=12000, days=1, end_date=BASE, seed=3)  # enough complaints for 2 bad rows to stay under 5%

@@ -13,10 +13,11 @@ import shutil
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import cpc, export, funnel, lake
-from jobs.config import Paths
-from models import campaigns as campaign_conf
-from models import rules
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.stages import cpc, export
+from jobs.stages.cpc import campaigns as campaign_conf
+from jobs.stages.cpc import fits, funnel
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_capacity_never_exceeded_and_one_contact_a_customer(run):
     assert contacts, "the sample run contacts somebody"
     for c in channels:
         if c.kind == "active":
-            assert sum(r["channel"] == c.id for r in contacts) <= rules.daily_capacity(c.capacity, run["customers"])
+            assert sum(r["channel"] == c.id for r in contacts) <= fits.daily_capacity(c.capacity, run["customers"])
     who = [r["customer_id"] for r in contacts]
     assert len(who) == len(set(who))
 

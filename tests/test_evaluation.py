@@ -9,8 +9,10 @@ import math
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import evaluate, lake, report
-from jobs.config import Paths
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.stages import evaluate
+from jobs.stages.evaluate import report
 
 DAY = dt.date(2026, 11, 20)
 D0 = DAY - dt.timedelta(days=20)  # decisions old enough to have matured (window 14 days)
@@ -123,8 +125,8 @@ def test_report_is_one_html_page_with_its_charts(tmp_path, known):
 
 def test_what_the_pipeline_learns_from_responses(spark, tmp_path):
     """Declines and complaints start the cooldown; a customer's own opens scale their customer-channel fit."""
-    from jobs import cpc
-    from models import campaigns
+    from jobs.stages import cpc
+    from jobs.stages.cpc import campaigns
 
     paths = Paths(tmp_path)
     ts = dt.datetime.combine(DAY - dt.timedelta(days=2), dt.time(10))
@@ -149,14 +151,13 @@ def test_what_the_pipeline_learns_from_responses(spark, tmp_path):
 
 
 def test_product_channel_success_is_relative_within_the_channel_kind():
-    from jobs.cpc import load_conf
-    from models import rules
+    from jobs.stages.cpc import fits, load_conf
 
     products, channels, categories, _, _ = load_conf()
     data = next(p for p in products if p.id == "P_DATA_5G")
     history = {("P_DATA_5G", "app"): 500, ("P_DATA_5G", "sms_push"): 20, ("P_DATA_5G", "wechat"): 5}
     contacts = {"app": 1000, "sms_push": 1000, "wechat": 1000}
-    fits = {r["channel"]: r for r in rules.product_channel_fits([data], channels, categories, history, contacts)}
+    fits = {r["channel"]: r for r in fits.product_channel_fits([data], channels, categories, history, contacts)}
     assert fits["app"]["success"] == pytest.approx(1.0)
     assert fits["sms_push"]["success"] == pytest.approx(1.0), "best active channel: compared with active channels only"
     assert fits["wechat"]["success"] == pytest.approx(0.25)
@@ -175,6 +176,6 @@ def test_the_nightly_dag_evaluates_and_writes_the_report(sample, spark):
     assert lake.exists(spark, paths, "gold.trial_funnel")
     page = paths.reports / f"campaigns_{day.isoformat()}.html"
     assert page.exists() and "<svg" in page.read_text()
-    from jobs import pipeline
+    from jobs.orchestration import summary
 
-    assert pipeline.summary(day)["campaign_report"] == str(page)
+    assert summary.summary(day)["campaign_report"] == str(page)

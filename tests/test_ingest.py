@@ -11,10 +11,11 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs import ingest, lake
-from jobs.config import Paths
-from jobs.simulate import SimSpec, generate
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.stages import ingest
 from schemas import APP_CATEGORIES, FILES
+from simulator.generate import SimSpec, generate
 
 SPEC = SimSpec(customers=300, days=2, end_date=dt.date(2026, 11, 20), seed=5)
 DAY1, DAY2 = SPEC.dates()
@@ -132,7 +133,7 @@ def test_rerun_of_a_day_changes_nothing(spark, root):
 def test_a_contract_that_gains_columns_keeps_earlier_deliveries(spark, root):
     """bronze.usage written before the application-category columns existed: the next delivery adds them
     (Delta schema merge), the earlier rows stay and read them as null, and the daily aggregates still build."""
-    from jobs import conform
+    from jobs.stages import conform
 
     new = list(APP_CATEGORIES)
     old = lake.read(spark, root, "bronze.usage")

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from jobs.config import Paths
+from jobs.platform.config import Paths
 from models import propensity as pm
 
 END = dt.date(2026, 11, 20)
@@ -34,8 +34,8 @@ def model_settings():
 @pytest.fixture(scope="module")
 def lake_paths(spark, tmp_path_factory):
     """1,500 customers over 24 days, ingested and conformed."""
-    from jobs import conform, ingest
-    from jobs.simulate import SimSpec, generate
+    from jobs.stages import conform, ingest
+    from simulator.generate import SimSpec, generate
 
     paths = Paths(tmp_path_factory.mktemp("models-root"))
     spec = SimSpec(customers=1500, days=24, end_date=END, seed=11)
@@ -47,13 +47,13 @@ def lake_paths(spark, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(spark, lake_paths, model_settings):
-    from jobs import propensity
+    from jobs.stages import propensity
 
     return propensity.train(spark, lake_paths, AS_OF, model_settings)
 
 
 def test_labels_count_events_in_the_window_after_the_snapshot_only(spark):
-    from jobs.propensity import label_frame
+    from jobs.stages.propensity import label_frame
 
     t = dt.date(2026, 11, 10)
     ev = spark.createDataFrame(
@@ -84,7 +84,7 @@ def test_every_model_trains_registers_and_reports(trained, lake_paths, model_set
 
 
 def test_training_is_reproducible(spark, trained, lake_paths, model_settings):
-    from jobs import propensity
+    from jobs.stages import propensity
 
     again = propensity.train(spark, lake_paths, AS_OF, model_settings)
     for first, second in zip(trained, again, strict=True):
@@ -97,7 +97,8 @@ def test_training_features_are_the_snapshot_at_T_only(spark, trained, lake_paths
     and an extreme usage day added after T changes neither."""
     from pyspark.sql import functions as F
 
-    from jobs import lake, propensity, tags
+    from jobs.platform import lake
+    from jobs.stages import propensity, tags
 
     t = dt.date(2026, 11, 14)
     frame, features = propensity.training_frame(spark, lake_paths, model_settings, AS_OF)
@@ -120,7 +121,8 @@ def test_nightly_scoring_is_distributed_and_explained(spark, trained, lake_paths
     import numpy as np
     from pyspark.sql import functions as F
 
-    from jobs import lake, propensity, tags
+    from jobs.platform import lake
+    from jobs.stages import propensity, tags
 
     tags.run(spark, lake_paths, END, stats=False)
     out = propensity.score(spark, lake_paths, END, model_settings)
@@ -147,7 +149,7 @@ def test_nightly_scoring_is_distributed_and_explained(spark, trained, lake_paths
 
 
 def test_scoring_refuses_a_model_whose_features_do_not_match(spark, trained, lake_paths, model_settings):
-    from jobs import propensity
+    from jobs.stages import propensity
 
     churn = trained[0]
     meta = json.loads((churn.path / "meta.json").read_text())
@@ -165,7 +167,7 @@ def test_scoring_refuses_a_model_whose_features_do_not_match(spark, trained, lak
 
 
 def test_scoring_a_past_date_uses_the_model_of_that_date(trained, lake_paths):
-    from jobs.propensity import registry
+    from jobs.stages.propensity import registry
 
     assert pm.current(registry(lake_paths), "churn", AS_OF - dt.timedelta(days=1)) is None
     assert pm.current(registry(lake_paths), "churn", END).version == trained[0].version
@@ -174,8 +176,8 @@ def test_scoring_a_past_date_uses_the_model_of_that_date(trained, lake_paths):
 def test_cpc_customer_product_fit_takes_the_propensity_decile(spark, trained, lake_paths):
     from pyspark.sql import functions as F
 
-    from jobs import cpc, segments
-    from models import rules
+    from jobs.stages import cpc, segments
+    from jobs.stages.cpc import fits
 
     segments.run(spark, lake_paths, END)
     products, _, _, camps, policy = cpc.load_conf()
@@ -183,7 +185,7 @@ def test_cpc_customer_product_fit_takes_the_propensity_decile(spark, trained, la
     assert "prop_take_vas_decile" in frame.columns
     music = next(p for p in products if p.id == "P_MUSIC")
     fit = frame.select("customer_id", "lifecycle_stage", "mkt_held_product_ids", "prop_take_vas_decile",
-                       rules.product_fit(music, frame.columns).alias("fit"), rules.fit_source(music, frame.columns).alias("source"))
+                       fits.product_fit(music, frame.columns).alias("fit"), fits.fit_source(music, frame.columns).alias("source"))
     row = fit.where(F.col("prop_take_vas_decile").isNotNull()).first()
     assert row["fit"] == pytest.approx(row["prop_take_vas_decile"] / 10.0)
     assert row["source"] == f"model take_vas decile {row['prop_take_vas_decile']}"
@@ -216,7 +218,7 @@ def test_no_training_label_falls_after_a_validation_snapshot(validation):
 def test_the_sample_runs_have_the_history_training_needs():
     """`make run` (local) and the submit environment train the day before their last date: their samples must
     reach back to the oldest snapshot and 30 days of tag history behind it (104 days with conf/models.yaml)."""
-    from jobs.config import settings
+    from jobs.platform.config import settings
 
     s = pm.load_settings()
     for env in ("local", "submit"):
@@ -227,7 +229,7 @@ def test_the_sample_runs_have_the_history_training_needs():
 
 
 def test_model_settings_are_checked():
-    from jobs.config import ConfigError
+    from jobs.platform.errors import ConfigError
 
     raw = {"horizon_days": 30, "snapshots": 3, "step_days": 7, "validation_snapshots": 1, "seed": 1, "max_train_rows": 10,
            "reason_codes": 3, "params": {}, "num_boost_round": 10, "early_stopping_rounds": 0, "bands": {"high": 9}}

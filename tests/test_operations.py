@@ -15,8 +15,12 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs import analyst, export, ingest, lake, maintenance, pipeline
-from jobs.config import Paths
+from jobs.orchestration import pipeline
+from jobs.orchestration.registry import STAGES
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.serving import analyst
+from jobs.stages import export, ingest, maintenance
 
 pytestmark = pytest.mark.e2e
 GOLD = ("gold.customer_tags", "gold.customer_segment", "gold.cpc_offers")
@@ -71,7 +75,7 @@ def test_list_as_sent_is_rebuilt_after_a_later_rerun(spark, sample, copy_of, tmp
     (landing / f"{name}.csv.gz").write_bytes(data)
     (landing / f"{name}.ctl").write_text(f"rows={len(new) - 1}\nmd5={hashlib.md5(data).hexdigest()}\n")
     with pytest.raises(ingest.IngestError, match="is closed"):
-        pipeline.run_ingest(day, cfg)
+        STAGES["ingest"](day, cfg)
     ingest.reopen(spark, paths, day)
     pipeline.nightly(day, cfg)
     resent = json.loads((paths.export_day(day) / channel / "manifest.json").read_text())
@@ -157,7 +161,7 @@ def test_run_killed_mid_write_leaves_nothing_visible_and_the_rerun_completes(spa
     seen = lake.read(spark, run.paths, table).where(F.col("snapshot_date") == F.lit(day))
     assertDataFrameEqual(seen, spark.createDataFrame(uninterrupted, schema=seen.schema))
     # The rerun (the same stage, as Airflow's retry would run it) completes with the uninterrupted output.
-    pipeline.run_tags(day, run)
+    STAGES["tags"](day, run)
     rerun = lake.read(spark, run.paths, table).where(F.col("snapshot_date") == F.lit(day))
     assert lake.version(spark, run.paths, table) > version_before
     assertDataFrameEqual(rerun, spark.createDataFrame(uninterrupted, schema=rerun.schema))

@@ -9,7 +9,8 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs import lake, pipeline
+from jobs.orchestration import pipeline
+from jobs.platform import lake
 from schemas import FILES
 
 pytestmark = pytest.mark.e2e

@@ -9,11 +9,11 @@ import datetime as dt
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import cpc, segments
-from jobs.config import ConfigError
-from jobs.tags import apply_tags, load_catalogue
-from models import campaigns as campaign_conf
-from models import rules
+from jobs.platform.errors import ConfigError
+from jobs.stages import cpc, segments
+from jobs.stages.cpc import campaigns as campaign_conf
+from jobs.stages.cpc import fits
+from jobs.stages.tags import apply_tags, load_catalogue
 from tests.helpers import SNAPSHOT, base_frame
 
 D = dt.timedelta
@@ -25,7 +25,7 @@ ACTIVE = {"days_since_out_calls": 0, "usage_days_7d": 7, "voice_out_min_7d": 70,
 @pytest.fixture(scope="module")
 def conf():
     products, channels, categories, camps, policy = cpc.load_conf()
-    pc = rules.product_channel_fits(products, channels, categories, {}, {})
+    pc = fits.product_channel_fits(products, channels, categories, {}, {})
     return {"products": products, "channels": channels, "categories": categories, "camps": camps, "policy": policy,
             "pc_fit": {(r["product_id"], r["channel"]): r["fit"] for r in pc}}
 
@@ -279,8 +279,8 @@ def test_shipped_campaigns_cover_the_brief_scenarios(conf):
 def test_product_channel_fit_uses_history_and_weights(conf):
     products = [p for p in conf["products"] if p.id == "P_GAMES"]
     channels, categories = conf["channels"], conf["categories"]
-    prior = {r["channel"]: r for r in rules.product_channel_fits(products, channels, categories, {}, {})}
-    hist = {r["channel"]: r for r in rules.product_channel_fits(products, channels, categories, {("P_GAMES", "app"): 50, ("P_GAMES", "wap"): 5},
+    prior = {r["channel"]: r for r in fits.product_channel_fits(products, channels, categories, {}, {})}
+    hist = {r["channel"]: r for r in fits.product_channel_fits(products, channels, categories, {("P_GAMES", "app"): 50, ("P_GAMES", "wap"): 5},
                                                                  {"app": 1000, "wap": 1000})}
     assert set(prior) == set(categories["games"])
     assert not prior["app"]["success_from_history"] and prior["app"]["success"] == categories["games"]["app"]
@@ -292,8 +292,8 @@ def test_history_counts_past_contacts_only_and_declines_within_the_cooldown(spar
     """The policy's inputs from history: active contacts of the previous days within the frequency window
     (today's own decisions and placements not counted), days since each campaign last contacted, days since
     the last declined outbound offer."""
-    from jobs import lake
-    from jobs.config import Paths
+    from jobs.platform import lake
+    from jobs.platform.config import Paths
 
     paths, day = Paths(tmp_path), SNAPSHOT
     decisions = [("A", "cpc_daily", "sms_push", "contact", 1), ("A", "cpc_daily", "sms_push", "contact", 6),
@@ -317,8 +317,8 @@ def test_history_counts_past_contacts_only_and_declines_within_the_cooldown(spar
 
 
 def test_trials_open_trial_and_its_day(spark, tmp_path):
-    from jobs import lake
-    from jobs.config import Paths
+    from jobs.platform import lake
+    from jobs.platform.config import Paths
 
     paths, day = Paths(tmp_path), SNAPSHOT
     orders = [("C", "P_MUSIC", "trial_start", 15), ("D", "P_NEWS", "trial_start", 20), ("D", "P_NEWS", "order", 5),

@@ -10,8 +10,8 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import lake
-from jobs.privacy import hash_key, hmac_sha256
+from jobs.platform import lake
+from jobs.platform.privacy import hash_key, hmac_sha256
 
 
 def test_keyed_hash_is_hmac_sha256(spark):
@@ -23,7 +23,7 @@ def test_keyed_hash_is_hmac_sha256(spark):
 
 
 def test_hash_key_comes_from_the_environment_outside_local(tmp_path, monkeypatch):
-    from jobs.config import ConfigError
+    from jobs.platform.errors import ConfigError
 
     monkeypatch.delenv("CPC_HASH_KEY", raising=False)
     with pytest.raises(ConfigError, match="CPC_HASH_KEY"):
@@ -48,8 +48,8 @@ def test_tag_table_has_the_hash_not_the_number(spark, sample, cfg):
 
 @pytest.mark.e2e
 def test_each_export_carries_only_its_channels_fields_and_is_audited(spark, sample):
-    from jobs.config import business
-    from jobs.export import PLACEMENT_COLUMNS
+    from jobs.platform.config import business
+    from jobs.stages.export import PLACEMENT_COLUMNS
 
     paths, day = sample["paths"], sample["spec"].end_date
     wanted = {c["id"]: list(c["export"]) for c in business("channels")["channels"] if c["kind"] == "active"}
@@ -65,7 +65,7 @@ def test_each_export_carries_only_its_channels_fields_and_is_audited(spark, samp
 def test_data_errors_are_not_retried(spark, tmp_path, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from jobs.airflow_support import run_stage
+    from jobs.airflow_glue.tasks import run_stage
 
     monkeypatch.setenv("CPC_ROOT", str(tmp_path))  # nothing delivered there
     with pytest.raises(AirflowFailException, match=r"(?s)data error, not retried.*file not delivered"):
@@ -75,7 +75,7 @@ def test_data_errors_are_not_retried(spark, tmp_path, monkeypatch):
 def test_failure_callback_reports_the_reason(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from jobs.airflow_support import notify_failure
+    from jobs.airflow_glue.tasks import notify_failure
 
     monkeypatch.setenv("CPC_ROOT", str(tmp_path))
     ti = SimpleNamespace(dag_id="cpc_nightly", task_id="ingest", run_id="r1", try_number=1)

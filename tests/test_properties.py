@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.ingest import parse
-from jobs.tags import ALLOWED_FUNCTIONS, SQL_WORDS, CatalogueError, identifiers, load_catalogue
+from jobs.platform.errors import CatalogueError
+from jobs.platform.expressions import ALLOWED_FUNCTIONS, SQL_WORDS, identifiers
+from jobs.stages.ingest import parse
+from jobs.stages.tags import load_catalogue
 from schemas import APP_CATEGORIES, DELIMITER, FILES
 
 DAY = dt.date(2026, 11, 20)

@@ -12,10 +12,10 @@ import io
 import numpy as np
 import pytest
 
-from jobs.config import Paths
-from jobs.responder import MAX_DELAY, OUTBOUND, World, events_for, read_lists, respond
-from jobs.simulate import SimSpec, generate
+from jobs.platform.config import Paths
 from schemas import DELIMITER, FILES
+from simulator.generate import SimSpec, generate
+from simulator.responder import MAX_DELAY, OUTBOUND, World, events_for, read_lists, respond
 
 SPEC = SimSpec(customers=6000, days=12, end_date=dt.date(2026, 11, 20), seed=5)
 DECIDED = SPEC.end_date - dt.timedelta(days=6)

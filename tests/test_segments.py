@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from jobs import segments
-from jobs.tags import apply_tags, load_catalogue
+from jobs.stages import segments
+from jobs.stages.tags import apply_tags, load_catalogue
 from tests.helpers import SNAPSHOT, base_frame
 
 D = dt.timedelta

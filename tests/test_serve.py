@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from jobs.config import Paths
-from jobs.serve import serve
+from jobs.platform.config import Paths
+from jobs.serving.pull import serve
 
 DAY = "2026-11-20"
 TOKENS = {"sms_gateway": "sms-secret-1", "call_centre": "cc-secret-2"}

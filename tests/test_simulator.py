@@ -8,9 +8,9 @@ import hashlib
 
 import pyarrow.parquet as pq
 
-from jobs.config import Paths
-from jobs.simulate import SimSpec, generate
+from jobs.platform.config import Paths
 from schemas import DELIMITER, FILES
+from simulator.generate import SimSpec, generate
 
 SPEC = SimSpec(customers=150, days=3, end_date=dt.date(2026, 11, 20), seed=11)
 
@@ -62,7 +62,7 @@ def _read(paths: Paths, kind: str):
 def test_hidden_traits_leave_the_traces_an_operator_sees(tmp_path):
     """What the models can learn from: the data by application category follows the product affinities,
     most churners send the number-portability query, and the device registry dates the current handset."""
-    from jobs.simulate import APP_AFFINITY
+    from simulator.generate import APP_AFFINITY
 
     spec = SimSpec(customers=3000, days=30, end_date=dt.date(2026, 11, 20), seed=3)
     paths = Paths(tmp_path)

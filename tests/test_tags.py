@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.tags import CatalogueError, apply_tags, check_types, load_catalogue
+from jobs.platform.errors import CatalogueError
+from jobs.stages.tags import apply_tags, check_types, load_catalogue
 from tests.helpers import SNAPSHOT, base_frame
 
 
@@ -53,8 +54,8 @@ def test_snapshot_uses_only_data_up_to_its_date(spark, cat):
     """A day after the snapshot date never reaches the snapshot's window features."""
     from pyspark.sql import functions as F
 
-    from jobs.conform import MEASURE_NAMES
-    from jobs.tags import window_features
+    from jobs.stages.conform import MEASURE_NAMES
+    from jobs.stages.tags import window_features
 
     daily = spark.createDataFrame(
         [("A", SNAPSHOT - dt.timedelta(days=1), 10.0), ("A", SNAPSHOT + dt.timedelta(days=1), 999.0),

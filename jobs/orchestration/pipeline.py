@@ -1,0 +1,116 @@
+"""Running stages by date without Airflow: the nightly run of one date, backfills over a range (resuming
+where a stopped one ended), and the history load of a first run. The DAG runs the same stage functions
+(``jobs.orchestration.registry``).
+
+Every stage reads what earlier stages wrote for that date and replaces exactly its own partitions, so any
+stage of any date can be rerun alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
+from jobs.platform import lake
+from jobs.platform.config import Paths, Settings, parse_date, settings
+from jobs.platform.spark import get_spark
+from jobs.stages import conform, ingest
+
+log = logging.getLogger(__name__)
+
+
+def _ctx(cfg: Settings | None = None):
+    cfg = cfg or settings()
+    return get_spark(cfg), cfg.paths
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def record(day: dt.date | str, stage: str, cfg: Settings | None = None) -> None:
+    """Note in ``ops.run_log`` that a stage of a date finished (backfills resume from it)."""
+    spark, paths = _ctx(cfg)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    row = spark.createDataFrame([(parse_date(day), stage, "done", now)], "run_date date, stage string, status string, finished_at timestamp")
+    lake.append(row, paths, "ops.run_log")
+
+
+def completed(days: list[dt.date], cfg: Settings | None = None) -> set[dt.date]:
+    """The dates among ``days`` whose last stage (evaluate) has finished."""
+    spark, paths = _ctx(cfg)
+    if not days or not lake.exists(spark, paths, "ops.run_log"):
+        return set()
+    rows = lake.read(spark, paths, "ops.run_log").where(lake.in_dates("run_date", days)).where(f"stage = '{NIGHTLY_NAMES[-1]}'")
+    return {r["run_date"] for r in rows.select("run_date").distinct().collect()}  # at most len(days) rows
+
+
+def nightly(day: dt.date | str, cfg: Settings | None = None, from_stage: str = NIGHTLY_NAMES[0]) -> dict:
+    """All stages for one date, in order, without Airflow (the DAG runs the same functions).
+    ``from_stage`` skips the earlier ones (e.g. ``tags`` to recompute tags after a catalogue change)."""
+    if from_stage not in NIGHTLY_NAMES:
+        raise ValueError(f"unknown stage {from_stage!r}; stages: {', '.join(NIGHTLY_NAMES)}")
+    day = parse_date(day)
+    out = {}
+    for stage in NIGHTLY_NAMES[NIGHTLY_NAMES.index(from_stage):]:
+        out[stage] = STAGES[stage](day, cfg)
+        record(day, stage, cfg)
+    return out
+
+
+def backfill(start: dt.date | str, end: dt.date | str, cfg: Settings | None = None, force: bool = False,
+             from_stage: str = NIGHTLY_NAMES[0]) -> list[dt.date]:
+    """Every date from ``start`` to ``end`` in order, each computed as of itself. Dates already finished
+    are skipped (so a stopped backfill resumes where it stopped) unless ``force``. Returns the dates run."""
+    start, end = parse_date(start), parse_date(end)
+    if end < start:
+        raise ValueError(f"backfill: end {end} is before start {start}")
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    done = set() if force else completed(days, cfg)
+    ran = []
+    t_all = time.time()
+    for i, day in enumerate(days, 1):
+        if day in done:
+            log.info(f"backfill [{i}/{len(days)}] {day}: finished before, skipped (use --force to recompute)")
+            continue
+        t0 = time.time()
+        log.info(f"backfill [{i}/{len(days)}] {day}: running")
+        nightly(day, cfg, from_stage)
+        ran.append(day)
+        left = len(days) - i
+        rate = (time.time() - t_all) / max(len(ran), 1)
+        log.info(f"backfill [{i}/{len(days)}] {day}: done in {time.time() - t0:.0f}s; {left} left, about {left * rate / 60:.1f} min")
+    return ran
+
+
+def delivered_dates(paths: Paths) -> list[dt.date]:
+    if not paths.landing.exists():
+        return []
+    return sorted(parse_date(p.name) for p in paths.landing.iterdir() if p.is_dir() and len(p.name) == 10)
+
+
+def history(before: dt.date | str, cfg: Settings | None = None, start: dt.date | str | None = None) -> list[dt.date]:
+    """Ingest and conform every delivered date before ``before`` (and from ``start``), in one batch: the
+    history a first nightly run needs for its 30-day windows."""
+    spark, paths = _ctx(cfg)
+    before = parse_date(before)
+    days = [d for d in delivered_dates(paths) if d < before and (start is None or d >= parse_date(start))]
+    if not days:
+        log.info(f"history: no delivered dates before {before} in {paths.landing}")
+        return []
+    t0 = time.time()
+    log.info(f"history: ingesting {len(days)} delivery dates {days[0]}..{days[-1]}")
+    ingest.ingest(spark, paths, days)
+    conform.run(spark, paths, days)
+    log.info(f"history: done in {time.time() - t0:.1f}s")
+    return days

@@ -1,0 +1,79 @@
+"""After a run: where everything is, rows per table for the date, tags computed, list sizes per channel,
+written to ``reports/run_<date>.json`` and printed for a person."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from jobs.platform import lake
+from jobs.platform.config import Settings, parse_date, settings
+from jobs.platform.spark import get_spark
+from jobs.stages.cpc import funnel
+from jobs.stages.tags.catalogue import load_catalogue
+from schemas import FILES, TABLES
+
+
+def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
+    """Where everything is after a run, with rows per table, tags computed and list sizes per channel."""
+    cfg = cfg or settings()
+    spark, paths = get_spark(cfg), cfg.paths
+    day = parse_date(day)
+    from pyspark.sql import functions as F
+
+    tables = {}
+    for name, spec in TABLES.items():
+        if not lake.exists(spark, paths, name):
+            continue
+        df = lake.read(spark, paths, name)
+        part = spec.partition_by[-1] if spec.partition_by else None
+        if part in ("delivery_date", "snapshot_date", "day", "run_date"):
+            df = df.where(F.col(part) == F.lit(day))
+        tables[name] = {"path": paths.table(name), "rows": df.count(), "of_date": bool(part)}
+    exports = {}
+    folder = paths.export_day(day)
+    if folder.exists():
+        for link in sorted(p for p in folder.iterdir() if p.is_symlink()):
+            m = json.loads((link / "manifest.json").read_text())
+            exports[link.name] = {"rows": m["rows"], "path": str(link / m["files"][0]["name"])}
+    ledger = {}
+    if lake.exists(spark, paths, "ops.ingest_ledger"):
+        for r in lake.read(spark, paths, "ops.ingest_ledger").where(F.col("delivery_date") == F.lit(day)).collect():  # one row per file
+            ledger[r["kind"]] = {"status": r["status"], "received": r["rows_received"], "quarantined": r["rows_quarantined"]}
+    n_tags = len(load_catalogue().tags)
+    campaigns = []
+    if lake.exists(spark, paths, "gold.cpc_funnel"):
+        campaigns = funnel.short(spark, paths, day)
+    report = paths.reports / f"campaigns_{day.isoformat()}.html"
+    out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports,
+           "ingest": ledger, "campaigns": campaigns, "campaign_report": str(report) if report.exists() else None}
+    paths.reports.mkdir(parents=True, exist_ok=True)
+    (paths.reports / f"run_{day.isoformat()}.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def print_summary(s: dict) -> None:
+    root = Path(s["root"])
+    print("")
+    print(f"=== Nightly run {s['run_date']}: done ===")
+    print(f"Data root: {root}")
+    print("Ingested files (this date):")
+    for kind in FILES:
+        if kind in s["ingest"]:
+            i = s["ingest"][kind]
+            print(f"  {kind:<12} {i['status']:<9} {i['received']:>8} rows received, {i['quarantined']} quarantined")
+    print("Delta tables (rows for this date where the table is dated):")
+    for name, t in s["tables"].items():
+        print(f"  {name:<24} {t['rows']:>9}  {t['path']}")
+    print(f"Tags computed: {s['tags']} per customer (gold.customer_tags; catalogue in gold.tag_catalogue)")
+    if s.get("campaigns"):
+        print(f"Campaigns (customers; the whole funnel: cpc funnel --date {s['run_date']}):")
+        for line in s["campaigns"]:
+            print(line)
+    print("Lists for downstream systems:")
+    for ch, e in s["exports"].items():
+        print(f"  {ch:<14} {e['rows']:>7} rows  {e['path']}")
+    if s.get("campaign_report"):
+        print(f"Campaign report (responses, conversions, lift over the holdouts): {s['campaign_report']}")
+    print(f"Summary JSON: {root / 'reports' / ('run_' + s['run_date'] + '.json')}")

@@ -1,0 +1,156 @@
+"""Data quality: the Great Expectations suites in ``expectations/`` decide what a good row and a good file are.
+
+One suite per input file kind (``expectations/<kind>.json``, Great Expectations 1.x suite format).
+- Row-level expectations (not null, between, in set, match regex) are also compiled into Spark column
+  expressions, so that every failing row is quarantined with the expectation it broke as its reason: the
+  suite is the single place those rules are written.
+- The suite itself is run by Great Expectations on the parsed DataFrame; its result is stored in the ingest
+  ledger beside the file.
+- ``meta.max_bad_row_share`` says how many bad rows a file may have before it is rejected whole.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.platform.config import PROJECT_DIR
+from jobs.platform.errors import SuiteError
+
+EXPECTATIONS_DIR = PROJECT_DIR / "expectations"
+
+ROW_LEVEL = {
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_between",
+    "expect_column_values_to_be_in_set",
+    "expect_column_values_to_match_regex",
+}
+
+
+
+
+@dataclass(frozen=True)
+class Suite:
+    kind: str
+    raw: dict[str, Any]
+
+    @property
+    def expectations(self) -> list[dict[str, Any]]:
+        return self.raw.get("expectations", [])
+
+    @property
+    def max_bad_row_share(self) -> float:
+        return float(self.raw.get("meta", {}).get("max_bad_row_share", 0.05))
+
+    def row_rules(self) -> list[tuple[str, dict[str, Any]]]:
+        """(reason, expectation) for every row-level expectation; the reason names the rule."""
+        out = []
+        for e in self.expectations:
+            if e["type"] in ROW_LEVEL:
+                kw = e["kwargs"]
+                short = e["type"].removeprefix("expect_column_values_to_")
+                detail = {
+                    "be_between": f"[{kw.get('min_value', '')}, {kw.get('max_value', '')}]",
+                    "be_in_set": "",
+                    "match_regex": f" {kw.get('regex')}",
+                }.get(short, "")
+                out.append((f"{kw['column']}: {short.replace('_', ' ')}{detail}".strip(), e))
+        return out
+
+
+@functools.cache
+def load_suite(kind: str, folder: Path = EXPECTATIONS_DIR) -> Suite:
+    path = folder / f"{kind}.json"
+    if not path.exists():
+        raise SuiteError(f"no expectation suite for file kind {kind!r}: {path} is missing")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{path}: not valid JSON: {exc}") from exc
+    for e in raw.get("expectations", []):
+        if "type" not in e or "kwargs" not in e:
+            raise SuiteError(f"{path}: every expectation needs 'type' and 'kwargs': {e}")
+    return Suite(kind, raw)
+
+
+def violation(expectation: dict[str, Any]):
+    """A Spark Column that is true where a row breaks a row-level expectation (nulls pass, as in GE,
+    except for the not-null expectation itself)."""
+    from pyspark.sql import functions as F
+
+    kw = expectation["kwargs"]
+    col = F.col(kw["column"])
+    kind = expectation["type"]
+    if kind == "expect_column_values_to_not_be_null":
+        return col.isNull()
+    if kind == "expect_column_values_to_be_between":
+        conds = []
+        if kw.get("min_value") is not None:
+            conds.append(col < F.lit(kw["min_value"]))
+        if kw.get("max_value") is not None:
+            conds.append(col > F.lit(kw["max_value"]))
+        return functools.reduce(lambda a, b: a | b, conds) & col.isNotNull()
+    if kind == "expect_column_values_to_be_in_set":
+        return ~col.isin(list(kw["value_set"])) & col.isNotNull()
+    if kind == "expect_column_values_to_match_regex":
+        return ~col.cast("string").rlike(kw["regex"]) & col.isNotNull()
+    raise SuiteError(f"{kind} is not a row-level expectation")
+
+
+@functools.cache
+def _gx_validation(kind: str):
+    """A Great Expectations validation definition for one suite (an ephemeral context, built once)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuite
+
+    for name in ("great_expectations", "great_expectations.core", "great_expectations.expectations"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ctx = _gx_context()
+    suite_json = dict(load_suite(kind).raw)
+    suite = ctx.suites.add(ExpectationSuite(name=suite_json["name"], expectations=suite_json["expectations"], meta=suite_json.get("meta")))
+    source = ctx.data_sources.get("spark")
+    asset = source.add_dataframe_asset(name=kind)
+    batch = asset.add_batch_definition_whole_dataframe(f"{kind}_file")
+    return ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{kind}_ingest", data=batch, suite=suite))
+
+
+@functools.cache
+def _gx_context():
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    try:
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    except Exception:  # noqa: BLE001 - progress bars are cosmetic; older/newer GX may lack the setting
+        pass
+    ctx.data_sources.add_spark(name="spark")
+    return ctx
+
+
+def validate(kind: str, df) -> dict[str, Any]:
+    """Run the kind's suite with Great Expectations on a Spark DataFrame; a compact, JSON-able summary."""
+    result = _gx_validation(kind).run(batch_parameters={"dataframe": df})
+    failed = []
+    for r in result.results:
+        if not r.success:
+            cfg = r.expectation_config
+            failed.append({
+                "expectation": cfg.type,
+                "column": cfg.kwargs.get("column"),
+                "unexpected_count": (r.result or {}).get("unexpected_count"),
+                "level": "row" if cfg.type in ROW_LEVEL else "table",
+            })
+    stats = result.statistics
+    return {
+        "suite": kind,
+        "success": bool(result.success),
+        "evaluated": int(stats["evaluated_expectations"]),
+        "failed": failed,
+    }

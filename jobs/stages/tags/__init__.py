@@ -1,0 +1,69 @@
+"""The tags stage: the catalogue in ``conf/tags.yaml`` -> ``gold.customer_tags`` for one snapshot date, then
+``gold.tag_catalogue`` and the day's statistics (``gold.tag_stats``).
+
+``catalogue`` loads and checks the catalogue, ``engine`` holds the pure transforms, ``stats`` the daily
+statistics and drift, ``doc`` the generated docs/tags.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.platform.errors import CatalogueError
+from jobs.platform.expressions import check_expression
+from jobs.stages.tags.catalogue import (
+    Catalogue,
+    Tag,
+    catalogue_frame,
+    categories,
+    check_types,
+    definition,
+    load_catalogue,
+    product_categories,
+)
+from jobs.stages.tags.engine import apply_tags, base_frame, carry_forward, profile_asof, window_features
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Catalogue", "CatalogueError", "Tag", "apply_tags", "base_frame", "carry_forward", "categories", "check_expression",
+           "check_types", "definition", "load_catalogue", "product_categories", "profile_asof", "run", "window_features"]
+
+
+def previous_snapshot(spark, paths: Paths, day: dt.date):
+    """The tag table's last snapshot before ``day``, or None."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "gold.customer_tags"):
+        return None
+    table = lake.read(spark, paths, "gold.customer_tags")
+    last = table.where(F.col("snapshot_date") < F.lit(day)).agg(F.max("snapshot_date")).first()[0]
+    return None if last is None else table.where(F.col("snapshot_date") == F.lit(last))
+
+
+def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True) -> dict[str, int]:
+    """Compute and write the tag snapshot for ``day``, the catalogue table and (unless ``stats`` is off) the
+    day's tag statistics."""
+    from jobs.stages.tags import stats as tagstats
+
+    t0 = time.time()
+    cat = cat or load_catalogue()
+    check_types(spark, cat)
+    from jobs.platform.config import settings
+    from jobs.platform.privacy import hash_key
+
+    key = hash_key(settings().env, paths.root)
+    tags = apply_tags(base_frame(spark, paths, day, cat, key), cat)
+    tags = carry_forward(tags, previous_snapshot(spark, paths, day), cat)
+    lake.replace(tags, paths, "gold.customer_tags", f"snapshot_date = '{day.isoformat()}'", merge_schema=True)
+    spark.catalog.clearCache()
+    lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
+    written = lake.read(spark, paths, "gold.customer_tags").where(f"snapshot_date = '{day.isoformat()}'")
+    n = written.count()
+    log.info(f"tags {day}: {len(cat.tags)} tags for {n} customers -> gold.customer_tags ({time.time() - t0:.1f}s)")
+    if stats:
+        tagstats.run(spark, paths, day, cat)
+    return {"customers": n, "tags": len(cat.tags)}

@@ -1,0 +1,98 @@
+"""Daily tag statistics -> ``gold.tag_stats``: the share of customers per tag value, the change against the
+previous snapshot, and a drift warning when a share moves more than ``statistics.drift_limit`` (share points,
+``conf/tags.yaml``).
+
+Flags, texts and bands: one row per value (the 50 commonest values of a text tag, the rest as ``(other)``).
+Numbers: one row ``(non-null)`` with the share of customers that have a value, and its mean.
+A tag that is empty for every customer is reported too: that is a broken definition or a missing source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.stages.tags.catalogue import Catalogue
+
+log = logging.getLogger(__name__)
+
+TOP_VALUES = 50
+
+
+def stats(tags, cat: Catalogue):
+    """Pure transform: one snapshot of the tag table -> (tag_id, family, value, customers, share, mean)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    family = F.create_map(*[x for t in cat.tags for x in (F.lit(t.id), F.lit(t.family))])
+    categorical = [t.id for t in cat.tags if t.type in ("boolean", "string", "date")]
+    numeric = [t.id for t in cat.tags if t.type in ("int", "bigint", "double")]
+    parts = []
+    if categorical:
+        long = tags.select(F.explode(F.array(*[
+            F.struct(F.lit(c).alias("tag_id"), F.coalesce(F.col(c).cast("string"), F.lit("(null)")).alias("value"))
+            for c in categorical
+        ])).alias("kv")).select("kv.tag_id", "kv.value")
+        counted = long.groupBy("tag_id", "value").agg(F.count(F.lit(1)).alias("customers"))
+        w = Window.partitionBy("tag_id").orderBy(F.col("customers").desc(), "value")
+        counted = (
+            counted.withColumn("_rank", F.row_number().over(w))
+            .withColumn("value", F.when(F.col("_rank") <= TOP_VALUES, F.col("value")).otherwise(F.lit("(other)")))
+            .groupBy("tag_id", "value").agg(F.sum("customers").alias("customers"))
+        )
+        share = F.col("customers") / F.sum("customers").over(Window.partitionBy("tag_id"))
+        parts.append(counted.select("tag_id", "value", F.col("customers").cast("long"), share.alias("share"),
+                                    F.lit(None).cast("double").alias("mean")))
+    if numeric:
+        n = tags.count()
+        agg = tags.agg(*[F.count(c).alias(f"n_{c}") for c in numeric], *[F.avg(c).alias(f"m_{c}") for c in numeric]).first()
+        rows = [(c, "(non-null)", int(agg[f"n_{c}"]), (agg[f"n_{c}"] / n) if n else 0.0,
+                 None if agg[f"m_{c}"] is None else float(agg[f"m_{c}"])) for c in numeric]
+        parts.append(tags.sparkSession.createDataFrame(rows, "tag_id string, value string, customers long, share double, mean double"))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out.select("tag_id", family[F.col("tag_id")].alias("family"), "value", "customers", F.round("share", 6).alias("share"), "mean")
+
+
+def compare(today, previous, limit: float):
+    """Add the previous snapshot's share, the change and the drift flag."""
+    from pyspark.sql import functions as F
+
+    if previous is None:
+        return today.select("*", F.lit(None).cast("double").alias("prev_share"), F.lit(None).cast("double").alias("share_change"),
+                            F.lit(False).alias("drift"))
+    prev = previous.select("tag_id", "value", F.col("share").alias("prev_share"))
+    joined = today.join(prev, on=["tag_id", "value"], how="left")
+    change = F.round(F.col("share") - F.coalesce(F.col("prev_share"), F.lit(0.0)), 6)
+    return joined.select("*", change.alias("share_change"), (F.abs(change) > F.lit(limit)).alias("drift"))
+
+
+def run(spark, paths: Paths, day: dt.date, cat: Catalogue) -> dict:
+    from pyspark.sql import functions as F
+
+    t0 = time.time()
+    tags = lake.read(spark, paths, "gold.customer_tags").where(F.col("snapshot_date") == F.lit(day)).select("customer_id", *cat.ids)
+    previous = None
+    if lake.exists(spark, paths, "gold.tag_stats"):
+        hist = lake.read(spark, paths, "gold.tag_stats")
+        last = hist.where(F.col("snapshot_date") < F.lit(day)).agg(F.max("snapshot_date")).first()[0]
+        if last is not None:
+            previous = hist.where(F.col("snapshot_date") == F.lit(last))
+    out = compare(stats(tags, cat), previous, cat.drift_limit).select(F.lit(day).cast("date").alias("snapshot_date"), "*")
+    lake.replace(out, paths, "gold.tag_stats", f"snapshot_date = '{day.isoformat()}'")
+    written = lake.read(spark, paths, "gold.tag_stats").where(F.col("snapshot_date") == F.lit(day))
+    drift = written.where("drift").orderBy(F.abs("share_change").desc()).limit(10).collect()  # at most 10 rows
+    empty = [r["tag_id"] for r in written.where(
+        ((F.col("value") == "(null)") & (F.col("share") >= 1.0)) | ((F.col("value") == "(non-null)") & (F.col("customers") == 0))
+    ).select("tag_id").collect()]  # tag ids only
+    for r in drift:
+        log.info(f"tag drift {day}: {r['tag_id']} = {r['value']}: share {r['prev_share'] or 0:.3f} -> {r['share']:.3f} "
+              f"(limit {cat.drift_limit:.2f})")
+    if empty:
+        log.info(f"tag stats {day}: WARNING {len(empty)} tag(s) empty for every customer: {', '.join(sorted(empty)[:20])}")
+    log.info(f"tag stats {day}: {written.count()} rows -> gold.tag_stats, {len(drift)} drift warning(s) ({time.time() - t0:.1f}s)")
+    return {"drift": len(drift), "empty": empty}
