@@ -58,14 +58,14 @@ from jobs.stages.tags import (  # noqa: E402
     load_catalogue,
     product_categories,
 )
+from schemas.types import DUCKDB  # noqa: E402
 
 SOURCES = ("bronze.crm_profile", "bronze.complaints", "bronze.devices", "bronze.orders", "bronze.optouts",
            "silver.customer_day")
 TAG_TABLE = "gold.customer_tags"
 
-# Spark SQL type names -> DuckDB's.
-TYPES = {"boolean": "BOOLEAN", "int": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE", "string": "VARCHAR",
-         "date": "DATE"}
+# Spark SQL type names -> DuckDB's (the project's one type map).
+TYPES = DUCKDB
 FRACTIONAL = ("DOUBLE", "FLOAT", "DECIMAL")
 T = TypeVar("T")
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Spark SQL type names used in the contracts.
-TYPES = {"string", "int", "bigint", "double", "boolean", "date", "timestamp"}
+from schemas.types import (
+    TYPES,  # the contract's type names; their Spark, Arrow and DuckDB forms: schemas.types
+)
 
 DELIMITER = "|"
 
@@ -71,8 +72,6 @@ APP_CATEGORIES = {
     "travel_mb": "data on travel, maps and booking apps (MB)",
     "education_mb": "data on education and family apps (children's learning, family sharing) (MB)",
 }
-
-CHANNELS = ("agent", "ivr", "web", "wap", "sms_hall", "app", "outbound_call", "outbound_ivr", "sms_push", "wechat", "email")
 
 FILES: dict[str, FileSchema] = {
     f.kind: f

@@ -65,3 +65,15 @@ def sample(spark, cfg, airflow_db):
 
     run = dag.test(logical_date=dt.datetime.combine(spec.end_date, dt.time(), tzinfo=dt.UTC))
     return {"spec": spec, "paths": cfg.paths, "dag_run": run}
+
+
+# Fixtures that run a whole simulated operator through the pipeline (or a large part of it). A test that uses
+# one is end-to-end whatever its file says: it is marked `e2e` here, so `make test-fast` (-m "not e2e") never
+# waits for one, and the marker cannot drift from what the test really needs.
+E2E_FIXTURES = {"sample", "lake_paths", "trained", "corpus", "copy_of", "run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)

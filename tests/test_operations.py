@@ -9,6 +9,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import logging
 import shutil
 
 import pytest
@@ -36,7 +37,7 @@ def copy_of(sample, cfg, tmp_path):
     return make
 
 
-def test_backfill_equals_day_by_day_and_resumes(spark, sample, copy_of, capsys):
+def test_backfill_equals_day_by_day_and_resumes(spark, sample, copy_of, caplog):
     end = sample["spec"].end_date
     days = [end - dt.timedelta(days=1), end]
     by_day, backfilled = copy_of("by_day"), copy_of("backfill")
@@ -46,9 +47,10 @@ def test_backfill_equals_day_by_day_and_resumes(spark, sample, copy_of, capsys):
     for table in GOLD:
         cond = lake.in_dates("snapshot_date", days)
         assertDataFrameEqual(lake.read(spark, backfilled.paths, table).where(cond), lake.read(spark, by_day.paths, table).where(cond))
-    capsys.readouterr()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="jobs")
     assert pipeline.backfill(days[0], days[1], backfilled) == [], "a finished range has nothing left to do"
-    assert "finished before, skipped" in capsys.readouterr().out
+    assert "finished before, skipped" in caplog.text
 
 
 def _lines(path) -> list[str]:

@@ -65,15 +65,29 @@ def test_no_opted_out_customer_in_any_list(spark, sample):
     assert total > 0
 
 
-def test_rerunning_the_day_gives_the_same_tags_and_lists(spark, sample):
+def _list_bytes(folder) -> dict[str, bytes]:
+    """Each published list's data file, as a downstream system would download it."""
+    out = {}
+    for link in (p for p in folder.iterdir() if p.is_symlink()):
+        manifest = json.loads((link / "manifest.json").read_text())
+        out[link.name] = (link / manifest["files"][0]["name"]).read_bytes()
+    return out
+
+
+def test_rerunning_the_day_gives_the_same_tables_lists_and_decision_run(spark, sample):
     paths, day = sample["paths"], sample["spec"].end_date
     cond = f"snapshot_date = '{day}'"
-    before = {t: lake.read(spark, paths, t).where(cond).localCheckpoint() for t in ("gold.customer_tags", "gold.customer_segment", "gold.cpc_offers")}
-    lists_before = {p.name: json.loads((p / "manifest.json").read_text())["files"][0]["sha256"] for p in paths.export_day(day).iterdir() if p.is_symlink()}
+    tables = ("gold.customer_tags", "gold.customer_segment", "gold.cpc_offers", "gold.cpc_decisions")
+    before = {t: lake.read(spark, paths, t).where(cond).localCheckpoint() for t in tables}
+    lists_before = _list_bytes(paths.export_day(day))
     pipeline.nightly(day)
     for table, df in before.items():
         assertDataFrameEqual(lake.read(spark, paths, table).where(cond), df)
-    rows_after = {p.name: json.loads((p / "manifest.json").read_text())["rows"] for p in paths.export_day(day).iterdir() if p.is_symlink()}
-    assert set(rows_after) == set(lists_before)
+    assert _list_bytes(paths.export_day(day)) == lists_before, "every list byte for byte as before"
+    day_manifest = json.loads((paths.export_day(day) / "manifest.json").read_text())
+    run_ids = {lake.read(spark, paths, "gold.cpc_decisions").where(cond).select("run_id").distinct().first()[0]}
+    for link in (p for p in paths.export_day(day).iterdir() if p.is_symlink()):
+        run_ids.add(json.loads((link / "manifest.json").read_text())["source"]["decision_run"]["run_id"])
+    assert run_ids == {day_manifest["decision_run"]}, "the decisions, each list and the day name one decision run"
     ledger = lake.read(spark, paths, "ops.ingest_ledger").where(F.col("delivery_date") == F.lit(day))
     assert ledger.count() == len(FILES), "one ledger row per file, however often the day runs"

@@ -333,3 +333,15 @@ def test_trials_open_trial_and_its_day(spark, tmp_path):
     assert got == {"C": ("P_MUSIC", 15), "F": ("P_GAMES", 3), "G": ("P_NEWS", 4)}
     expired = {r["customer_id"]: (r["days_since_trial_expired"], r["expired_trial_category"]) for r in rows if r["days_since_trial_expired"] is not None}
     assert expired == {"H": (3, "vas")}, "a trial that expired: the win-back campaign's audience"
+
+
+def test_decision_run_id_comes_from_the_inputs_not_the_clock():
+    day = dt.date(2026, 11, 20)
+    models = {"churn": "2026-11-19-abc", "data": "none (rule)"}
+    first = cpc.decision_run_id(day, "deliveries-sha", "config-sha", models)
+    assert first == cpc.decision_run_id(day, "deliveries-sha", "config-sha", dict(reversed(models.items())))
+    assert first.startswith("2026-11-20-")
+    changed = [cpc.decision_run_id(day, "other", "config-sha", models), cpc.decision_run_id(day, "deliveries-sha", "other", models),
+               cpc.decision_run_id(day, "deliveries-sha", "config-sha", {**models, "churn": "2026-11-26-def"}),
+               cpc.decision_run_id(day + dt.timedelta(days=1), "deliveries-sha", "config-sha", models)]
+    assert first not in changed and len(set(changed)) == len(changed)

@@ -8,6 +8,8 @@ Routes without Spark (deltalake with DuckDB or polars) are in docs/analysts.md.
 
 from __future__ import annotations
 
+from tabulate import tabulate
+
 from jobs.platform import lake
 from jobs.platform.config import Paths
 from schemas import TABLES
@@ -34,9 +36,5 @@ def query(spark, paths: Paths, sql: str, limit: int = 50):
 
 
 def format_rows(columns: list[str], rows) -> str:
-    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
-    widths = [max([len(c), *[len(r[i]) for r in cells]]) for i, c in enumerate(columns)]
-    line = " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    sep = "-+-".join("-" * w for w in widths)
-    body = [" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join([line, sep, *body])
+    """Rows as a plain-text table for the terminal (nulls shown empty)."""
+    return tabulate([["" if v is None else v for v in r] for r in rows], headers=columns, tablefmt="simple", disable_numparse=True)

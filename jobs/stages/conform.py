@@ -13,12 +13,13 @@ import logging
 import time
 
 from jobs.platform import lake
-from jobs.platform.config import Paths
+from jobs.platform.config import Paths, business
 from schemas import APP_CATEGORIES
 
 log = logging.getLogger(__name__)
 
-INBOUND = ("agent", "ivr", "web", "wap", "sms_hall", "app")
+# The passive (inbound) channels of conf/channels.yaml, in its order: one daily contact count each.
+INBOUND = tuple(c["id"] for c in business("channels")["channels"] if c["kind"] == "passive")
 
 # bronze table -> (the day column, [(measure, SQL aggregate)])
 MEASURES: dict[str, tuple[str, list[tuple[str, str]]]] = {

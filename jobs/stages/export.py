@@ -163,11 +163,14 @@ def _publish(df, columns: list[str], paths: Paths, day: dt.date, name: str, vers
         "source": {"table": "gold.cpc_decisions", "delta_version": versions["gold.cpc_decisions"], "versions": versions,
                    "decision_run": run},
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    body = json.dumps(manifest, indent=2)
+    (tmp / "manifest.json").write_text(body)
     (tmp / "_SUCCESS").write_text("")
-    version_dir = folder / f".{name}-{digest[:16]}"
+    # A version is its data and its manifest: the same list from another decision run (or other table versions)
+    # is a new version, so the list's manifest always names the run the day's manifest names.
+    version_dir = folder / f".{name}-{hashlib.sha256((digest + body).encode()).hexdigest()[:16]}"
     if version_dir.exists():
-        shutil.rmtree(tmp)  # identical content already published
+        shutil.rmtree(tmp)  # the same data and manifest already published
     else:
         tmp.rename(version_dir)
     link = folder / name

@@ -20,6 +20,8 @@ import logging
 import time
 from pathlib import Path
 
+from tabulate import tabulate
+
 from jobs.platform import lake
 from jobs.platform.config import Paths
 from jobs.platform.errors import TrainingError
@@ -118,14 +120,11 @@ def training_frame(spark, paths: Paths, s: pm.Settings, as_of: dt.date):
     return frame, features
 
 
-def train(spark, paths: Paths, as_of: dt.date, s: pm.Settings | None = None, seed: int | None = None) -> list[pm.Registered]:
-    """Train, evaluate and register every model as of ``as_of``. Returns the registered versions."""
-    import lightgbm as lgb
-    import numpy as np
-
+def _training_set(spark, paths: Paths, s: pm.Settings, as_of: dt.date, seed: int) -> dict:
+    """The training set on the driver (bounded by ``max_train_rows``; scoring never collects) and its split:
+    validation dates, an early-stopping sample of ~15% of the training dates' customers (a stable hash), the rest
+    to fit."""
     t0 = time.time()
-    s = s or pm.load_settings()
-    seed = s.seed if seed is None else seed
     snapshots = s.snapshot_dates(as_of)
     _check_data(spark, paths, as_of, snapshots)
     ensure_snapshots(spark, paths, snapshots)
@@ -134,72 +133,85 @@ def train(spark, paths: Paths, as_of: dt.date, s: pm.Settings | None = None, see
     if n > s.max_train_rows:
         frame = frame.sample(fraction=s.max_train_rows / n, seed=seed)
         log.info(f"train: {n} rows, sampling {s.max_train_rows} for the driver")
-    # The training set goes to the driver (bounded by max_train_rows); scoring never does.
     pdf = frame.toPandas().sort_values(["snapshot_date", "customer_id"], kind="mergesort").reset_index(drop=True)
     log.info(f"train {as_of}: {len(pdf)} rows x {len(features)} features over snapshots {[d.isoformat() for d in snapshots]} "
-          f"({time.time() - t0:.1f}s)")
+             f"({time.time() - t0:.1f}s)")
     names = [n for n, _ in features]
-    x = pm.matrix(pdf, names)
     valid_dates = set(snapshots[-s.validation_snapshots:])
     is_valid = pdf["snapshot_date"].isin(valid_dates).to_numpy()
-    # Early stopping on ~15% of the training dates' customers (by a stable hash), never on validation dates.
     bucket = pdf["customer_id"].map(lambda c: int.from_bytes(c.encode()[-4:], "big") * 2654435761 % 100).to_numpy()
     is_stop = ~is_valid & (bucket < 15)
-    is_fit = ~is_valid & ~is_stop
-    out = []
-    for m in s.models:
-        y = pdf[m.label].to_numpy().astype(np.int8)
-        if y[is_fit].sum() == 0 or y[is_valid].sum() == 0:
-            raise TrainingError(f"model {m.id}: no positive labels in the {'training' if y[is_fit].sum() == 0 else 'validation'} "
-                                f"dates {sorted(d.isoformat() for d in snapshots)}; more history or customers are needed")
-        t1 = time.time()
-        booster, params = pm.train(x[is_fit], y[is_fit], x[is_stop], y[is_stop], names, s, seed)
-        p_valid = booster.predict(x[is_valid])
-        q = pm.quality(y[is_valid], p_valid)
-        gain = booster.feature_importance("gain")
-        top = sorted(zip(names, gain, strict=True), key=lambda kv: -kv[1])[:15]
-        meta = {
-            "name": m.name, "as_of": as_of.isoformat(), "target": {"kind": m.kind, "categories": list(m.categories)},
-            "horizon_days": s.horizon_days, "features": [{"name": n_, "type": t} for n_, t in features],
-            "training_window": {"snapshots": [d.isoformat() for d in snapshots],
-                                "validation": sorted(d.isoformat() for d in valid_dates),
-                                "rows_fit": int(is_fit.sum()), "rows_early_stop": int(is_stop.sum()), "rows_validation": int(is_valid.sum())},
-            "params": params, "num_boost_round": s.num_boost_round, "best_iteration": int(booster.best_iteration or booster.current_iteration()),
-            "seed": seed, "lightgbm": lgb.__version__, "data_fingerprint": pm.fingerprint(x, y, names),
-            "metrics": q, "deciles": pm.deciles(p_valid), "tag": m.tag,
-            "top_features_by_gain": [{"feature": f, "gain": round(float(g), 3)} for f, g in top],
-            "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        valid = pdf.loc[is_valid, ["customer_id", "snapshot_date"]].assign(probability=p_valid, label=y[is_valid])
-        reg = pm.save(registry(paths), m.id, as_of, booster, meta, valid)
-        out.append(reg)
-        log.info(f"train {m.id}: ROC-AUC {q['roc_auc']:.3f}, PR-AUC {q['pr_auc']:.3f}, base rate {q['base_rate']:.3%}, "
-              f"top-decile lift {q['lift_by_decile'][0]['lift']:.1f}, {meta['best_iteration']} trees -> {reg.path} "
-              f"({time.time() - t1:.1f}s)")
+    return {"pdf": pdf, "features": features, "names": names, "x": pm.matrix(pdf, names), "snapshots": snapshots,
+            "valid_dates": valid_dates, "is_valid": is_valid, "is_stop": is_stop, "is_fit": ~is_valid & ~is_stop}
+
+
+def _train_one(paths: Paths, m: pm.ModelSpec, d: dict, s: pm.Settings, as_of: dt.date, seed: int) -> pm.Registered:
+    """Train, validate and register one model on the training set ``d``."""
+    import lightgbm as lgb
+    import numpy as np
+
+    y = d["pdf"][m.label].to_numpy().astype(np.int8)
+    x, names, is_fit, is_stop, is_valid = d["x"], d["names"], d["is_fit"], d["is_stop"], d["is_valid"]
+    if y[is_fit].sum() == 0 or y[is_valid].sum() == 0:
+        raise TrainingError(f"model {m.id}: no positive labels in the {'training' if y[is_fit].sum() == 0 else 'validation'} "
+                            f"dates {sorted(x_.isoformat() for x_ in d['snapshots'])}; more history or customers are needed")
+    t1 = time.time()
+    booster, params = pm.train(x[is_fit], y[is_fit], x[is_stop], y[is_stop], names, s, seed)
+    p_valid = booster.predict(x[is_valid])
+    q = pm.quality(y[is_valid], p_valid)
+    top = sorted(zip(names, booster.feature_importance("gain"), strict=True), key=lambda kv: -kv[1])[:15]
+    meta = {
+        "name": m.name, "as_of": as_of.isoformat(), "target": {"kind": m.kind, "categories": list(m.categories)},
+        "horizon_days": s.horizon_days, "features": [{"name": n_, "type": t} for n_, t in d["features"]],
+        "training_window": {"snapshots": [x_.isoformat() for x_ in d["snapshots"]],
+                            "validation": sorted(x_.isoformat() for x_ in d["valid_dates"]),
+                            "rows_fit": int(is_fit.sum()), "rows_early_stop": int(is_stop.sum()), "rows_validation": int(is_valid.sum())},
+        "params": params, "num_boost_round": s.num_boost_round, "best_iteration": int(booster.best_iteration or booster.current_iteration()),
+        "seed": seed, "lightgbm": lgb.__version__, "data_fingerprint": pm.fingerprint(x, y, names),
+        "metrics": q, "deciles": pm.deciles(p_valid), "tag": m.tag,
+        "top_features_by_gain": [{"feature": f, "gain": round(float(g), 3)} for f, g in top],
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    valid = d["pdf"].loc[is_valid, ["customer_id", "snapshot_date"]].assign(probability=p_valid, label=y[is_valid])
+    reg = pm.save(registry(paths), m.id, as_of, booster, meta, valid)
+    log.info(f"train {m.id}: ROC-AUC {q['roc_auc']:.3f}, PR-AUC {q['pr_auc']:.3f}, base rate {q['base_rate']:.3%}, "
+          f"top-decile lift {q['lift_by_decile'][0]['lift']:.1f}, {meta['best_iteration']} trees -> {reg.path} "
+          f"({time.time() - t1:.1f}s)")
+    return reg
+
+
+def train(spark, paths: Paths, as_of: dt.date, s: pm.Settings | None = None, seed: int | None = None) -> list[pm.Registered]:
+    """Train, evaluate and register every model as of ``as_of``. Returns the registered versions."""
+    t0 = time.time()
+    s = s or pm.load_settings()
+    seed = s.seed if seed is None else seed
+    d = _training_set(spark, paths, s, as_of, seed)
+    out = [_train_one(paths, m, d, s, as_of, seed) for m in s.models]
     report = write_report(paths, as_of, out)
     log.info(f"train {as_of}: {len(out)} models in {time.time() - t0:.1f}s; report {report}")
     return out
 
 
+def _md(headers, rows) -> str:
+    return tabulate(rows, headers, tablefmt="pipe", disable_numparse=True)
+
+
 def write_report(paths: Paths, as_of: dt.date, regs: list[pm.Registered]) -> Path:
     """A markdown quality report per training run: metrics, lift and calibration by decile."""
-    lines = [f"# Propensity models trained as of {as_of}", ""]
-    lines += ["| model | version | rows (validation) | base rate | ROC-AUC | PR-AUC | top-decile lift | trees |",
-              "|---|---|---|---|---|---|---|---|"]
+    summary = [(r.model, r.version, r.meta["metrics"]["rows"], f"{r.meta['metrics']['base_rate']:.3%}",
+                f"{r.meta['metrics']['roc_auc']:.3f}", f"{r.meta['metrics']['pr_auc']:.3f}",
+                f"{r.meta['metrics']['lift_by_decile'][0]['lift']:.2f}", r.meta["best_iteration"]) for r in regs]
+    lines = [f"# Propensity models trained as of {as_of}", "",
+             _md(("model", "version", "rows (validation)", "base rate", "ROC-AUC", "PR-AUC", "top-decile lift", "trees"), summary)]
     for r in regs:
-        q = r.meta["metrics"]
-        lines.append(f"| {r.model} | {r.version} | {q['rows']} | {q['base_rate']:.3%} | {q['roc_auc']:.3f} | {q['pr_auc']:.3f} "
-                     f"| {q['lift_by_decile'][0]['lift']:.2f} | {r.meta['best_iteration']} |")
-    for r in regs:
-        q = r.meta["metrics"]
+        q, window = r.meta["metrics"], r.meta["training_window"]
+        deciles = [(lift["decile"], lift["customers"], lift["positives"], f"{lift['rate']:.3%}", f"{lift['lift']:.2f}",
+                    f"{cal['mean_predicted']:.3%}") for lift, cal in zip(q["lift_by_decile"], q["calibration"], strict=True)]
         lines += ["", f"## {r.model}: {r.meta['name']}", "",
-                  f"Snapshots {', '.join(r.meta['training_window']['snapshots'])}; validation on "
-                  f"{', '.join(r.meta['training_window']['validation'])}; horizon {r.meta['horizon_days']} days.", "",
-                  "| decile | customers | positives | rate | lift | mean predicted |", "|---|---|---|---|---|---|"]
-        for lift, cal in zip(q["lift_by_decile"], q["calibration"], strict=True):
-            lines.append(f"| {lift['decile']} | {lift['customers']} | {lift['positives']} | {lift['rate']:.3%} | {lift['lift']:.2f} "
-                         f"| {cal['mean_predicted']:.3%} |")
-        lines += ["", "Top features by gain: " + ", ".join(f"`{f['feature']}`" for f in r.meta["top_features_by_gain"][:8])]
+                  f"Snapshots {', '.join(window['snapshots'])}; validation on {', '.join(window['validation'])}; "
+                  f"horizon {r.meta['horizon_days']} days.", "",
+                  _md(("decile", "customers", "positives", "rate", "lift", "mean predicted"), deciles), "",
+                  "Top features by gain: " + ", ".join(f"`{f['feature']}`" for f in r.meta["top_features_by_gain"][:8])]
     folder = paths.reports / "models"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{as_of.isoformat()}.md"

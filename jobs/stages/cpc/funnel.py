@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+from tabulate import tabulate
+
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
+from jobs.stages.cpc import STEPS
 
 TERMINAL = ("holdout", "placement", "contact")
 
 
 def tables(spark, paths: Paths, day: dt.date) -> dict:
     """{'customers': {campaign: {step: n}}, 'candidates': {step: n}, 'channels': {channel: {step: n}}}."""
-    from jobs.stages.cpc import STEPS
-
     rows = lake.read(spark, paths, "gold.cpc_funnel").where(f"snapshot_date = '{day.isoformat()}'").collect()  # steps x campaigns x channels
     customers: dict[str, dict[str, int]] = {}
     candidates = dict.fromkeys(STEPS, 0)
@@ -33,44 +34,39 @@ def tables(spark, paths: Paths, day: dt.date) -> dict:
     return {"customers": customers, "candidates": candidates, "channels": channels}
 
 
-def markdown(spark, paths: Paths, day: dt.date) -> str:
-    from jobs.stages.cpc import STEPS
+def _md(headers, rows, numeric_from: int = 1) -> str:
+    align = ["left"] * numeric_from + ["right"] * (len(headers) - numeric_from)
+    return tabulate(rows, headers, tablefmt="pipe", colalign=align, disable_numparse=True)
 
+
+def markdown(spark, paths: Paths, day: dt.date) -> str:
     t = tables(spark, paths, day)
-    out = [f"### CPC funnel {day}", ""]
-    total = sum(t["candidates"].values())
-    out += ["Candidates (customer x campaign x product x channel), removed by each rule in order:", "",
-            "| step | removed here | remaining after |", "|---|---:|---:|"]
-    left = total
-    out.append(f"| candidates proposed | | {total:,} |")
+    left = total = sum(t["candidates"].values())
+    steps_rows = [("candidates proposed", "", f"{total:,}")]
     for s in STEPS:
-        n = t["candidates"].get(s, 0)
         if s in ("placement", "contact"):
             continue
-        left -= n
-        out.append(f"| {s} | {n:,} | {left:,} |")
-    out.append(f"| **placed (passive)** | | {t['candidates'].get('placement', 0):,} |")
-    out.append(f"| **contacted (active)** | | {t['candidates'].get('contact', 0):,} |")
-    out += ["", "Customers per campaign (a customer leaves a campaign at the step that removed its last candidate):", ""]
+        left -= t["candidates"].get(s, 0)
+        steps_rows.append((s, f"{t['candidates'].get(s, 0):,}", f"{left:,}"))
+    steps_rows += [("**placed (passive)**", "", f"{t['candidates'].get('placement', 0):,}"),
+                   ("**contacted (active)**", "", f"{t['candidates'].get('contact', 0):,}")]
     rules = [s for s in STEPS if s not in TERMINAL]
-    out.append("| campaign | targeted | " + " | ".join(rules) + " | holdout | placed | contacted |")
-    out.append("|---|---:|" + "---:|" * (len(rules) + 3))
-    for camp, steps in sorted(t["customers"].items()):
-        targeted = sum(steps.values())
-        cells = [f"{steps.get(s, 0):,}" if steps.get(s) else "" for s in rules]
-        out.append(f"| {camp} | {targeted:,} | " + " | ".join(cells) +
-                   f" | {steps.get('holdout', 0):,} | {steps.get('placement', 0):,} | {steps.get('contact', 0):,} |")
-    out += ["", "Active channels: candidates that reached the channel and what became of them:", "",
-            "| channel | candidates | removed by the policy | holdout | passive first | one a day | capacity | contacted |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    camp_rows = [(camp, f"{sum(steps.values()):,}", *[f"{steps[s]:,}" if steps.get(s) else "" for s in rules],
+                  *[f"{steps.get(s, 0):,}" for s in TERMINAL]) for camp, steps in sorted(t["customers"].items())]
     row_rules = STEPS[: STEPS.index("holdout")]
     passive = {c["id"] for c in business("channels")["channels"] if c["kind"] == "passive"}
-    for ch, steps in sorted(t["channels"].items()):
-        if ch in passive:
-            continue
-        out.append(f"| {ch} | {sum(steps.values()):,} | {sum(steps[s] for s in row_rules):,} | {steps['holdout']:,} | "
-                   f"{steps['passive_first']:,} | {steps['one_offer_a_day']:,} | {steps['capacity']:,} | {steps['contact']:,} |")
-    return "\n".join(out) + "\n"
+    chan_rows = [(ch, *[f"{v:,}" for v in (sum(steps.values()), sum(steps[s] for s in row_rules), steps["holdout"],
+                                           steps["passive_first"], steps["one_offer_a_day"], steps["capacity"], steps["contact"])])
+                 for ch, steps in sorted(t["channels"].items()) if ch not in passive]
+    return "\n".join([
+        f"### CPC funnel {day}", "", "Candidates (customer x campaign x product x channel), removed by each rule in order:", "",
+        _md(("step", "removed here", "remaining after"), steps_rows), "",
+        "Customers per campaign (a customer leaves a campaign at the step that removed its last candidate):", "",
+        _md(("campaign", "targeted", *rules, "holdout", "placed", "contacted"), camp_rows), "",
+        "Active channels: candidates that reached the channel and what became of them:", "",
+        _md(("channel", "candidates", "removed by the policy", "holdout", "passive first", "one a day", "capacity", "contacted"),
+            chan_rows),
+    ]) + "\n"
 
 
 def short(spark, paths: Paths, day: dt.date) -> list[str]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from tabulate import tabulate
+
 from jobs.platform.config import PROJECT_DIR
 from jobs.stages.tags.catalogue import Catalogue, definition, load_catalogue
 
 DOC = PROJECT_DIR / "docs" / "tags.md"
+HEADERS = ("id", "name", "名称", "kind", "type", "definition", "description", "empty")
 FAMILY_ORDER = ["social", "value", "service", "marketing", "contact", "lifecycle", "tier", "model"]
 
 
@@ -42,14 +45,9 @@ def render(cat: Catalogue) -> str:
         tags = [t for t in cat.tags if t.family == f]
         if not tags:
             continue
-        lines += [f"## {f} ({len(tags)})", "", "| id | name | 名称 | kind | type | definition | description | empty |", "|---|---|---|---|---|---|---|---|"]
-        for t in tags:
-            empty = t.empty if t.default is None else f"default {t.default}"
-            lines.append(
-                f"| `{t.id}` | {_cell(t.name_en)} | {_cell(t.name_zh)} | {t.kind} | {t.type} | `{_cell(definition(t))}` | "
-                f"{_cell(t.description)} | {empty} |"
-            )
-        lines.append("")
+        rows = [(f"`{t.id}`", _cell(t.name_en), _cell(t.name_zh), t.kind, t.type, f"`{_cell(definition(t))}`",
+                 _cell(t.description), t.empty if t.default is None else f"default {t.default}") for t in tags]
+        lines += [f"## {f} ({len(tags)})", "", tabulate(rows, HEADERS, tablefmt="github", disable_numparse=True), ""]
     return "\n".join(lines)
 
 

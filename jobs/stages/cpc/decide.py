@@ -1,0 +1,316 @@
+"""The CPC decision's pure transforms: candidates with their fits and the first policy rule each breaks, the
+assignment of active contacts under capacity, and the rows written (decisions, offers, funnel). DataFrames in,
+DataFrames out; ``jobs.stages.cpc`` runs them on what ``jobs.stages.cpc.inputs`` reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from jobs.stages.cpc import fits
+from jobs.stages.cpc.campaigns import RULES
+
+log = logging.getLogger(__name__)
+
+STEPS = (*RULES, "placement", "contact")  # funnel order: a candidate's outcome is one of these
+ROW_RULES = RULES[: RULES.index("holdout") + 1]  # decided row by row
+# Inputs derived from history (inputs.history, inputs.trials): null when a customer has none.
+OPTIONAL = {"trial_product_id": "string", "trial_day": "int", "days_since_decline": "int", "recent_total": "int",
+            "recent_by_channel": "map<string,int>", "recent_by_campaign": "map<string,int>", "marketing_allowed": "boolean",
+            "cc_learned": "map<string,double>", "days_since_trial_expired": "int", "expired_trial_category": "string"}
+
+
+def holdout_bucket_col(salt: str, campaign, customer):
+    """Spark twin of :func:`models.campaigns.holdout_bucket` (0..9999 from sha256(salt|campaign|customer))."""
+    from pyspark.sql import functions as F
+
+    digest = F.sha2(F.concat_ws("|", F.lit(salt), campaign, customer), 256)
+    return F.pmod(F.conv(F.substring(digest, 1, 8), 16, 10).cast("long"), F.lit(10000))
+
+
+def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float], day: dt.date,
+           accept_scale: dict[str, float] | None = None):
+    """The campaign x product x channel table (small, broadcast): constants of every possible candidate.
+    ``accept_scale`` (channel -> scale, :func:`acceptance_scales`) turns an offer's product of fits into an
+    acceptance probability; without it (or for a channel it does not name) the scale is 1."""
+    scales = accept_scale or {}
+    by_ch = {c.id: c for c in channels}
+    rows = []
+    for camp in camps:
+        if not camp.active_on(day):
+            continue
+        for p in products:
+            if camp.products and p.id not in camp.products:
+                continue
+            for ch in camp.channels:
+                if (p.id, ch) not in pc_fit:
+                    continue  # the channel does not carry the product's category
+                c = by_ch[ch]
+                value = camp.value if camp.value is not None else p.value
+                stages = list(camp.stages or p.stages)
+                scale = float(scales.get(ch, 1.0)) if camp.kind == "offer" else 1.0  # a service message is not "accepted"
+                rows.append((camp.id, camp.kind, camp.priority, camp.urgent, camp.trial, camp.holdout, camp.repeat_after_days,
+                             p.id, p.category, p.name_en, p.price, float(value), stages, p.propensity, ch, c.kind,
+                             c.cost, float(pc_fit[(p.id, ch)]), scale))
+    schema = ("campaign_id string, campaign_kind string, priority int, urgent boolean, trial boolean, holdout_share double, "
+              "repeat_after_days int, product_id string, category string, offer_name string, price double, value double, "
+              "stages array<string>, model string, channel string, channel_kind string, cost double, fit_product_channel double, "
+              "accept_scale double")
+    return spark.createDataFrame(rows, schema)
+
+
+def literal_map(pairs):
+    from pyspark.sql import functions as F
+
+    return F.create_map(*[x for k, v in pairs for x in (F.lit(k), v)])
+
+
+def _per_customer(frame, products, channels, camps, day: dt.date):
+    """One row per customer with what every candidate of theirs needs: policy inputs, and maps channel -> opt-out,
+    reach, customer-channel fit; product -> customer-product fit, its source, eligibility; the campaigns that
+    target them today."""
+    from pyspark.sql import functions as F
+
+    frame = frame.withColumns({c: F.lit(None).cast(t) for c, t in OPTIONAL.items() if c not in frame.columns})
+    held = F.split(F.coalesce(F.col("mkt_held_product_ids"), F.lit("")), ",")
+    optout = literal_map([(c.id, F.coalesce(F.col(f"cp_optout_{c.id}"), F.lit(True)) if f"cp_optout_{c.id}" in frame.columns else F.lit(False))
+                   for c in channels])  # unknown = opted out, as the export guard reads it
+    live = [c for c in camps if c.active_on(day)]
+    return frame.select(
+        "customer_id", "snapshot_date", "lifecycle_stage", "service_tier",
+        F.coalesce("marketing_allowed", F.lit(False)).alias("marketing_allowed"),
+        F.coalesce(F.col("cp_optout_all"), F.lit(True)).alias("optout_all"),
+        F.col("val_tenure_days").alias("tenure_days"),
+        F.coalesce(F.col("cp_contacts_30d"), F.lit(0)).alias("inbound_30d"),
+        "trial_product_id", "days_since_decline", F.coalesce("recent_total", F.lit(0)).alias("recent_total"),
+        "recent_by_channel", "recent_by_campaign", "cc_learned",
+        held.alias("held"),
+        optout.alias("optout"),
+        literal_map([(c.id, F.coalesce(F.expr(c.reach), F.lit(False))) for c in channels]).alias("reach"),
+        literal_map([(c.id, fits.customer_channel_fit(c)) for c in channels]).alias("fit_cc"),
+        literal_map([(p.id, fits.product_fit(p, frame.columns)) for p in products]).alias("fit_cp"),
+        literal_map([(p.id, fits.fit_source(p, frame.columns)) for p in products]).alias("fit_cp_source"),
+        literal_map([(p.id, F.coalesce(F.expr(p.eligible), F.lit(False))) for p in products]).alias("eligible"),
+        F.array_compact(F.array(*[F.when(F.coalesce(F.expr(c.target), F.lit(False)), F.lit(c.id)) for c in live])).alias("_camps"),
+    )
+
+
+def _with_fits(rows):
+    """The three fits of each candidate and its expected value."""
+    from pyspark.sql import functions as F
+
+    message = F.col("campaign_kind") == "message"
+    fit_cp = F.when(message, F.lit(1.0)).otherwise(F.coalesce(F.element_at("fit_cp", F.col("product_id")), F.lit(0.0)))
+    learned = F.coalesce(F.element_at(F.col("cc_learned"), F.col("channel")), F.lit(1.0))  # from the customer's own responses
+    fit_cc = F.least(F.coalesce(F.element_at("fit_cc", F.col("channel")), F.lit(0.0)) * learned, F.lit(1.0))
+    return rows.withColumn("fit_customer_product", fit_cp).withColumn("fit_customer_channel", fit_cc).withColumn(
+        "expected_value",
+        F.col("fit_customer_product") * F.col("fit_product_channel") * F.col("fit_customer_channel") * F.col("accept_scale") * F.col("value")
+        - F.col("cost"),
+    )
+
+
+def _broken(policy) -> dict:
+    """Rule -> a column that is true where a candidate breaks it (row-level rules of the contact policy)."""
+    from pyspark.sql import functions as F
+
+    message = F.col("campaign_kind") == "message"
+    active = F.col("channel_kind") == "active"
+    since_campaign = F.element_at(F.col("recent_by_campaign"), F.col("campaign_id"))  # null map or key: never contacted
+    on_channel = F.coalesce(F.element_at(F.col("recent_by_channel"), F.col("channel")), F.lit(0))
+    channel_cap = F.coalesce(F.element_at(literal_map([(k, F.lit(v)) for k, v in policy.per_channel_cap.items()]), F.col("channel")), F.lit(1 << 30))
+    return {
+        "opt_out": F.col("optout_all") | F.coalesce(F.element_at("optout", F.col("channel")), F.lit(False)),
+        "unreachable": ~F.coalesce(F.element_at("reach", F.col("channel")), F.lit(False)),
+        "tier_no_marketing": ~F.col("marketing_allowed"),
+        "stage_rule": ~message & ~F.coalesce(F.array_contains("stages", F.col("lifecycle_stage")), F.lit(False)),
+        "not_eligible": ~message & ~F.coalesce(F.element_at("eligible", F.col("product_id")), F.lit(False)),
+        "already_held": ~message & F.array_contains("held", F.col("product_id")),
+        "quiet_period": active & (F.coalesce(F.col("tenure_days"), F.lit(0)) < policy.quiet_days),
+        "cooldown_after_decline": active & F.coalesce(F.col("days_since_decline") < policy.cooldown_days, F.lit(False)),
+        "recently_contacted": active & F.coalesce(since_campaign < F.col("repeat_after_days"), F.lit(False)),
+        "frequency_cap": active & ((F.col("recent_total") >= policy.all_channels_cap) | (on_channel >= channel_cap)),
+        "no_value": (F.col("fit_customer_product") <= 0) | (F.col("fit_customer_channel") <= 0) | (F.col("expected_value") <= 0),
+        "holdout": holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
+        < F.round(F.col("holdout_share") * 10000),
+    }
+
+
+def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date):
+    """Pure transform: one row per customer (tags, segment, propensity, history, trial columns) -> one row per
+    candidate with its fits, expected value and ``outcome`` = the first row-level rule it breaks (null when
+    it breaks none)."""
+    from pyspark.sql import functions as F
+
+    per_customer = _per_customer(frame, products, channels, camps, day)
+    rows = per_customer.select("*", F.explode("_camps").alias("campaign_id")).drop("_camps").join(
+        F.broadcast(combo_df), on="campaign_id", how="inner",
+    ).where(~F.col("trial") | (F.col("product_id") == F.col("trial_product_id")))
+    rows = _with_fits(rows)
+    broken = _broken(policy)
+    outcome = F.lit(None).cast("string")
+    for rule in reversed(ROW_RULES):
+        outcome = F.when(broken[rule], F.lit(rule)).otherwise(outcome)
+    passive_touch = 1 - F.exp(-F.col("inbound_30d") / F.lit(30.0) * F.lit(float(policy.passive_horizon_days)))
+    return rows.select(
+        "customer_id", "snapshot_date", "campaign_id", "campaign_kind", "priority", "urgent", "product_id", "category", "offer_name",
+        "price", "channel", "channel_kind", "cost", "value", "lifecycle_stage", "service_tier",
+        F.round("fit_customer_product", 4).alias("fit_customer_product"),
+        F.round("fit_product_channel", 4).alias("fit_product_channel"),
+        F.round("fit_customer_channel", 4).alias("fit_customer_channel"),
+        F.round("expected_value", 4).alias("expected_value"),
+        F.coalesce(F.element_at("fit_cp_source", F.col("product_id")), F.lit("rule")).alias("fit_source"),
+        (passive_touch >= policy.passive_min_probability).alias("likely_passive"),
+        outcome.alias("outcome"),
+    )
+
+
+def _order():
+    """A customer's candidates, best first: urgent service messages, then expected value; ties: lower cost,
+    campaign priority, ids."""
+    from pyspark.sql import functions as F
+
+    return [F.col("urgent").desc(), F.col("expected_value").desc(), F.col("cost"), F.col("priority"), F.col("campaign_id"),
+            F.col("product_id"), F.col("channel")]
+
+
+def _rank(*partition):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    return F.row_number().over(Window.partitionBy(*partition).orderBy(*_order()))
+
+
+def assign(active, capacity: dict[str, int], rounds: int, log=log.info):
+    """Active contacts under each channel's daily capacity, across all customers: deferred acceptance.
+
+    In each round every customer not held by a channel proposes to their best channel (an urgent service
+    message first, then the highest expected value) that has not refused them yet; each channel then keeps,
+    among those it already holds and the new proposals, urgent messages first and then the highest expected
+    values, up to its capacity (ties: customer id), and refuses
+    the rest, bumped holders included. Refused customers propose to their next channel in the next round. It
+    ends when nobody is left to propose (or after ``rounds`` rounds, with a warning). The result is stable: no
+    channel would swap one of its customers for a refused one who wanted it more valuably, no channel is over
+    capacity, no customer is contacted twice, and a customer who arrives late with a higher value still takes
+    the place of a lower one (not first come, first served). Per round: one window by customer and, per
+    channel, one distributed top-k (``orderBy().limit()``). Returns (customer_id, campaign_id, product_id, channel)."""
+    from pyspark.sql import functions as F
+
+    cols = ["customer_id", "campaign_id", "product_id", "channel", "urgent", "expected_value", "cost", "priority"]
+    pool = active.select(*cols).localCheckpoint()
+    spark = pool.sparkSession
+    held = spark.createDataFrame([], pool.schema)
+    refused = spark.createDataFrame([], "customer_id string, channel string")
+    for r in range(1, rounds + 1):
+        free = pool.join(held.select("customer_id"), on="customer_id", how="left_anti").join(
+            refused, on=["customer_id", "channel"], how="left_anti")
+        proposals = free.withColumn("_r", _rank("customer_id")).where("_r = 1").drop("_r").localCheckpoint()
+        n = {row["channel"]: row["count"] for row in proposals.groupBy("channel").count().collect()}  # one row per channel
+        if not n:
+            return held.select(*cols[:4])
+        kept, out = [], []
+        for ch in sorted(n):
+            mine = held.where(F.col("channel") == ch).unionByName(proposals.where(F.col("channel") == ch))
+            room = int(capacity.get(ch, 0))
+            keep = mine.orderBy(F.col("urgent").desc(), F.col("expected_value").desc(), F.col("customer_id")).limit(room) if room else mine.limit(0)
+            kept.append(keep)
+            out.append(mine.join(keep.select("customer_id"), on="customer_id", how="left_anti").select("customer_id", "channel"))
+        untouched = held.where(~F.col("channel").isin(sorted(n)))
+        for k in kept:
+            untouched = untouched.unionByName(k)
+        held = untouched.localCheckpoint()
+        for o in out:
+            refused = refused.unionByName(o)
+        refused = refused.localCheckpoint()
+        log(f"  assign round {r}: {sum(n.values())} proposals ({', '.join(f'{k} {v}' for k, v in sorted(n.items()))})")
+    log(f"  assign: stopped after {rounds} rounds with proposals left; those customers count as refused for capacity")
+    return held.select(*cols[:4])
+
+
+def decide(cands, channels, policy, log=log.info, customers: int = 0):
+    """Candidates with row-level outcomes -> every candidate with its final outcome (a step of ``STEPS``).
+    ``customers`` (the day's customers) sizes a capacity given as a share."""
+    from pyspark.sql import functions as F
+
+    survived = cands.where(F.col("outcome").isNull())
+    # Placements first: the best offer for each passive touchpoint of the customer.
+    passive = survived.where(F.col("channel_kind") == "passive").withColumn("_r", _rank("customer_id", "channel"))
+    passive = passive.withColumn("outcome", F.when(F.col("_r") == 1, F.lit("placement")).otherwise(F.lit("one_offer_a_day"))).drop("_r").localCheckpoint()
+    # Passive before active: an offer placed on a passive channel, for a customer likely to come there soon,
+    # is not also pushed to them.
+    placed = passive.where(F.col("outcome") == "placement").select("customer_id", "campaign_id", "product_id").distinct().withColumn("_placed", F.lit(True))
+    survived = survived.where(F.col("channel_kind") == "active").join(placed, on=["customer_id", "campaign_id", "product_id"], how="left")
+    survived = survived.withColumn("outcome", F.when(
+        F.coalesce(F.col("_placed"), F.lit(False)) & F.col("likely_passive"), F.lit("passive_first")
+    )).drop("_placed")
+    active = survived.where(F.col("outcome").isNull()).localCheckpoint()
+    capacity = {c.id: fits.daily_capacity(c.capacity, customers) for c in channels if c.kind == "active"}
+    taken = assign(active, capacity, policy.assignment_rounds, log).withColumn("_taken", F.lit(True))
+    reached = taken.select("customer_id").distinct().withColumn("_reached", F.lit(True))
+    active = (
+        active.join(taken, on=["customer_id", "campaign_id", "product_id", "channel"], how="left")
+        .join(reached, on="customer_id", how="left")
+        .withColumn("outcome", F.when(F.col("_taken"), F.lit("contact"))
+                    .when(F.col("_reached"), F.lit("one_offer_a_day")).otherwise(F.lit("capacity")))
+        .drop("_taken", "_reached")
+    )
+    done = cands.where(F.col("outcome").isNotNull()).unionByName(
+        survived.where(F.col("outcome") == "passive_first")).unionByName(passive).unionByName(active)
+    step = F.element_at(literal_map([(s, F.lit(i)) for i, s in enumerate(STEPS)]), F.col("outcome"))
+    return done.withColumn("step_no", step)
+
+
+def reasons_col():
+    from pyspark.sql import functions as F
+
+    return F.format_string(
+        "campaign %s; stage %s; product fit %.2f (%s); %s carries %s at %.2f; customer fit to %s %.2f; expected value %.2f",
+        "campaign_id", "lifecycle_stage", "fit_customer_product", "fit_source", "channel", "category",
+        "fit_product_channel", "channel", "fit_customer_channel", "expected_value",
+    )
+
+
+def decisions(decided, run_id: str):
+    """The rows acted on: contacts, placements, and for each (customer, campaign) in a holdout the candidate
+    it would have been offered first (the control group, recorded)."""
+    from pyspark.sql import functions as F
+
+    holdout = decided.where(F.col("outcome") == "holdout").withColumn("_r", _rank("customer_id", "campaign_id")).where("_r = 1").drop("_r")
+    rows = decided.where(F.col("outcome").isin("contact", "placement")).unionByName(holdout)
+    ref = F.substring(F.sha2(F.concat_ws("|", "snapshot_date", "customer_id", "campaign_id", "product_id", "channel"), 256), 1, 20)
+    return rows.select(
+        "snapshot_date", "customer_id", "campaign_id", "campaign_kind", "product_id", "category", "offer_name", "price",
+        "channel", "channel_kind", "outcome", "expected_value", "fit_customer_product", "fit_product_channel",
+        "fit_customer_channel", "fit_source", "cost", "value", "lifecycle_stage", "service_tier",
+        reasons_col().alias("reasons"), ref.alias("contact_ref"), F.lit(run_id).alias("run_id"),
+    )
+
+
+def offers(decided, top_n: int):
+    """Analysts' view: each customer's best offers (one per product, on its best channel) among the candidates
+    the policy let through, ranked by expected value, with what became of each."""
+    from pyspark.sql import functions as F
+
+    ok = decided.where(F.col("step_no") >= STEPS.index("holdout"))
+    best = ok.withColumn("_r", _rank("customer_id", "product_id")).where("_r = 1").drop("_r")
+    ranked = best.withColumn("rank", _rank("customer_id")).where(F.col("rank") <= top_n)
+    return ranked.select(
+        "customer_id", "snapshot_date", "rank", "campaign_id", "product_id", "category", "channel", "channel_kind",
+        "expected_value", "fit_customer_product", "fit_product_channel", "fit_customer_channel", "fit_source",
+        "lifecycle_stage", "service_tier", F.col("outcome").alias("decision"), reasons_col().alias("reasons"),
+    )
+
+
+def funnel(decided, day: dt.date):
+    """Which rule removed how many: per campaign and channel in candidates, per campaign in customers (a
+    customer leaves a campaign at the step where its last candidate went: the largest step of its candidates)."""
+    from pyspark.sql import functions as F
+
+    by_candidate = decided.groupBy("campaign_id", "channel", "step_no", "outcome").agg(F.count(F.lit(1)).alias("count")).withColumn("grain", F.lit("candidate"))
+    per_customer = decided.groupBy("campaign_id", "customer_id").agg(F.max("step_no").alias("step_no"))
+    names = F.element_at(F.array(*[F.lit(s) for s in STEPS]), F.col("step_no") + 1)
+    by_customer = per_customer.groupBy("campaign_id", "step_no").agg(F.count(F.lit(1)).alias("count")).select(
+        "campaign_id", F.lit("all").alias("channel"), "step_no", names.alias("outcome"), "count", F.lit("customer").alias("grain"))
+    return by_candidate.unionByName(by_customer).select(
+        F.lit(day).alias("snapshot_date"), "grain", "campaign_id", "channel", "step_no", F.col("outcome").alias("step"),
+        F.col("count").cast("long").alias("count"))

@@ -1,0 +1,227 @@
+"""What the CPC decision reads: the day's tags, segments and propensity deciles, each customer's contact history
+and open trials, the product-channel fits from order history, what is learned from responses, and the
+fingerprints its run id is derived from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+from jobs.platform import lake
+from jobs.platform.config import CONF_DIR, Paths, business
+from jobs.stages.cpc import fits
+from jobs.stages.cpc.decide import literal_map
+from schemas import LEDGER
+
+TRIAL_DAYS = 35  # how far back an open trial is looked for
+
+
+def history(spark, paths: Paths, day: dt.date, policy, camps):
+    """Per customer, from the pipeline's own past decisions (never today's, so a rerun sees the same):
+    active contacts in the frequency window (total and per channel) and days since each campaign last
+    contacted them; days since their last declined offer (declines and complaints from the campaign platform's
+    responses, and outbound marketing contacts not taken up); and ``cc_learned`` (:func:`channel_learning`)."""
+    from pyspark.sql import functions as F
+
+    parts = []
+    longest = max([policy.window_days, *[c.repeat_after_days for c in camps]])
+    if lake.exists(spark, paths, "gold.cpc_decisions"):
+        past = lake.read(spark, paths, "gold.cpc_decisions").where(
+            (F.col("snapshot_date") < F.lit(day)) & (F.col("snapshot_date") >= F.lit(day - dt.timedelta(days=longest)))
+            & (F.col("outcome") == "contact")
+        ).withColumn("_ago", F.datediff(F.lit(day), F.col("snapshot_date")))
+        recent = past.where(F.col("_ago") < policy.window_days)
+        by_channel = recent.groupBy("customer_id", "channel").agg(F.count(F.lit(1)).cast("int").alias("n")).groupBy("customer_id").agg(
+            F.map_from_entries(F.collect_list(F.struct("channel", "n"))).alias("recent_by_channel"), F.sum("n").cast("int").alias("recent_total"))
+        by_campaign = past.groupBy("customer_id", "campaign_id").agg(F.min("_ago").alias("d")).groupBy("customer_id").agg(
+            F.map_from_entries(F.collect_list(F.struct("campaign_id", "d"))).alias("recent_by_campaign"))
+        parts += [by_channel, by_campaign]
+    cooldown = (F.col("delivery_date") < F.lit(day)) & (F.col("delivery_date") >= F.lit(day - dt.timedelta(days=policy.cooldown_days)))
+    declined = lake.read(spark, paths, "bronze.contacts").where(
+        cooldown & (F.col("direction") == "out") & (F.col("purpose") == "marketing") & ~F.col("resolved")
+    ).select("customer_id", F.to_date("contact_ts").alias("d"))
+    if lake.exists(spark, paths, "bronze.responses"):  # the campaign platform's declines and complaints
+        declined = declined.unionByName(lake.read(spark, paths, "bronze.responses").where(
+            cooldown & F.col("event").isin("declined", "complained")).select("customer_id", F.to_date("event_ts").alias("d")))
+    parts.append(declined.groupBy("customer_id").agg(F.min(F.datediff(F.lit(day), F.col("d"))).cast("int").alias("days_since_decline")))
+    learned = channel_learning(spark, paths, day)
+    if learned is not None:
+        parts.append(learned)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.join(p, on="customer_id", how="full")
+    return out
+
+
+def channel_learning(spark, paths: Paths, day: dt.date):
+    """Per customer, how their own opens on each outbound channel compare with the channel's average over
+    ``learning.history_days`` (conf/policy.yaml): ``cc_learned`` = channel -> multiplier of the rule's
+    customer-channel fit, ((opened + k x m) / (delivered + k)) / m with m the channel's open rate and k the
+    prior strength, within [min, max]. None before any response has come back."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "bronze.responses"):
+        return None
+    s = business("policy").get("learning", {})
+    k, lo, hi = float(s.get("prior_strength", 3)), float(s.get("min_multiplier", 0.3)), float(s.get("max_multiplier", 2.0))
+    since = day - dt.timedelta(days=int(s.get("history_days", 90)))
+    resp = lake.read(spark, paths, "bronze.responses").where(
+        (F.col("delivery_date") < F.lit(day)) & (F.col("delivery_date") >= F.lit(since)) & F.col("event").isin("delivered", "opened"))
+    per = resp.groupBy("customer_id", "channel").agg(
+        F.sum((F.col("event") == "delivered").cast("int")).alias("n"), F.sum((F.col("event") == "opened").cast("int")).alias("o"))
+    rates = {r["channel"]: (r["o"] or 0) / r["n"] for r in per.groupBy("channel").agg(F.sum("n").alias("n"), F.sum("o").alias("o")).collect()
+             if r["n"] and r["o"]}  # one row per channel
+    if not rates:
+        return None
+    m = literal_map([(ch, F.lit(v)) for ch, v in rates.items()])[F.col("channel")]
+    mult = F.least(F.greatest(((F.col("o") + k * m) / (F.col("n") + k)) / m, F.lit(lo)), F.lit(hi))
+    return per.where(m.isNotNull() & (F.col("n") > 0)).groupBy("customer_id").agg(
+        F.map_from_entries(F.collect_list(F.struct("channel", mult.alias("x")))).alias("cc_learned"))
+
+
+def acceptance_scales(spark, paths: Paths, day: dt.date, channels) -> dict[str, dict]:
+    """Per active channel, the scale that turns an offer's product of fits into an acceptance probability:
+    acceptances / sum of fit products over the offers contacted ``calibration_lag_days`` to ``calibration_days``
+    ago (old enough for most answers to be back), shrunk towards the configured prior with ``prior_weight``
+    (conf/policy.yaml ``learning``). Before any response: the prior. Small: one row per channel."""
+    from pyspark.sql import functions as F
+
+    s = business("policy").get("learning", {})
+    prior = {str(k): float(v) for k, v in (s.get("accept_scale_prior") or {}).items()}
+    weight = float(s.get("prior_weight", 20))
+    out = {c.id: {"scale": prior.get(c.id, 1.0), "prior": prior.get(c.id, 1.0), "contacts": 0, "accepted": 0, "fit_sum": 0.0}
+           for c in channels if c.kind == "active"}
+    if not (lake.exists(spark, paths, "gold.cpc_decisions") and lake.exists(spark, paths, "bronze.responses")):
+        return out
+    first = day - dt.timedelta(days=int(s.get("calibration_days", 28)))
+    last = day - dt.timedelta(days=int(s.get("calibration_lag_days", 5)))
+    sent = lake.read(spark, paths, "gold.cpc_decisions").where(
+        (F.col("snapshot_date") >= F.lit(first)) & (F.col("snapshot_date") <= F.lit(last)) & (F.col("outcome") == "contact")
+        & (F.col("campaign_kind") == "offer"))
+    accepted = lake.read(spark, paths, "bronze.responses").where(
+        (F.col("delivery_date") > F.lit(first)) & (F.col("delivery_date") < F.lit(day)) & (F.col("event") == "accepted")
+    ).select("contact_ref").distinct().withColumn("_acc", F.lit(1))
+    rows = sent.join(accepted, on="contact_ref", how="left").groupBy("channel").agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.coalesce("_acc", F.lit(0))).alias("a"),
+        F.sum(F.col("fit_customer_product") * F.col("fit_product_channel") * F.col("fit_customer_channel")).alias("f"),
+    ).collect()  # one row per active channel
+    for r in rows:
+        if r["channel"] in out:
+            o = out[r["channel"]]
+            o.update(contacts=int(r["n"]), accepted=int(r["a"]), fit_sum=float(r["f"] or 0.0))
+            o["scale"] = (o["accepted"] + weight * o["prior"]) / (o["fit_sum"] + weight)
+    return out
+
+
+def trials(spark, paths: Paths, day: dt.date):
+    """Each customer's open trial: the latest trial started in the last ``TRIAL_DAYS`` days and not yet
+    converted, ordered, cancelled or expired -> trial_product_id, trial_day (days since it started); and their
+    latest trial that expired in that window -> days_since_trial_expired, expired_trial_category."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    orders = lake.read(spark, paths, "bronze.orders").where(
+        (F.col("delivery_date") <= F.lit(day)) & (F.col("delivery_date") > F.lit(day - dt.timedelta(days=TRIAL_DAYS)))
+    ).select("customer_id", "product_id", "action", F.to_date("order_ts").alias("d"))
+    started = orders.where(F.col("action") == "trial_start")
+    ended = orders.where(F.col("action").isin("trial_convert", "trial_expire", "order", "cancel")).groupBy("customer_id", "product_id").agg(F.max("d").alias("ended"))
+    open_ = started.join(ended, on=["customer_id", "product_id"], how="left").where(F.col("ended").isNull() | (F.col("ended") < F.col("d")))
+    w = Window.partitionBy("customer_id").orderBy(F.col("d").desc(), F.col("product_id"))
+    opened = open_.withColumn("_r", F.row_number().over(w)).where("_r = 1").select(
+        "customer_id", F.col("product_id").alias("trial_product_id"), F.datediff(F.lit(day), F.col("d")).alias("trial_day"))
+    # A trial that ended without converting (the win-back campaign's audience), with its product's category.
+    cats = F.element_at(literal_map([(p["id"], F.lit(p["category"])) for p in business("products")["products"]]), F.col("product_id"))
+    expired = orders.where(F.col("action") == "trial_expire").withColumn("_r", F.row_number().over(w)).where("_r = 1").select(
+        "customer_id", F.datediff(F.lit(day), F.col("d")).alias("days_since_trial_expired"), cats.alias("expired_trial_category"))
+    return opened.join(expired, on="customer_id", how="full")
+
+
+def product_channel_table(spark, paths: Paths, day: dt.date, products, channels, categories):
+    """gold.fit_product_channel for ``day``: orders and trials per product and channel (an accepted outbound offer
+    is an order through that channel), inbound contacts per passive channel and contacts sent per active one,
+    over the configured window (small aggregates), scored by :func:`models.fits.product_channel_fits`."""
+    from pyspark.sql import functions as F
+
+    s = business("channels")["product_channel_fit"]
+    since = F.lit(day - dt.timedelta(days=int(s["history_days"]) - 1))
+    window = (F.col("delivery_date") <= F.lit(day)) & (F.col("delivery_date") >= since)
+    hist = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_start")).groupBy("product_id", "channel").count()
+    cont = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
+    history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in hist.collect()}  # products x channels rows
+    contacts = {r["channel"]: int(r["count"]) for r in cont.collect()}  # one row per channel
+    if lake.exists(spark, paths, "gold.cpc_decisions"):  # outbound: contacts sent; their orders come back as R... orders
+        sent = lake.read(spark, paths, "gold.cpc_decisions").where(
+            (F.col("snapshot_date") < F.lit(day)) & (F.col("snapshot_date") >= since) & (F.col("outcome") == "contact")
+        ).groupBy("channel").count()
+        contacts.update({r["channel"]: int(r["count"]) for r in sent.collect()})  # one row per active channel
+    return fits.product_channel_fits(products, channels, categories, history_counts, contacts, s)
+
+
+def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
+    """Tags + segments (+ propensity deciles of the models the products name, history, open trials)."""
+    from jobs.stages import propensity
+
+    cond = f"snapshot_date = '{day.isoformat()}'"
+    tags = lake.read(spark, paths, "gold.customer_tags").where(cond)
+    seg = lake.read(spark, paths, "gold.customer_segment").where(cond).drop("snapshot_date")
+    frame = tags.join(seg, on="customer_id", how="inner")
+    models = sorted({p.propensity for p in products if p.propensity})
+    scores = propensity.wide(spark, paths, day, models) if models else None
+    if scores is not None:
+        frame = frame.join(scores, on="customer_id", how="left")
+    frame = frame.join(history(spark, paths, day, policy, camps), on="customer_id", how="left")
+    return frame.join(trials(spark, paths, day), on="customer_id", how="left")
+
+
+def day_customers(spark, paths: Paths, day: dt.date, version: int | None = None) -> int:
+    """The day's customers (gold.customer_segment rows): what a capacity given as a share is a share of."""
+    return lake.read(spark, paths, "gold.customer_segment", version).where(f"snapshot_date = '{day.isoformat()}'").count()
+
+
+def input_versions(spark, paths: Paths) -> dict[str, int]:
+    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.cpc_decisions", "bronze.orders", "bronze.contacts",
+              "bronze.responses")
+    return {t: lake.version(spark, paths, t) for t in tables if lake.exists(spark, paths, t)}
+
+
+def model_versions(spark, paths: Paths, day: dt.date, products) -> dict[str, str]:
+    """The propensity model version whose scores the fits used on ``day`` (read from gold.propensity), or
+    ``none (rule)`` where no model scored and the affinity rule stood in."""
+    used = {}
+    if lake.exists(spark, paths, "gold.propensity"):
+        rows = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'").select("model", "model_version").distinct()
+        used = {r["model"]: r["model_version"] for r in rows.collect()}  # one row per model
+    return {m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}
+
+
+def deliveries_fingerprint(spark, paths: Paths, day: dt.date) -> str:
+    """SHA-256 over every delivery accepted up to ``day`` (kind, date and MD5 in ops.ingest_ledger): the raw input
+    of everything the decision reads. One small aggregation (a row per file)."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, LEDGER.name):
+        return "no deliveries"
+    accepted = lake.read(spark, paths, LEDGER.name).where((F.col("delivery_date") <= F.lit(day)) & (F.col("status") == "accepted"))
+    key = F.concat_ws("|", "kind", F.col("delivery_date").cast("string"), F.coalesce("md5", F.lit("")))
+    return accepted.agg(F.sha2(F.concat_ws(",", F.array_sort(F.collect_list(key))), 256)).first()[0]
+
+
+def business_fingerprint() -> str:
+    """SHA-256 over every business configuration file (conf/**/*.yaml but where things run, conf/env/)."""
+    h = hashlib.sha256()
+    for f in sorted(CONF_DIR.rglob("*.yaml")):
+        if "env" not in f.relative_to(CONF_DIR).parts[:1]:
+            h.update(str(f.relative_to(CONF_DIR)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def decision_run_id(day: dt.date, deliveries: str, config: str, models: dict[str, str]) -> str:
+    """The decision's run id, derived from its inputs, never from the clock: the date, the deliveries it was made
+    from, the business configuration and the model versions. An unchanged day rerun gets the same id, so its
+    decisions, lists and manifests are identical; any changed input gives a new one. (Delta table versions are
+    recorded in ops.cpc_runs for lineage but are not part of the id: every rewrite of a table, even with the same
+    content, is a new Delta version.)"""
+    text = "|".join([day.isoformat(), deliveries, config, json.dumps(models, sort_keys=True)])
+    return f"{day.isoformat()}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
