@@ -57,7 +57,7 @@ airflow-db: setup
 
 run: setup airflow-db
 	@echo "run: 1/5 simulating the operator's files"
-	$(BIN)/cpc simulate
+	$(BIN)/python -m simulator simulate
 	@echo "run: 2/5 loading the history before $(RUN_DATE) (ingest + conform of earlier deliveries)"
 	$(BIN)/cpc history --before $(RUN_DATE)
 	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
@@ -71,7 +71,7 @@ run: setup airflow-db
 # An Airflow 3 backfill of the nightly DAG run by Airflow's scheduler (started for the time of the backfill).
 airflow-backfill: setup airflow-db
 	@test -n "$(START)" -a -n "$(END)" || (echo "usage: make airflow-backfill START=YYYY-MM-DD END=YYYY-MM-DD [RUNS=1]"; exit 1)
-	$(BIN)/python -m jobs.airflow_backfill --start $(START) --end $(END) --max-active-runs $(or $(RUNS),1)
+	$(BIN)/python -m jobs.airflow_glue.backfill --start $(START) --end $(END) --max-active-runs $(or $(RUNS),1)
 
 test: setup
 	$(BIN)/python -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$status
@@ -88,7 +88,7 @@ LOOP_CUSTOMERS ?= 20000
 LOOP_DAYS ?= 8
 LOOP_HISTORY ?= 105
 loop: setup
-	$(BIN)/cpc loop --customers $(LOOP_CUSTOMERS) --days $(LOOP_DAYS) --history-days $(LOOP_HISTORY)
+	$(BIN)/python -m simulator loop --customers $(LOOP_CUSTOMERS) --days $(LOOP_DAYS) --history-days $(LOOP_HISTORY)
 
 cluster-run: setup
 	$(BIN)/python bench/cluster_check.py --customers $(or $(CLUSTER_CUSTOMERS),2000) --days $(or $(CLUSTER_DAYS),35)

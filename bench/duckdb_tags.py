@@ -1,10 +1,10 @@
 """The tag engine in DuckDB: the same catalogue over the same Delta files, without Spark.
 
-The single-machine alternative to ``jobs/tags.py`` for the benchmark "tag computation in Spark vs DuckDB".
+The single-machine alternative to ``jobs/stages/tags`` for the benchmark "tag computation in Spark vs DuckDB".
 It reads the Delta tables with ``deltalake`` (Arrow datasets registered in DuckDB) and builds its SQL from
 the catalogue objects, so a tag added to ``conf/tags.yaml`` changes both engines. Step for step:
 
-- ``window_features`` = ``jobs.tags.window_features``: the window sums, day counts and days since, in one
+- ``window_features`` = ``jobs.stages.tags.engine.window_features``: the window sums, day counts and days since, in one
   pass over the daily rows per slice of ``SLICE_CUSTOMERS`` customers;
 - ``base_sql``      = ``profile_asof`` + ``state_asof`` + ``base_frame``: one row per customer open on the
   snapshot date with every column a tag may use (``msisdn_hash`` is left out: it is not a tag, and it needs
@@ -19,7 +19,7 @@ Tag expressions are Spark SQL; ``translate`` rewrites the few functions whose na
 DuckDB (see ``translate``) and refuses any other function, so a new Spark-only construct in the catalogue
 fails here, naming the tag, rather than giving different values.
 
-Window sums are added as whole ten-thousandths (``jobs.tags.SUM_SCALE``), as the Spark engine does: a sum
+Window sums are added as whole ten-thousandths (``jobs.stages.tags.engine.SUM_SCALE``), as the Spark engine does: a sum
 of doubles depends on the order of its terms (Spark's file splits and partial aggregates, DuckDB's threads),
 and where a value sits on a rounding tie (46278.7 MB over 26 days = 1779.95 MB a day, rounded to one
 decimal) or two sums are exactly equal (plan and voice fees both 57.90 for the largest spend component),
@@ -226,7 +226,7 @@ def _double(x: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The base frame: jobs.tags.profile_asof, window_features, state_asof, base_frame
+# The base frame: jobs.stages.tags.engine.profile_asof, window_features, state_asof, base_frame
 # ---------------------------------------------------------------------------------------------------------
 def _view(table: str) -> str:
     return table.replace(".", "_")

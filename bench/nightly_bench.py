@@ -28,6 +28,7 @@ measures model scoring at 1 million customers).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -36,6 +37,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -142,17 +145,23 @@ def growth(results: Path, days: int) -> dict | None:
     return {"sizes": [n for n, _ in points], "nightly_seconds": [t for _, t in points], "exponent": round(slope, 2)}
 
 
+def _table(headers: list[str], rows: list[list], right: tuple[int, ...] = ()) -> str:
+    """A GitHub markdown table of the cells as given (numbers are not reformatted); ``right``: right-aligned columns."""
+    return tabulate(rows, headers, tablefmt="pipe", disable_numparse=True,
+                    colalign=["right" if j in right else "left" for j in range(len(headers))])
+
+
 def markdown(r: dict) -> str:
     m = r["machine"]
     state = (f"nightly {r['nightly_seconds']:.0f} s, nightly peak memory {r['nightly_peak_memory_gib']} GiB"
              if r["nightly_seconds"] is not None else "nightly not reached yet")
     lines = [f"Nightly run at {r['customers']:,} customers, {r['days']} days ({m['cores']} cores, {m['memory_gib']} GiB, "
-             f"{r['spark_master']}): {state}" + ("" if r["complete"] else " (partial: the run has not finished)"),
-             "", "| phase | stage | seconds | of | per second |", "|---|---|---:|---:|---:|"]
-    for s in r["stages"]:
-        lines.append(f"| {s['phase']} | {s['stage']} | {s['seconds']} | {s['count'] or ''} {s['unit']} | {s['per_second'] or ''} |")
-    lines += ["", "| phase | seconds | peak memory GiB |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v['seconds']} | {v['peak_memory_gib']} |" for k, v in r["phases"].items()]
+             f"{r['spark_master']}): {state}" + ("" if r["complete"] else " (partial: the run has not finished)"), ""]
+    lines.append(_table(["phase", "stage", "seconds", "of", "per second"],
+                        [[s["phase"], s["stage"], s["seconds"], f"{s['count'] or ''} {s['unit']}", s["per_second"] or ""]
+                         for s in r["stages"]], right=(2, 3, 4)))
+    lines += ["", _table(["phase", "seconds", "peak memory GiB"],
+                         [[k, v["seconds"], v["peak_memory_gib"]] for k, v in r["phases"].items()], right=(1, 2))]
     if r.get("growth"):
         g = r["growth"]
         lines += ["", f"Growth of nightly time in customers ({', '.join(f'{n:,}: {t:.0f} s' for n, t in zip(g['sizes'], g['nightly_seconds'], strict=True))}): "
@@ -160,14 +169,13 @@ def markdown(r: dict) -> str:
     by_stage = r.get("ratio_details", {}).get("day_n_over_day_1_by_stage")
     if by_stage:
         lines += ["", "Day " + str(r["days"]) + " / day 1 by stage: " + ", ".join(f"{k} {v}" for k, v in by_stage.items())]
-    lines += ["", "| target | limit | measured | met |", "|---|---:|---:|---|"]
-    for k, t in r["targets"].items():
-        met = "n/a" if t["met"] is None else ("yes" if t["met"] else f"no ({t['missed_by']})")
-        lines.append(f"| {k} | {t.get('way', '')} {t['limit']} | {t['value']} | {met} |")
+    rows = [[k, f"{t.get('way', '')} {t['limit']}", str(t["value"]),
+             "n/a" if t["met"] is None else ("yes" if t["met"] else f"no ({t['missed_by']})")] for k, t in r["targets"].items()]
+    lines += ["", _table(["target", "limit", "measured", "met"], rows, right=(1, 2))]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--days", type=int, default=90)
@@ -176,122 +184,166 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-data", action="store_true", help="reuse the landing files of an earlier run of this size")
     ap.add_argument("--per-tag-sample", type=int, default=PER_TAG_SAMPLE,
                     help="tags timed one query each for ratio 1 (0: skip the tag alternatives)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    name = f"{args.customers}x{args.days}"
-    root = Path(os.environ.get("CPC_BENCH_ROOT", Path(__file__).resolve().parents[1] / "var" / "bench")) / name
-    os.environ["CPC_ROOT"] = str(root)
-    os.environ.setdefault("CPC_ENV", "local")
-    import datetime as dt
 
-    from jobs.orchestration import pipeline
-    from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
-    from jobs.platform.config import settings
-    from jobs.platform.spark import get_spark
-    from simulator.generate import SimSpec, generate
+class NightlyBench:
+    """One run's measurements: stages timed, phases closed with their peak memory, the result saved after every
+    phase (so a long run that stops keeps what it measured)."""
 
-    cfg = settings()
-    end = dt.date.fromisoformat(args.end)
-    spec = SimSpec(args.customers, args.days, end, args.seed)
-    first = spec.start_date
-    stages: list[dict] = []
-    phases: dict[str, dict] = {}
+    def __init__(self, args: argparse.Namespace, root: Path) -> None:
+        from jobs.platform.config import settings
+        from simulator.generate import SimSpec
 
-    def timed(phase: str, stage: str, fn, count=None, unit: str = ""):
+        self.args, self.root = args, root
+        self.name = f"{args.customers}x{args.days}"
+        self.cfg = settings()
+        self.end = dt.date.fromisoformat(args.end)
+        self.spec = SimSpec(args.customers, args.days, self.end, args.seed)
+        self.first = self.spec.start_date
+        self.stages: list[dict] = []
+        self.phases: dict[str, dict] = {}
+        self.ge: dict = {}
+        self.alternatives: dict = {}
+        self.result_file = Path(__file__).resolve().parent / "results" / f"nightly_{self.name}.json"
+
+    def timed(self, phase: str, stage: str, fn, count=None, unit: str = ""):
         t0 = time.time()
         out = fn()
         seconds = time.time() - t0
         n = count(out) if count else None
-        stages.append({"phase": phase, "stage": stage, "seconds": round(seconds, 1), "count": n, "unit": unit,
-                       "per_second": round(n / seconds) if n and seconds > 0 else None})
-        print(f"bench {name}: {phase}: {stage} {seconds:.1f}s" + (f", {n:,} {unit}" if n else ""), flush=True)
+        self.stages.append({"phase": phase, "stage": stage, "seconds": round(seconds, 1), "count": n, "unit": unit,
+                            "per_second": round(n / seconds) if n and seconds > 0 else None})
+        print(f"bench {self.name}: {phase}: {stage} {seconds:.1f}s" + (f", {n:,} {unit}" if n else ""), flush=True)
         return out
 
-    def phase_done(phase: str, mem: PeakMemory) -> None:
-        seconds = sum(s["seconds"] for s in stages if s["phase"] == phase)
-        phases[phase] = {"seconds": round(seconds, 1), "peak_memory_gib": round(mem.take() / 2**30, 2)}
-        print(f"bench {name}: {phase} done in {seconds:.0f}s, peak memory {phases[phase]['peak_memory_gib']} GiB", flush=True)
-        save(build())
+    def stage(self, day: dt.date, phase: str, name: str):
+        from jobs.orchestration import pipeline
+        from jobs.orchestration.registry import STAGES
 
-    def stage(day: dt.date, phase: str, name_: str):
-        out = timed(phase, name_, lambda: STAGES[name_](day, cfg), lambda _o: args.customers, "customers")
-        pipeline.record(day, name_, cfg)
+        out = self.timed(phase, name, lambda: STAGES[name](day, self.cfg), lambda _o: self.args.customers, "customers")
+        pipeline.record(day, name, self.cfg)
         return out
 
-    ge = {}
-    alternatives = {}
-    result_file = Path(__file__).resolve().parent / "results" / f"nightly_{name}.json"
+    def phase_done(self, phase: str, mem: PeakMemory) -> None:
+        seconds = sum(s["seconds"] for s in self.stages if s["phase"] == phase)
+        self.phases[phase] = {"seconds": round(seconds, 1), "peak_memory_gib": round(mem.take() / 2**30, 2)}
+        print(f"bench {self.name}: {phase} done in {seconds:.0f}s, peak memory {self.phases[phase]['peak_memory_gib']} GiB",
+              flush=True)
+        self.save(self.build())
 
-    def build() -> dict:
-        """The result so far (a phase not yet run shows as missing): saved after every phase, so a long run
-        that stops keeps what it measured."""
-        nightly = phases.get("nightly", {}).get("seconds")
-        nightly_peak = phases.get("nightly", {}).get("peak_memory_gib")
-        day1, day_n, per_stage = day_ratios(stages)
-        ratios = {
+    # --- the phases ------------------------------------------------------------------------------------
+    def simulate(self, mem: PeakMemory) -> None:
+        """The operator's files (or, with --keep-data, those of an earlier run), and nothing derived from them."""
+        from simulator.generate import generate
+
+        if not (self.args.keep_data and (self.root / "landing").exists()):
+            for sub in ("landing", "truth", "lake", "archive", "exports", "reports", "checkpoints", "work"):
+                shutil.rmtree(self.root / sub, ignore_errors=True)
+            self.timed("simulate", "simulate", lambda: generate(self.cfg.paths, self.spec, progress=True),
+                       lambda t: sum(t.values()), "rows")
+        else:
+            for sub in ("lake", "archive", "exports", "reports", "work"):
+                shutil.rmtree(self.root / sub, ignore_errors=True)
+        self.phase_done("simulate", mem)
+
+    def day_one(self, mem: PeakMemory) -> None:
+        for s in DAY_ONE_STAGES:
+            out = self.stage(self.first, "day 1", s)
+            if s == "ingest":
+                self.ge["day 1"] = out
+        self.phase_done("day 1", mem)
+
+    def history(self, mem: PeakMemory) -> None:
+        from jobs.orchestration import pipeline
+
+        self.timed("history", "ingest + conform of the dates in between",
+                   lambda: pipeline.history(self.end, self.cfg, start=self.first + dt.timedelta(days=1)), len, "days")
+        self.phase_done("history", mem)
+
+    def nightly(self, mem: PeakMemory) -> None:
+        from jobs.orchestration.registry import NIGHTLY_NAMES
+
+        for s in NIGHTLY_NAMES:
+            out = self.stage(self.end, "nightly", s)
+            if s == "ingest":
+                self.ge["nightly"] = out
+        self.phase_done("nightly", mem)
+
+    def tag_alternatives(self, spark, mem: PeakMemory) -> None:
+        from bench import tag_alternatives
+        from jobs.stages.tags import load_catalogue
+
+        self.alternatives = self.timed(
+            "alternatives", "tag engine / per-tag queries / DuckDB",
+            lambda: tag_alternatives.compare(spark, self.cfg.paths, self.end, load_catalogue(), self.root / "work",
+                                             self.args.per_tag_sample))
+        self.phase_done("alternatives", mem)
+
+    # --- the result ------------------------------------------------------------------------------------
+    def ratios(self, day1: float, day_n: float) -> dict:
+        alternatives, ge = self.alternatives, self.ge
+        return {
             "per_tag_queries_over_engine": alternatives.get("ratio_per_tag_to_engine"),
             "spark_engine_over_duckdb": alternatives.get("ratio_spark_to_duckdb"),
-            "day_n_over_day_1": round(day_n / day1, 2) if day1 and "nightly" in phases else None,
+            "day_n_over_day_1": round(day_n / day1, 2) if day1 and "nightly" in self.phases else None,
             "ge_share_of_ingest": round(ge["nightly"]["validation_seconds"] / ge["nightly"]["seconds"], 3)
             if ge.get("nightly", {}).get("seconds") else None,
         }
-        return {"customers": args.customers, "days": args.days, "run_date": args.end, "first_date": first.isoformat(),
+
+    def build(self) -> dict:
+        """The result so far (a phase not yet run shows as missing)."""
+        args, phases = self.args, self.phases
+        nightly = phases.get("nightly", {}).get("seconds")
+        nightly_peak = phases.get("nightly", {}).get("peak_memory_gib")
+        day1, day_n, per_stage = day_ratios(self.stages)
+        ratios = self.ratios(day1, day_n)
+        return {"customers": args.customers, "days": args.days, "run_date": args.end, "first_date": self.first.isoformat(),
                 "complete": "nightly" in phases and (not args.per_tag_sample or "alternatives" in phases),
-                "machine": machine(), "spark_master": cfg.spark_master, "nightly_seconds": nightly,
+                "machine": machine(), "spark_master": self.cfg.spark_master, "nightly_seconds": nightly,
                 "peak_memory_gib": max((p["peak_memory_gib"] for p in phases.values()), default=None),
-                "nightly_peak_memory_gib": nightly_peak, "phases": phases, "stages": stages,
+                "nightly_peak_memory_gib": nightly_peak, "phases": phases, "stages": self.stages,
                 "ratios": ratios, "ratio_details": {"day_1_stages": list(DAY_ONE_STAGES), "day_1_seconds": round(day1, 1),
                                                     "day_n_seconds": round(day_n, 1), "day_n_over_day_1_by_stage": per_stage,
-                                                    "ingest": ge, "tags": alternatives},
+                                                    "ingest": self.ge, "tags": self.alternatives},
                 "targets": targets(nightly, nightly_peak, ratios),
                 "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
                            + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else ""),
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
-    def save(result: dict) -> None:
+    def save(self, result: dict) -> None:
+        result_file = self.result_file
         result_file.parent.mkdir(parents=True, exist_ok=True)
         if result["complete"]:
             result_file.write_text(json.dumps(result, indent=2))
-            result["growth"] = growth(result_file.parent, args.days)
+            result["growth"] = growth(result_file.parent, self.args.days)
         result_file.write_text(json.dumps(result, indent=2))
         result_file.with_suffix(".md").write_text(markdown(result) + "\n")
 
-    with PeakMemory() as mem:
-        if not (args.keep_data and (root / "landing").exists()):
-            for sub in ("landing", "truth", "lake", "archive", "exports", "reports", "checkpoints", "work"):
-                shutil.rmtree(root / sub, ignore_errors=True)
-            timed("simulate", "simulate", lambda: generate(cfg.paths, spec, progress=True), lambda t: sum(t.values()), "rows")
-        else:
-            for sub in ("lake", "archive", "exports", "reports", "work"):
-                shutil.rmtree(root / sub, ignore_errors=True)
-        phase_done("simulate", mem)
-        spark = get_spark(cfg, app_name=f"cpc-bench-{name}")
-        for s in DAY_ONE_STAGES:
-            out = stage(first, "day 1", s)
-            if s == "ingest":
-                ge["day 1"] = out
-        phase_done("day 1", mem)
-        timed("history", "ingest + conform of the dates in between",
-              lambda: pipeline.history(end, cfg, start=first + dt.timedelta(days=1)), len, "days")
-        phase_done("history", mem)
-        for s in NIGHTLY_NAMES:
-            out = stage(end, "nightly", s)
-            if s == "ingest":
-                ge["nightly"] = out
-        phase_done("nightly", mem)
-        if args.per_tag_sample:
-            from bench import tag_alternatives
-            from jobs.stages.tags import load_catalogue
 
-            alternatives = timed("alternatives", "tag engine / per-tag queries / DuckDB",
-                                 lambda: tag_alternatives.compare(spark, cfg.paths, end, load_catalogue(), root / "work",
-                                                                  args.per_tag_sample))
-            phase_done("alternatives", mem)
-    result = build()
-    save(result)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bench_root = Path(os.environ.get("CPC_BENCH_ROOT", Path(__file__).resolve().parents[1] / "var" / "bench"))
+    root = bench_root / f"{args.customers}x{args.days}"
+    # Before the project's modules are imported: settings() reads them.
+    os.environ["CPC_ROOT"] = str(root)
+    os.environ.setdefault("CPC_ENV", "local")
+    from jobs.platform.spark import get_spark
+
+    bench = NightlyBench(args, root)
+    with PeakMemory() as mem:
+        bench.simulate(mem)
+        spark = get_spark(bench.cfg, app_name=f"cpc-bench-{bench.name}")
+        bench.day_one(mem)
+        bench.history(mem)
+        bench.nightly(mem)
+        if args.per_tag_sample:
+            bench.tag_alternatives(spark, mem)
+    result = bench.build()
+    bench.save(result)
     print()
     print(markdown(result))
-    print(f"-> {result_file}")
+    print(f"-> {bench.result_file}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The tag engine against the ways a tag factory is otherwise built, on the same lake and the same snapshot date.
 
-- **engine**: the whole catalogue as one aggregation of the daily table and a few selects (``jobs.tags``),
+- **engine**: the whole catalogue as one aggregation of the daily table and a few selects (``jobs.stages.tags``),
   written to Parquet;
 - **per-tag queries**: one Spark job per tag, each computing only that tag (its dependencies and the window
   features it reads) and writing it to Parquet: how tag factories usually grow, one script per tag. Running

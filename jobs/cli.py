@@ -1,227 +1,344 @@
-"""`cpc`: the command line of the data factory. Every command takes its dates explicitly."""
+"""`cpc`: the command line of the data factory. Every command takes its dates explicitly.
+
+The stage commands of one date (``cpc tags --date D``, ...) are built from the stage registry
+(:data:`jobs.orchestration.registry.STAGES`), so the CLI, the DAGs and ``cpc nightly`` run the same functions.
+Spark and the stage modules are imported when a command runs, not to print ``--help``.
+
+Errors: a usage error (a missing option, a bad date) prints the usage and exits 2; any other error prints one
+line, ``cpc: error: <Type>: <message> (run with --debug for details)``, and exits 1; ``--debug`` shows the
+traceback (and DEBUG log records) instead.
+"""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import shutil
 import sys
+from pathlib import Path
+from typing import Annotated
 
-from jobs.platform.config import parse_date, settings
-from jobs.platform.errors import ConfigError
+if __name__ == "__main__" and not __package__:
+    # Run as a file (`spark-submit jobs/cli.py ...`, docs/cluster.md): Python puts jobs/ first on the path, where
+    # jobs/platform would hide the standard library's `platform`. The package is imported from the project.
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+    sys.path.insert(0, str(_here.parent))
+
+import typer  # noqa: E402
+
+from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES, Stage  # noqa: E402
+from jobs.platform import logs  # noqa: E402
+from jobs.platform.config import parse_date, settings  # noqa: E402
+from jobs.platform.errors import ConfigError  # noqa: E402
+from schemas import FILES  # noqa: E402
+
+PROG = "cpc"
+DEBUG_HELP = "Show DEBUG log records and a full traceback on error (may also follow the command)."
+
+app = typer.Typer(
+    name=PROG,
+    help="The data factory's command line: daily files -> Delta tables -> tags -> ranked customer-product-channel "
+         "lists. Every command takes its dates explicitly (YYYY-MM-DD).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # main() prints one line, or the plain traceback with --debug
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
 def _date(text: str) -> dt.date:
+    """A YYYY-MM-DD option value, parsed as everywhere else in the factory."""
     try:
         return parse_date(text)
     except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+        raise typer.BadParameter(str(exc)) from exc
 
 
-def _dates(args) -> list[dt.date]:
-    if args.date:
-        return [args.date]
-    if not (args.start and args.end):
-        raise SystemExit("give --date, or --start and --end")
-    if args.end < args.start:
-        raise SystemExit(f"--end {args.end} is before --start {args.start}")
-    return [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
+def date_option(*names: str, help: str):
+    """A date option (YYYY-MM-DD, parsed by :func:`jobs.platform.config.parse_date`)."""
+    return typer.Option(*names, help=help, parser=_date, metavar="YYYY-MM-DD", show_default=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="cpc", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+Date = Annotated[dt.date, date_option("--date", help="The run date.")]
+OptDate = Annotated[dt.date | None, date_option("--date", help="One date (or give --start and --end).")]
+Start = Annotated[dt.date | None, date_option("--start", help="First date of a range (with --end).")]
+End = Annotated[dt.date | None, date_option("--end", help="Last date of a range (with --start).")]
 
-    s = sub.add_parser("simulate", help="generate an operator's daily files (defaults: conf/env/<CPC_ENV>.yaml 'sample')")
-    s.add_argument("--customers", type=int)
-    s.add_argument("--days", type=int)
-    s.add_argument("--end", type=_date, help="last delivery date")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--clean", action="store_true", help="remove earlier landing files and truth first")
 
-    for name, helptext in (
-        ("ingest", "ingest landing files of a date or range"),
-        ("conform", "rebuild silver.customer_day for a date or range"),
-        ("nightly", "run every stage for a date or range, in order, without Airflow"),
-    ):
-        c = sub.add_parser(name, help=helptext)
-        c.add_argument("--date", type=_date)
-        c.add_argument("--start", type=_date)
-        c.add_argument("--end", type=_date)
-    fn = sub.add_parser("funnel", help="print a date's CPC funnel (which policy rule removed how many) as markdown")
-    fn.add_argument("--date", type=_date, required=True)
-    for name in ("tags", "segments", "propensity", "score", "export", "evaluate", "summary", "reopen", "maintain", "train"):
-        c = sub.add_parser(name, help=f"run the {name} stage for one date")
-        c.add_argument("--date", type=_date, required=True)
-    b = sub.add_parser("backfill", help="run every stage for each date of a range, in order; resumes where a stopped one ended")
-    b.add_argument("--start", type=_date, required=True)
-    b.add_argument("--end", type=_date, required=True)
-    b.add_argument("--force", action="store_true", help="recompute dates that finished before")
-    b.add_argument("--from-stage", default="ingest", help="skip earlier stages, e.g. tags after a catalogue change")
-    rb = sub.add_parser("rebuild-list", help="rebuild a published list exactly as sent, from the Delta versions its manifest recorded")
-    rb.add_argument("--date", type=_date, required=True)
-    rb.add_argument("--channel", required=True)
-    rb.add_argument("--out", help="folder for the rebuilt file (default: <root>/rebuilt/<date>)")
-    h = sub.add_parser("history", help="ingest and conform every delivered date before --before (first-run bootstrap)")
-    h.add_argument("--before", type=_date, required=True)
-    h.add_argument("--start", type=_date)
-    q = sub.add_parser("sql", help="run Spark SQL over the lake's tables (gold.customer_tags, ...)")
-    q.add_argument("query")
-    q.add_argument("--limit", type=int, default=50, help="most rows printed")
-    sv = sub.add_parser("serve", help="serve the exported lists to downstream systems (read-only HTTP, token per system)")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8765)
-    r = sub.add_parser("respond", help="simulator: write a date's campaign responses to the lists published before it (before ingesting it)")
-    r.add_argument("--date", type=_date, required=True)
-    lp = sub.add_parser("loop", help="closed loop over several days in its own root: responses, nightly, evaluation; CPC vs blast vs oracle")
-    lp.add_argument("--customers", type=int, default=20000)
-    lp.add_argument("--history-days", type=int, default=105, help="days loaded before the loop (105 let the models train)")
-    lp.add_argument("--days", type=int, default=8, help="loop days, each a full nightly run")
-    lp.add_argument("--no-train", action="store_true", help="no propensity models: the CPC uses the rule-based fits")
-    lp.add_argument("--headline-only", action="store_true", help="recompute the CPC / blast / oracle table of a finished loop in --root")
-    lp.add_argument("--seed", type=int, default=42)
-    lp.add_argument("--root", help="storage root, emptied first (default: <project>/var/loop)")
-    sub.add_parser("catalogue-doc", help="regenerate docs/tags.md from conf/tags.yaml")
-    c = sub.add_parser("conf", help="print a setting, e.g. `cpc conf sample.end_date`")
-    c.add_argument("key")
+def _dates(date: dt.date | None, start: dt.date | None, end: dt.date | None) -> list[dt.date]:
+    """The dates of --date, or of --start..--end (inclusive)."""
+    if date is not None:
+        if start is not None or end is not None:
+            raise typer.BadParameter("give --date, or --start and --end, not both")
+        return [date]
+    if start is None or end is None:
+        raise typer.BadParameter("give --date, or --start and --end")
+    if end < start:
+        raise typer.BadParameter(f"{end} is before --start {start}", param_hint="'--end'")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
-    args = p.parse_args(argv)
+
+def _print_summary(day: dt.date, cfg) -> None:
+    from jobs.orchestration.summary import print_summary, summary
+
+    print_summary(summary(day, cfg))
+
+
+@app.callback()
+def _global(debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False) -> None:
+    """Options before the command apply to every command."""
+    logs.setup(debug=debug)
+
+
+# --- ranges of dates -------------------------------------------------------------------------------------
+
+
+@app.command(help="Ingest the landing files of a date or a range: control file, schema and Great Expectations "
+                  "checks -> bronze tables, quarantine, ingest ledger.")
+def ingest(
+    date: OptDate = None,
+    start: Start = None,
+    end: End = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", metavar="KIND", show_default=False,
+        help=f"Ingest only this file kind (repeat for several; default: all): {', '.join(FILES)}.")] = None,
+) -> None:
+    days = _dates(date, start, end)
+    unknown = [k for k in kind or [] if k not in FILES]
+    if unknown:
+        raise typer.BadParameter(f"unknown file kind {', '.join(map(repr, unknown))}; kinds: {', '.join(FILES)}",
+                                 param_hint="'--kind'")
+    from jobs.platform.spark import get_spark
+    from jobs.stages import ingest as stage
+
     cfg = settings()
+    stage.ingest(get_spark(cfg), cfg.paths, days, kinds=list(dict.fromkeys(kind)) if kind else None)
 
-    if args.cmd == "conf":
-        value = {"sample": cfg.sample, "root": str(cfg.paths.root), "master": cfg.spark_master, "env": cfg.env}
-        for part in args.key.split("."):
-            if not isinstance(value, dict) or part not in value:
-                raise SystemExit(f"no setting {args.key!r}")
-            value = value[part]
-        print(value)
-        return 0
-    if args.cmd == "sql":
-        from jobs.platform.spark import get_spark
-        from jobs.serving.analyst import format_rows, query
 
-        columns, rows = query(get_spark(cfg), cfg.paths, args.query, args.limit)
-        print(format_rows(columns, rows))
-        print(f"({len(rows)} row(s) shown, at most {args.limit})")
-        return 0
-    if args.cmd == "serve":
-        from jobs.serving.pull import load_systems, serve
+@app.command(help="Rebuild silver.customer_day (the daily aggregates) for a date or a range.")
+def conform(date: OptDate = None, start: Start = None, end: End = None) -> None:
+    days = _dates(date, start, end)
+    from jobs.platform.spark import get_spark
+    from jobs.stages import conform as stage
 
-        systems = load_systems()
-        missing = [n for n, s in systems.items() if not s["token"]]
-        if missing:
-            print(f"serve: no token set for {', '.join(missing)} (see conf/downstream.yaml); they cannot log in")
-        server = serve(cfg.paths, args.host, args.port, systems)
-        print(f"serve: lists under {cfg.paths.exports} on http://{args.host}:{args.port}/lists (Ctrl-C stops)")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            server.shutdown()
-        return 0
-    if args.cmd == "funnel":
-        from jobs.platform.spark import get_spark
-        from jobs.stages.cpc import funnel
+    cfg = settings()
+    stage.run(get_spark(cfg), cfg.paths, days)
 
-        print(funnel.markdown(get_spark(cfg), cfg.paths, args.date))
-        return 0
-    if args.cmd == "catalogue-doc":
-        from jobs.stages.tags.doc import write
 
-        print(f"catalogue: wrote {write()}")
-        return 0
-    if args.cmd == "simulate":
-        from simulator.generate import SimSpec, generate
-
-        spec = SimSpec(
-            customers=args.customers or int(cfg.sample["customers"]),
-            days=args.days or int(cfg.sample["days"]),
-            end_date=args.end or cfg.sample_end_date,
-            seed=args.seed if args.seed is not None else int(cfg.sample["seed"]),
-        )
-        if args.clean:
-            for d in (cfg.paths.landing, cfg.paths.truth):
-                shutil.rmtree(d, ignore_errors=True)
-        print(f"simulate: {spec.customers} customers, {spec.days} days {spec.start_date}..{spec.end_date}, seed {spec.seed} -> {cfg.paths.landing}")
-        totals = generate(cfg.paths, spec)
-        print("simulate: rows " + ", ".join(f"{k} {v}" for k, v in totals.items()))
-        return 0
-
-    if args.cmd == "respond":
-        from simulator.generate import SimSpec
-        from simulator.responder import respond
-
-        respond(cfg.paths, SimSpec.of(cfg.paths), args.date)
-        return 0
-    if args.cmd == "loop":
-        from pathlib import Path
-
-        from simulator import loop
-
-        root = Path(args.root) if args.root else cfg.paths.root / "loop"
-        if args.headline_only:
-            from jobs.platform.config import Paths
-            from simulator.generate import SimSpec
-
-            spec = SimSpec.of(Paths(root))
-            days = spec.dates()[-args.days:]
-            meta = {"customers": spec.customers, "history_days": spec.days - args.days, "seed": spec.seed,
-                    "models_trained": (root / "models").exists() and any((root / "models").iterdir())}
-            loop.headline(Paths(root.resolve()), spec, days, meta)
-            return 0
-        loop.run(args.customers, args.history_days, args.days, root.resolve(), args.seed, cfg=cfg, train=not args.no_train)
-        return 0
-
+@app.command(help="Run every nightly stage for a date or a range, in order, without Airflow; then print the "
+                  "last date's summary.")
+def nightly(date: OptDate = None, start: Start = None, end: End = None) -> None:
+    days = _dates(date, start, end)
     from jobs.orchestration import pipeline
 
-    if args.cmd == "backfill":
-        pipeline.backfill(args.start, args.end, cfg, args.force, args.from_stage)
-        pipeline.print_summary(pipeline.summary(args.end, cfg))
-        return 0
-    if args.cmd == "rebuild-list":
-        import json as _json
-        from pathlib import Path
+    cfg = settings()
+    for day in days:
+        pipeline.nightly(day, cfg)
+    _print_summary(days[-1], cfg)
 
-        from jobs.platform.spark import get_spark
-        from jobs.stages import export
 
-        out = Path(args.out) if args.out else cfg.paths.root / "rebuilt" / args.date.isoformat()
-        res = export.rebuild(get_spark(cfg), cfg.paths, args.date, args.channel, out)
-        print(_json.dumps(res, indent=2, default=str))
-        return 0
-    if args.cmd == "history":
-        pipeline.history(args.before, cfg, args.start)
-    elif args.cmd in ("ingest", "conform"):
-        from jobs.platform.spark import get_spark
-        from jobs.stages import conform, ingest
+# --- the stages of one date, from the registry -------------------------------------------------------------
 
-        spark = get_spark(cfg)
-        days = _dates(args)
-        if args.cmd == "ingest":
-            ingest.ingest(spark, cfg.paths, days)
-        else:
-            conform.run(spark, cfg.paths, days)
-    elif args.cmd == "nightly":
-        for day in _dates(args):
-            pipeline.nightly(day, cfg)
-        pipeline.print_summary(pipeline.summary(day, cfg))
-    elif args.cmd == "reopen":
-        from jobs.platform.spark import get_spark
-        from jobs.stages import ingest
 
-        ingest.reopen(get_spark(cfg), cfg.paths, args.date)
-    elif args.cmd == "summary":
-        pipeline.print_summary(pipeline.summary(args.date, cfg))
-    else:
-        pipeline.STAGE_FUNCS[args.cmd](args.date, cfg)
+def _stage_command(stage: Stage) -> None:
+    def command(date: Date) -> None:
+        STAGES[stage.name](date, settings())
+
+    command.__name__ = command.__qualname__ = stage.name.replace("-", "_")
+    app.command(stage.name, help=f"Run the {stage.name} stage for one date: {stage.doc}.")(command)
+
+
+for _stage in STAGES.values():
+    if _stage.name not in ("ingest", "conform"):  # those two take a range (above)
+        _stage_command(_stage)
+
+
+@app.command(help="Print a date's summary: where everything is, rows per table, tags, list sizes per channel "
+                  "(also written to reports/run_<date>.json).")
+def summary(date: Date) -> None:
+    _print_summary(date, settings())
+
+
+@app.command(help="Reopen a closed delivery date so that its files can be ingested again.")
+def reopen(date: Date) -> None:
+    from jobs.platform.spark import get_spark
+    from jobs.stages import ingest as stage
+
+    cfg = settings()
+    stage.reopen(get_spark(cfg), cfg.paths, date)
+
+
+@app.command(help="Print a date's CPC funnel (which policy rule removed how many) as markdown.")
+def funnel(date: Date) -> None:
+    from jobs.platform.spark import get_spark
+    from jobs.stages.cpc import funnel as stage
+
+    cfg = settings()
+    print(stage.markdown(get_spark(cfg), cfg.paths, date))
+
+
+@app.command(help="Run every nightly stage for each date of a range, in order; resumes where a stopped backfill "
+                  "ended. Prints the last date's summary.")
+def backfill(
+    start: Annotated[dt.date, date_option("--start", help="First date.")],
+    end: Annotated[dt.date, date_option("--end", help="Last date.")],
+    force: Annotated[bool, typer.Option("--force", help="Recompute dates that finished before.")] = False,
+    from_stage: Annotated[str, typer.Option(
+        "--from-stage", metavar="STAGE",
+        help=f"Skip the earlier stages, e.g. tags after a catalogue change: {', '.join(NIGHTLY_NAMES)}.")]
+        = NIGHTLY_NAMES[0],
+) -> None:
+    if end < start:
+        raise typer.BadParameter(f"{end} is before --start {start}", param_hint="'--end'")
+    if from_stage not in NIGHTLY_NAMES:
+        raise typer.BadParameter(f"unknown stage {from_stage!r}; stages: {', '.join(NIGHTLY_NAMES)}",
+                                 param_hint="'--from-stage'")
+    from jobs.orchestration import pipeline
+
+    cfg = settings()
+    pipeline.backfill(start, end, cfg, force, from_stage)
+    _print_summary(end, cfg)
+
+
+@app.command("rebuild-list", help="Rebuild a published list exactly as sent, from the Delta versions its "
+                                  "manifest recorded; prints the result as JSON.")
+def rebuild_list(
+    date: Annotated[dt.date, date_option("--date", help="The date the list was published for.")],
+    channel: Annotated[str, typer.Option("--channel", help="The list's channel, e.g. sms_push.",
+                                         show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the rebuilt file (default: <root>/rebuilt/<date>).", show_default=False)] = None,
+) -> None:
+    import json
+
+    from jobs.platform.spark import get_spark
+    from jobs.stages import export
+
+    cfg = settings()
+    res = export.rebuild(get_spark(cfg), cfg.paths, date, channel, out or cfg.paths.root / "rebuilt" / date.isoformat())
+    print(json.dumps(res, indent=2, default=str))
+
+
+@app.command(help="Ingest and conform every delivered date before --before in one batch (a first run's "
+                  "history for its 30-day windows).")
+def history(
+    before: Annotated[dt.date, date_option("--before", help="Load the delivered dates before this one.")],
+    start: Annotated[dt.date | None, date_option("--start", help="Load only from this date on.")] = None,
+) -> None:
+    from jobs.orchestration import pipeline
+
+    pipeline.history(before, settings(), start)
+
+
+@app.command(help="Run Spark SQL over the lake's tables (gold.customer_tags, ...) and print the rows.")
+def sql(
+    query: Annotated[str, typer.Argument(help="The query, e.g. \"SELECT * FROM gold.tag_catalogue\".",
+                                         show_default=False)],
+    limit: Annotated[int, typer.Option("--limit", help="Most rows printed.")] = 50,
+) -> None:
+    from jobs.platform.spark import get_spark
+    from jobs.serving.analyst import format_rows
+    from jobs.serving.analyst import query as run_query
+
+    cfg = settings()
+    columns, rows = run_query(get_spark(cfg), cfg.paths, query, limit)
+    print(format_rows(columns, rows))
+    print(f"({len(rows)} row(s) shown, at most {limit})")
+
+
+@app.command(help="Serve the exported lists to downstream systems (read-only HTTP, a token per system); "
+                  "Ctrl-C stops.")
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+) -> None:
+    from jobs.serving.pull import load_systems
+    from jobs.serving.pull import serve as start
+
+    cfg = settings()
+    systems = load_systems()
+    missing = [n for n, s in systems.items() if not s["token"]]
+    if missing:
+        print(f"serve: no token set for {', '.join(missing)} (see conf/downstream.yaml); they cannot log in")
+    server = start(cfg.paths, host, port, systems)
+    print(f"serve: lists under {cfg.paths.exports} on http://{host}:{port}/lists (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@app.command("catalogue-doc", help="Regenerate docs/tags.md from conf/tags.yaml.")
+def catalogue_doc() -> None:
+    from jobs.stages.tags.doc import write
+
+    print(f"catalogue: wrote {write()}")
+
+
+@app.command(help="Print a setting of the environment (CPC_ENV), e.g. `cpc conf sample.end_date`.")
+def conf(key: Annotated[str, typer.Argument(
+        help="Dotted name: env, root, master, sample, sample.<name> (customers, days, end_date, seed, ...).",
+        show_default=False)]) -> None:
+    cfg = settings()
+    value = {"sample": cfg.sample, "root": str(cfg.paths.root), "master": cfg.spark_master, "env": cfg.env}
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ConfigError(f"no setting {key!r} in environment {cfg.env!r}; settings: {', '.join(_names(value))}")
+        value = value[part]
+    print(value)
+
+
+def _names(tree: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in tree.items():
+        out.append(prefix + str(k))
+        if isinstance(v, dict):
+            out.extend(_names(v, f"{prefix}{k}."))
+    return out
+
+
+# --- the entry point -----------------------------------------------------------------------------------------
+
+
+def error_line(prog: str, exc: BaseException) -> str:
+    """The one line a person at a terminal sees for an unexpected error."""
+    first = (str(exc).splitlines() or [""])[0][:1000]
+    return f"{prog}: error: {type(exc).__name__}: {first} (run with --debug for details)"
+
+
+def run(typer_app: typer.Typer, prog: str, argv: list[str] | None = None, name: str | None = None) -> int:
+    """Run a Typer app as a command line and return its exit code: 0 ok, 1 error, 2 usage error. ``prog`` is
+    the program in the usage lines, ``name`` (default ``prog``) the one in the error line.
+
+    ``--debug`` is global (``prog --debug CMD``) but may also be written after the command; it is moved to
+    the front. Logs print as plain lines (:func:`jobs.platform.logs.setup`). Without ``--debug`` an exception
+    becomes one line on stderr; with it the exception propagates (its traceback is printed).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:cut]
+    if debug:
+        args = ["--debug", *[a for a in args[:cut] if a != "--debug"], *args[cut:]]
+    logs.setup(debug=debug)
+    try:
+        typer_app(args=args, prog_name=prog, standalone_mode=True)
+    except SystemExit as exc:  # standalone mode ends every run with one, after printing usage errors and help
+        code = exc.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(f"{name or prog}: error: {code}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        print(error_line(name or prog, exc), file=sys.stderr)
+        return 1
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The ``cpc`` console script (``setup.cfg``); returns the exit code."""
+    return run(app, PROG, argv)
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception as exc:  # a clear one-line error for a person at a terminal; the traceback in debug
-        if "--debug" in sys.argv:
-            raise
-        first = (str(exc).splitlines() or [""])[0][:1000]
-        print(f"cpc: error: {type(exc).__name__}: {first} (run with --debug for details)", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main())

@@ -78,8 +78,27 @@ class SimSpec:
 
 
 def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
-    """Static attributes and hidden truth of every customer (including those who join during the window)."""
+    """Static attributes and hidden truth of every customer (including those who join during the window).
+
+    Two random streams, each drawn from in a fixed order: the order of the calls below is part of the
+    simulation (changing it changes every file). The second stream holds the traits added later, so that
+    adding them left the others as they were.
+    """
     rng = np.random.default_rng([spec.seed, 1])
+    rng2 = np.random.default_rng([spec.seed, 2])
+    profile, contract_soon = _profile(spec, rng)
+    traits = _hidden_traits(spec, rng, profile, contract_soon)
+    handset = _handset(rng, rng2, profile["brand"])
+    affinities = _affinities(rng, rng2, profile["age"], traits["heavy_data"])
+    bases = _behaviour_bases(rng, profile["age"], traits["heavy_data"])
+    history = _handset_and_port_out_history(rng2, traits["churn_start"], handset)
+    account = _account(rng, profile, traits["price_sensitivity"])
+    optout_all = rng.random(spec.customers) < 0.04  # standing opt-outs, delivered on the first day
+    return {**profile, **account, **traits, **handset, **affinities, **history, **bases, "optout_all": optout_all}
+
+
+def _profile(spec: SimSpec, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """What the CRM knows of a customer (demographics, brand, tenure, contract), and whose contract ends soon."""
     n = spec.customers
     idx = np.arange(n)
     age = np.clip(rng.normal(40, 15, n), 16, 88).astype(int)
@@ -103,56 +122,8 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
     soon = rng.random(n) < 0.12
     contract_left[soon] = rng.integers(0, 95, soon.sum())
     contract_end = np.array([spec.end_date + dt.timedelta(days=int(x)) if c else None for x, c in zip(contract_left, has_contract, strict=True)], dtype=object)
-
-    # Hidden traits.
-    price_sens = np.clip(rng.beta(2, 3, n) + 0.25 * (brand == "prepaid") - 0.2 * (brand == "premium"), 0, 1)
-    heavy_data = rng.random(n) < np.where(age < 35, 0.35, np.where(age < 55, 0.18, 0.04))
-    complaint_prone = rng.random(n) < 0.08
-    high_freq_caller = rng.random(n) < 0.03
-    # Channel preference: Dirichlet, tilted by age (elderly prefer a human agent, the young the app/web).
-    alpha = np.ones((n, len(INBOUND))) * 0.6
-    alpha[:, 0] += np.where(age >= 60, 4.0, 0.3)
-    alpha[:, 5] += np.where(age < 35, 2.5, 0.3)
-    alpha[:, 2] += np.where((age >= 25) & (age < 50), 1.5, 0.2)
-    alpha[:, 4] += np.where(age >= 45, 0.8, 0.1)
-    chan_pref = np.vstack([rng.dirichlet(a) for a in alpha]) if n <= 50000 else _fast_dirichlet(rng, alpha)
     contract_soon = has_contract & (contract_left >= 0) & (contract_left <= 90)
-    logit = -3.4 + 1.6 * contract_soon + 1.2 * complaint_prone + 1.3 * price_sens + 0.8 * (brand == "prepaid") - 0.6 * (tenure > 2000)
-    churn_p = 1 / (1 + np.exp(-logit))
-    churner = (rng.random(n) < churn_p) & (tenure > 100)
-    # A churner's traffic starts fading at churn_start (day index) and the line closes 12-25 days later.
-    churn_start = rng.integers(-10, spec.days, n)
-    churn_close = churn_start + rng.integers(12, 26, n)
-    device_age = rng.integers(0, 1200, n)
-    # Drawn from their own stream, so that adding them left the other traits as they were (only a frequent
-    # changer's handset age, and with it their handset intent, is redrawn).
-    rng2 = np.random.default_rng([spec.seed, 2])
-    fc_draw = rng2.exponential(1 / 0.0064, n)
-    def intent(age: np.ndarray) -> np.ndarray:  # grows with the handset's age; premium customers change sooner
-        return (age - 500) / 900 + 0.2 * (brand == "premium")
-
-    handset_intent = np.clip(intent(device_age) + rng.normal(0, 0.1, n), 0, 1)
-    freq_changer = rng.random(n) < 0.07
-    # A frequent changer's current handset is young: its age follows their own change rate.
-    device_age = np.where(freq_changer, np.minimum(fc_draw, 1199).astype(int), device_age)
-    handset_intent = np.where(freq_changer, np.clip(intent(device_age), 0, 1), handset_intent)
-    affinity = {cat: np.clip(rng.beta(1.2, 6, n), 0, 1) for cat in ("data", "sms", "voice", "vas", "games", "family", "roaming")}
-    affinity["data"] = np.clip(affinity["data"] + 0.35 * heavy_data, 0, 1)
-    affinity["games"] = np.clip(affinity["games"] + 0.3 * (age < 25), 0, 1)
-    roamer = rng.random(n) < 0.04
-    base_voice = rng.gamma(2.0, 6.0, n) * np.where(age >= 60, 0.7, 1.0)
-    base_data = np.where(heavy_data, rng.lognormal(6.6, 0.5, n), rng.lognormal(4.8, 0.8, n))
-    base_sms = rng.gamma(1.2, 2.0, n)
-    # Share of a customer's data spent on the application categories that go with each product affinity
-    # (deep packet inspection sees the categories, not the affinity): a personal taste factor blurs it.
-    app_share = {app: np.clip(0.25 * affinity[cat] * rng2.lognormal(0, 0.35, n), 0, 0.18) for app, cat in APP_AFFINITY.items()}
-    # Handsets in the 24 months before the current one was first seen (the device registry's history).
-    daily_change = 0.0004 + 0.004 * handset_intent + 0.006 * freq_changer
-    handsets_24m = 1 + rng2.poisson(np.maximum(730 - device_age, 0) * daily_change)
-    port_out_day = churn_start + rng2.integers(-2, 2, n)
-    port_out_asks = rng2.random(n) < PORT_OUT_QUERY
-    vip = np.where(brand == "premium", rng.choice([0, 1, 2, 3], n, p=[0.4, 0.3, 0.2, 0.1]), rng.choice([0, 1], n, p=[0.93, 0.07]))
-    return {
+    profile = {
         "idx": idx,
         "customer_id": np.array([f"C{i:09d}" for i in idx]),
         "msisdn": np.array([f"1{3 + (i * 7919) % 7}{(i * 104729 + 1000003) % 1000000000:09d}" for i in idx]),
@@ -167,10 +138,27 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
         "tenure": tenure,
         "has_contract": has_contract,
         "contract_end": contract_end,
-        "credit_level": np.clip(np.round(5 - 3 * price_sens + rng.normal(0, 0.7, n)), 1, 5).astype(int),
-        "vip_level": vip,
-        "has_wechat": rng.random(n) < np.where(age < 60, 0.85, 0.35),
-        "email": np.array([f"c{i}@mail.example.cn" if r < 0.3 else None for i, r in zip(idx, rng.random(n), strict=True)], dtype=object),
+    }
+    return profile, contract_soon
+
+
+def _hidden_traits(spec: SimSpec, rng: np.random.Generator, profile: dict[str, np.ndarray],
+                   contract_soon: np.ndarray) -> dict[str, np.ndarray]:
+    """Price sensitivity, heavy data use, complaint proneness, channel preference and churn intent."""
+    n = spec.customers
+    age, brand, tenure = profile["age"], profile["brand"], profile["tenure"]
+    price_sens = np.clip(rng.beta(2, 3, n) + 0.25 * (brand == "prepaid") - 0.2 * (brand == "premium"), 0, 1)
+    heavy_data = rng.random(n) < np.where(age < 35, 0.35, np.where(age < 55, 0.18, 0.04))
+    complaint_prone = rng.random(n) < 0.08
+    high_freq_caller = rng.random(n) < 0.03
+    chan_pref = _channel_preference(rng, age)
+    logit = -3.4 + 1.6 * contract_soon + 1.2 * complaint_prone + 1.3 * price_sens + 0.8 * (brand == "prepaid") - 0.6 * (tenure > 2000)
+    churn_p = 1 / (1 + np.exp(-logit))
+    churner = (rng.random(n) < churn_p) & (tenure > 100)
+    # A churner's traffic starts fading at churn_start (day index) and the line closes 12-25 days later.
+    churn_start = rng.integers(-10, spec.days, n)
+    churn_close = churn_start + rng.integers(12, 26, n)
+    return {
         "price_sensitivity": price_sens,
         "price_sensitive": price_sens > 0.6,
         "heavy_data": heavy_data,
@@ -181,19 +169,86 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
         "churner": churner,
         "churn_start": churn_start,
         "churn_close": churn_close,
-        "device_age": device_age,
-        "handset_intent": handset_intent,
-        "freq_changer": freq_changer,
-        "affinity": affinity,
-        "app_share": app_share,
-        "handsets_24m": handsets_24m,
-        "port_out_day": port_out_day,
-        "port_out_asks": port_out_asks,
-        "roamer": roamer,
-        "base_voice": base_voice,
-        "base_data": base_data,
-        "base_sms": base_sms,
-        "optout_all": rng.random(n) < 0.04,
+    }
+
+
+def _channel_preference(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
+    """Share of each INBOUND channel: Dirichlet, tilted by age (elderly prefer a human agent, the young the app/web)."""
+    n = len(age)
+    alpha = np.ones((n, len(INBOUND))) * 0.6
+    alpha[:, 0] += np.where(age >= 60, 4.0, 0.3)
+    alpha[:, 5] += np.where(age < 35, 2.5, 0.3)
+    alpha[:, 2] += np.where((age >= 25) & (age < 50), 1.5, 0.2)
+    alpha[:, 4] += np.where(age >= 45, 0.8, 0.1)
+    return np.vstack([rng.dirichlet(a) for a in alpha]) if n <= 50000 else _fast_dirichlet(rng, alpha)
+
+
+def _handset(rng: np.random.Generator, rng2: np.random.Generator, brand: np.ndarray) -> dict[str, np.ndarray]:
+    """The current handset's age, the intent to change it, and who changes handsets often.
+
+    Frequent changers draw from the second stream (only a frequent changer's handset age, and with it their
+    handset intent, is redrawn).
+    """
+    n = len(brand)
+    device_age = rng.integers(0, 1200, n)
+    fc_draw = rng2.exponential(1 / 0.0064, n)
+
+    def intent(age: np.ndarray) -> np.ndarray:  # grows with the handset's age; premium customers change sooner
+        return (age - 500) / 900 + 0.2 * (brand == "premium")
+
+    handset_intent = np.clip(intent(device_age) + rng.normal(0, 0.1, n), 0, 1)
+    freq_changer = rng.random(n) < 0.07
+    # A frequent changer's current handset is young: its age follows their own change rate.
+    device_age = np.where(freq_changer, np.minimum(fc_draw, 1199).astype(int), device_age)
+    handset_intent = np.where(freq_changer, np.clip(intent(device_age), 0, 1), handset_intent)
+    return {"device_age": device_age, "handset_intent": handset_intent, "freq_changer": freq_changer}
+
+
+def _affinities(rng: np.random.Generator, rng2: np.random.Generator, age: np.ndarray,
+                heavy_data: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Product affinities, and the share of data spent on the application categories that go with them."""
+    n = len(age)
+    affinity = {cat: np.clip(rng.beta(1.2, 6, n), 0, 1) for cat in ("data", "sms", "voice", "vas", "games", "family", "roaming")}
+    affinity["data"] = np.clip(affinity["data"] + 0.35 * heavy_data, 0, 1)
+    affinity["games"] = np.clip(affinity["games"] + 0.3 * (age < 25), 0, 1)
+    # Share of a customer's data spent on the application categories that go with each product affinity
+    # (deep packet inspection sees the categories, not the affinity): a personal taste factor blurs it.
+    app_share = {app: np.clip(0.25 * affinity[cat] * rng2.lognormal(0, 0.35, n), 0, 0.18) for app, cat in APP_AFFINITY.items()}
+    return {"affinity": affinity, "app_share": app_share}
+
+
+def _behaviour_bases(rng: np.random.Generator, age: np.ndarray, heavy_data: np.ndarray) -> dict[str, np.ndarray]:
+    """Roaming, and the customer's usual daily voice minutes, data megabytes and SMS."""
+    n = len(age)
+    roamer = rng.random(n) < 0.04
+    base_voice = rng.gamma(2.0, 6.0, n) * np.where(age >= 60, 0.7, 1.0)
+    base_data = np.where(heavy_data, rng.lognormal(6.6, 0.5, n), rng.lognormal(4.8, 0.8, n))
+    base_sms = rng.gamma(1.2, 2.0, n)
+    return {"roamer": roamer, "base_voice": base_voice, "base_data": base_data, "base_sms": base_sms}
+
+
+def _handset_and_port_out_history(rng2: np.random.Generator, churn_start: np.ndarray,
+                                  handset: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Handsets in the 24 months before the current one was first seen (the device registry's history), and
+    who sends the number-portability query on which day."""
+    n = len(churn_start)
+    daily_change = 0.0004 + 0.004 * handset["handset_intent"] + 0.006 * handset["freq_changer"]
+    handsets_24m = 1 + rng2.poisson(np.maximum(730 - handset["device_age"], 0) * daily_change)
+    port_out_day = churn_start + rng2.integers(-2, 2, n)
+    port_out_asks = rng2.random(n) < PORT_OUT_QUERY
+    return {"handsets_24m": handsets_24m, "port_out_day": port_out_day, "port_out_asks": port_out_asks}
+
+
+def _account(rng: np.random.Generator, profile: dict[str, np.ndarray], price_sens: np.ndarray) -> dict[str, np.ndarray]:
+    """Credit and VIP levels, and whether the customer can be reached by WeChat and email."""
+    idx, age, brand = profile["idx"], profile["age"], profile["brand"]
+    n = len(idx)
+    vip = np.where(brand == "premium", rng.choice([0, 1, 2, 3], n, p=[0.4, 0.3, 0.2, 0.1]), rng.choice([0, 1], n, p=[0.93, 0.07]))
+    return {
+        "credit_level": np.clip(np.round(5 - 3 * price_sens + rng.normal(0, 0.7, n)), 1, 5).astype(int),
+        "vip_level": vip,
+        "has_wechat": rng.random(n) < np.where(age < 60, 0.85, 0.35),
+        "email": np.array([f"c{i}@mail.example.cn" if r < 0.3 else None for i, r in zip(idx, rng.random(n), strict=True)], dtype=object),
     }
 
 
@@ -260,14 +315,32 @@ class Operator:
         return np.where(c["churner"] & (i >= c["churn_start"]), fade, 1.0)
 
     def day(self, i: int, paths: Paths) -> dict[str, int]:
-        spec, c = self.spec, self.c
-        day = spec.start_date + dt.timedelta(days=i)
-        rng = np.random.default_rng([spec.seed, 1000 + i])
+        """Write day ``i``'s deliveries. Returns rows written per file kind.
+
+        The day has one random stream, drawn from by each delivery in turn: the order of the calls below is
+        part of the simulation (changing it changes every file).
+        """
+        day = self.spec.start_date + dt.timedelta(days=i)
+        rng = np.random.default_rng([self.spec.seed, 1000 + i])
         alive = self._alive(i)
         act = self._activity(i)
-        counts = {}
+        tables = {"crm_profile": self._crm(i, day, rng, alive)}
+        tables["usage"], users = self._usage(i, day, rng, alive, act)
+        tables["billing"] = self._billing(day, rng, alive, tables["usage"], users)
+        tables["contacts"], callers, purpose = self._contacts(i, day, rng, alive)
+        tables["complaints"] = self._complaints(i, day, rng, callers, purpose)
+        tables["orders"] = self._orders(i, day, rng, alive, act)
+        tables["devices"] = self._devices(i, day, rng, alive)
+        tables["optouts"] = self._optouts(i, day, rng, alive)
+        # Campaign responses: none until the pipeline's lists go out (simulator/responder.py rewrites the day's file).
+        tables["responses"] = empty_table(FILES["responses"])
+        for kind, table in tables.items():
+            _write(paths, FILES[kind], day, table)
+        return {kind: table.num_rows for kind, table in tables.items()}
 
-        # CRM: everyone on the first day; then new lines, closures and a few plan changes.
+    def _crm(self, i: int, day: dt.date, rng: np.random.Generator, alive: np.ndarray) -> pa.Table:
+        """CRM: everyone on the first day; then new lines, closures and a few plan changes."""
+        spec, c = self.spec, self.c
         if i == 0:
             crm_mask = alive.copy()
         else:
@@ -279,7 +352,7 @@ class Operator:
         ids = np.flatnonzero(crm_mask)
         plan_id = np.array([PLANS[b][0] for b in c["brand"][ids]])
         fee = np.array([PLANS[b][1] for b in c["brand"][ids]])
-        crm = pa.table({
+        return pa.table({
             "customer_id": c["customer_id"][ids], "msisdn": c["msisdn"][ids], "gender": c["gender"][ids],
             "birth_year": pa.array(c["birth_year"][ids], pa.int32()), "city": c["city"][ids], "district": c["district"][ids],
             "occupation": pa.array(list(c["occupation"][ids]), pa.string()),
@@ -290,10 +363,14 @@ class Operator:
             "has_wechat": c["has_wechat"][ids], "email": pa.array(list(c["email"][ids]), pa.string()),
             "status": status[ids], "record_date": _date_array(day, len(ids)),
         })
-        _write(paths, FILES["crm_profile"], day, crm)
-        counts["crm_profile"] = crm.num_rows
 
-        # Usage: a day without any usage is common for light users and for fading churners.
+    def _usage(self, i: int, day: dt.date, rng: np.random.Generator, alive: np.ndarray,
+               act: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """Usage, and the customers it has rows for (in row order).
+
+        A day without any usage is common for light users and for fading churners.
+        """
+        spec, c = self.spec, self.c
         n = spec.customers
         used = alive & (rng.random(n) < 0.9 * np.sqrt(act))
         ids = np.flatnonzero(used)
@@ -316,14 +393,16 @@ class Operator:
         for app in APP_AFFINITY:
             mb = np.round(data_mb * c["app_share"][app][ids] * arng.lognormal(-0.18, 0.6, len(ids)), 1)
             usage = usage.append_column(app, pa.array(np.minimum(mb, data_mb)))
-        _write(paths, FILES["usage"], day, usage)
-        counts["usage"] = usage.num_rows
+        return usage, ids
 
-        # Billing: daily plan fee, usage charges over the bundle, VAS fees of held services, top-ups.
+    def _billing(self, day: dt.date, rng: np.random.Generator, alive: np.ndarray, usage: pa.Table,
+                 users: np.ndarray) -> pa.Table:
+        """Billing: daily plan fee, charges for the day's usage over the bundle, VAS fees of held services, top-ups."""
+        c = self.c
         ids_all = np.flatnonzero(alive)
         fee_all = np.array([PLANS[b][1] for b in c["brand"][ids_all]]) / 30.0
-        u_index = np.full(n, -1)
-        u_index[ids] = np.arange(len(ids))
+        u_index = np.full(self.spec.customers, -1)
+        u_index[users] = np.arange(len(users))
         ui = u_index[ids_all]
         has_u = ui >= 0
         vo = np.where(has_u, usage["voice_out_min"].to_numpy()[np.maximum(ui, 0)], 0.0)
@@ -344,15 +423,19 @@ class Operator:
         postpaid_pay = (~prepaid) & (day.day == 5)
         payment = np.where(postpaid_pay, np.round(total * 30, 2), payment)
         self.balance[ids_all] = np.round(self.balance[ids_all] + payment - total, 2)
-        billing = pa.table({
+        return pa.table({
             "customer_id": c["customer_id"][ids_all], "bill_date": _date_array(day, len(ids_all)),
             "plan_fee": np.round(fee_all, 2), "voice_fee": voice_fee, "sms_fee": sms_fee, "data_fee": data_fee,
             "vas_fee": vas_fee, "total_fee": total, "payment": payment, "balance": self.balance[ids_all],
         })
-        _write(paths, FILES["billing"], day, billing)
-        counts["billing"] = billing.num_rows
 
-        # Contacts: inbound through the customer's preferred channels; complaints and care calls.
+    def _contacts(self, i: int, day: dt.date, rng: np.random.Generator,
+                  alive: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """Contacts, and the customer and purpose of each inbound contact (before the port-out queries).
+
+        Inbound through the customer's preferred channels; complaints and care calls.
+        """
+        c, n = self.c, self.spec.customers
         rate = np.where(c["high_freq_caller"], 0.35, 0.03) * (1 + 2 * c["complaint_prone"]) * (1 + 0.5 * (c["churner"] & (i >= c["churn_start"])))
         k = rng.poisson(rate * alive)
         cid = np.repeat(np.arange(n), k)
@@ -369,29 +452,42 @@ class Operator:
             "duration_s": pa.array(np.where(np.isin(channel, ["agent", "ivr"]), rng.integers(30, 900, m), rng.integers(5, 300, m)), pa.int32()),
             "resolved": rng.random(m) < np.where(purpose == "complaint", 0.5, 0.9),
         })
-        # Number-portability queries: most churners send one around the day their intent starts; a few other
-        # customers ask out of curiosity. Its own stream, appended after the day's other contacts.
-        prng = np.random.default_rng([spec.seed, 5000 + i])
-        asks = alive & ((c["churner"] & c["port_out_asks"] & (c["port_out_day"] == i)) | (prng.random(n) < 0.0002))
-        q = np.flatnonzero(asks)
-        if len(q):
-            contacts = pa.concat_tables([contacts, pa.table({
-                "contact_id": np.array([f"K{day:%Y%m%d}{m + j:08d}" for j in range(len(q))]), "customer_id": c["customer_id"][q],
-                "contact_ts": _ts(day, prng.integers(8 * 3600, 22 * 3600, len(q))), "channel": np.full(len(q), "sms_hall"),
-                "direction": np.full(len(q), "in"), "purpose": np.full(len(q), "port_out_query"),
-                "duration_s": pa.array(prng.integers(5, 30, len(q)), pa.int32()), "resolved": np.full(len(q), True),
-            }, schema=contacts.schema)])
-        _write(paths, FILES["contacts"], day, contacts)
-        counts["contacts"] = contacts.num_rows
+        queries = self._port_out_queries(i, day, alive, contacts.schema, first=m)
+        if queries is not None:
+            contacts = pa.concat_tables([contacts, queries])
+        return contacts, cid, purpose
 
-        # Complaints: opened from complaint contacts; closed 1-6 days later.
+    def _port_out_queries(self, i: int, day: dt.date, alive: np.ndarray, schema: pa.Schema,
+                          first: int) -> pa.Table | None:
+        """Number-portability queries (None if nobody asks), numbered from ``first`` after the day's other contacts.
+
+        Most churners send one around the day their intent starts; a few other customers ask out of
+        curiosity. Their own stream, so the day's other contacts are as they were before these were added.
+        """
+        c = self.c
+        prng = np.random.default_rng([self.spec.seed, 5000 + i])
+        asks = alive & ((c["churner"] & c["port_out_asks"] & (c["port_out_day"] == i)) | (prng.random(self.spec.customers) < 0.0002))
+        q = np.flatnonzero(asks)
+        if not len(q):
+            return None
+        return pa.table({
+            "contact_id": np.array([f"K{day:%Y%m%d}{first + j:08d}" for j in range(len(q))]), "customer_id": c["customer_id"][q],
+            "contact_ts": _ts(day, prng.integers(8 * 3600, 22 * 3600, len(q))), "channel": np.full(len(q), "sms_hall"),
+            "direction": np.full(len(q), "in"), "purpose": np.full(len(q), "port_out_query"),
+            "duration_s": pa.array(prng.integers(5, 30, len(q)), pa.int32()), "resolved": np.full(len(q), True),
+        }, schema=schema)
+
+    def _complaints(self, i: int, day: dt.date, rng: np.random.Generator, callers: np.ndarray,
+                    purpose: np.ndarray) -> pa.Table:
+        """Complaints: opened from the day's complaint contacts (``callers``, ``purpose``); closed 1-6 days later."""
+        c = self.c
         rows: dict[str, list] = {k: [] for k in ("complaint_id", "customer_id", "event_ts", "event", "category", "severity")}
 
         def add(key: str, ci: int, event: str, cat: str, sev: int) -> None:
             for col, value in zip(rows, (key, c["customer_id"][ci], int(rng.integers(8 * 3600, 22 * 3600)), event, cat, sev), strict=True):
                 rows[col].append(value)
 
-        opened = cid[(purpose == "complaint") & (rng.random(m) < 0.6)]
+        opened = callers[(purpose == "complaint") & (rng.random(len(callers)) < 0.6)]
         for j, ci in enumerate(opened):
             key = f"Q{day:%Y%m%d}{j:06d}"
             cat = str(rng.choice(["network", "billing", "service", "marketing"]))
@@ -400,15 +496,15 @@ class Operator:
         for key in sorted(k for k, v in self.open_complaints.items() if v[2] == i):
             ci, cat, _ = self.open_complaints.pop(key)
             add(key, ci, "closed", cat, 1)
-        complaints = pa.table({
+        return pa.table({
             "complaint_id": pa.array(rows["complaint_id"], pa.string()), "customer_id": pa.array(rows["customer_id"], pa.string()),
             "event_ts": _ts(day, np.array(rows["event_ts"], dtype=np.int64)), "event": pa.array(rows["event"], pa.string()),
             "category": pa.array(rows["category"], pa.string()), "severity": pa.array(rows["severity"], pa.int32()),
         })
-        _write(paths, FILES["complaints"], day, complaints)
-        counts["complaints"] = complaints.num_rows
 
-        # Orders: on the first day, existing subscriptions are delivered as a migration load.
+    def _orders(self, i: int, day: dt.date, rng: np.random.Generator, alive: np.ndarray, act: np.ndarray) -> pa.Table:
+        """Orders, cancellations and trials: on the first day, existing subscriptions are delivered as a migration load."""
+        c, n = self.c, self.spec.customers
         cats = np.array([p["category"] for p in self.products])
         aff = np.column_stack([c["affinity"].get(cat, np.full(n, 0.05)) for cat in cats])
         if i == 0:
@@ -424,35 +520,44 @@ class Operator:
         action = np.concatenate([np.where(trial, "trial_start", "order"), np.full(len(cc), "cancel")])
         who = np.concatenate([oc, cc])
         what = np.concatenate([op, cp])
-        # A trial lasts TRIAL_DAYS: at its end it converts (likelier with the customer's affinity, less likely
-        # for the price-sensitive) or expires. Its own random stream, so the rest of the day is unchanged.
         for ci, pi in zip(oc[trial], op[trial], strict=True):
             self.trials[(int(ci), int(pi))] = i
         ending = sorted(k for k, start in self.trials.items() if start + TRIAL_DAYS == i)
         if ending:
-            trng = np.random.default_rng([spec.seed, 3000 + i])
-            eci = np.array([k[0] for k in ending])
-            epi = np.array([k[1] for k in ending])
-            p_convert = np.clip(0.1 + 0.6 * aff[eci, epi] - 0.15 * c["price_sensitivity"][eci], 0.02, 0.9) * alive[eci]
-            converts = trng.random(len(ending)) < p_convert
-            self.held[eci[~converts], epi[~converts]] = False
-            who = np.concatenate([who, eci])
-            what = np.concatenate([what, epi])
-            action = np.concatenate([action, np.where(converts, "trial_convert", "trial_expire")])
-            for k in ending:
-                del self.trials[k]
+            ended_who, ended_what, ended_action = self._end_trials(i, ending, aff, alive)
+            who = np.concatenate([who, ended_who])
+            what = np.concatenate([what, ended_what])
+            action = np.concatenate([action, ended_action])
         k = len(who)
         pref = c["chan_pref"][who].argmax(axis=1) if k else np.array([], dtype=int)
-        orders = pa.table({
+        return pa.table({
             "order_id": np.array([f"O{day:%Y%m%d}{j:08d}" for j in range(k)]), "customer_id": c["customer_id"][who],
             "order_ts": _ts(day, rng.integers(0, 86399, k)), "product_id": np.array([self.products[p]["id"] for p in what]),
             "action": action, "channel": np.array(INBOUND)[pref] if k else np.array([], dtype=str),
             "price": np.array([float(self.products[p]["price"]) for p in what]),
         })
-        _write(paths, FILES["orders"], day, orders)
-        counts["orders"] = orders.num_rows
 
-        # Devices: handset changes, likelier with handset intent and for frequent changers.
+    def _end_trials(self, i: int, ending: list[tuple[int, int]], aff: np.ndarray,
+                    alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """End the trials that started TRIAL_DAYS ago: customers, products and actions of the order rows.
+
+        At its end a trial converts (likelier with the customer's affinity, less likely for the
+        price-sensitive) or expires. Its own random stream, so the rest of the day is unchanged.
+        """
+        c = self.c
+        trng = np.random.default_rng([self.spec.seed, 3000 + i])
+        eci = np.array([k[0] for k in ending])
+        epi = np.array([k[1] for k in ending])
+        p_convert = np.clip(0.1 + 0.6 * aff[eci, epi] - 0.15 * c["price_sensitivity"][eci], 0.02, 0.9) * alive[eci]
+        converts = trng.random(len(ending)) < p_convert
+        self.held[eci[~converts], epi[~converts]] = False
+        for k in ending:
+            del self.trials[k]
+        return eci, epi, np.where(converts, "trial_convert", "trial_expire")
+
+    def _devices(self, i: int, day: dt.date, rng: np.random.Generator, alive: np.ndarray) -> pa.Table:
+        """Devices: handset changes, likelier with handset intent and for frequent changers."""
+        c, n = self.c, self.spec.customers
         p_change = alive * (0.0004 + 0.004 * c["handset_intent"] + 0.006 * c["freq_changer"])
         if i == 0:  # the device each customer uses when the window opens
             p_change = alive * 1.0
@@ -464,7 +569,7 @@ class Operator:
         else:
             c["handsets_24m"][dev] += 1
             first_seen = _date_array(day, len(dev))
-        devices = pa.table({
+        return pa.table({
             "customer_id": c["customer_id"][dev], "change_date": _date_array(day, len(dev)), "first_seen_date": first_seen,
             "handsets_24m": pa.array(c["handsets_24m"][dev], pa.int32()),
             "tac": np.array([f"{86000000 + int(x) * 97 % 999999:08d}" for x in h]),
@@ -472,28 +577,21 @@ class Operator:
             "is_smartphone": rng.random(len(dev)) < 0.97, "network_gen": pa.array(gen, pa.int32()),
             "price": np.round(rng.choice([999.0, 1999.0, 3999.0, 6999.0], len(dev), p=[0.3, 0.35, 0.25, 0.1]), 2),
         })
-        _write(paths, FILES["devices"], day, devices)
-        counts["devices"] = devices.num_rows
 
-        # Opt-outs: the standing ones arrive on the first day; then a trickle.
+    def _optouts(self, i: int, day: dt.date, rng: np.random.Generator, alive: np.ndarray) -> pa.Table:
+        """Opt-outs: the standing ones arrive on the first day; then a trickle."""
+        c = self.c
         if i == 0:
             oo = np.flatnonzero(c["optout_all"] & alive)
             chans = np.full(len(oo), "all")
         else:
-            oo = np.flatnonzero(alive & (rng.random(n) < 0.0008))
+            oo = np.flatnonzero(alive & (rng.random(self.spec.customers) < 0.0008))
             chans = np.array(OPTOUT_CHANNELS)[rng.integers(0, len(OPTOUT_CHANNELS), len(oo))]
             c["optout_all"][oo[chans == "all"]] = True
-        optouts = pa.table({
+        return pa.table({
             "customer_id": c["customer_id"][oo], "event_ts": _ts(day, rng.integers(0, 86399, len(oo))),
             "channel": chans, "action": np.full(len(oo), "opt_out"),
         })
-        _write(paths, FILES["optouts"], day, optouts)
-        counts["optouts"] = optouts.num_rows
-
-        # Campaign responses: none until the pipeline's lists go out (jobs/responder.py rewrites the day's file).
-        _write(paths, FILES["responses"], day, empty_table(FILES["responses"]))
-        counts["responses"] = 0
-        return counts
 
     def truth(self) -> pa.Table:
         c = self.c
@@ -530,5 +628,5 @@ def generate(paths: Paths, spec: SimSpec, progress: bool = True) -> dict[str, in
     return totals
 
 
-if __name__ == "__main__":  # pragma: no cover - use `cpc simulate`
-    sys.exit("use: cpc simulate")
+if __name__ == "__main__":  # pragma: no cover - use `python -m simulator simulate`
+    sys.exit("use: python -m simulator simulate")

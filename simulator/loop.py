@@ -1,11 +1,11 @@
 """The closed loop over several simulated days, and the headline: CPC lists against a blind blast and an oracle.
 
-``cpc loop`` (``make loop``) in its own storage root (default ``var/loop``):
+``python -m simulator loop`` (``make loop``) in its own storage root (default ``var/loop``):
 
 1. simulates an operator (customers, history days + loop days), loads the history before the loop and trains the
    propensity models the day before it (as ``make run`` does; needs 105 days of history, see
    ``Settings.history_days`` in ``models/propensity.py``);
-2. for each loop day: the campaign platform answers the lists published on earlier days (``jobs/responder.py``
+2. for each loop day: the campaign platform answers the lists published on earlier days (``simulator/responder.py``
    writes the day's responses and adds the accepted orders and opt-outs to its files), then the nightly runs
    every stage (ingest ... export, evaluate), so each day's decisions see the responses so far: cooldown after
    a decline, opt-outs, product-channel and customer-channel fits learned from outcomes;
@@ -21,7 +21,7 @@
      the channel carries (conf/products.yaml categories);
    - oracle by value: the same, choosing by true expected value (probability x value - cost), which is what
      the CPC decision itself maximises;
-4. writes ``reports/loop/headline.json`` and ``headline.md`` and prints the table. ``cpc loop --headline-only``
+4. writes ``reports/loop/headline.json`` and ``headline.md`` and prints the table. ``python -m simulator loop --headline-only``
    recomputes it from a finished loop's root (lists and files; no Spark).
 
 CPC's realised conversions (simulated acceptances, including those that land after the last loop day) are
@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tabulate import tabulate
 
 from jobs.platform.config import CONF_DIR, Paths, Settings, business, load_yaml, settings
 from simulator.generate import SimSpec, generate
@@ -172,12 +173,15 @@ def headline_table(per_day: list[dict], realised: int) -> tuple[dict, str]:
     def pct(r):
         return "-" if r is None else f"{100 * r:.0f}%"
 
-    lines = ["| channel | offers sent | CPC conversions | blast | oracle | CPC / blast | CPC / oracle | CPC value | oracle by value: conversions, value | CPC value / oracle's |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for ch, t in tot.items():
-        lines.append(f"| {ch} | {int(t['rows']):,} | {t['cpc']:.2f} | {t['blast']:.2f} | {t['oracle']:.2f} | {x(ratio(t['cpc'], t['blast']))} | "
-                     f"{pct(ratio(t['cpc'], t['oracle']))} | {t['cpc_value']:,.0f} | {t['oracle_by_value']:.2f}, {t['oracle_by_value_value']:,.0f} | "
-                     f"{pct(ratio(t['cpc_value'], t['oracle_by_value_value']))} |")
+    headers = ["channel", "offers sent", "CPC conversions", "blast", "oracle", "CPC / blast", "CPC / oracle", "CPC value",
+               "oracle by value: conversions, value", "CPC value / oracle's"]
+    rows = [[ch, f"{int(t['rows']):,}", f"{t['cpc']:.2f}", f"{t['blast']:.2f}", f"{t['oracle']:.2f}",
+             x(ratio(t["cpc"], t["blast"])), pct(ratio(t["cpc"], t["oracle"])), f"{t['cpc_value']:,.0f}",
+             f"{t['oracle_by_value']:.2f}, {t['oracle_by_value_value']:,.0f}", pct(ratio(t["cpc_value"], t["oracle_by_value_value"]))]
+            for ch, t in tot.items()]
+    # Cells as formatted here (tabulate does not reparse them as numbers); all but the channel right-aligned.
+    lines = [tabulate(rows, headers, tablefmt="pipe", disable_numparse=True,
+                      colalign=["left"] + ["right"] * (len(headers) - 1))]
     a = tot["all"]
     summary = {"channels": tot, "cpc_over_blast": ratio(a["cpc"], a["blast"]), "cpc_over_oracle": ratio(a["cpc"], a["oracle"]),
                "cpc_value_over_blast": ratio(a["cpc_value"], a["blast_value"]),
@@ -206,11 +210,11 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
     t0 = time.time()
     marker = paths.root / ".cpc-loop"
     if paths.root.exists() and any(paths.root.iterdir()) and not marker.exists():
-        raise ValueError(f"{paths.root} is not empty and was not made by `cpc loop`; give an empty or new folder as --root "
+        raise ValueError(f"{paths.root} is not empty and was not made by `python -m simulator loop`; give an empty or new folder as --root "
                          f"(the loop empties its root first)")
     shutil.rmtree(paths.root, ignore_errors=True)  # a loop changes its landing files and lake: always from the start
     paths.root.mkdir(parents=True)
-    marker.write_text("made by cpc loop: emptied at the start of each loop\n")
+    marker.write_text("made by python -m simulator loop: emptied at the start of each loop\n")
     log.info(f"loop: simulating {customers} customers, {spec.days} days {spec.start_date}..{end} -> {paths.root}")
     generate(paths, spec)
     pipeline.history(loop_days[0], cfg)

@@ -24,7 +24,7 @@ The response model (all of it hidden from the pipeline, like the rest of ``truth
 
 ``interest`` is the hidden affinity of the product's category (handsets: handset intent; a bigger plan: heavy
 data use; the renewal bonus: a contract ending within 90 days), zero for a product already held. The same
-function gives the blind blast and the oracle their expected conversions (``jobs/loop.py``).
+function gives the blind blast and the oracle their expected conversions (``simulator/loop.py``).
 """
 
 from __future__ import annotations

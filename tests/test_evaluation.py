@@ -121,6 +121,76 @@ def test_report_is_one_html_page_with_its_charts(tmp_path, known):
     assert path.name == "campaigns_2026-11-20.html" and (tmp_path / "reports" / "campaigns_latest.html").exists()
     assert text.count("<svg") >= 4 and "+6.00 pp" in text and "<script" not in text
     assert "3 of today's responses name no known decision" in text
+    _assert_one_page_with_its_charts(text)
+
+
+HEADINGS = ("Campaign evaluation as of 2026-11-20", "Response funnel", "Lift over the holdout by campaign (95% CI)",
+            "Lift over the holdout by channel", "Conversion rate by decision date", "Trial funnel", "Campaign x channel",
+            "All campaigns by channel")
+
+
+def _assert_one_page_with_its_charts(text: str) -> None:
+    """One HTML page, its four charts inline (matplotlib's SVG without the XML prologue), nothing fetched or run."""
+    assert text.startswith("<!doctype html>") and text.count("<html") == 1 and text.rstrip().endswith("</html>")
+    assert text.count("<svg") == 4 and text.count("</svg>") == 4 and "<?xml" not in text and "<!DOCTYPE svg" not in text
+    for absent in ("<script", "<link", "<img", "src=", "@import"):
+        assert absent not in text, absent
+    for h in HEADINGS:
+        assert h in text, h
+
+
+def _plain_rows() -> list[dict]:
+    """What the ``known`` fixture's evaluation gives the report, as plain dicts (no Spark): 100 contacts of c1 by
+    sms_push with 10 conversions against 50 holdout members with 2."""
+    base = {"campaign_id": "c1", "channel": "sms_push", "contacts": 100, "placements": 0, "delivered": 100, "opened": 40,
+            "clicked": 0, "accepted": 1, "conversions": 10, "revenue": 300.0, "cost": 5.0, "return": 295.0, "holdout": 50,
+            "opted_out": 0, "complained": 0, "matured_share": 1.0, **evaluate.lift(100, 10, 50, 2)}
+    return [{**base, "level": "all", "campaign_id": "*", "channel": "*"}, {**base, "level": "campaign", "channel": "*"},
+            {**base, "level": "channel", "campaign_id": "*"}, {**base, "level": "campaign,channel"}]
+
+
+PLAIN_TREND = [{"snapshot_date": D0, "group": "treated", "n": 100, "x": 10}, {"snapshot_date": D0, "group": "holdout", "n": 50, "x": 2},
+               {"snapshot_date": D0 + dt.timedelta(days=1), "group": "treated", "n": 80, "x": 6},
+               {"snapshot_date": D0 + dt.timedelta(days=1), "group": "holdout", "n": 40, "x": 1}]
+PLAIN_TRIALS = [{"status": "expired", "next_step": "win-back: cheaper bundle (trial_winback)", "trials": 1200, "manual": 1100,
+                 "feedback": 900, "low_usage_nudge": 300, "expiry_sms": 1000, "expiry_call": None}]
+SETTINGS = {"window_days": 14, "lookback_days": 28}
+
+
+def test_report_from_plain_rows_is_one_page_and_the_same_bytes_twice(tmp_path):
+    path = report.write(Paths(tmp_path), DAY, _plain_rows(), PLAIN_TREND, SETTINGS, 3, PLAIN_TRIALS)
+    text = path.read_bytes()
+    assert (tmp_path / "reports" / "campaigns_latest.html").read_bytes() == text
+    assert not list((tmp_path / "reports").glob("*.tmp")), "written atomically: no temporary file left"
+    assert report.render(DAY, _plain_rows(), PLAIN_TREND, SETTINGS, 3, PLAIN_TRIALS).encode("utf-8") == text
+    page = text.decode("utf-8")
+    _assert_one_page_with_its_charts(page)
+    assert "lift +6.00 pp (95% CI -2.00 pp to +14.00 pp); 100% of the decisions have had the" in " ".join(page.split())
+    assert "interim reading" not in page and "3 of today's responses name no known decision" in page
+    assert "<td>1,200</td>" in page and "<td>300.00</td>" in page and "<td>10.00%</td>" in page and "<td>+6.00 pp</td>" in page
+    assert "#59a14f" not in page and "#888888" in page, "the interval includes 0: grey, not green"
+
+
+def test_report_escapes_what_it_is_given():
+    rows = [{**r, "campaign_id": "<b>&co"} if r["level"] == "campaign" else r for r in _plain_rows()]
+    page = report.render(DAY, rows, PLAIN_TREND, SETTINGS, 0)
+    assert "<b>" not in page and "&lt;b&gt;&amp;co" in page
+
+
+def test_an_empty_report_says_why_it_has_no_chart():
+    page = report.render(DAY, [], [], SETTINGS, 0)
+    assert "<svg" not in page and "<script" not in page
+    for note in ("nothing to show yet", "no holdout to compare with yet: lift needs decisions of earlier days", "no decisions yet",
+                 "no trial started in the last 60 days"):
+        assert f'<p class="note">{note}</p>' in page, note
+    assert "intent-to-treat). no holdout to compare with yet." in page
+    assert report.render(DAY, [], [], SETTINGS, 0) == page
+
+
+def test_lift_colours_follow_the_interval():
+    assert report.lift_color(0.01, 0.05) == report.GREEN
+    assert report.lift_color(-0.05, -0.01) == report.RED
+    assert report.lift_color(-0.01, 0.05) == report.GREY
 
 
 def test_what_the_pipeline_learns_from_responses(spark, tmp_path):

@@ -22,7 +22,7 @@ DECIDED = SPEC.end_date - dt.timedelta(days=6)
 
 
 def _publish(paths: Paths, world: World, day: dt.date, rows: list[tuple[int, str, str]]) -> None:
-    """A published SMS list (contact_ref, msisdn, template_id, params) and call list, as jobs/export.py writes them."""
+    """A published SMS list (contact_ref, msisdn, template_id, params) and call list, as jobs/stages/export.py writes them."""
     folder = paths.export_day(day)
     for ch in ("sms_push", "outbound_call"):
         mine = [r for r in rows if r[2] == ch]

@@ -9,7 +9,7 @@ backfill (the API server that tasks report to, the DAG processor, the scheduler 
 on the project's Airflow home), creates the backfill, shows each date's state until every run has finished,
 and stops them. Each task runs in its own process with its own Spark session, as on a real deployment.
 
-    .venv/bin/python -m jobs.airflow_backfill --start 2026-11-19 --end 2026-11-20 [--max-active-runs 1]
+    .venv/bin/python -m jobs.airflow_glue.backfill --start 2026-11-19 --end 2026-11-20 [--max-active-runs 1]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,24 @@ def backfill(start: str, end: str, max_active_runs: int = 1, port: int = 28080, 
     home = Path(os.environ.get("AIRFLOW_HOME", "var/airflow")).resolve()
     log_dir = home / "backfill-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {
+    env = _environment(home, port)
+    _airflow("db", "migrate", env=env)
+    _airflow("dags", "reserialize", env=env)
+    services: dict[str, tuple[subprocess.Popen, IO[str]]] = {}
+    try:
+        _start_services(services, env, port, log_dir)
+        time.sleep(5)
+        _airflow("dags", "unpause", DAG_ID, env=env)
+        _create_backfill(env, start, end, max_active_runs)
+        return _follow(env, services, start, end, timeout_s, log_dir)
+    finally:
+        _airflow("dags", "pause", DAG_ID, env=env, check=False)
+        _stop_services(services)
+
+
+def _environment(home: Path, port: int) -> dict[str, str]:
+    """The environment of every Airflow command and service of the backfill."""
+    return {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -60,52 +78,63 @@ def backfill(start: str, end: str, max_active_runs: int = 1, port: int = 28080, 
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
     }
-    _airflow("db", "migrate", env=env)
-    _airflow("dags", "reserialize", env=env)
-    services = {}
-    try:
-        for name, args in (("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(port)]), ("dag-processor", ["dag-processor"]),
-                           ("scheduler", ["scheduler"])):
-            log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process below
-            services[name] = (subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=log, stderr=log,
-                                               start_new_session=True), log)
-        log.info(f"airflow backfill: api-server on :{port}, dag-processor, scheduler started (logs {log_dir})")
-        time.sleep(5)
-        _airflow("dags", "unpause", DAG_ID, env=env)
-        created = _airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", start, "--to-date", f"{end}T23:59:59",
-                           "--max-active-runs", str(max_active_runs), "--reprocess-behavior", "completed", env=env, check=False)
-        if created.returncode != 0 and "AlreadyRunningBackfill" in created.stderr + created.stdout:
-            # A backfill stopped half-way (services killed): its runs are still in the database; the scheduler
-            # resumes it, so follow it rather than fail.
-            log.info(f"airflow backfill: a backfill of {DAG_ID} is already in progress; following it")
-        elif created.returncode != 0:
-            raise RuntimeError(f"airflow backfill create failed: {(created.stderr or created.stdout).strip()[-2000:]}")
-        else:
-            log.info(f"airflow backfill: created for {start}..{end}, at most {max_active_runs} run(s) at once")
-        deadline, last = time.time() + timeout_s, None
-        while time.time() < deadline:
-            for name, (proc, _) in services.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"airflow {name} stopped (exit {proc.returncode}); see {log_dir / (name + '.log')}")
-            state = runs(env, start, end)
-            if state != last:
-                log.info("airflow backfill: " + ", ".join(f"{d} {s}" for d, s in sorted(state.items())))
-                last = state
-            if state and all(s in DONE for s in state.values()):
-                return state
-            time.sleep(10)
-        raise TimeoutError(f"airflow backfill {start}..{end} not finished after {timeout_s}s")
-    finally:
-        _airflow("dags", "pause", DAG_ID, env=env, check=False)
-        for proc, _log in services.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc, log in services.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
+
+
+def _start_services(services: dict[str, tuple[subprocess.Popen, IO[str]]], env: dict[str, str], port: int,
+                    log_dir: Path) -> None:
+    """Start the API server, the DAG processor and the scheduler, each in its own session with its own log,
+    adding each to ``services`` as it starts (so the caller stops those started if a later one fails)."""
+    for name, args in (("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(port)]), ("dag-processor", ["dag-processor"]),
+                       ("scheduler", ["scheduler"])):
+        # Not named ``log``: that is the module's logger, used just below.
+        out = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process in _stop_services
+        services[name] = (subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=out, stderr=out,
+                                           start_new_session=True), out)
+    log.info(f"airflow backfill: api-server on :{port}, dag-processor, scheduler started (logs {log_dir})")
+
+
+def _create_backfill(env: dict[str, str], start: str, end: str, max_active_runs: int) -> None:
+    created = _airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", start, "--to-date", f"{end}T23:59:59",
+                       "--max-active-runs", str(max_active_runs), "--reprocess-behavior", "completed", env=env, check=False)
+    if created.returncode != 0 and "AlreadyRunningBackfill" in created.stderr + created.stdout:
+        # A backfill stopped half-way (services killed): its runs are still in the database; the scheduler
+        # resumes it, so follow it rather than fail.
+        log.info(f"airflow backfill: a backfill of {DAG_ID} is already in progress; following it")
+    elif created.returncode != 0:
+        raise RuntimeError(f"airflow backfill create failed: {(created.stderr or created.stdout).strip()[-2000:]}")
+    else:
+        log.info(f"airflow backfill: created for {start}..{end}, at most {max_active_runs} run(s) at once")
+
+
+def _follow(env: dict[str, str], services: dict[str, tuple[subprocess.Popen, IO[str]]], start: str, end: str,
+            timeout_s: int, log_dir: Path) -> dict[str, str]:
+    """Show each date's state as it changes until every run has finished; fail if a service stops."""
+    deadline, last = time.time() + timeout_s, None
+    while time.time() < deadline:
+        for name, (proc, _) in services.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"airflow {name} stopped (exit {proc.returncode}); see {log_dir / (name + '.log')}")
+        state = runs(env, start, end)
+        if state != last:
+            log.info("airflow backfill: " + ", ".join(f"{d} {s}" for d, s in sorted(state.items())))
+            last = state
+        if state and all(s in DONE for s in state.values()):
+            return state
+        time.sleep(10)
+    raise TimeoutError(f"airflow backfill {start}..{end} not finished after {timeout_s}s")
+
+
+def _stop_services(services: dict[str, tuple[subprocess.Popen, IO[str]]]) -> None:
+    """SIGTERM each service's process group, SIGKILL those still running 30 s later; close the logs."""
+    for proc, _out in services.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc, out in services.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out.close()
 
 
 def main(argv: list[str] | None = None) -> int:

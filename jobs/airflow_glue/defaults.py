@@ -37,7 +37,7 @@ def wire_nightly() -> None:
 
 def default_args(retry_delay: dt.timedelta, execution_timeout: dt.timedelta, retries: int = 2) -> dict:
     """Owner, retries with exponential backoff for transient failures, a task deadline, the failure callback.
-    (Data errors are not retried: see jobs.airflow_support.run_stage.)"""
+    (Data errors are not retried: see jobs.airflow_glue.tasks.run_stage.)"""
     return {
         "owner": "data-factory",
         "retries": retries,

@@ -15,6 +15,7 @@ import time
 from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
 from jobs.platform import lake
 from jobs.platform.config import Paths, Settings, parse_date, settings
+from jobs.platform.logs import progress
 from jobs.platform.spark import get_spark
 from jobs.stages import conform, ingest
 
@@ -79,7 +80,7 @@ def backfill(start: dt.date | str, end: dt.date | str, cfg: Settings | None = No
     done = set() if force else completed(days, cfg)
     ran = []
     t_all = time.time()
-    for i, day in enumerate(days, 1):
+    for i, day in enumerate(progress(days, f"backfill {days[0]}..{days[-1]}", total=len(days)), 1):
         if day in done:
             log.info(f"backfill [{i}/{len(days)}] {day}: finished before, skipped (use --force to recompute)")
             continue

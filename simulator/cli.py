@@ -1,0 +1,118 @@
+"""`python -m simulator`: the simulated operator's command line (not part of the production `cpc`).
+
+- ``simulate``: an operator's daily files and the hidden truth, into the environment's landing folder;
+- ``respond``: the campaign platform's responses on a date to the lists published before it;
+- ``loop``: the closed loop over several days in its own root, and its headline (CPC vs blast vs oracle).
+
+Same conventions as ``cpc`` (:func:`jobs.cli.run`): plain log lines, a global ``--debug``, one-line errors, exit
+codes 0 ok, 1 error, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs.cli import DEBUG_HELP, date_option, run
+from jobs.platform import logs
+from jobs.platform.config import settings
+
+PROG = "python -m simulator"
+
+app = typer.Typer(
+    name="simulator",
+    help="The simulated operator: daily files with a hidden truth, the campaign platform's responses, and the "
+         "closed loop with its headline. Settings and storage root come from conf/env/<CPC_ENV>.yaml.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False) -> None:
+    """Options before the command apply to every command."""
+    logs.setup(debug=debug)
+
+
+@app.command(help="Generate an operator's daily files and the hidden truth into the landing folder "
+                  "(defaults: conf/env/<CPC_ENV>.yaml 'sample').")
+def simulate(
+    customers: Annotated[int | None, typer.Option(
+        "--customers", help="Customers (default: the sample's).", show_default=False)] = None,
+    days: Annotated[int | None, typer.Option(
+        "--days", help="Delivery days (default: the sample's).", show_default=False)] = None,
+    end: Annotated[dt.date | None, date_option("--end", help="Last delivery date (default: the sample's).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Random seed (default: the sample's).", show_default=False)] = None,
+    clean: Annotated[bool, typer.Option("--clean", help="Remove earlier landing files and truth first.")] = False,
+) -> None:
+    from simulator.generate import SimSpec, generate
+
+    cfg = settings()
+    spec = SimSpec(
+        customers=customers or int(cfg.sample["customers"]),
+        days=days or int(cfg.sample["days"]),
+        end_date=end or cfg.sample_end_date,
+        seed=seed if seed is not None else int(cfg.sample["seed"]),
+    )
+    if clean:
+        for d in (cfg.paths.landing, cfg.paths.truth):
+            shutil.rmtree(d, ignore_errors=True)
+    print(f"simulate: {spec.customers} customers, {spec.days} days {spec.start_date}..{spec.end_date}, "
+          f"seed {spec.seed} -> {cfg.paths.landing}")
+    totals = generate(cfg.paths, spec)
+    print("simulate: rows " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+
+
+@app.command(help="Write a date's campaign responses to the lists published before it (run before ingesting "
+                  "the date).")
+def respond(date: Annotated[dt.date, date_option("--date", help="The delivery date the responses arrive on.")]) -> None:
+    from simulator.generate import SimSpec
+    from simulator.responder import respond as answer
+
+    cfg = settings()
+    answer(cfg.paths, SimSpec.of(cfg.paths), date)
+
+
+@app.command(help="Closed loop over several days in its own root (emptied first): responses, nightly run, "
+                  "evaluation; then the headline, CPC vs blast vs oracle.")
+def loop(
+    customers: Annotated[int, typer.Option("--customers", help="Simulated customers.")] = 20000,
+    history_days: Annotated[int, typer.Option(
+        "--history-days", help="Days loaded before the loop (105 let the models train).")] = 105,
+    days: Annotated[int, typer.Option("--days", help="Loop days, each a full nightly run.")] = 8,
+    no_train: Annotated[bool, typer.Option(
+        "--no-train", help="No propensity models: the CPC uses the rule-based fits.")] = False,
+    headline_only: Annotated[bool, typer.Option(
+        "--headline-only", help="Recompute the CPC / blast / oracle table of a finished loop in --root (no Spark).")]
+        = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    root: Annotated[Path | None, typer.Option(
+        "--root", help="Storage root, emptied first (default: <storage root>/loop).", show_default=False)] = None,
+) -> None:
+    from simulator import loop as closed_loop
+
+    cfg = settings()
+    root = root or cfg.paths.root / "loop"
+    if headline_only:
+        from jobs.platform.config import Paths
+        from simulator.generate import SimSpec
+
+        spec = SimSpec.of(Paths(root))
+        loop_days = spec.dates()[-days:]
+        meta = {"customers": spec.customers, "history_days": spec.days - days, "seed": spec.seed,
+                "models_trained": (root / "models").exists() and any((root / "models").iterdir())}
+        closed_loop.headline(Paths(root.resolve()), spec, loop_days, meta)
+        return
+    closed_loop.run(customers, history_days, days, root.resolve(), seed, cfg=cfg, train=not no_train)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simulator``; returns the exit code."""
+    return run(app, PROG, argv, name="simulator")
