@@ -13,6 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from jobs.platform import lake
 from jobs.platform.config import Paths
+from jobs.platform.errors import ConfigError
 from jobs.stages import ingest
 from schemas import APP_CATEGORIES, FILES
 from simulator.generate import SimSpec, generate
@@ -148,3 +149,88 @@ def test_a_contract_that_gains_columns_keeps_earlier_deliveries(spark, root):
     assert usage.where((F.col("delivery_date") == F.lit(DAY2)) & F.col("video_mb").isNull()).count() == 0
     ingest.ingest(spark, root, [DAY2], [k for k in FILES if k not in KINDS and k != "responses"])
     assert conform.run(spark, root, [DAY1, DAY2]) > 0
+
+
+# ---- driver-side checks, no Spark ---------------------------------------------------------------------------
+
+USAGE_HEADER = "|".join(FILES["usage"].names).encode()
+
+
+def _gz(tmp_path, name: str, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_scan_gzip_counts_data_lines_and_keeps_the_header(tmp_path):
+    good = _gz(tmp_path, "good.csv.gz", gzip.compress(USAGE_HEADER + b"\r\na|1\nb|2\nc|3\n"))
+    assert ingest.scan_gzip(good) == (USAGE_HEADER, 3)
+    no_final_newline = _gz(tmp_path, "open.csv.gz", gzip.compress(b"h\na\nb"))
+    assert ingest.scan_gzip(no_final_newline) == (b"h", 2)
+    header_only = _gz(tmp_path, "header.csv.gz", gzip.compress(b"h\n"))
+    assert ingest.scan_gzip(header_only) == (b"h", 0)
+    assert ingest.scan_gzip(_gz(tmp_path, "nothing.csv.gz", gzip.compress(b""))) == (b"", 0)
+
+
+def test_scan_gzip_reads_every_member_of_a_multi_member_file(tmp_path):
+    # a member boundary inside a line, and one inside the header: the members are one text
+    multi = gzip.compress(b"he") + gzip.compress(b"ader\na|1\nb|") + gzip.compress(b"") + gzip.compress(b"2\nc|3\n")
+    assert ingest.scan_gzip(_gz(tmp_path, "multi.csv.gz", multi)) == (b"header", 3)
+
+
+def test_scan_gzip_spans_chunks(tmp_path):
+    body = b"".join(b"C%09d|1.0\n" % i for i in range(300_000))  # > 1 MiB of text: several reads
+    assert ingest.scan_gzip(_gz(tmp_path, "big.csv.gz", gzip.compress(b"h\n" + body))) == (b"h", 300_000)
+
+
+@pytest.mark.parametrize("cut", [0.5, -4], ids=["in-the-data", "in-the-trailer"])
+def test_scan_gzip_raises_on_a_truncated_file(tmp_path, cut):
+    whole = gzip.compress(b"h\n" + b"".join(b"C%09d|1.0\n" % i for i in range(2000)))
+    end = int(len(whole) * cut) if isinstance(cut, float) else cut
+    with pytest.raises(EOFError):
+        ingest.scan_gzip(_gz(tmp_path, "cut.csv.gz", whole[:end]))
+
+
+def test_scan_gzip_raises_on_a_file_that_is_not_gzip(tmp_path):
+    with pytest.raises(gzip.BadGzipFile):
+        ingest.scan_gzip(_gz(tmp_path, "plain.csv.gz", USAGE_HEADER + b"\na|1\n"))
+
+
+def _delivered(tmp_path, data: bytes, rows: int) -> Paths:
+    """A usage delivery of DAY1 with the given bytes and a control file that agrees with them."""
+    paths = Paths(tmp_path)
+    schema = FILES["usage"]
+    day_dir = paths.landing_day(DAY1)
+    day_dir.mkdir(parents=True, exist_ok=True)
+    (day_dir / schema.file_name(DAY1)).write_bytes(data)
+    (day_dir / schema.control_name(DAY1)).write_text(f"rows={rows}\nmd5={hashlib.md5(data).hexdigest()}\n")
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("data", "rows", "problem"),
+    [
+        (gzip.compress(USAGE_HEADER + b"\na\nb\n"), 2, None),
+        (gzip.compress(USAGE_HEADER + b"\na\n") + gzip.compress(b"b\n"), 2, None),
+        (gzip.compress(USAGE_HEADER + b"\na\nb\n"), 3, "row count mismatch: control file says 3 rows, file has 2"),
+        (gzip.compress(USAGE_HEADER + b"\n" + b"x" * 5000)[:40], 1, "truncated or corrupt gzip: "),
+        (gzip.compress(USAGE_HEADER + b"\na\n") + b"garbage", 1, "truncated or corrupt gzip: "),
+        (USAGE_HEADER + b"\na\n", 1, "not a gzip file: "),
+    ],
+    ids=["good", "multi-member", "row-count", "truncated", "trailing-garbage", "not-gzip"],
+)
+def test_check_file_reports_the_gzip_scan(tmp_path, data, rows, problem):
+    fc = ingest.check_file(_delivered(tmp_path, data, rows), FILES["usage"], DAY1)
+    if problem is None:
+        assert (fc.problem, fc.lines, fc.control_rows) == (None, rows, rows)
+    else:
+        assert fc.problem is not None and fc.problem.startswith(problem), fc.problem
+
+
+def test_unknown_file_kind_is_refused_before_spark_is_used(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        ingest.ingest(None, Paths(tmp_path), [DAY1], ["usage", "usgae", "bills"])
+    message = str(err.value)
+    assert "bills" in message and "usgae" in message
+    assert "known kinds" in message and all(kind in message for kind in FILES)
+    assert not any(tmp_path.iterdir()), "nothing was archived or written"

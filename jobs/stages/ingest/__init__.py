@@ -17,42 +17,55 @@ For each file kind and each delivery date given:
 
 Several dates of one kind are parsed and validated together (a backfill), one Great Expectations run per
 kind and call: its fixed cost (about 2 s on Spark) would otherwise dominate a backfill of small files.
+
+The package reads extract -> transform -> load: ``files`` (the driver-side file checks, no Spark),
+``transform`` (the pure Spark transformations: parse, the bronze and quarantine rows), ``ledger`` (the ingest
+ledger and the closed days); ``quality`` holds the Great Expectations suites. This module runs them per kind.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
-import shutil
 import time
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from jobs.platform import lake
 from jobs.platform.config import Paths
-from jobs.platform.errors import IngestError
+from jobs.platform.errors import ConfigError, IngestError
 from jobs.stages.ingest import quality
-from schemas import DELIMITER, FILE_ORDER, FILES, LEDGER, FileSchema
+from jobs.stages.ingest.files import FileCheck, archive, check_file, scan_gzip
+from jobs.stages.ingest.ledger import close_day, closed_deliveries, ledger_row, reopen, write_ledger
+from jobs.stages.ingest.transform import (
+    QUARANTINE_DDL,
+    bad_rows,
+    good_rows,
+    parse,
+    raw_json,
+    unparsed_rows,
+)
+from schemas import FILE_ORDER, FILES, FileSchema
+
+__all__ = [
+    "ConfigError",
+    "FileCheck",
+    "IngestError",
+    "IngestReport",
+    "archive",
+    "check_file",
+    "close_day",
+    "closed_deliveries",
+    "ingest",
+    "ingest_kind",
+    "parse",
+    "quality",
+    "raw_json",
+    "reopen",
+    "scan_gzip",
+    "write_ledger",
+]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FileCheck:
-    kind: str
-    day: dt.date
-    path: Path
-    md5: str | None = None
-    control_rows: int | None = None
-    problem: str | None = None
-    lines: int | None = None  # data lines counted on the driver (None when the gzip cannot be read)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
 
 @dataclass
@@ -69,121 +82,6 @@ class IngestReport:
         self.files.append(row)
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()  # noqa: S324 - file integrity, as the operator's control files use
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_control(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if "=" in line:
-            k, _, v = line.partition("=")
-            out[k.strip()] = v.strip()
-    return out
-
-
-def archive(paths: Paths, schema: FileSchema, day: dt.date) -> None:
-    """Copy the raw file and its control file to the archive, keeping an earlier different copy."""
-    src_dir = paths.landing_day(day)
-    dst_dir = paths.archive_day(day)
-    for name in (schema.file_name(day), schema.control_name(day)):
-        src = src_dir / name
-        if not src.exists():
-            continue
-        dst_dir.mkdir(parents=True, exist_ok=True)
-        dst = dst_dir / name
-        if dst.exists() and _md5(dst) != _md5(src):
-            dst.rename(dst.with_name(f"{name}.{_md5(dst)[:12]}"))
-        if not dst.exists():
-            shutil.copy2(src, dst)
-
-
-def scan_gzip(path: Path) -> tuple[bytes, int]:
-    """Decompress the whole file once, streaming: (header line, number of data lines). Raises on a truncated
-    or corrupt gzip, which a Spark read would otherwise report as a cryptic task failure mid-job."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    newlines, head, last = 0, b"", b"\n"
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            while chunk:
-                out = d.decompress(chunk)
-                if out:
-                    newlines += out.count(b"\n")
-                    if len(head) < 65536 and b"\n" not in head:
-                        head += out[:65536]
-                    last = out[-1:]
-                chunk = d.unused_data if d.eof else b""
-                if d.eof and chunk:  # a second gzip member follows
-                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if not d.eof:
-        raise EOFError("the file ends before the gzip stream does")
-    lines = newlines + (0 if last == b"\n" else 1)
-    header = head.split(b"\n", 1)[0].rstrip(b"\r")
-    return header, max(lines - 1, 0)
-
-
-def check_file(paths: Paths, schema: FileSchema, day: dt.date, closed_md5: str | None = None) -> FileCheck:
-    """File-level checks on the driver. ``problem`` says why the file cannot be parsed at all."""
-    path = paths.landing_day(day) / schema.file_name(day)
-    fc = FileCheck(schema.kind, day, path)
-    control = paths.landing_day(day) / schema.control_name(day)
-    if not path.exists():
-        fc.problem = "file not delivered" + ("" if not control.exists() else " (its control file is there)")
-        return fc
-    if path.stat().st_size == 0:
-        fc.problem = "empty file (0 bytes, not even a header)"
-        return fc
-    fc.md5 = _md5(path)
-    if not control.exists():
-        fc.problem = f"control file {control.name} missing"
-        return fc
-    ctl = _read_control(control)
-    try:
-        fc.control_rows = int(ctl["rows"])
-        expected_md5 = ctl["md5"].lower()
-    except (KeyError, ValueError):
-        fc.problem = f"control file {control.name} malformed: needs rows=<int> and md5=<hex>, has {sorted(ctl)}"
-        return fc
-    if expected_md5 != fc.md5:
-        fc.problem = f"checksum mismatch: control file says md5 {expected_md5}, file has {fc.md5} (truncated or altered in transit)"
-        return fc
-    try:
-        header_bytes, fc.lines = scan_gzip(path)
-    except (OSError, EOFError, zlib.error) as exc:
-        fc.problem = f"truncated or corrupt gzip: {exc}"
-        return fc
-    try:
-        header = header_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        fc.problem = "header is not UTF-8 (a GBK export?); files must be UTF-8"
-        return fc
-    if header == "":
-        fc.problem = "no header line"
-        return fc
-    cols = header.split(DELIMITER)
-    if cols != schema.names:
-        if len(cols) == 1 and any(d in header for d in (",", "\t", ";")):
-            fc.problem = f"wrong delimiter: header {header[:80]!r} is not separated by {DELIMITER!r}"
-        else:
-            missing = [c for c in schema.names if c not in cols]
-            extra = [c for c in cols if c not in schema.names]
-            fc.problem = (
-                f"header does not match the schema: missing columns {missing}, extra columns {extra}"
-                if missing or extra
-                else f"columns out of order: {cols}"
-            )
-    if fc.problem is None and fc.lines != fc.control_rows:
-        fc.problem = f"row count mismatch: control file says {fc.control_rows} rows, file has {fc.lines}"
-    if fc.problem is None and closed_md5 is not None and closed_md5 != fc.md5:
-        fc.problem = (f"day {day} is closed (its lists were published) and this delivery differs from the one "
-                      f"ingested; run `cpc reopen --date {day}` to accept it and rerun the day")
-    return fc
-
-
 def _known_customers(spark, paths: Paths):
     """Customer ids and the first delivery date each was seen in the CRM."""
     from pyspark.sql import functions as F
@@ -197,87 +95,82 @@ def _known_customers(spark, paths: Paths):
     )
 
 
-def parse(spark, schema: FileSchema, files: list[Path], known=None):
-    """Parse landing files of one kind into typed columns plus ``_reasons`` (empty for a good row).
-
-    Pure transformation: returns a DataFrame, writes nothing.
-    """
-    from pyspark.sql import Window
+def _parse_and_validate(spark, paths: Paths, schema: FileSchema, readable: list[FileCheck], report: IngestReport):
+    """Parse the readable files together (cached): (parsed rows, per file {"received", "bad"}, the Great
+    Expectations summary of the kind's suite run on them)."""
     from pyspark.sql import functions as F
 
-    n = len(schema.columns)
-    header = DELIMITER.join(schema.names)
-    lines = (
-        spark.read.text([str(p) for p in files])
-        .select(F.col("value"), F.col("_metadata.file_name").alias("_source_file"))
-        .where((F.col("value") != header) & (F.col("value") != ""))
+    known = _known_customers(spark, paths) if schema.checks_customer else None
+    parsed = parse(spark, schema, [c.path for c in readable], known).cache()
+    rows = (
+        parsed.groupBy("_source_file")
+        .agg(F.count(F.lit(1)).alias("received"), F.sum((F.size("_reasons") > 0).cast("long")).alias("bad"))
+        .collect()  # one row per file
     )
-    fields = F.split(F.col("value"), r"\|", -1)
-    typed = [
-        F.nullif(F.get(fields, F.lit(i)), F.lit("")).try_cast(c.type).alias(c.name)
-        for i, c in enumerate(schema.columns)
-    ]
-    raw = [F.nullif(F.get(fields, F.lit(i)), F.lit("")).alias(f"_raw_{c.name}") for i, c in enumerate(schema.columns)]
-    df = lines.select(
-        "value",
-        "_source_file",
-        F.size(fields).alias("_nfields"),
-        F.to_date(F.regexp_extract("_source_file", r"_(\d{8})\.csv", 1), "yyyyMMdd").alias("delivery_date"),
-        *typed,
-        *raw,
-    )
-    checks = [
-        F.when(~F.is_valid_utf8(F.col("value")), F.lit("not UTF-8 text (a GBK export?)")),
-        F.when(F.col("_nfields") != n, F.concat(F.lit(f"expected {n} fields, found "), F.col("_nfields").cast("string"))),
-    ]
-    for c in schema.columns:
-        if c.type != "string":
-            checks.append(
-                F.when(
-                    F.col(f"_raw_{c.name}").isNotNull() & F.col(c.name).isNull(),
-                    F.lit(f"{c.name}: not a {c.type}"),
-                )
-            )
-    for reason, exp in quality.load_suite(schema.kind).row_rules():
-        checks.append(F.when(quality.violation(exp), F.lit(reason)))
-    if schema.event_col:
-        checks.append(
-            F.when(
-                F.to_date(F.col(schema.event_col)) != F.col("delivery_date"),
-                F.lit(f"{schema.event_col}: not on the delivery date"),
-            )
-        )
-    key_w = Window.partitionBy("delivery_date", *schema.keys)
-    df = df.withColumn("_dup_n", F.count(F.lit(1)).over(key_w)).withColumn(
-        "_dup_rank", F.row_number().over(key_w.orderBy("value"))
-    ).withColumn("_dup_distinct", F.size(F.collect_set("value").over(key_w)))
-    checks.append(
-        F.when(F.col("_dup_distinct") > 1, F.lit("duplicate key with conflicting values")).when(
-            F.col("_dup_rank") > 1, F.lit("duplicate row")
-        )
-    )
-    if schema.checks_customer and known is not None:
-        df = df.join(known, on="customer_id", how="left")
-        checks.append(
-            F.when(
-                F.col("_first_seen").isNull() | (F.col("_first_seen") > F.col("delivery_date")),
-                F.lit("unknown customer"),
-            )
-        )
-    return df.withColumn("_reasons", F.array_compact(F.array(*checks)))
+    stats = {r["_source_file"]: {"received": int(r["received"]), "bad": int(r["bad"] or 0)} for r in rows}
+    t0 = time.time()
+    validation = quality.validate(schema.kind, parsed.select(*schema.names))
+    report.validation_seconds[schema.kind] = time.time() - t0
+    return parsed, stats, validation
 
 
-def _raw_json(schema: FileSchema):
-    from pyspark.sql import functions as F
+def _file_problem(check: FileCheck, stats: dict, table_failures: list[dict], suite: quality.Suite) -> str | None:
+    """Why a file is rejected whole, if it is: its driver-side problem, else its parsed rows against the
+    control file, the suite's table-level expectations and its share of bad rows."""
+    received, bad = stats["received"], stats["bad"]
+    problem = check.problem
+    if problem is None and received != check.control_rows:
+        problem = f"row count mismatch: control file says {check.control_rows} rows, file has {received}"
+    if problem is None and table_failures:
+        problem = "table-level expectations failed: " + ", ".join(f["expectation"] for f in table_failures)
+    if problem is None and received and bad / received > suite.max_bad_row_share:
+        problem = f"{bad} of {received} rows bad ({bad / received:.1%}), above the suite's limit of {suite.max_bad_row_share:.0%}"
+    return problem
 
-    return F.to_json(F.struct(*[F.col(f"_raw_{c.name}").alias(c.name) for c in schema.columns]))
+
+def _judge_files(checks: list[FileCheck], stats: dict[str, dict], validation: dict | None, suite: quality.Suite,
+                 report: IngestReport) -> tuple[set[str], dict[str, str]]:
+    """Accept or reject each file and add its ledger row to the report: (accepted names, rejected name ->
+    problem)."""
+    table_failures = [f for f in (validation or {}).get("failed", []) if f["level"] == "table"]
+    accepted, rejected = set(), {}
+    for c in checks:
+        s = stats.get(c.name, {"received": c.lines or 0, "bad": 0})
+        problem = _file_problem(c, s, table_failures, suite)
+        if problem:
+            rejected[c.name] = problem
+        else:
+            accepted.add(c.name)
+        report.add(ledger_row(c, s, problem, validation))
+    return accepted, rejected
+
+
+def _write_bronze_and_quarantine(spark, paths: Paths, schema: FileSchema, days: list[dt.date], checks: list[FileCheck],
+                                 parsed, accepted: set[str], rejected: dict[str, str]) -> None:
+    """Good rows of accepted files replace their dates in ``bronze.<kind>``; bad rows, every row of a rejected
+    file and every line of a file rejected before parsing (but readable) replace the kind's dates in the
+    quarantine."""
+    kind = schema.kind
+    bad_parts = []
+    if parsed is not None:
+        bad_parts.append(bad_rows(parsed, schema, accepted, rejected))
+    unparsed = {c.path: c.problem for c in checks if c.problem and c.lines}
+    if unparsed:  # rejected before parsing but readable: every line is kept in the quarantine, as received
+        bad_parts.append(unparsed_rows(spark, schema, unparsed))
+    accepted_days = sorted({c.day for c in checks if c.name in accepted})
+    if accepted_days:  # a rejected delivery leaves what an earlier accepted one wrote untouched
+        good = good_rows(parsed, schema, accepted)  # a file is accepted only once parsed
+        # merge_schema: a contract that gains a column keeps the earlier deliveries (their rows read it as null).
+        lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", accepted_days), merge_schema=True)
+    bad = spark.createDataFrame([], QUARANTINE_DDL)
+    for part in bad_parts:
+        bad = bad.unionByName(part)
+    lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}")
 
 
 def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: IngestReport,
                 closed: dict[tuple[str, dt.date], str] | None = None) -> None:
     """Ingest one file kind for the given delivery dates (see the module's docstring)."""
-    from pyspark.sql import functions as F
-
     schema = FILES[kind]
     suite = quality.load_suite(kind)
     checks = []
@@ -285,142 +178,29 @@ def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: Ing
         archive(paths, schema, day)
         checks.append(check_file(paths, schema, day, (closed or {}).get((kind, day))))
     readable = [c for c in checks if c.problem is None]
-    stats: dict[str, dict] = {}
-    validation = None
-    parsed = None
+    parsed, stats, validation = None, {}, None
     if readable:
-        known = _known_customers(spark, paths) if schema.checks_customer else None
-        parsed = parse(spark, schema, [c.path for c in readable], known).cache()
-        rows = (
-            parsed.groupBy("_source_file")
-            .agg(F.count(F.lit(1)).alias("received"), F.sum((F.size("_reasons") > 0).cast("long")).alias("bad"))
-            .collect()  # one row per file
-        )
-        stats = {r["_source_file"]: {"received": int(r["received"]), "bad": int(r["bad"] or 0)} for r in rows}
-        t0 = time.time()
-        validation = quality.validate(kind, parsed.select(*schema.names))
-        report.validation_seconds[kind] = time.time() - t0
-    table_failures = [f for f in (validation or {}).get("failed", []) if f["level"] == "table"]
-    accepted_names, rejected_names = set(), {}
-    for c in checks:
-        s = stats.get(c.name, {"received": c.lines or 0, "bad": 0})
-        problem = c.problem
-        if problem is None and s["received"] != c.control_rows:
-            problem = f"row count mismatch: control file says {c.control_rows} rows, file has {s['received']}"
-        if problem is None and table_failures:
-            problem = "table-level expectations failed: " + ", ".join(f["expectation"] for f in table_failures)
-        if problem is None and s["received"] and s["bad"] / s["received"] > suite.max_bad_row_share:
-            problem = f"{s['bad']} of {s['received']} rows bad ({s['bad'] / s['received']:.1%}), above the suite's limit of {suite.max_bad_row_share:.0%}"
-        if problem:
-            rejected_names[c.name] = problem
-        else:
-            accepted_names.add(c.name)
-        report.add({
-            "kind": kind,
-            "delivery_date": c.day,
-            "file": c.name,
-            "md5": c.md5,
-            "status": "rejected" if problem else "accepted",
-            "reason": problem,
-            "rows_received": s["received"],
-            "rows_accepted": 0 if problem else s["received"] - s["bad"],
-            "rows_quarantined": s["received"] if problem else s["bad"],
-            "expectations_evaluated": (validation or {}).get("evaluated", 0) if c in readable else 0,
-            "expectations_failed": len((validation or {}).get("failed", [])) if c in readable else 0,
-            "validation": json.dumps(validation, default=str) if validation and c in readable else None,
-        })
-    bronze_cols = f"{schema.spark_ddl()}, delivery_date date, _source_file string"
-    good = spark.createDataFrame([], bronze_cols)
-    bad_parts = []
-    if parsed is not None:
-        ok = F.col("_source_file").isin(sorted(accepted_names))
-        good = parsed.where(ok & (F.size("_reasons") == 0)).select(*schema.names, "delivery_date", "_source_file")
-        reasons = F.col("_reasons")
-        if rejected_names:
-            file_reason = F.create_map(*[x for k, v in rejected_names.items() for x in (F.lit(k), F.lit(f"file rejected: {v}"))])
-            reasons = F.when(~ok, F.concat(F.array(file_reason[F.col("_source_file")]), reasons)).otherwise(reasons)
-        bad_parts.append(parsed.where(~ok | (F.size("_reasons") > 0)).select(
-            F.lit(kind).alias("kind"), "delivery_date", "_source_file", _raw_json(schema).alias("raw"),
-            F.array_join(reasons, "; ").alias("reasons"),
-        ))
-    unparsed = [c for c in checks if c.problem and c.lines]
-    if unparsed:  # rejected before parsing but readable: every line is kept in the quarantine, as received
-        header = DELIMITER.join(schema.names)
-        lines = spark.read.text([str(c.path) for c in unparsed]).select("value", F.col("_metadata.file_name").alias("_source_file"))
-        first = F.first("value").over(_file_order())
-        reason_of = F.create_map(*[x for c in unparsed for x in (F.lit(c.name), F.lit(f"file rejected: {c.problem}"))])
-        bad_parts.append(
-            lines.withColumn("_first", first).where((F.col("value") != F.col("_first")) & (F.col("value") != "") & (F.col("value") != header))
-            .select(F.lit(kind).alias("kind"),
-                    F.to_date(F.regexp_extract("_source_file", r"_(\d{8})\.csv", 1), "yyyyMMdd").alias("delivery_date"),
-                    "_source_file", F.to_json(F.struct(F.col("value").alias("line"))).alias("raw"),
-                    reason_of[F.col("_source_file")].alias("reasons"))
-        )
-    accepted_days = sorted({c.day for c in checks if c.name in accepted_names})
-    if accepted_days:  # a rejected delivery leaves what an earlier accepted one wrote untouched
-        # merge_schema: a contract that gains a column keeps the earlier deliveries (their rows read it as null).
-        lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", accepted_days), merge_schema=True)
-    bad = spark.createDataFrame([], "kind string, delivery_date date, _source_file string, raw string, reasons string")
-    for part in bad_parts:
-        bad = bad.unionByName(part)
-    lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}")
+        parsed, stats, validation = _parse_and_validate(spark, paths, schema, readable, report)
+    accepted, rejected = _judge_files(checks, stats, validation, suite, report)
+    _write_bronze_and_quarantine(spark, paths, schema, days, checks, parsed, accepted, rejected)
     if parsed is not None:
         parsed.unpersist()
 
 
-def _file_order():  # noqa: N802 - reads as a window spec
-    """Lines of one file in read order: the first is the header line, whatever it says."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    return Window.partitionBy("_source_file").orderBy(F.monotonically_increasing_id()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
-
-
-def closed_deliveries(spark, paths: Paths, days: list[dt.date]) -> dict[tuple[str, dt.date], str]:
-    """(kind, day) -> MD5 of the delivery the day's published lists were made from (``ops.closed_days``).
-    A closed day takes the same delivery again (a rerun) but not a different one, until it is reopened."""
-    if not lake.exists(spark, paths, "ops.closed_days"):
-        return {}
-    rows = lake.read(spark, paths, "ops.closed_days").where(lake.in_dates("run_date", days)).collect()  # one row per file
-    return {(r["kind"], r["run_date"]): r["md5"] for r in rows}
-
-
-def close_day(spark, paths: Paths, day: dt.date) -> None:
-    """Record the deliveries a day's published lists were made from: the day is closed."""
-    from pyspark.sql import functions as F
-
-    accepted = (
-        lake.read(spark, paths, LEDGER.name).where(F.col("delivery_date") == F.lit(day)).where("status = 'accepted'")
-        .select(F.col("delivery_date").alias("run_date"), "kind", "md5")
-    )
-    lake.replace(accepted, paths, "ops.closed_days", f"run_date = '{day.isoformat()}'")
-
-
-def reopen(spark, paths: Paths, day: dt.date) -> None:
-    """Reopen a closed day so that a changed delivery is accepted; the day's lists are republished by its rerun.
-    The lists already sent stay in ops.export_log and can be rebuilt (``cpc rebuild-list``)."""
-    from delta.tables import DeltaTable
-
-    if lake.exists(spark, paths, "ops.closed_days"):
-        DeltaTable.forPath(spark, paths.table("ops.closed_days")).delete(f"run_date = '{day.isoformat()}'")
-    log.info(f"reopen {day}: the day takes new deliveries; rerun it (`cpc nightly --date {day}`) to republish its lists")
-
-
-def write_ledger(spark, paths: Paths, report: IngestReport, kinds: list[str], days: list[dt.date]) -> None:
-    from pyspark.sql import types as T
-
-    fields = [T.StructField(c.name, {"string": T.StringType(), "date": T.DateType(), "bigint": T.LongType(), "int": T.IntegerType()}[c.type], True) for c in LEDGER.columns]
-    df = spark.createDataFrame([tuple(r[c.name] for c in LEDGER.columns) for r in report.files], T.StructType(fields))
-    kinds_sql = ", ".join(repr(k) for k in kinds)
-    lake.replace(df, paths, LEDGER.name, f"kind IN ({kinds_sql}) AND {lake.in_dates('delivery_date', days)}")
+def _check_kinds(kinds: list[str] | None) -> None:
+    """An unknown file kind is a mistake on the command line: refuse it before anything runs."""
+    if kinds is None:
+        return
+    unknown = sorted(set(kinds) - set(FILES))
+    if unknown:
+        raise ConfigError(f"unknown file kind(s) {', '.join(unknown)}; the known kinds are {', '.join(FILE_ORDER)}")
 
 
 def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = None, strict: bool = True) -> IngestReport:
-    """Ingest the given delivery dates. Raises IngestError naming every rejected file when ``strict``."""
+    """Ingest the given delivery dates. Raises IngestError naming every rejected file when ``strict``, and
+    ConfigError naming an unknown file kind (before Spark is used)."""
+    _check_kinds(kinds)
     kinds = [k for k in FILE_ORDER if kinds is None or k in kinds]
-    unknown = set(kinds or []) - set(FILES)
-    if unknown:
-        raise ValueError(f"unknown file kinds: {sorted(unknown)}")
     report = IngestReport()
     days = sorted(set(days))
     closed = closed_deliveries(spark, paths, days)

@@ -1,0 +1,75 @@
+"""Load: the ingest ledger (what came in and where it went, per file) and the closed days (the deliveries a
+day's published lists were made from)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+from jobs.platform import lake
+from jobs.platform.config import Paths
+from jobs.stages.ingest.files import FileCheck
+from schemas import LEDGER
+
+log = logging.getLogger(__name__)
+
+
+def ledger_row(check: FileCheck, stats: dict, problem: str | None, validation: dict | None) -> dict:
+    """The ledger row of one file: received = accepted + quarantined; ``validation`` is the Great Expectations
+    summary of the kind's run, recorded beside the files that were parsed (None when none was)."""
+    parsed = check.problem is None
+    return {
+        "kind": check.kind,
+        "delivery_date": check.day,
+        "file": check.name,
+        "md5": check.md5,
+        "status": "rejected" if problem else "accepted",
+        "reason": problem,
+        "rows_received": stats["received"],
+        "rows_accepted": 0 if problem else stats["received"] - stats["bad"],
+        "rows_quarantined": stats["received"] if problem else stats["bad"],
+        "expectations_evaluated": (validation or {}).get("evaluated", 0) if parsed else 0,
+        "expectations_failed": len((validation or {}).get("failed", [])) if parsed else 0,
+        "validation": json.dumps(validation, default=str) if validation and parsed else None,
+    }
+
+
+def write_ledger(spark, paths: Paths, report, kinds: list[str], days: list[dt.date]) -> None:
+    """Replace the ledger rows of the given kinds and dates with the report's (an ``IngestReport``)."""
+    from pyspark.sql import types as T
+
+    fields = [T.StructField(c.name, {"string": T.StringType(), "date": T.DateType(), "bigint": T.LongType(), "int": T.IntegerType()}[c.type], True) for c in LEDGER.columns]
+    df = spark.createDataFrame([tuple(r[c.name] for c in LEDGER.columns) for r in report.files], T.StructType(fields))
+    kinds_sql = ", ".join(repr(k) for k in kinds)
+    lake.replace(df, paths, LEDGER.name, f"kind IN ({kinds_sql}) AND {lake.in_dates('delivery_date', days)}")
+
+
+def closed_deliveries(spark, paths: Paths, days: list[dt.date]) -> dict[tuple[str, dt.date], str]:
+    """(kind, day) -> MD5 of the delivery the day's published lists were made from (``ops.closed_days``).
+    A closed day takes the same delivery again (a rerun) but not a different one, until it is reopened."""
+    if not lake.exists(spark, paths, "ops.closed_days"):
+        return {}
+    rows = lake.read(spark, paths, "ops.closed_days").where(lake.in_dates("run_date", days)).collect()  # one row per file
+    return {(r["kind"], r["run_date"]): r["md5"] for r in rows}
+
+
+def close_day(spark, paths: Paths, day: dt.date) -> None:
+    """Record the deliveries a day's published lists were made from: the day is closed."""
+    from pyspark.sql import functions as F
+
+    accepted = (
+        lake.read(spark, paths, LEDGER.name).where(F.col("delivery_date") == F.lit(day)).where("status = 'accepted'")
+        .select(F.col("delivery_date").alias("run_date"), "kind", "md5")
+    )
+    lake.replace(accepted, paths, "ops.closed_days", f"run_date = '{day.isoformat()}'")
+
+
+def reopen(spark, paths: Paths, day: dt.date) -> None:
+    """Reopen a closed day so that a changed delivery is accepted; the day's lists are republished by its rerun.
+    The lists already sent stay in ops.export_log and can be rebuilt (``cpc rebuild-list``)."""
+    from delta.tables import DeltaTable
+
+    if lake.exists(spark, paths, "ops.closed_days"):
+        DeltaTable.forPath(spark, paths.table("ops.closed_days")).delete(f"run_date = '{day.isoformat()}'")
+    log.info(f"reopen {day}: the day takes new deliveries; rerun it (`cpc nightly --date {day}`) to republish its lists")
