@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from jobs.platform.config import business
+from jobs.platform import business as business_conf
+from jobs.platform.config import ConfModel, business, validate
 from jobs.platform.errors import ConfigError, ModelMismatch
 
 log = logging.getLogger(__name__)
@@ -77,28 +79,58 @@ class Settings:
         return (as_of - self.snapshot_dates(as_of)[0]).days + feature_days
 
 
+class TargetConf(ConfModel):
+    kind: str | None = None  # closure, device_change or order (checked below, naming the model)
+    categories: tuple[str, ...] = ()  # an order target: the product categories ordered or trialled
+
+
+class ModelConf(ConfModel):
+    id: str = ""
+    name: str | None = None
+    target: TargetConf = Field(default_factory=TargetConf)
+    tag: str | None = None
+
+
+class ModelsFile(ConfModel):
+    """``conf/models.yaml``."""
+
+    horizon_days: int = Field(ge=1)
+    snapshots: int = Field(ge=1)
+    step_days: int = Field(ge=1)
+    validation_snapshots: int
+    seed: int
+    max_train_rows: int = Field(ge=1)
+    reason_codes: int = Field(ge=0)
+    params: dict[str, Any]  # LightGBM's parameters, passed as they are
+    num_boost_round: int = Field(ge=1)
+    early_stopping_rounds: int = Field(ge=0)
+    bands: dict[str, int]  # risk band -> lowest validation decile in it
+    models: list[ModelConf] = Field(default_factory=list)
+
+
 def load_settings(raw: dict[str, Any] | None = None) -> Settings:
-    raw = raw if raw is not None else business("models")
+    conf = validate(ModelsFile, raw if raw is not None else business("models"), "conf/models.yaml")
     specs, seen = [], set()
-    for m in raw.get("models", []):
-        mid = str(m.get("id", ""))
-        target = m.get("target") or {}
-        kind = target.get("kind")
+    for m in conf.models:
+        mid, kind = m.id, m.target.kind
         if not mid.isidentifier() or mid in seen:
             raise ConfigError(f"conf/models.yaml: model id {mid!r} is empty, not an identifier or repeated")
         if kind not in KINDS:
             raise ConfigError(f"conf/models.yaml: model {mid}: target kind {kind!r} is not one of {sorted(KINDS)}")
-        cats = tuple(target.get("categories") or ())
+        cats = m.target.categories
         if kind == "order" and not cats:
             raise ConfigError(f"conf/models.yaml: model {mid}: an order target needs product categories")
+        known = business_conf.products().categories
+        if set(cats) - set(known):
+            raise ConfigError(f"conf/models.yaml: model {mid}: target.categories: unknown category(ies) "
+                              f"{sorted(set(cats) - set(known))} (conf/products.yaml: {', '.join(known)})")
         seen.add(mid)
-        specs.append(ModelSpec(mid, str(m.get("name", mid)), kind, cats, str(m.get("tag", f"{mid}_band"))))
+        specs.append(ModelSpec(mid, m.name if m.name is not None else mid, kind, cats, m.tag if m.tag is not None else f"{mid}_band"))
     s = Settings(
-        horizon_days=int(raw["horizon_days"]), snapshots=int(raw["snapshots"]), step_days=int(raw["step_days"]),
-        validation_snapshots=int(raw["validation_snapshots"]), seed=int(raw["seed"]),
-        max_train_rows=int(raw["max_train_rows"]), reason_codes=int(raw["reason_codes"]), params=dict(raw["params"]),
-        num_boost_round=int(raw["num_boost_round"]), early_stopping_rounds=int(raw["early_stopping_rounds"]),
-        bands={str(k): int(v) for k, v in raw["bands"].items()}, models=tuple(specs),
+        horizon_days=conf.horizon_days, snapshots=conf.snapshots, step_days=conf.step_days,
+        validation_snapshots=conf.validation_snapshots, seed=conf.seed, max_train_rows=conf.max_train_rows,
+        reason_codes=conf.reason_codes, params=dict(conf.params), num_boost_round=conf.num_boost_round,
+        early_stopping_rounds=conf.early_stopping_rounds, bands=dict(conf.bands), models=tuple(specs),
     )
     if not 0 < s.validation_snapshots < s.snapshots:
         raise ConfigError("conf/models.yaml: validation_snapshots must be at least 1 and fewer than snapshots")

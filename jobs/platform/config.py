@@ -2,6 +2,12 @@
 
 One environment variable, ``CPC_ENV`` (default ``local``), picks the environment file; ``CPC_ROOT`` overrides
 its storage root.  Code never reads the clock: every job is given its run date.
+
+Every configuration file is read into typed pydantic models (:func:`load_validated`, :func:`validate`): a
+wrong type, a missing field or an unknown key is a :class:`ConfigError` with one line per problem naming the
+file, the entry and the field, e.g.
+``conf/products.yaml: products[3] (id 'P_SMS_200'): price: Input should be a valid number, unable to parse
+string as a number``.
 """
 
 from __future__ import annotations
@@ -12,16 +18,136 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from jobs.platform.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_DIR / "conf"
 
+M = TypeVar("M")
+# Keys that name a list entry in error messages, in order of preference: products[3] (id 'P_SMS_200').
+ENTRY_KEYS = ("id", "name", "stage", "tier")
 
+
+class ConfModel(BaseModel):
+    """A mapping of a configuration file: unknown keys are refused (a misspelt setting is an error, not a
+    setting silently ignored), and the values are read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _as_text(value: Any) -> Any:
+    """A YAML scalar where text is meant: ``true``, ``0.9`` and ``30`` arrive as the text that was written
+    (an SQL expression ``affinity: 0.9``, a Spark setting ``spark.ui.enabled: false``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# Text that YAML may have read as a number or a boolean (SQL expressions, Spark settings, salts).
+Text = Annotated[str, BeforeValidator(_as_text)]
+
+
+def relative(path: Path | str) -> str:
+    """``path`` relative to the project (``conf/products.yaml``) when it is inside it, else as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(PROJECT_DIR))
+    except ValueError:
+        return str(p)
+
+
+def entry_key(node: Any) -> str | None:
+    """The key that names a mapping in error messages (the first of :data:`ENTRY_KEYS` it has), else None."""
+    if isinstance(node, dict):
+        for key in ENTRY_KEYS:
+            if isinstance(node.get(key), str | int) and not isinstance(node.get(key), bool):
+                return key
+    return None
+
+
+def _path(parts: list[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _where(loc: tuple[str | int, ...], data: Any, what: str | None) -> str:
+    """``products[3] (id 'P_SMS_200'): price`` from pydantic's location of an error in ``data``: the
+    innermost entry on the way that has an id (or name, stage, tier), then the field below it. Steps that are
+    not keys of the file (the member of a union a value was tried as) are left out."""
+    node, parts, entry = data, [], None
+    for i, key in enumerate(loc):
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        elif i == len(loc) - 1 and isinstance(node, dict):
+            node = None  # a missing key
+        else:
+            continue
+        parts.append(key)
+        if entry_key(node):
+            entry = (len(parts), f" ({entry_key(node)} {node[entry_key(node)]!r})")
+        elif isinstance(key, int) and isinstance(node, dict):
+            entry = (len(parts), "")  # an entry without a name: products[2]
+    if entry is not None:
+        head, field_path = f"{_path(parts[: entry[0]])}{entry[1]}", _path(parts[entry[0]:]).lstrip(".")
+    else:
+        head = f"{what} {data[entry_key(data)]}" if what and entry_key(data) else ""
+        field_path = _path(parts)
+    return ": ".join(p for p in (head, field_path) if p)
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if err["type"] == "extra_forbidden" and err.get("input") is None:
+        msg += " (a key without a value: an unquoted comma in a {...} mapping cuts a text into keys; quote the text)"
+    return msg
+
+
+def describe(exc: ValidationError, data: Any, source: str, what: str | None = None) -> str:
+    """One line per problem: ``<file>: <entry>: <field>: <pydantic's message>``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = _where(tuple(err["loc"]), data, what)
+        lines.append(f"{source}: {where + ': ' if where else ''}{_message(err)}")
+    return "\n".join(lines)
+
+
+def validate(model: type[M] | TypeAdapter[M], data: Any, source: str | Path, *, what: str | None = None,
+             error: type[ConfigError] = ConfigError) -> M:
+    """``data`` (read from ``source``) as a ``model``; a problem raises ``error`` (a :class:`ConfigError`)
+    naming ``source`` (a path is shown relative to the project), the entry and the field. ``what`` names a
+    file that is one entry, e.g. ``what="campaign"`` gives ``conf/campaigns/x.yaml: campaign x: holdout: ...``."""
+    src = relative(source) if isinstance(source, Path) else source
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(data)
+        return model.model_validate(data)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        raise error(describe(exc, data, src, what)) from exc
+
+
+def load_validated(path: Path, model: type[M], *, what: str | None = None, error: type[ConfigError] = ConfigError) -> M:
+    """A YAML file read (:func:`load_yaml`) and validated as ``model`` (:func:`validate`); an empty file is
+    an empty mapping."""
+    raw = load_yaml(path)
+    return validate(model, {} if raw is None else raw, path, what=what, error=error)
+
+
+# libyaml's parser where PyYAML was built with it: the same safe loading, ten times faster (the tag catalogue
+# is read on every load_catalogue()).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(path: Path) -> Any:
@@ -29,14 +155,15 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: configuration file not found")
     with path.open(encoding="utf-8") as fh:
         try:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_LOADER)  # noqa: S506 - a safe loader
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
 
 
 @functools.cache
 def business(name: str) -> Any:
-    """A business configuration file under conf/, e.g. ``business("products")``."""
+    """A business configuration file under conf/ as raw YAML, e.g. ``business("products")``. Unchecked: prefer
+    the typed loaders (``jobs.platform.business``, and each stage's own) that validate the file."""
     return load_yaml(CONF_DIR / f"{name}.yaml")
 
 
@@ -90,6 +217,33 @@ class Paths:
         return self.exports / day.isoformat()
 
 
+class SparkEnv(ConfModel):
+    master: str = "local[2]"  # a Spark master URL, or "submit": left to spark-submit
+    shuffle_partitions: int = Field(8, ge=1)
+    conf: dict[str, Text] = Field(default_factory=dict)
+
+
+class StorageEnv(ConfModel):
+    root: str = "var"  # relative paths are taken from the project folder
+
+
+class SampleEnv(ConfModel):
+    """The simulated operator `make sample` generates for this environment."""
+
+    customers: int = Field(ge=1)
+    days: int = Field(ge=1)
+    end_date: dt.date
+    seed: int
+
+
+class EnvFile(ConfModel):
+    """``conf/env/<CPC_ENV>.yaml``."""
+
+    spark: SparkEnv = Field(default_factory=SparkEnv)
+    storage: StorageEnv = Field(default_factory=StorageEnv)
+    sample: SampleEnv | None = None
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -122,13 +276,13 @@ def settings(env: str | None = None) -> Settings:
     if not path.exists():
         known = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
         raise ConfigError(f"CPC_ENV={env!r}: no {path}; known environments: {', '.join(known)}")
-    raw = load_yaml(path) or {}
-    spark = raw.get("spark", {})
-    root = Path(os.environ.get("CPC_ROOT") or raw.get("storage", {}).get("root", "var"))
+    env_file = load_validated(path, EnvFile)
+    spark = env_file.spark
+    root = Path(os.environ.get("CPC_ROOT") or env_file.storage.root)
     if not root.is_absolute():
         root = PROJECT_DIR / root
-    master = os.environ.get("CPC_SPARK_MASTER") or spark.get("master", "local[2]")
-    conf = {str(k): str(v) for k, v in (spark.get("conf") or {}).items()}
+    master = os.environ.get("CPC_SPARK_MASTER") or spark.master
+    conf = dict(spark.conf)
     if os.environ.get("CPC_SPARK_CONF_JSON"):  # one-off Spark settings without editing conf/, e.g. for a rerun
         try:
             conf.update({str(k): str(v) for k, v in json.loads(os.environ["CPC_SPARK_CONF_JSON"]).items()})
@@ -137,8 +291,8 @@ def settings(env: str | None = None) -> Settings:
     return Settings(
         env=env,
         spark_master=master,
-        shuffle_partitions=int(spark.get("shuffle_partitions", 8)),
+        shuffle_partitions=spark.shuffle_partitions,
         spark_conf=conf,
         paths=Paths(root),
-        sample=dict(raw.get("sample") or {}),
+        sample=env_file.sample.model_dump(mode="json") if env_file.sample else {},
     )

@@ -21,19 +21,40 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from jobs.platform.config import Paths, business
+from pydantic import Field
+
+from jobs.platform import business as business_conf
+from jobs.platform.config import CONF_DIR, ConfModel, Paths, load_validated
+from jobs.platform.errors import ConfigError
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 NAME = re.compile(r"^[a-z_]+$")
+PLACEMENTS = "placements"  # the passive placements' list
+
+
+class SystemConf(ConfModel):
+    channels: list[str] = Field(min_length=1)  # the lists it may pull: active channels and/or "placements"
+    token_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")  # the environment variable holding its token
+
+
+class DownstreamConf(ConfModel):
+    """``conf/downstream.yaml``."""
+
+    systems: dict[str, SystemConf]
 
 
 def load_systems(env: dict[str, str] | None = None) -> dict[str, dict]:
     """System -> {channels, token}; systems whose token variable is unset cannot log in."""
     env = os.environ if env is None else env
+    conf = load_validated(CONF_DIR / "downstream.yaml", DownstreamConf)
+    lists = {*business_conf.channels().ids("active"), PLACEMENTS}
     out = {}
-    for name, spec in business("downstream")["systems"].items():
-        token = env.get(spec["token_env"], "")
-        out[name] = {"channels": set(spec["channels"]), "token": token}
+    for name, spec in conf.systems.items():
+        unknown = sorted(set(spec.channels) - lists)
+        if unknown:
+            raise ConfigError(f"conf/downstream.yaml: systems.{name}: channels: unknown list(s) {unknown} "
+                              f"(active channels of conf/channels.yaml, or {PLACEMENTS!r})")
+        out[name] = {"channels": set(spec.channels), "token": env.get(spec.token_env, "")}
     return out
 
 

@@ -9,12 +9,36 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from typing import Any
+
+from pydantic import Field
 
 from jobs.platform import lake
-from jobs.platform.config import Paths, business
+from jobs.platform.config import ConfModel, Paths, business, validate
+from jobs.platform.errors import ConfigError
 from schemas import TABLES
 
 log = logging.getLogger(__name__)
+
+
+class MaintenanceConf(ConfModel):
+    """``conf/maintenance.yaml``."""
+
+    vacuum_retention_hours: float = Field(gt=0)  # at least Delta's 168 (7 days)
+    tag_history_days: int = Field(ge=0)
+    optimize: list[str] = Field(default_factory=list)  # tables compacted, "layer.table"
+
+
+def load(raw: dict[str, Any] | None = None) -> MaintenanceConf:
+    """The maintenance settings (``raw``, or conf/maintenance.yaml), checked before anything is deleted."""
+    conf = validate(MaintenanceConf, raw if raw is not None else business("maintenance"), "conf/maintenance.yaml")
+    if conf.vacuum_retention_hours < 168:
+        raise ConfigError(f"conf/maintenance.yaml: vacuum_retention_hours: {conf.vacuum_retention_hours:g} is below Delta's "
+                          "7-day minimum; lists could no longer be rebuilt")
+    unknown = [t for t in conf.optimize if t not in TABLES]
+    if unknown:
+        raise ConfigError(f"conf/maintenance.yaml: optimize: unknown table(s) {unknown}")
+    return conf
 
 
 def retention_cut(day: dt.date, days: int) -> dt.date:
@@ -24,23 +48,21 @@ def retention_cut(day: dt.date, days: int) -> dt.date:
 def run(spark, paths: Paths, day: dt.date, conf: dict | None = None) -> dict:
     from delta.tables import DeltaTable
 
-    conf = conf or business("maintenance")
+    settings = load(conf)
     t0 = time.time()
     out = {"optimized": [], "vacuumed": [], "tag_snapshots_deleted": {}}
-    cut = retention_cut(day, int(conf["tag_history_days"]))
+    cut = retention_cut(day, settings.tag_history_days)
     for table in ("gold.customer_tags", "gold.tag_stats"):
         if lake.exists(spark, paths, table):
             t = DeltaTable.forPath(spark, paths.table(table))
             before = t.toDF().where(f"snapshot_date < '{cut.isoformat()}'").select("snapshot_date").distinct().count()
             t.delete(f"snapshot_date < '{cut.isoformat()}'")
             out["tag_snapshots_deleted"][table] = before
-    for table in conf.get("optimize", []):
+    for table in settings.optimize:
         if lake.exists(spark, paths, table):
             DeltaTable.forPath(spark, paths.table(table)).optimize().executeCompaction()
             out["optimized"].append(table)
-    hours = float(conf["vacuum_retention_hours"])
-    if hours < 168:
-        raise ValueError(f"vacuum_retention_hours {hours} is below Delta's 7-day minimum; lists could no longer be rebuilt")
+    hours = settings.vacuum_retention_hours
     for table in TABLES:
         if lake.exists(spark, paths, table):
             DeltaTable.forPath(spark, paths.table(table)).vacuum(hours)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Any
 
-from jobs.platform import lake
-from jobs.platform.config import Paths, business
+from jobs.platform import business, lake
+from jobs.platform.business import Stage, Tier
+from jobs.platform.config import Paths
 from jobs.platform.errors import CatalogueError
 from jobs.platform.expressions import check_expression
 from jobs.stages.tags.catalogue import load_catalogue
@@ -22,36 +22,37 @@ from jobs.stages.tags.catalogue import load_catalogue
 log = logging.getLogger(__name__)
 
 
-def _check_rules(kind: str, rules: list[dict[str, Any]], key: str, known: set[str]) -> None:
+def _check_rules(kind: str, rules: list[tuple[str, str]], known: set[str]) -> None:
+    """``rules``: (name, condition) in order. Each condition is checked against the tags; the last must be
+    ``true`` so that every customer gets one. (Names and fields are checked by the typed loaders.)"""
     seen = set()
-    for r in rules:
-        name = r.get(key)
-        if not name or "when" not in r:
-            raise CatalogueError(f"{kind}: every rule needs '{key}' and 'when': {r}")
+    for name, when in rules:
         if name in seen:
             raise CatalogueError(f"{kind} {name}: listed twice")
         seen.add(name)
-        check_expression(f"{kind} {name}", str(r["when"]), known)
-    if str(rules[-1]["when"]).strip().lower() != "true":
+        check_expression(f"{kind} {name}", when, known)
+    if rules[-1][1].strip().lower() != "true":
         raise CatalogueError(f"{kind}: the last rule must be 'true' so every customer gets one")
 
 
-def rules() -> tuple[list[dict], list[dict]]:
+def rules() -> tuple[list[Stage], list[Tier]]:
+    """The lifecycle stages (conf/lifecycle.yaml) and service tiers (conf/tiers.yaml), typed, in order, with
+    their conditions checked against the tag catalogue."""
     known = set(load_catalogue().ids)
-    stages = business("lifecycle")["stages"]
-    tiers = business("tiers")["tiers"]
-    _check_rules("lifecycle stage", stages, "stage", known)
-    _check_rules("service tier", tiers, "tier", known)
+    stages = business.lifecycle().stages
+    tiers = business.tiers().tiers
+    _check_rules("lifecycle stage", [(s.stage, s.when) for s in stages], known)
+    _check_rules("service tier", [(t.tier, t.when) for t in tiers], known)
     return stages, tiers
 
 
-def segment(tags, tiers: list[dict]):
+def segment(tags, tiers: list[Tier]):
     """Pure transform: the tag table -> one row per customer with stage, tier and the tier's standards."""
     from pyspark.sql import functions as F
 
     tier_attrs = tags.sparkSession.createDataFrame(
-        [(t["tier"], float(t["answer_rate"]), float(t["first_contact_resolution"]), int(t["complaint_deadline_h"]),
-          ",".join(t["first_channels"]), bool(t["marketing_allowed"]), i + 1) for i, t in enumerate(tiers)],
+        [(t.tier, t.answer_rate, t.first_contact_resolution, t.complaint_deadline_h, ",".join(t.first_channels),
+          t.marketing_allowed, i + 1) for i, t in enumerate(tiers)],
         "service_tier string, answer_rate double, first_contact_resolution double, complaint_deadline_h int, "
         "first_channels string, marketing_allowed boolean, tier_priority int",
     )

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.platform.config import CONF_DIR, business, load_yaml
+from pydantic import Field, field_validator
+
+from jobs.platform.config import CONF_DIR, ConfModel, Text, business, load_yaml, relative, validate
 from jobs.platform.errors import CatalogueError, ConfigError
 from jobs.platform.expressions import check_expression
 
@@ -77,22 +79,64 @@ RULES = ("opt_out", "unreachable", "tier_no_marketing", "stage_rule", "not_eligi
          "one_offer_a_day", "capacity")
 
 
+# ---- conf/policy.yaml --------------------------------------------------------------------------------------
+class FrequencyConf(ConfModel):
+    window_days: int = Field(ge=1)
+    all_channels: int = Field(ge=0)
+    per_channel: dict[str, int] = Field(default_factory=dict)  # active channel -> cap
+
+
+class PassiveFirstConf(ConfModel):
+    horizon_days: int = Field(ge=1)
+    min_probability: float
+
+
+class EvaluationConf(ConfModel):
+    """Read by jobs.stages.evaluate."""
+
+    window_days: int = Field(14, ge=1)
+    lookback_days: int = Field(28, ge=1)
+
+
+class LearningConf(ConfModel):
+    """Learning from responses and the acceptance calibration, read by the CPC inputs."""
+
+    history_days: int = Field(90, ge=1)
+    prior_strength: float = Field(3, ge=0)
+    min_multiplier: float = Field(0.3, ge=0)
+    max_multiplier: float = Field(2.0, ge=0)
+    calibration_days: int = Field(28, ge=1)
+    calibration_lag_days: int = Field(5, ge=0)
+    prior_weight: float = Field(20, ge=0)
+    accept_scale_prior: dict[str, float] = Field(default_factory=dict)
+
+
+class PolicyConf(ConfModel):
+    """``conf/policy.yaml``."""
+
+    frequency: FrequencyConf
+    max_active_contacts_per_day: int
+    cooldown_after_decline_days: int = Field(ge=0)
+    quiet_after_activation_days: int = Field(ge=0)
+    passive_first: PassiveFirstConf
+    holdout_salt: Text
+    assignment_rounds: int = Field(ge=1)
+    top_offers: int = Field(ge=1)
+    placement_valid_days: int = Field(ge=1)
+    evaluation: EvaluationConf = Field(default_factory=EvaluationConf)
+    learning: LearningConf = Field(default_factory=LearningConf)
+
+
 def load_policy(raw: dict[str, Any] | None = None) -> Policy:
-    r = raw if raw is not None else business("policy")
-    try:
-        freq = r["frequency"]
-        pf = r["passive_first"]
-        policy = Policy(
-            window_days=int(freq["window_days"]), all_channels_cap=int(freq["all_channels"]),
-            per_channel_cap={k: int(v) for k, v in freq["per_channel"].items()},
-            max_active_per_day=int(r["max_active_contacts_per_day"]), cooldown_days=int(r["cooldown_after_decline_days"]),
-            quiet_days=int(r["quiet_after_activation_days"]), passive_horizon_days=int(pf["horizon_days"]),
-            passive_min_probability=float(pf["min_probability"]), holdout_salt=str(r["holdout_salt"]),
-            assignment_rounds=int(r["assignment_rounds"]), top_offers=int(r["top_offers"]),
-            placement_valid_days=int(r["placement_valid_days"]),
-        )
-    except KeyError as exc:
-        raise ConfigError(f"conf/policy.yaml: missing setting {exc}") from exc
+    r = validate(PolicyConf, raw if raw is not None else business("policy"), "conf/policy.yaml")
+    policy = Policy(
+        window_days=r.frequency.window_days, all_channels_cap=r.frequency.all_channels,
+        per_channel_cap=dict(r.frequency.per_channel), max_active_per_day=r.max_active_contacts_per_day,
+        cooldown_days=r.cooldown_after_decline_days, quiet_days=r.quiet_after_activation_days,
+        passive_horizon_days=r.passive_first.horizon_days, passive_min_probability=r.passive_first.min_probability,
+        holdout_salt=r.holdout_salt, assignment_rounds=r.assignment_rounds, top_offers=r.top_offers,
+        placement_valid_days=r.placement_valid_days,
+    )
     if policy.max_active_per_day != 1:
         raise ConfigError("conf/policy.yaml: max_active_contacts_per_day: only 1 is supported (one active contact a customer a day)")
     if not 0 <= policy.passive_min_probability <= 1:
@@ -100,60 +144,83 @@ def load_policy(raw: dict[str, Any] | None = None) -> Policy:
     return policy
 
 
-def _date(value: Any, where: str) -> dt.date:
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: not a date (YYYY-MM-DD): {value!r}") from exc
+# ---- conf/campaigns/*.yaml ----------------------------------------------------------------------------------
+def _ids_or(words: tuple[str, ...]):
+    """A field that holds a list of ids or one of ``words`` (``all``...), with one clear message when it is neither."""
+    expected = f"give a list of ids or {' or '.join(repr(w) for w in words)}"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in words:
+                raise ValueError(f"{expected}, not {value!r}")
+            return value
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{expected}, not {value!r}")
+        return tuple(value)
+    return check
+
+
+class CampaignConf(ConfModel):
+    """One campaign file. The rules that need the other files (known tags, products, channels, stages) are
+    checked by :func:`parse`."""
+
+    id: Text
+    name_en: str | None = None
+    name_zh: str = ""
+    kind: str = "offer"
+    target: Text  # SQL condition over tags
+    products: str | tuple[str, ...]  # ids, "all", or "trial": the product the customer is trialling
+    channels: str | tuple[str, ...]  # ids, or "all"
+    start: dt.date
+    end: dt.date | None = None
+    holdout: float
+    priority: int = 50  # lower wins ties
+    repeat_after_days: int = Field(14, ge=0)
+    value: float | None = None  # message campaigns: the value (yuan) of the message
+    stages: tuple[str, ...] | None = None  # the stages it sells in, instead of each product's own
+    urgent: bool = False
+
+    _products = field_validator("products", mode="before")(_ids_or(("all", "trial")))
+    _channels = field_validator("channels", mode="before")(_ids_or(("all",)))
 
 
 def parse(raw: dict[str, Any], source: str, product_ids: list[str], channel_ids: list[str], known: set[str],
           stages: set[str] | None = None) -> Campaign:
     """One campaign from its YAML mapping; ``source`` names the file in every error."""
-    def need(key: str) -> Any:
-        if key not in raw:
-            raise ConfigError(f"{source}: missing field {key!r}")
-        return raw[key]
-
-    cid = str(need("id"))
-    kind = str(raw.get("kind", "offer"))
+    conf = validate(CampaignConf, raw, source, what="campaign")
+    cid = conf.id
+    kind = conf.kind
     if kind not in KINDS:
         raise ConfigError(f"{source}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
     try:
-        target = check_expression(f"campaign {cid}", str(need("target")), known | EXTRA_COLUMNS)
+        target = check_expression(f"campaign {cid}", conf.target, known | EXTRA_COLUMNS)
     except CatalogueError as exc:
         raise ConfigError(f"{source}: target: {exc}") from exc
-    prods = need("products")
-    trial = prods == "trial"
-    products = tuple(product_ids) if prods == "all" else () if trial else tuple(prods)
+    trial = conf.products == "trial"
+    products = tuple(product_ids) if conf.products == "all" else () if trial else tuple(conf.products)
     unknown = [p for p in products if p not in product_ids]
     if unknown:
         raise ConfigError(f"{source}: unknown product(s) {', '.join(unknown)} (conf/products.yaml)")
-    chans = need("channels")
-    channels = tuple(channel_ids) if chans == "all" else tuple(chans)
+    channels = tuple(channel_ids) if conf.channels == "all" else tuple(conf.channels)
     unknown = [c for c in channels if c not in channel_ids]
     if unknown:
         raise ConfigError(f"{source}: unknown channel(s) {', '.join(unknown)} (conf/channels.yaml)")
-    holdout = float(need("holdout"))
+    holdout = conf.holdout
     if not 0 <= holdout < 1:
         raise ConfigError(f"{source}: holdout must be a share in [0, 1), not {holdout}")
-    value = raw.get("value")
-    if kind == "message" and value is None:
+    if kind == "message" and conf.value is None:
         raise ConfigError(f"{source}: a message campaign needs a value (yuan) for its expected-value ranking")
-    camp_stages = tuple(raw["stages"]) if raw.get("stages") else None
+    camp_stages = conf.stages or None
     if camp_stages and stages and set(camp_stages) - stages:
         raise ConfigError(f"{source}: unknown stage(s) {sorted(set(camp_stages) - stages)}")
-    start = _date(need("start"), f"{source}: start")
-    end = _date(raw["end"], f"{source}: end") if raw.get("end") else None
+    start, end = conf.start, conf.end
     if end and end < start:
         raise ConfigError(f"{source}: end {end} is before start {start}")
     return Campaign(
-        id=cid, name_en=str(raw.get("name_en", cid)), name_zh=str(raw.get("name_zh", "")), kind=kind, target=target,
-        products=products, channels=channels, start=start, end=end, holdout=holdout, priority=int(raw.get("priority", 50)),
-        repeat_after_days=int(raw.get("repeat_after_days", 14)), value=float(value) if value is not None else None,
-        stages=camp_stages, trial=trial, urgent=bool(raw.get("urgent", False)), source=source,
+        id=cid, name_en=conf.name_en if conf.name_en is not None else cid, name_zh=conf.name_zh, kind=kind, target=target,
+        products=products, channels=channels, start=start, end=end, holdout=holdout, priority=conf.priority,
+        repeat_after_days=conf.repeat_after_days, value=conf.value, stages=camp_stages, trial=trial, urgent=conf.urgent,
+        source=source,
     )
 
 
@@ -168,11 +235,10 @@ def load(product_ids: list[str], channel_ids: list[str], known: set[str], folder
     for f in files:
         raw = load_yaml(f)
         if not isinstance(raw, dict):
-            raise ConfigError(f"{f}: a campaign file holds one mapping (id, target, products, channels, ...)")
-        source = str(f.relative_to(CONF_DIR.parent)) if f.is_relative_to(CONF_DIR.parent) else str(f)
-        c = parse(raw, source, product_ids, channel_ids, known, stages)
+            raise ConfigError(f"{relative(f)}: a campaign file holds one mapping (id, target, products, channels, ...)")
+        c = parse(raw, relative(f), product_ids, channel_ids, known, stages)
         if c.id in out:
-            raise ConfigError(f"{f}: campaign id {c.id!r} is already used by {out[c.id].source}")
+            raise ConfigError(f"{relative(f)}: id: campaign id {c.id!r} is already used by {out[c.id].source}")
         out[c.id] = c
     return sorted(out.values(), key=lambda c: (c.priority, c.id))
 

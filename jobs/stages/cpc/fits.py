@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.platform.config import business
+from pydantic import BaseModel
+
+from jobs.platform import business
+from jobs.platform.business import AUTH_LEVELS, daily_capacity  # noqa: F401 - callers use fits.daily_capacity
 from jobs.platform.errors import CatalogueError
 from jobs.platform.expressions import check_expression
-
-AUTH_LEVELS = ("weak", "medium", "strong")
 
 
 @dataclass(frozen=True)
@@ -53,72 +54,38 @@ class Channel:
 
 
 def load(known_tags: set[str]) -> tuple[list[Product], list[Channel], dict[str, dict[str, float]]]:
-    raw: dict[str, Any] = business("products")
-    categories = {c: {ch: float(v) for ch, v in fits.items()} for c, fits in raw["categories"].items()}
+    """Products, channels and the categories' placement table (``jobs.platform.business``, typed and checked),
+    with every rule over tags checked against ``known_tags`` and every product's model against conf/models.yaml."""
+    catalogue, chans = business.products(), business.channels()
+
+    def rule(where: str, field: str, expr: str) -> str:
+        return check_expression(f"{where}: {field}", expr, known_tags)
+
     products = []
-    for p in raw["products"]:
-        if p["category"] not in categories:
-            raise CatalogueError(f"product {p['id']}: unknown category {p['category']!r}")
+    for i, p in enumerate(catalogue.products):
+        where = f"conf/products.yaml: products[{i}] (id {p.id!r})"
         products.append(Product(
-            id=p["id"], name_en=p["name_en"], name_zh=p["name_zh"], category=p["category"], price=float(p["price"]),
-            value=float(p["value"]), stages=tuple(p["stages"]),
-            eligible=check_expression(f"product {p['id']}", str(p["eligible"]), known_tags),
-            affinity=check_expression(f"product {p['id']}", str(p["affinity"]), known_tags),
-            propensity=p.get("propensity"),
+            id=p.id, name_en=p.name_en, name_zh=p.name_zh, category=p.category, price=p.price, value=p.value,
+            stages=p.stages, eligible=rule(where, "eligible", p.eligible), affinity=rule(where, "affinity", p.affinity),
+            propensity=p.propensity,
         ))
     channels = []
-    for c in business("channels")["channels"]:
+    for i, c in enumerate(chans.channels):
+        where = f"conf/channels.yaml: channels[{i}] (id {c.id!r})"
         channels.append(Channel(
-            id=c["id"], kind=c["kind"], cost=float(c["cost"]),
-            reach=check_expression(f"channel {c['id']}", str(c["reach"]), known_tags),
-            preference=check_expression(f"channel {c['id']}", str(c["preference"]), known_tags),
-            capacity=c.get("capacity"), export=tuple(c.get("export", ())), effort=float(c.get("effort", 0.5)),
-            commission=float(c.get("commission", 0.0)), auth=str(c.get("auth", "medium")), display=c.get("display"),
+            id=c.id, kind=c.kind, cost=c.cost, reach=rule(where, "reach", c.reach),
+            preference=rule(where, "preference", c.preference), capacity=c.capacity, export=c.export, effort=c.effort,
+            commission=c.commission, auth=c.auth, display=c.display,
         ))
-        if c["kind"] not in ("active", "passive"):
-            raise CatalogueError(f"channel {c['id']}: kind must be active or passive, not {c['kind']!r}")
-        if c["kind"] == "active" and not c.get("capacity"):
-            raise CatalogueError(f"channel {c['id']}: an active channel needs a daily capacity")
-        if c.get("capacity") is not None:
-            try:
-                daily_capacity(c["capacity"], 1)
-            except ValueError as exc:
-                raise CatalogueError(f"channel {c['id']}: {exc}") from exc
-        if channels[-1].auth not in AUTH_LEVELS:
-            raise CatalogueError(f"channel {c['id']}: auth must be one of {', '.join(AUTH_LEVELS)}, not {channels[-1].auth!r}")
     from models.propensity import load_settings
 
     model_ids = {m.id for m in load_settings().models}
-    for p in products:
+    for i, p in enumerate(products):
         if p.propensity and p.propensity not in model_ids:
-            raise CatalogueError(f"product {p.id}: propensity model {p.propensity!r} is not in conf/models.yaml ({', '.join(sorted(model_ids))})")
-    ids = {c.id for c in channels}
-    for cat, fits in categories.items():
-        if set(fits) - ids:
-            raise CatalogueError(f"category {cat}: unknown channel(s) {sorted(set(fits) - ids)}")
+            raise CatalogueError(f"conf/products.yaml: products[{i}] (id {p.id!r}): propensity: model {p.propensity!r} is not in "
+                                 f"conf/models.yaml ({', '.join(sorted(model_ids))})")
+    categories = {cat: dict(fits) for cat, fits in catalogue.categories.items()}
     return products, channels, categories
-
-
-def daily_capacity(capacity: int | str | None, customers: int) -> int:
-    """A channel's contacts for the day: a number, or ``"N%"`` of the day's customers (at least 1)."""
-    if capacity is None:
-        return 0
-    text = str(capacity).strip()
-    if text.endswith("%"):
-        try:
-            share = float(text[:-1])
-        except ValueError:
-            share = -1.0
-        if not 0 < share <= 100:
-            raise ValueError(f"capacity {capacity!r}: a share must be between 0% and 100%")
-        return max(1, int(customers * share / 100))
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise ValueError(f"capacity {capacity!r}: give contacts a day (a positive whole number) or a share like '5%'")
-    return value
 
 
 def _unit(col):
@@ -163,7 +130,9 @@ def product_channel_fits(products: list[Product], channels: list[Channel], categ
     (product, channel); ``contacts`` counts inbound contacts per passive channel and contacts sent per active
     one, over the same window; success is relative to the best channel of the same kind. Small:
     products x channels rows, computed on the driver from aggregates."""
-    s = settings or business("channels")["product_channel_fit"]
+    s = settings or business.channels().product_channel_fit
+    if isinstance(s, BaseModel):
+        s = s.model_dump()
     w = {k: float(v) for k, v in s["weights"].items()}
     need = s.get("auth_needed", {})
     max_cost = max(c.cost for c in channels) or 1.0

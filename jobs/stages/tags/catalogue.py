@@ -1,7 +1,9 @@
 """The tag catalogue (``conf/tags.yaml``) as checked data: tags, windows, window features, layers.
 
-Loading checks duplicate ids, unknown families, kinds, types, columns and functions, circular references and
-wrong types (Spark's analysis of each expression on an empty frame); each error names the tag.
+Loading validates the file with typed models (a stray key in a tag entry, a wrong type: the error names the
+file, the tag and the key), then checks duplicate ids, unknown families, kinds, types, grains, columns and
+functions, circular references, the tags Python code reads by name (:data:`CODE_TAGS`) and wrong types
+(Spark's analysis of each expression on an empty frame); each error names the tag.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from jobs.platform.config import CONF_DIR, load_yaml
+from pydantic import Discriminator, Field, TypeAdapter
+from pydantic import Tag as Member
+
+from jobs.platform import business
+from jobs.platform.config import CONF_DIR, ConfModel, Text, load_yaml, relative, validate
 from jobs.platform.errors import CatalogueError, UnsafeExpression
 from jobs.platform.expressions import ALLOWED_FUNCTIONS, identifiers
 from jobs.stages.conform import MEASURE_NAMES
@@ -19,6 +25,7 @@ from jobs.stages.conform import MEASURE_NAMES
 FAMILIES = {"social", "value", "service", "marketing", "contact", "lifecycle", "tier", "model"}
 TYPES = {"boolean", "int", "bigint", "double", "string", "date"}
 BAND_DECIMALS = 2  # quantile-band cut points are exact percentiles of the value at this precision
+GRAIN = "customer/day"  # one row per customer per snapshot date: the only grain the engine computes
 
 # Columns the engine provides to tag expressions besides window features and other tags.
 PROFILE_COLUMNS = {
@@ -33,6 +40,105 @@ STATE_COLUMNS = {
     "device_handsets_24m": "int",
     "held_products": "array<string>", "held_vas": "int", "optouts": "array<string>", "balance": "double",
 }
+
+# Tags that Python code reads by name (a column in a select, not an expression the catalogue checks): tag
+# id -> who reads it. Each must be in the catalogue, so that renaming or removing one fails when the catalogue
+# loads, naming the tag and its user, not deep in a nightly run. Per-channel ones: see code_tags().
+CODE_TAGS: dict[str, str] = {
+    "lc_stage": "jobs.stages.segments (gold.customer_segment.lifecycle_stage)",
+    "tier_service": "jobs.stages.segments (gold.customer_segment.service_tier)",
+    "mkt_held_product_ids": "jobs.stages.cpc.decide (the already_held rule)",
+    "cp_optout_all": "jobs.stages.cpc.decide (the opt_out rule) and jobs.stages.export (the list guard)",
+    "cp_contacts_30d": "jobs.stages.cpc.decide (passive first: the chance of an inbound contact)",
+    "val_tenure_days": "jobs.stages.cpc.decide (the quiet_period rule)",
+    "soc_elderly": "jobs.stages.export (best_time in the outbound call list)",
+    "mkt_price_sensitive": "jobs.stages.evaluate (the trial funnel's win-back step)",
+}
+
+
+def code_tags() -> dict[str, str]:
+    """:data:`CODE_TAGS` and the per-channel tags code reads, derived from conf/channels.yaml: the opt-out
+    flag ``cp_optout_<channel>`` of every active channel."""
+    per_channel = {f"cp_optout_{c}": f"jobs.stages.cpc.decide (the opt_out rule) and jobs.stages.export (the list guard) "
+                   f"for the active channel {c} (conf/channels.yaml)" for c in business.channels().ids("active")}
+    return {**CODE_TAGS, **per_channel}
+
+
+# ---- conf/tags.yaml as typed models ---------------------------------------------------------------------------
+class TagEntry(ConfModel):
+    """One tag of ``tags`` (or a generated family's ``template``). A key that is not one of these fields is
+    refused. Fields are optional here: the loader reports what a tag lacks with messages naming the tag."""
+
+    id: Text | None = None
+    family: str | None = None
+    type: str | None = None
+    expr: Text | None = None
+    name_en: str | None = None
+    name_zh: str | None = None
+    description: str | None = None
+    owner: str | None = None  # default: the catalogue's
+    version: int | None = None  # default: the catalogue's
+    default: Text | None = None  # the value when the expression gives null
+    grain: str | None = None  # only "customer/day"
+    kind: str | None = None
+    empty: str | None = None  # "null", or "carry": keep the customer's last non-empty value
+    of: str | None = None  # quantile bands: the numeric tag cut
+    bands: int | None = None  # quantile bands: how many
+    rules: str | None = None  # "lifecycle" or "tiers": the expression is built from conf/<rules>.yaml
+
+
+class FeatureSpec(ConfModel):
+    windows: list[str] = Field(default_factory=list)
+    measures: list[str] = Field(default_factory=list)
+
+
+class Statistics(ConfModel):
+    drift_limit: float = Field(0.1, ge=0, le=1)
+
+
+class Label(ConfModel):
+    """The labels of one value of a generator parameter, used in the generated names: ``{measure_en}``."""
+
+    en: str
+    zh: str
+    family: str | None = None
+
+
+class ParamSource(ConfModel):
+    source: Literal["products", "stages", "tiers"]
+
+
+def _param_kind(value: Any) -> str:
+    return "source" if isinstance(value, dict) and "source" in value else "values"
+
+
+# A parameter: its values inline (value -> labels), or read from business configuration ({source: products}).
+Param = Annotated[
+    Annotated[ParamSource, Member("source")] | Annotated[dict[str, Label], Member("values")],
+    Discriminator(_param_kind),
+]
+
+
+class Generator(ConfModel):
+    over: list[str] = Field(default_factory=list)
+    skip: list[str] = Field(default_factory=list)
+    template: TagEntry
+
+
+class CatalogueFile(ConfModel):
+    version: int = 1
+    owner: str = "unknown"
+    grain: str = GRAIN
+    windows: dict[str, tuple[int, int]] = Field(default_factory=dict)  # [from, to] days before the snapshot
+    statistics: Statistics = Field(default_factory=Statistics)
+    features: dict[str, FeatureSpec] = Field(default_factory=dict)
+    tags: list[TagEntry] = Field(default_factory=list)
+    params: dict[str, Param] = Field(default_factory=dict)
+    generated: list[Generator] = Field(default_factory=list)
+
+
+EXTRA_TAGS = TypeAdapter(dict[str, list[TagEntry]])
+
 
 # Functions a tag expression may call. Anything else (reflect, java_method, UDFs...) is refused.
 
@@ -82,25 +188,23 @@ class Catalogue:
 
 def product_categories() -> dict[str, str]:
     """Product id -> category, from conf/products.yaml (holdings per category are base columns)."""
-    from jobs.platform.config import business
-
-    return {p["id"]: p["category"] for p in business("products")["products"]}
+    return business.products().category_of()
 
 
 def categories() -> list[str]:
     return sorted(set(product_categories().values()))
 
 
-def _features(raw: dict[str, Any], windows: dict[str, tuple[int, int]]) -> dict[str, tuple[str, str, str]]:
+def _features(raw: dict[str, FeatureSpec], windows: dict[str, tuple[int, int]]) -> dict[str, tuple[str, str, str]]:
     out: dict[str, tuple[str, str, str]] = {}
-    for kind, spec in (raw or {}).items():
-        for m in spec.get("measures", []):
+    for kind, spec in raw.items():
+        for m in spec.measures:
             if m not in MEASURE_NAMES:
                 raise CatalogueError(f"features.{kind}: unknown daily measure {m!r} (known: see jobs/conform.py)")
             if kind == "days_since":
                 out[f"days_since_{m}"] = (kind, m, max(windows, key=lambda w: windows[w][1]))
                 continue
-            for w in spec.get("windows", []):
+            for w in spec.windows:
                 if w not in windows:
                     raise CatalogueError(f"features.{kind}: unknown window {w!r}")
                 name = f"{m}_{w}" if kind == "sum" else f"days_with_{m}_{w}"
@@ -114,121 +218,135 @@ KINDS = {"rule", "metric", "band", "quantile_band", "trend", "recency", "top", "
 EMPTY_RULES = {"null", "carry"}
 
 
-def _param_values(name: str, spec: Any) -> dict[str, dict[str, Any]]:
+def _param_values(name: str, spec: ParamSource | dict[str, Label]) -> dict[str, dict[str, Any]]:
     """A generator parameter's values and their labels: inline, or from business configuration."""
-    from jobs.platform.config import business
-
-    if isinstance(spec, dict) and "source" in spec:
-        src = spec["source"]
-        if src == "products":
-            return {p["id"].lower(): {"id": p["id"], "en": p["name_en"], "zh": p["name_zh"], "category": p["category"]}
-                    for p in business("products")["products"]}
-        if src == "stages":
-            return {st["stage"]: {"en": st["stage"], "zh": st.get("zh", st["stage"])} for st in business("lifecycle")["stages"]}
-        if src == "tiers":
-            return {t["tier"]: {"en": t["tier"].replace("_", " "), "zh": t.get("zh", t["tier"])} for t in business("tiers")["tiers"]}
-        raise CatalogueError(f"params.{name}: unknown source {src!r}")
-    if not isinstance(spec, dict):
-        raise CatalogueError(f"params.{name}: expected a mapping of values to labels")
-    return {str(k): dict(v or {}) for k, v in spec.items()}
+    if isinstance(spec, ParamSource):
+        if spec.source == "products":
+            return {p.id.lower(): {"id": p.id, "en": p.name_en, "zh": p.name_zh, "category": p.category}
+                    for p in business.products().products}
+        if spec.source == "stages":
+            return {st.stage: {"en": st.stage, "zh": st.zh or st.stage} for st in business.lifecycle().stages}
+        if spec.source == "tiers":
+            return {t.tier: {"en": t.tier.replace("_", " "), "zh": t.zh or t.tier} for t in business.tiers().tiers}
+        raise CatalogueError(f"params.{name}: unknown source {spec.source!r}")
+    return {str(k): v.model_dump(exclude_none=True) for k, v in spec.items()}
 
 
-def _expand(raw: dict[str, Any]) -> list[dict[str, Any]]:
+def _expand(raw: CatalogueFile, source: str) -> list[TagEntry]:
     """Tags generated from parameters: each template is formatted for every combination of its `over`."""
     import itertools
 
-    params = {k: _param_values(k, v) for k, v in (raw.get("params") or {}).items()}
+    params = {k: _param_values(k, v) for k, v in raw.params.items()}
     out = []
-    for gen in raw.get("generated") or []:
-        over = gen.get("over") or []
-        unknown = [p for p in over if p not in params]
+    for g, gen in enumerate(raw.generated):
+        template = gen.template.model_dump(exclude_none=True)
+        unknown = [p for p in gen.over if p not in params]
         if unknown:
-            raise CatalogueError(f"generated {gen.get('template', {}).get('id')}: unknown parameter(s) {unknown}")
-        skip = set(gen.get("skip") or [])
-        for combo in itertools.product(*[params[p].items() for p in over]):
+            raise CatalogueError(f"generated {template.get('id')}: unknown parameter(s) {unknown}")
+        skip = set(gen.skip)
+        for combo in itertools.product(*[params[p].items() for p in gen.over]):
             values: dict[str, Any] = {}
-            for pname, (key, labels) in zip(over, combo, strict=True):
+            for pname, (key, labels) in zip(gen.over, combo, strict=True):
                 values[pname] = key
                 values.update({f"{pname}_{k}": v for k, v in labels.items()})
             entry = {}
-            for k, v in gen["template"].items():
+            for k, v in template.items():
                 try:
                     entry[k] = v.format_map(values) if isinstance(v, str) else v
                 except KeyError as exc:
-                    raise CatalogueError(f"generated {gen['template'].get('id')}: no parameter label {exc}") from exc
-            if entry["id"] not in skip:
-                out.append(entry)
+                    raise CatalogueError(f"generated {template.get('id')}: no parameter label {exc}") from exc
+            if entry.get("id") not in skip:
+                out.append(validate(TagEntry, entry, f"{source}: generated[{g}]", error=CatalogueError))
     return out
 
 
 def _rules_expr(source: str) -> str:
-    from jobs.platform.config import business
+    if source == "lifecycle":
+        return first_match([(st.stage, st.when) for st in business.lifecycle().stages])
+    return first_match([(t.tier, t.when) for t in business.tiers().tiers])
 
-    rules, key = {"lifecycle": (business("lifecycle")["stages"], "stage"), "tiers": (business("tiers")["tiers"], "tier")}[source]
-    return first_match(rules, key)
 
-
-def first_match(rules: list[dict[str, Any]], key: str) -> str:
-    """SQL CASE expression: the ``key`` of the first rule whose condition holds."""
-    branches = " ".join(f"WHEN ({r['when']}) THEN '{r[key]}'" for r in rules)
+def first_match(rules: list[tuple[str, str]]) -> str:
+    """SQL CASE expression: the name of the first (name, condition) whose condition holds."""
+    branches = " ".join(f"WHEN ({when}) THEN '{name}'" for name, when in rules)
     return f"CASE {branches} END"
 
 
 def load_catalogue(path: Path | None = None, extra_tags: list[dict] | None = None) -> Catalogue:
     """Load and check the catalogue. ``extra_tags`` lets tests add entries without a file."""
     path = path or CONF_DIR / "tags.yaml"
-    raw = load_yaml(path) if path.exists() or extra_tags is None else {}
-    windows = {k: (int(v[0]), int(v[1])) for k, v in (raw.get("windows") or {}).items()}
+    source = relative(path)
+    raw = validate(CatalogueFile, (load_yaml(path) or {}) if path.exists() or extra_tags is None else {}, path,
+                   error=CatalogueError)
+    extra = validate(EXTRA_TAGS, {"extra_tags": list(extra_tags or [])}, "load_catalogue", error=CatalogueError)["extra_tags"]
+    if raw.grain != GRAIN:
+        raise CatalogueError(f"{source}: grain {raw.grain!r} is not supported: tags are computed one row per customer "
+                             f"per snapshot date (grain {GRAIN!r})")
+    windows = dict(raw.windows)
     for name, (a, b) in windows.items():
         if not 0 <= a <= b:
             raise CatalogueError(f"window {name}: [from, to] must satisfy 0 <= from <= to")
-    features = _features(raw.get("features") or {}, windows)
-    owner = raw.get("owner", "unknown")
-    version = int(raw.get("version", 1))
+    features = _features(raw.features, windows)
+    owner, version = raw.owner, raw.version
     tags: list[Tag] = []
     seen: set[str] = set()
-    for entry in list(raw.get("tags") or []) + _expand(raw) + list(extra_tags or []):
-        tid = entry.get("id")
+    for entry in [*raw.tags, *_expand(raw, source), *extra]:
+        tid = entry.id
         if not tid or not re.fullmatch(r"[a-z][a-z0-9_]*", str(tid)):
             raise CatalogueError(f"tag {tid!r}: id must be lower_snake_case")
-        if entry.get("rules"):
-            if entry["rules"] not in ("lifecycle", "tiers"):
+        if entry.rules:
+            if entry.rules not in ("lifecycle", "tiers"):
                 raise CatalogueError(f"tag {tid}: rules must be 'lifecycle' or 'tiers'")
-            entry = {**entry, "expr": _rules_expr(entry["rules"])}
-        if entry.get("kind") == "quantile_band":
-            entry = {**entry, "expr": entry.get("expr") or f"quantile bands of {entry.get('of')}"}
-        missing = [k for k in ("family", "type", "expr", "name_en", "name_zh", "description") if not entry.get(k)]
+            entry = entry.model_copy(update={"expr": _rules_expr(entry.rules)})
+        if entry.kind == "quantile_band":
+            entry = entry.model_copy(update={"expr": entry.expr or f"quantile bands of {entry.of}"})
+        missing = [k for k in ("family", "type", "expr", "name_en", "name_zh", "description") if not getattr(entry, k)]
         if missing:
             raise CatalogueError(f"tag {tid}: missing {', '.join(missing)}")
         if tid in seen:
             raise CatalogueError(f"tag {tid}: duplicate id")
         seen.add(tid)
-        if entry["family"] not in FAMILIES:
-            raise CatalogueError(f"tag {tid}: unknown family {entry['family']!r} (one of {sorted(FAMILIES)})")
-        if entry["type"] not in TYPES:
-            raise CatalogueError(f"tag {tid}: unknown type {entry['type']!r} (one of {sorted(TYPES)})")
-        kind = entry.get("kind", {"boolean": "rule", "string": "attribute", "date": "attribute"}.get(entry["type"], "metric"))
+        if entry.family not in FAMILIES:
+            raise CatalogueError(f"tag {tid}: unknown family {entry.family!r} (one of {sorted(FAMILIES)})")
+        if entry.type not in TYPES:
+            raise CatalogueError(f"tag {tid}: unknown type {entry.type!r} (one of {sorted(TYPES)})")
+        kind = entry.kind if entry.kind is not None else {"boolean": "rule", "string": "attribute", "date": "attribute"}.get(entry.type, "metric")
         if kind not in KINDS:
             raise CatalogueError(f"tag {tid}: unknown kind {kind!r} (one of {sorted(KINDS)})")
-        empty = entry.get("empty", "null")
+        empty = entry.empty if entry.empty is not None else "null"
         if empty not in EMPTY_RULES:
             raise CatalogueError(f"tag {tid}: empty must be one of {sorted(EMPTY_RULES)}, not {empty!r}")
+        grain = entry.grain if entry.grain is not None else raw.grain
+        if grain != GRAIN:
+            raise CatalogueError(f"tag {tid}: grain {grain!r} is not supported: tags are computed one row per customer "
+                                 f"per snapshot date (grain {GRAIN!r})")
         band_of, bands = None, 0
         if kind == "quantile_band":
-            band_of, bands = entry.get("of"), int(entry.get("bands", 0))
-            if not band_of or not 2 <= bands <= 20 or entry["type"] != "string":
+            band_of, bands = entry.of, int(entry.bands or 0)
+            if not band_of or not 2 <= bands <= 20 or entry.type != "string":
                 raise CatalogueError(f"tag {tid}: a quantile band needs 'of' (a numeric tag), 'bands' (2-20) and type string")
         tags.append(Tag(
-            id=tid, family=entry["family"], type=entry["type"], expr=str(entry["expr"]),
-            name_en=entry["name_en"], name_zh=entry["name_zh"], description=entry["description"],
-            owner=entry.get("owner", owner), version=int(entry.get("version", version)),
-            default=None if entry.get("default") is None else str(entry["default"]).lower(),
-            kind=kind, empty=empty, band_of=band_of, bands=bands,
+            id=tid, family=entry.family, type=entry.type, expr=str(entry.expr),
+            name_en=entry.name_en, name_zh=entry.name_zh, description=entry.description,
+            owner=owner if entry.owner is None else entry.owner, version=version if entry.version is None else entry.version,
+            default=None if entry.default is None else str(entry.default).lower(),
+            grain=grain, kind=kind, empty=empty, band_of=band_of, bands=bands,
         ))
     cat = Catalogue(version=version, windows=windows, features=features, tags=tags, source=path,
-                    drift_limit=float((raw.get("statistics") or {}).get("drift_limit", 0.1)))
+                    drift_limit=raw.statistics.drift_limit)
+    if path.exists():  # not for a catalogue of ``extra_tags`` alone
+        check_code_tags(cat)
     check(cat)
     return cat
+
+
+def check_code_tags(cat: Catalogue) -> None:
+    """Every tag Python code reads by name (:func:`code_tags`) is in the catalogue."""
+    ids = set(cat.ids)
+    missing = {tid: user for tid, user in code_tags().items() if tid not in ids}
+    if missing:
+        raise CatalogueError("; ".join(f"tag {tid}: not in the catalogue, but {user} reads it by name (rename it "
+                                       f"there too, or keep the tag)" for tid, user in missing.items()))
 
 
 def check(cat: Catalogue) -> None:
