@@ -5,7 +5,7 @@ Targets are read from the operator's own later files (CRM closures, device chang
 never from the simulator's hidden truth. This module holds the logic that needs no Spark session: the
 model specifications (``conf/models.yaml``), the feature contract, training on a pandas frame, metrics,
 the registry on disk and the per-batch scoring function that Spark runs on executors (``mapInPandas``).
-Spark orchestration (training sets, nightly scoring) is in ``jobs/propensity.py``.
+Spark orchestration (training sets, nightly scoring) is in ``jobs/stages/propensity.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Configuration: where things run (`conf/env/<CPC_ENV>.yaml`) and what the business may change (`conf/*.yaml`).
 
 One environment variable, ``CPC_ENV`` (default ``local``), picks the environment file; ``CPC_ROOT`` overrides
-its storage root.  Code never reads the clock: every job is given its run date.
+its storage root.  Every job is given its run date; results depend on it, not on the clock.
 
 Every configuration file is read into typed pydantic models (:func:`load_validated`, :func:`validate`): a
 wrong type, a missing field or an unknown key is a :class:`ConfigError` with one line per problem naming the

@@ -245,7 +245,7 @@ def load(product_ids: list[str], channel_ids: list[str], known: set[str], folder
 
 def holdout_bucket(salt: str, campaign: str, customer: str) -> int:
     """The customer's bucket (0..9999) for a campaign's holdout: the same in Python and in Spark
-    (``jobs.cpc.holdout_bucket_col``), stable across runs and machines."""
+    (``jobs.stages.cpc.decide.holdout_bucket_col``), stable across runs and machines."""
     digest = hashlib.sha256(f"{salt}|{campaign}|{customer}".encode()).hexdigest()
     return int(digest[:8], 16) % 10000
 

@@ -3,7 +3,7 @@
 Three fits, each in [0, 1], each from configuration (``conf/products.yaml``, ``conf/channels.yaml``):
 - customer-product: the propensity decile / 10 of the product's ``propensity`` model when that model scored
   the customer (``gold.propensity``), else the product's ``affinity`` expression over tags (the lifecycle
-  stage, ``eligible`` and holdings are rules of the contact policy, applied in jobs/cpc.py);
+  stage, ``eligible`` and holdings are rules of the contact policy, applied in jobs/stages/cpc/decide.py);
 - product-channel: :func:`product_channel_fits`, from the ``categories`` table as prior and the history of
   orders per contact, cost, effort, commission and authentication (weights in ``conf/channels.yaml``);
 - customer-channel: the channel's ``preference`` expression over tags, zero when the channel cannot
@@ -96,7 +96,7 @@ def _unit(col):
 
 def product_fit(p: Product, columns: tuple[str, ...] | list[str] = ()):
     """The customer-product fit in [0, 1]: the product's model decile / 10 where that model scored the customer,
-    its affinity rule otherwise. Eligibility, lifecycle stage and holdings are policy rules (jobs/cpc.py)."""
+    its affinity rule otherwise. Eligibility, lifecycle stage and holdings are policy rules (jobs/stages/cpc/decide.py)."""
     from pyspark.sql import functions as F
 
     fit = F.coalesce(F.expr(p.affinity), F.lit(0.0))

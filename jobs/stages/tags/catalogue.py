@@ -200,7 +200,7 @@ def _features(raw: dict[str, FeatureSpec], windows: dict[str, tuple[int, int]]) 
     for kind, spec in raw.items():
         for m in spec.measures:
             if m not in MEASURE_NAMES:
-                raise CatalogueError(f"features.{kind}: unknown daily measure {m!r} (known: see jobs/conform.py)")
+                raise CatalogueError(f"features.{kind}: unknown daily measure {m!r} (known: see jobs/stages/conform.py)")
             if kind == "days_since":
                 out[f"days_since_{m}"] = (kind, m, max(windows, key=lambda w: windows[w][1]))
                 continue
@@ -272,6 +272,51 @@ def first_match(rules: list[tuple[str, str]]) -> str:
     return f"CASE {branches} END"
 
 
+def _tag(entry, raw, seen: set[str]) -> Tag:
+    """One checked tag from its validated entry (``seen``: the ids so far, for duplicates)."""
+    tid = entry.id
+    if not tid or not re.fullmatch(r"[a-z][a-z0-9_]*", str(tid)):
+        raise CatalogueError(f"tag {tid!r}: id must be lower_snake_case")
+    if entry.rules:
+        if entry.rules not in ("lifecycle", "tiers"):
+            raise CatalogueError(f"tag {tid}: rules must be 'lifecycle' or 'tiers'")
+        entry = entry.model_copy(update={"expr": _rules_expr(entry.rules)})
+    if entry.kind == "quantile_band":
+        entry = entry.model_copy(update={"expr": entry.expr or f"quantile bands of {entry.of}"})
+    missing = [k for k in ("family", "type", "expr", "name_en", "name_zh", "description") if not getattr(entry, k)]
+    if missing:
+        raise CatalogueError(f"tag {tid}: missing {', '.join(missing)}")
+    if tid in seen:
+        raise CatalogueError(f"tag {tid}: duplicate id")
+    seen.add(tid)
+    if entry.family not in FAMILIES:
+        raise CatalogueError(f"tag {tid}: unknown family {entry.family!r} (one of {sorted(FAMILIES)})")
+    if entry.type not in TYPES:
+        raise CatalogueError(f"tag {tid}: unknown type {entry.type!r} (one of {sorted(TYPES)})")
+    kind = entry.kind if entry.kind is not None else {"boolean": "rule", "string": "attribute", "date": "attribute"}.get(entry.type, "metric")
+    if kind not in KINDS:
+        raise CatalogueError(f"tag {tid}: unknown kind {kind!r} (one of {sorted(KINDS)})")
+    empty = entry.empty if entry.empty is not None else "null"
+    if empty not in EMPTY_RULES:
+        raise CatalogueError(f"tag {tid}: empty must be one of {sorted(EMPTY_RULES)}, not {empty!r}")
+    grain = entry.grain if entry.grain is not None else raw.grain
+    if grain != GRAIN:
+        raise CatalogueError(f"tag {tid}: grain {grain!r} is not supported: tags are computed one row per customer "
+                             f"per snapshot date (grain {GRAIN!r})")
+    band_of, bands = None, 0
+    if kind == "quantile_band":
+        band_of, bands = entry.of, int(entry.bands or 0)
+        if not band_of or not 2 <= bands <= 20 or entry.type != "string":
+            raise CatalogueError(f"tag {tid}: a quantile band needs 'of' (a numeric tag), 'bands' (2-20) and type string")
+    return Tag(
+        id=tid, family=entry.family, type=entry.type, expr=str(entry.expr),
+        name_en=entry.name_en, name_zh=entry.name_zh, description=entry.description,
+        owner=raw.owner if entry.owner is None else entry.owner, version=raw.version if entry.version is None else entry.version,
+        default=None if entry.default is None else str(entry.default).lower(),
+        grain=grain, kind=kind, empty=empty, band_of=band_of, bands=bands,
+    )
+
+
 def load_catalogue(path: Path | None = None, extra_tags: list[dict] | None = None) -> Catalogue:
     """Load and check the catalogue. ``extra_tags`` lets tests add entries without a file."""
     path = path or CONF_DIR / "tags.yaml"
@@ -287,51 +332,9 @@ def load_catalogue(path: Path | None = None, extra_tags: list[dict] | None = Non
         if not 0 <= a <= b:
             raise CatalogueError(f"window {name}: [from, to] must satisfy 0 <= from <= to")
     features = _features(raw.features, windows)
-    owner, version = raw.owner, raw.version
-    tags: list[Tag] = []
+    version = raw.version
     seen: set[str] = set()
-    for entry in [*raw.tags, *_expand(raw, source), *extra]:
-        tid = entry.id
-        if not tid or not re.fullmatch(r"[a-z][a-z0-9_]*", str(tid)):
-            raise CatalogueError(f"tag {tid!r}: id must be lower_snake_case")
-        if entry.rules:
-            if entry.rules not in ("lifecycle", "tiers"):
-                raise CatalogueError(f"tag {tid}: rules must be 'lifecycle' or 'tiers'")
-            entry = entry.model_copy(update={"expr": _rules_expr(entry.rules)})
-        if entry.kind == "quantile_band":
-            entry = entry.model_copy(update={"expr": entry.expr or f"quantile bands of {entry.of}"})
-        missing = [k for k in ("family", "type", "expr", "name_en", "name_zh", "description") if not getattr(entry, k)]
-        if missing:
-            raise CatalogueError(f"tag {tid}: missing {', '.join(missing)}")
-        if tid in seen:
-            raise CatalogueError(f"tag {tid}: duplicate id")
-        seen.add(tid)
-        if entry.family not in FAMILIES:
-            raise CatalogueError(f"tag {tid}: unknown family {entry.family!r} (one of {sorted(FAMILIES)})")
-        if entry.type not in TYPES:
-            raise CatalogueError(f"tag {tid}: unknown type {entry.type!r} (one of {sorted(TYPES)})")
-        kind = entry.kind if entry.kind is not None else {"boolean": "rule", "string": "attribute", "date": "attribute"}.get(entry.type, "metric")
-        if kind not in KINDS:
-            raise CatalogueError(f"tag {tid}: unknown kind {kind!r} (one of {sorted(KINDS)})")
-        empty = entry.empty if entry.empty is not None else "null"
-        if empty not in EMPTY_RULES:
-            raise CatalogueError(f"tag {tid}: empty must be one of {sorted(EMPTY_RULES)}, not {empty!r}")
-        grain = entry.grain if entry.grain is not None else raw.grain
-        if grain != GRAIN:
-            raise CatalogueError(f"tag {tid}: grain {grain!r} is not supported: tags are computed one row per customer "
-                                 f"per snapshot date (grain {GRAIN!r})")
-        band_of, bands = None, 0
-        if kind == "quantile_band":
-            band_of, bands = entry.of, int(entry.bands or 0)
-            if not band_of or not 2 <= bands <= 20 or entry.type != "string":
-                raise CatalogueError(f"tag {tid}: a quantile band needs 'of' (a numeric tag), 'bands' (2-20) and type string")
-        tags.append(Tag(
-            id=tid, family=entry.family, type=entry.type, expr=str(entry.expr),
-            name_en=entry.name_en, name_zh=entry.name_zh, description=entry.description,
-            owner=owner if entry.owner is None else entry.owner, version=version if entry.version is None else entry.version,
-            default=None if entry.default is None else str(entry.default).lower(),
-            grain=grain, kind=kind, empty=empty, band_of=band_of, bands=bands,
-        ))
+    tags = [_tag(entry, raw, seen) for entry in [*raw.tags, *_expand(raw, source), *extra]]
     cat = Catalogue(version=version, windows=windows, features=features, tags=tags, source=path,
                     drift_limit=raw.statistics.drift_limit)
     if path.exists():  # not for a catalogue of ``extra_tags`` alone
