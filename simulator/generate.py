@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from jobs.platform.config import Paths, business
 from schemas import APP_CATEGORIES, DELIMITER, FILES, FileSchema
+from schemas.types import TYPES, arrow
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,11 @@ CITIES = {
     "Zhanjiang": ["Chikan", "Xiashan", "Mazhang"],
 }
 OCCUPATIONS = ["worker", "office", "civil servant", "teacher", "merchant", "farmer", "driver", "it"]
-INBOUND = ["agent", "ivr", "web", "wap", "sms_hall", "app"]
+# The passive (inbound) channels of conf/channels.yaml, in its order: a customer's hidden channel preference has
+# one share per channel, in this order.
+INBOUND = [c["id"] for c in business("channels")["channels"] if c["kind"] == "passive"]
+# What an opt-out names: all marketing, or one active channel. The order is the one the daily draw indexes (kept so
+# that the same seed gives the same files); the set is conf/channels.yaml's active channels (tests/test_simulator.py).
 OPTOUT_CHANNELS = ["all", "sms_push", "outbound_call", "outbound_ivr", "wechat", "email"]
 HANDSETS = [("Huawei", "Mate"), ("Xiaomi", "Redmi"), ("OPPO", "Reno"), ("vivo", "X"), ("Apple", "iPhone"), ("Honor", "Magic")]
 TRIAL_DAYS = 30
@@ -271,8 +276,7 @@ def _write(paths: Paths, schema: FileSchema, day: dt.date, table: pa.Table) -> N
     (folder / schema.control_name(day)).write_text(control)
 
 
-ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "bigint": pa.int64(), "double": pa.float64(), "boolean": pa.bool_(),
-               "date": pa.date32(), "timestamp": pa.timestamp("s")}
+ARROW_TYPES = {name: arrow(name) for name in TYPES}  # the project's one type map (schemas.types)
 
 
 def empty_table(schema: FileSchema) -> pa.Table:

@@ -48,7 +48,8 @@ from simulator.generate import ARROW_TYPES, INBOUND, SimSpec, _customers, _write
 
 log = logging.getLogger(__name__)
 
-OUTBOUND = ("sms_push", "wechat", "email", "outbound_ivr", "outbound_call")
+# The active (outbound) channels of conf/channels.yaml, in its order.
+OUTBOUND = tuple(c["id"] for c in business("channels")["channels"] if c["kind"] == "active")
 # the inbound channel whose hidden preference says how much a customer attends to each outbound channel
 ATTENDS = {"sms_push": "sms_hall", "wechat": "app", "email": "web", "outbound_ivr": "ivr", "outbound_call": "agent"}
 DELIVER = {"sms_push": 0.97, "wechat": 0.95, "email": 0.90, "outbound_ivr": 0.60, "outbound_call": 0.55}  # answered, for calls

@@ -83,3 +83,14 @@ def test_hidden_traits_leave_the_traces_an_operator_sees(tmp_path):
     assert (first["first_seen_date"] < first["change_date"]).mean() > 0.95 and (first["handsets_24m"] >= 1).all()
     later = devices[devices["change_date"] > spec.start_date.isoformat()]
     assert (later["first_seen_date"] == later["change_date"]).all()
+
+
+def test_the_simulators_channels_are_the_configured_ones():
+    from jobs.platform.config import business
+    from simulator.generate import INBOUND, OPTOUT_CHANNELS
+    from simulator.responder import OUTBOUND
+
+    channels = business("channels")["channels"]
+    assert INBOUND == [c["id"] for c in channels if c["kind"] == "passive"]
+    assert list(OUTBOUND) == [c["id"] for c in channels if c["kind"] == "active"]
+    assert set(OPTOUT_CHANNELS) == {"all", *OUTBOUND}

@@ -11,6 +11,7 @@ from jobs.platform import lake
 from jobs.platform.config import Paths
 from jobs.stages.ingest.files import FileCheck
 from schemas import LEDGER
+from schemas.types import spark as spark_type
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def write_ledger(spark, paths: Paths, report, kinds: list[str], days: list[dt.da
     """Replace the ledger rows of the given kinds and dates with the report's (an ``IngestReport``)."""
     from pyspark.sql import types as T
 
-    fields = [T.StructField(c.name, {"string": T.StringType(), "date": T.DateType(), "bigint": T.LongType(), "int": T.IntegerType()}[c.type], True) for c in LEDGER.columns]
+    fields = [T.StructField(c.name, spark_type(c.type), True) for c in LEDGER.columns]
     df = spark.createDataFrame([tuple(r[c.name] for c in LEDGER.columns) for r in report.files], T.StructType(fields))
     kinds_sql = ", ".join(repr(k) for k in kinds)
     lake.replace(df, paths, LEDGER.name, f"kind IN ({kinds_sql}) AND {lake.in_dates('delivery_date', days)}")
