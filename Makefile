@@ -20,6 +20,11 @@ RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 # Models are trained the day before the nightly run: every 30-day label window then ends in the history.
 TRAIN_DATE = $(shell date -d "$(RUN_DATE) -1 day" +%F)
 
+# What `make run` shows of Airflow's output: the stages' own log lines (Airflow prefixes a time and a level and
+# appends the logger), the run's end and any error; each line without Airflow's decoration, cut at 200 characters.
+stage_lines = ^([0-9TZ:.-]+ \[[a-z ]+\] )?($(1))[ :]|DagRun Finished|Traceback|Error:
+SHORT = sed -u -E -e 's/^[0-9TZ:.-]+ \[[a-z ]+\] //' -e 's/ \[(jobs|models)[.a-z_]*\] loc=.*$$//' -e 's/^(.{200}).*/\1 .../'
+
 .PHONY: help setup run test test-fast bench loop cluster-run lint airflow-db airflow-backfill clean
 
 help:
@@ -62,9 +67,9 @@ run: setup airflow-db
 	$(BIN)/cpc history --before $(RUN_DATE)
 	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
 	@echo "run: 3/5 training the propensity models as of $(TRAIN_DATE) with Airflow (airflow dags test cpc_training)"
-	$(BIN)/airflow dags test cpc_training $(TRAIN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/training-test.log | grep -E --line-buffered "^(train|tags)[ :]|DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/airflow dags test cpc_training $(TRAIN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/training-test.log | grep -E --line-buffered "$(call stage_lines,train|tags)" | $(SHORT) ; test $${PIPESTATUS[0]} -eq 0
 	@echo "run: 4/5 nightly DAG for $(RUN_DATE) with Airflow (airflow dags test cpc_nightly)"
-	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "^(ingest|conform|tags|tag stats|tag drift|segments|propensity|score|export|evaluate) |DagRun Finished|Traceback|Error:" | sed -u -e 's/\(.\{200\}\).*/\1 .../' ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "$(call stage_lines,ingest|conform|tags|tag stats|tag drift|segments|propensity|score|export|evaluate)" | $(SHORT) ; test $${PIPESTATUS[0]} -eq 0
 	@echo "run: 5/5 summary"
 	$(BIN)/cpc summary --date $(RUN_DATE)
 
