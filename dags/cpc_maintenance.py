@@ -8,8 +8,7 @@ wires; the work is in `jobs/stages/maintenance.py`.
 
 from __future__ import annotations
 
-from jobs.airflow_glue import (
-    defaults as dag_defaults,  # light: no Spark, no job code at parse time; the Airflow DAG is built there
-)
+# light: no Spark, no job code at parse time; the Airflow DAG is built there
+from jobs.airflow_glue import defaults as dag_defaults
 
 dag = dag_defaults.weekly_stage_dag("cpc_maintenance", stage="maintain", schedule="0 5 * * 0", doc_md=__doc__, tags=["cpc", "maintenance"])

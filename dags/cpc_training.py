@@ -10,8 +10,7 @@ wires; the work is in `jobs/stages/propensity.py` and `models/propensity.py`.
 
 from __future__ import annotations
 
-from jobs.airflow_glue import (
-    defaults as dag_defaults,  # light: no Spark, no job code at parse time; the Airflow DAG is built there
-)
+# light: no Spark, no job code at parse time; the Airflow DAG is built there
+from jobs.airflow_glue import defaults as dag_defaults
 
 dag = dag_defaults.weekly_stage_dag("cpc_training", stage="train", schedule="0 4 * * 6", doc_md=__doc__, tags=["cpc", "models"])

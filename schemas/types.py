@@ -16,6 +16,9 @@ TYPE_MAP: dict[str, tuple[str, str, str]] = {
     "boolean": ("boolean", "BOOLEAN", "bool_"),
     "date": ("date", "DATE", "date32"),
     "timestamp": ("timestamp", "TIMESTAMP", "timestamp"),
+    # table columns only (never in a delivered file)
+    "array<string>": ("array<string>", "VARCHAR[]", "string"),
+    "array<double>": ("array<double>", "DOUBLE[]", "float64"),
 }
 TYPES = frozenset(TYPE_MAP)
 DUCKDB: dict[str, str] = {k: v[1] for k, v in TYPE_MAP.items()}
@@ -26,6 +29,8 @@ def arrow(name: str):
     import pyarrow as pa
 
     ctor = getattr(pa, TYPE_MAP[name][2])
+    if name.startswith("array<"):
+        return pa.list_(ctor())
     return ctor("s") if name == "timestamp" else ctor()
 
 
