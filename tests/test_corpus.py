@@ -128,9 +128,9 @@ CASES = {
     "not_gzip": (None, lambda k: ("rejected", "not a gzip file", 0)),
     "base_day_again": (None, lambda k: ("rejected", "identical to", "all") if k != "responses" else ("rejected", "identical to", "all")),
     "small_file_one_bad": (lambda k, s, lines, d: [lines[0], _set(lines[1], s, _impossible(k)[0], _impossible(k)[1]), *lines[2:19]],
-                           lambda k: ("rejected", "volume too low", "all") if _volume_checked(k) else ("accepted", _impossible(k)[2], 1)),
+                           lambda k: ("rejected", "volume too low", "all") if _volume_refused(k, 18) else ("accepted", _impossible(k)[2], 1)),
     "header_only_again": (lambda k, s, lines, d: lines[:1],
-                          lambda k: ("rejected", "volume too low", 0) if _volume_checked(k) else ("accepted", None, 0)),
+                          lambda k: ("rejected", "volume too low", 0) if _volume_refused(k, 0) else ("accepted", None, 0)),
     "half_bad": (lambda k, s, lines, d: [lines[0], *[_set(x, s, _impossible(k)[0], _impossible(k)[1]) if i % 2 == 0 else x for i, x in enumerate(lines[1:])]],
                  lambda k: ("accepted", _impossible(k)[2], "half") if quality.load_suite(k).keep_good_rows else ("rejected", "rows bad", "all")),
 }
@@ -153,9 +153,12 @@ def _quote(line: str, schema) -> str:
     return line if col is None else _set(line, schema, col, f'"{_field(line, schema, col)}"')
 
 
-def _volume_checked(kind: str) -> bool:
-    """Whether the volume check applies by the time the late cases arrive: the kind's recent median is large."""
-    return quality.load_suite(kind).volume is not None and BASE_ROWS.get(kind, 0) >= quality.VOLUME_DEFAULTS["min_median"]
+def _volume_refused(kind: str, rows: int) -> bool:
+    """Whether ``rows`` rows are refused as too few by the time the late cases arrive: the kind has a volume band,
+    its recent deliveries (about its base day's rows) are large enough to be checked, and ``rows`` is below it."""
+    band = quality.load_suite(kind).volume
+    base = BASE_ROWS.get(kind, 0)
+    return band is not None and base >= band["min_median"] and rows / base < band["refuse_below"]
 CASE_DAYS = {name: BASE + dt.timedelta(days=i + 1) for i, name in enumerate(CASES)}
 
 

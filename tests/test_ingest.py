@@ -276,3 +276,26 @@ def test_files_of_no_known_kind_and_second_copies_are_archived_and_named(tmp_pat
     assert found["usage_copy.csv.gz"].startswith(f"a second copy of {FILES['usage'].file_name(DAY1)}")
     assert "no file kind is named" in found["mystery_20261102.csv.gz"]
     assert {p.name for p in (paths.archive_day(DAY1) / "unrecognised").iterdir()} == set(found)
+
+
+def test_bad_rows_refuse_a_file_by_share_and_count_and_never_opt_outs():
+    from jobs.stages.ingest import quality
+
+    usage, optouts = quality.load_suite("usage"), quality.load_suite("optouts")
+    assert not usage.too_many_bad(1, 18), "1 bad row of 18: judged by a count, the 17 good ones are kept"
+    assert usage.too_many_bad(11, 18) and not usage.too_many_bad(900, 18000) and usage.too_many_bad(901, 18000)
+    assert not optouts.too_many_bad(17, 18), "opt-outs keep their good rows whatever the share of bad ones"
+
+
+def test_volume_band_against_recent_deliveries():
+    from jobs.stages.ingest import _volume
+    from jobs.stages.ingest.quality import VOLUME_DEFAULTS
+
+    band = dict(VOLUME_DEFAULTS)
+    history = [18000, 18100, 17900, 18050, 17950]
+    assert _volume(0, history, band)[0].startswith("volume too low: 0 rows, 0.0% of the median 18,000")
+    assert _volume(18000, history[:4], band) == (None, None), "too little history: no check"
+    assert _volume(5000, history, band)[1].startswith("volume outside the usual band")
+    assert _volume(18000, history, band) == (None, None)
+    assert _volume(0, [50] * 10, band) == (None, None), "small kinds are not judged by volume"
+    assert _volume(0, history, None) == (None, None), "a kind without a band"
