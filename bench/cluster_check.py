@@ -108,13 +108,13 @@ def run_pipeline(root: Path, env_name: str, end: str, log: Path, key: str) -> fl
     return time.time() - t0
 
 
-def table_digest(root: Path, name: str, keys: tuple[str, ...], end: str) -> tuple[int, str]:
+def table_digest(root: Path, name: str, keys: tuple[str, ...], end: str | None) -> tuple[int, str]:
     from deltalake import DeltaTable
 
     layer, table = name.split(".")
     df = DeltaTable(str(root / "lake" / layer / table)).to_pandas()
     date_col = next((c for c in ("snapshot_date", "day") if c in df.columns), None)
-    if date_col and name != "silver.customer_day":
+    if date_col and end and name != "silver.customer_day":  # end None: every date
         df = df[df[date_col].astype(str) == end]
     df = df.drop(columns=[c for c in VOLATILE if c in df.columns])
     df = df[sorted(df.columns)].sort_values(list(keys)).reset_index(drop=True)

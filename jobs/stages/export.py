@@ -39,6 +39,7 @@ from pathlib import Path
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
 from jobs.platform.errors import ExportError
+from jobs.stages.cpc import day_customers, holdout_bucket_col, load_conf
 from jobs.stages.cpc.fits import daily_capacity
 from jobs.stages.ingest import close_day
 from jobs.stages.tags import profile_asof
@@ -68,7 +69,6 @@ def contactable(spark, paths: Paths, day: dt.date, versions: dict[str, int] | No
     a list as it was sent)."""
     from pyspark.sql import functions as F
 
-    from jobs.stages.cpc import holdout_bucket_col, load_conf
 
     v = versions or {}
     cond = f"snapshot_date = '{day.isoformat()}'"
@@ -269,7 +269,6 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     expected = decided_counts(spark, paths, day, version)
     base = contactable(spark, paths, day, versions).cache()
     stats = list_stats(base)
-    from jobs.stages.cpc import day_customers
 
     customers = day_customers(spark, paths, day, versions["gold.customer_segment"])
     for ch in list_channels():  # every list is checked before any is published

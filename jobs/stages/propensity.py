@@ -25,6 +25,8 @@ from tabulate import tabulate
 from jobs.platform import lake
 from jobs.platform.config import Paths
 from jobs.platform.errors import TrainingError
+from jobs.stages import tags
+from jobs.stages.tags import product_categories
 from models import propensity as pm
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,6 @@ def registry(paths: Paths) -> Path:
 def events(spark, paths: Paths, spec: pm.ModelSpec, upto: dt.date):
     """customer_id, event_date of every target event delivered up to ``upto``."""
     from pyspark.sql import functions as F
-
-    from jobs.stages.tags import product_categories
 
     upto_col = F.col("delivery_date") <= F.lit(upto)
     if spec.kind == "closure":
@@ -94,8 +94,6 @@ def _check_data(spark, paths: Paths, as_of: dt.date, snapshots: list[dt.date]) -
 
 def ensure_snapshots(spark, paths: Paths, days: list[dt.date]) -> None:
     """Compute the tag snapshots training needs that are not in gold.customer_tags yet."""
-    from jobs.stages import tags
-
     have = set()
     if lake.exists(spark, paths, "gold.customer_tags"):
         have = {r[0] for r in lake.read(spark, paths, "gold.customer_tags").where(lake.in_dates("snapshot_date", days))

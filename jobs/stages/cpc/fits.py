@@ -22,6 +22,7 @@ from jobs.platform import business
 from jobs.platform.business import AUTH_LEVELS, daily_capacity  # noqa: F401 - callers use fits.daily_capacity
 from jobs.platform.errors import CatalogueError
 from jobs.platform.expressions import check_expression
+from models.propensity import load_settings
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,6 @@ def load(known_tags: set[str]) -> tuple[list[Product], list[Channel], dict[str, 
             preference=rule(where, "preference", c.preference), capacity=c.capacity, export=c.export, effort=c.effort,
             commission=c.commission, auth=c.auth, display=c.display,
         ))
-    from models.propensity import load_settings
-
     model_ids = {m.id for m in load_settings().models}
     for i, p in enumerate(products):
         if p.propensity and p.propensity not in model_ids:

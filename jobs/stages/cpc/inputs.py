@@ -10,6 +10,7 @@ import json
 
 from jobs.platform import lake
 from jobs.platform.config import CONF_DIR, Paths, business
+from jobs.stages import propensity
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.decide import literal_map
 from schemas import LEDGER
@@ -160,8 +161,6 @@ def product_channel_table(spark, paths: Paths, day: dt.date, products, channels,
 
 def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
     """Tags + segments (+ propensity deciles of the models the products name, history, open trials)."""
-    from jobs.stages import propensity
-
     cond = f"snapshot_date = '{day.isoformat()}'"
     tags = lake.read(spark, paths, "gold.customer_tags").where(cond)
     seg = lake.read(spark, paths, "gold.customer_segment").where(cond).drop("snapshot_date")

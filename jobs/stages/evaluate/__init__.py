@@ -30,6 +30,7 @@ import time
 
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
+from jobs.stages.evaluate import report
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +191,6 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     """Rebuild the outcomes of the last ``lookback_days`` decision dates and the evaluation as of ``day``,
     then write the HTML report. Returns the headline figures."""
     from pyspark.sql import functions as F
-
-    from jobs.stages.evaluate import report
 
     t0 = time.time()
     s = settings()

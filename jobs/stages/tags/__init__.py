@@ -12,9 +12,11 @@ import logging
 import time
 
 from jobs.platform import lake
-from jobs.platform.config import Paths
+from jobs.platform.config import Paths, settings
 from jobs.platform.errors import CatalogueError
 from jobs.platform.expressions import check_expression
+from jobs.platform.privacy import hash_key
+from jobs.stages.tags import stats as tagstats
 from jobs.stages.tags.catalogue import (
     Catalogue,
     Tag,
@@ -47,14 +49,9 @@ def previous_snapshot(spark, paths: Paths, day: dt.date):
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True) -> dict[str, int]:
     """Compute and write the tag snapshot for ``day``, the catalogue table and (unless ``stats`` is off) the
     day's tag statistics."""
-    from jobs.stages.tags import stats as tagstats
-
     t0 = time.time()
     cat = cat or load_catalogue()
     check_types(spark, cat)
-    from jobs.platform.config import settings
-    from jobs.platform.privacy import hash_key
-
     key = hash_key(settings().env, paths.root)
     tags = apply_tags(base_frame(spark, paths, day, cat, key), cat)
     tags = carry_forward(tags, previous_snapshot(spark, paths, day), cat)
