@@ -133,6 +133,13 @@ CASES = {
                           lambda k: ("rejected", "volume too low", 0) if _volume_refused(k, 0) else ("accepted", None, 0)),
     "half_bad": (lambda k, s, lines, d: [lines[0], *[_set(x, s, _impossible(k)[0], _impossible(k)[1]) if i % 2 == 0 else x for i, x in enumerate(lines[1:])]],
                  lambda k: ("accepted", _impossible(k)[2], "half") if quality.load_suite(k).keep_good_rows else ("rejected", "rows bad", "all")),
+    # A few more of each class than the issue lists: loose flags, an escape character, a quoted delimiter.
+    "yes_for_boolean": (lambda k, s, lines, d: lines if not _boolean(s) else [lines[0], _set(lines[1], s, _boolean(s), "yes"), *lines[2:]],
+                        lambda k: ("accepted", f"{_boolean(FILES[k])}: not a boolean", 1) if _boolean(FILES[k]) else ("accepted", None, 0)),
+    "escape_in_text": (lambda k, s, lines, d: [lines[0], _set(lines[1], s, s.ids[0], _field(lines[1], s, s.ids[0]) + "\x1b[0m"), *lines[2:]],
+                       lambda k: ("accepted", f"{FILES[k].ids[0]}: control character", 1)),
+    "quoted_delimiter": (lambda k, s, lines, d: [lines[0], _quote(lines[1], s, "|x"), *lines[2:]],
+                         lambda k: ("accepted", None, 0)),
 }
 BASE_ROWS: dict[str, int] = {}  # data rows of each kind's base delivery (filled by the fixture)
 
@@ -145,12 +152,21 @@ def _double(schema) -> str | None:
     return next((c.name for c in schema.columns if c.type == "double" and c.name not in schema.keys), None)
 
 
-def _quote(line: str, schema) -> str:
-    """The first free-text field (not an id, not checked against a set) quoted whole, as a CSV writer might."""
-    col = next((c.name for c in schema.columns if c.type == "string" and c.name not in schema.ids
-                and not any(e["kwargs"].get("column") == c.name for e in quality.load_suite(schema.kind).expectations
-                            if e["type"] != "expect_column_values_to_not_be_null")), None)
-    return line if col is None else _set(line, schema, col, f'"{_field(line, schema, col)}"')
+def _free_text(schema) -> str | None:
+    """The first free-text column: text, not an id, checked by no expectation but not-null."""
+    return next((c.name for c in schema.columns if c.type == "string" and c.name not in schema.ids
+                 and not any(e["kwargs"].get("column") == c.name for e in quality.load_suite(schema.kind).expectations
+                             if e["type"] != "expect_column_values_to_not_be_null")), None)
+
+
+def _boolean(schema) -> str | None:
+    return next((c.name for c in schema.columns if c.type == "boolean"), None)
+
+
+def _quote(line: str, schema, extra: str = "") -> str:
+    """The first free-text field quoted whole (with ``extra`` appended inside the quotes), as a CSV writer might."""
+    col = _free_text(schema)
+    return line if col is None else _set(line, schema, col, f'"{_field(line, schema, col)}{extra}"')
 
 
 def _volume_refused(kind: str, rows: int) -> bool:
@@ -335,3 +351,6 @@ def test_values_reach_bronze_as_the_file_meant_them(spark, corpus):
     assert crm.count() > 0 and crm.where(" OR ".join(f"{c} LIKE '%\"%'" for c in text)).count() == 0, "quotes are not data"
     nul = lake.read(spark, corpus["paths"], "bronze.contacts").where(F.col("contact_id").contains("\x00"))
     assert nul.count() == 0, "no NUL byte reaches bronze"
+    col = _free_text(FILES["crm_profile"])
+    quoted = lake.read(spark, corpus["paths"], "bronze.crm_profile").where(F.col("delivery_date") == F.lit(CASE_DAYS["quoted_delimiter"]))
+    assert quoted.where(F.col(col).endswith("|x")).count() == 1, "a delimiter inside quotes is part of the value"
