@@ -28,7 +28,7 @@ import typer  # noqa: E402
 from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES, Stage  # noqa: E402
 from jobs.platform import logs  # noqa: E402
 from jobs.platform.config import parse_date, settings  # noqa: E402
-from jobs.platform.errors import ConfigError  # noqa: E402
+from jobs.platform.errors import ConfigError, CpcError  # noqa: E402
 from schemas import FILES  # noqa: E402
 
 PROG = "cpc"
@@ -300,9 +300,12 @@ def _names(tree: dict, prefix: str = "") -> list[str]:
 
 
 def error_line(prog: str, exc: BaseException) -> str:
-    """The one line a person at a terminal sees for an unexpected error."""
-    first = (str(exc).splitlines() or [""])[0][:1000]
-    return f"{prog}: error: {type(exc).__name__}: {first} (run with --debug for details)"
+    """What a person at a terminal sees of an error: one line, no traceback. The factory's own errors are written
+    for people, and some name several things one per line (every rejected file): those lines are kept, indented
+    under the first."""
+    lines = str(exc).splitlines() or [""]
+    rest = [f"  {line.strip()}"[:1000] for line in lines[1:50]] if isinstance(exc, CpcError) else []
+    return "\n".join([f"{prog}: error: {type(exc).__name__}: {lines[0][:1000]} (run with --debug for details)", *rest])
 
 
 def run(typer_app: typer.Typer, prog: str, argv: list[str] | None = None, name: str | None = None) -> int:

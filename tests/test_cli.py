@@ -227,3 +227,13 @@ def test_the_cli_runs_as_a_file_and_as_a_module():
         proc = _run(*args, "conf", "sample.end_date")
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == settings().sample_end_date.isoformat()
+
+
+def test_an_error_naming_several_files_keeps_each_on_its_line():
+    from jobs.cli import error_line
+    from jobs.platform.errors import IngestError
+
+    text = error_line("cpc", IngestError("2 file(s) rejected (raw files kept in var/archive):\n  a.csv.gz: empty file\n  b.csv.gz: not a gzip file"))
+    assert text.splitlines() == ["cpc: error: IngestError: 2 file(s) rejected (raw files kept in var/archive): (run with --debug for details)",
+                                 "  a.csv.gz: empty file", "  b.csv.gz: not a gzip file"]
+    assert error_line("cpc", RuntimeError("one\ntwo")).count("\n") == 0, "other errors: their first line"
