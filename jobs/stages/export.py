@@ -290,8 +290,8 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     base.unpersist()
     write_day_manifest(paths, day, published, run_info)
     rows = [(day, p["channel"], p["rows"], p["sha256"], p["path"], version) for p in published]
-    log = spark.createDataFrame(rows, "run_date date, channel string, rows bigint, sha256 string, path string, decisions_version bigint")
-    lake.replace(log, paths, "ops.export_log", f"run_date = '{day.isoformat()}'")
+    exported = spark.createDataFrame(rows, "run_date date, channel string, rows bigint, sha256 string, path string, decisions_version bigint")
+    lake.replace(exported, paths, "ops.export_log", f"run_date = '{day.isoformat()}'")
     lake.append(audit_rows(spark, published, day, version), paths, "ops.export_audit")
     close_day(spark, paths, day)
     sizes = ", ".join(f"{p['channel']} {p['rows']}" for p in published)
