@@ -51,7 +51,7 @@ from jobs.stages.cpc.decide import (
     combos,
     decide,
     decisions,
-    funnel,
+    funnel_rows,
     holdout_bucket_col,
     offers,
 )
@@ -112,7 +112,7 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     decided = decide(cands.localCheckpoint(), channels, policy, customers=customers).localCheckpoint()
     lake.replace(decisions(decided, run_id), paths, "gold.cpc_decisions", cond)
     lake.replace(offers(decided, policy.top_offers), paths, "gold.cpc_offers", cond)
-    lake.replace(funnel(decided, day), paths, "gold.cpc_funnel", cond)
+    lake.replace(funnel_rows(decided, day), paths, "gold.cpc_funnel", cond)
     record = spark.createDataFrame([(
         day, run_id, json.dumps(versions, sort_keys=True), json.dumps(used_models, sort_keys=True),
         campaign_conf.config_fingerprint(), json.dumps(asdict(policy), sort_keys=True),

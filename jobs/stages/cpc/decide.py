@@ -311,7 +311,7 @@ def offers(decided, top_n: int):
     )
 
 
-def funnel(decided, day: dt.date):
+def funnel_rows(decided, day: dt.date):
     """Which rule removed how many: per campaign and channel in candidates, per campaign in customers (a
     customer leaves a campaign at the step where its last candidate went: the largest step of its candidates)."""
     from pyspark.sql import functions as F
