@@ -36,14 +36,14 @@ SPLIT_QUOTED = r'\|(?=(?:[^"]*"[^"]*")*[^"]*$)'
 
 
 def numbered_lines(spark, files: list[Path]):
-    """Every line of the files as read (a byte-order mark at the start of a line removed) with its file name and
-    its number in the file (the header is line 1). A gzip file is not split, so its lines are consecutive ids in
+    """Every line of the files as read, with its file name and its number in the file (the header is line 1). A gzip file is not split, so its lines are consecutive ids in
     one partition: the number is the id less the file's first id, plus one."""
     from pyspark.sql import functions as F
 
+    # The text is left exactly as read: any string function would turn bytes that are not UTF-8 into U+FFFD and
+    # hide a GBK export. (A byte-order mark can only precede the header, line 1, which the file checks read.)
     read = spark.read.text([str(p) for p in files]).select(
-        F.regexp_replace(F.col("value"), "^\uFEFF", "").alias("value"), F.col("_metadata.file_name").alias("_source_file"),
-        F.monotonically_increasing_id().alias("_id"))
+        F.col("value"), F.col("_metadata.file_name").alias("_source_file"), F.monotonically_increasing_id().alias("_id"))
     first = read.groupBy("_source_file").agg(F.min("_id").alias("_first_id"))
     return read.join(F.broadcast(first), on="_source_file", how="inner").select(
         "value", "_source_file", (F.col("_id") - F.col("_first_id") + 1).alias("_line"))
