@@ -16,6 +16,10 @@ from schemas.types import (
 )
 
 DELIMITER = "|"
+# The longest text value a file column takes unless its Col says otherwise: names, places, product and model
+# names are far shorter; a megabyte in a name column is a broken export, not a name.
+STRING_LIMIT = 200
+ID_LIMIT = 32  # ids and keys
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,16 @@ class Col:
     type: str
     nullable: bool = False
     doc: str = ""
+    max_length: int | None = None  # text columns: longest value accepted (STRING_LIMIT when not set)
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise ValueError(f"column {self.name}: unknown type {self.type!r}")
+
+    @property
+    def limit(self) -> int | None:
+        """The longest value a file may carry in this column (text only): a longer one is quarantined."""
+        return (self.max_length or STRING_LIMIT) if self.type == "string" else None
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,11 @@ class FileSchema:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def ids(self) -> list[str]:
+        """The text columns that identify something (the keys, the customer): no padding, fixed case."""
+        return [c.name for c in self.columns if c.type == "string" and (c.name in self.keys or c.name == "customer_id")]
 
     def col(self, name: str) -> Col:
         for c in self.columns:
@@ -81,8 +96,8 @@ FILES: dict[str, FileSchema] = {
             source="CRM",
             doc="Customer master data. The first delivery holds every customer; later ones hold new and changed customers.",
             columns=(
-                Col("customer_id", "string", doc="operator's customer number"),
-                Col("msisdn", "string", doc="phone number (personal data)"),
+                Col("customer_id", "string", max_length=ID_LIMIT, doc="operator's customer number"),
+                Col("msisdn", "string", max_length=20, doc="phone number (personal data)"),
                 Col("gender", "string", nullable=True, doc="M or F"),
                 Col("birth_year", "int", nullable=True),
                 Col("city", "string"),
@@ -96,7 +111,7 @@ FILES: dict[str, FileSchema] = {
                 Col("credit_level", "int", doc="1 (low) to 5 (high)"),
                 Col("vip_level", "int", doc="0 none, 1 silver, 2 gold, 3 diamond (key customer)"),
                 Col("has_wechat", "boolean"),
-                Col("email", "string", nullable=True),
+                Col("email", "string", nullable=True, max_length=254),
                 Col("status", "string", doc="active, suspended, closed"),
                 Col("record_date", "date", doc="date the record was produced"),
             ),
@@ -109,7 +124,7 @@ FILES: dict[str, FileSchema] = {
             source="BOSS billing",
             doc="Daily rated charges and payments, one row per customer with activity on the day.",
             columns=(
-                Col("customer_id", "string"),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("bill_date", "date"),
                 Col("plan_fee", "double"),
                 Col("voice_fee", "double"),
@@ -128,7 +143,7 @@ FILES: dict[str, FileSchema] = {
             source="network mediation",
             doc="Daily usage per customer: voice, SMS, data, and the data by application category (deep packet inspection).",
             columns=(
-                Col("customer_id", "string"),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("usage_date", "date"),
                 Col("voice_out_min", "double"),
                 Col("voice_in_min", "double"),
@@ -146,8 +161,8 @@ FILES: dict[str, FileSchema] = {
             source="contact centre and e-channels",
             doc="Every contact between customer and operator: 10086 agent, IVR, web, WAP, SMS hall, app and outbound touches.",
             columns=(
-                Col("contact_id", "string"),
-                Col("customer_id", "string"),
+                Col("contact_id", "string", max_length=ID_LIMIT),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("contact_ts", "timestamp"),
                 Col("channel", "string"),
                 Col("direction", "string", doc="in (customer came to us) or out (we reached out)"),
@@ -164,8 +179,8 @@ FILES: dict[str, FileSchema] = {
             source="complaint handling",
             doc="Complaint events: a complaint is opened, and later closed.",
             columns=(
-                Col("complaint_id", "string"),
-                Col("customer_id", "string"),
+                Col("complaint_id", "string", max_length=ID_LIMIT),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("event_ts", "timestamp"),
                 Col("event", "string", doc="opened or closed"),
                 Col("category", "string", doc="network, billing, service, marketing"),
@@ -179,8 +194,8 @@ FILES: dict[str, FileSchema] = {
             source="order management",
             doc="Product orders, cancellations and trials.",
             columns=(
-                Col("order_id", "string"),
-                Col("customer_id", "string"),
+                Col("order_id", "string", max_length=ID_LIMIT),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("order_ts", "timestamp"),
                 Col("product_id", "string"),
                 Col("action", "string", doc="order, cancel, trial_start, trial_convert, trial_expire"),
@@ -195,12 +210,12 @@ FILES: dict[str, FileSchema] = {
             source="device registry (IMEI)",
             doc="A customer's SIM seen in a new handset. The first delivery lists the handset every customer uses.",
             columns=(
-                Col("customer_id", "string"),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("change_date", "date"),
                 Col("first_seen_date", "date", doc="when the SIM was first seen in this handset: the change date for a new "
                     "handset, earlier in the first delivery"),
                 Col("handsets_24m", "int", doc="handsets the SIM was seen in over the 24 months up to the change date, this one included"),
-                Col("tac", "string", doc="type allocation code of the IMEI"),
+                Col("tac", "string", max_length=16, doc="type allocation code of the IMEI"),
                 Col("brand", "string"),
                 Col("model", "string"),
                 Col("is_smartphone", "boolean"),
@@ -215,7 +230,7 @@ FILES: dict[str, FileSchema] = {
             source="preference centre",
             doc="Marketing opt-outs and opt-ins, per channel or for all channels.",
             columns=(
-                Col("customer_id", "string"),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("event_ts", "timestamp"),
                 Col("channel", "string", doc="all, or one outbound channel"),
                 Col("action", "string", doc="opt_out or opt_in"),
@@ -230,12 +245,12 @@ FILES: dict[str, FileSchema] = {
                 "opened or answered, clicked, accepted (with the order it became), declined, opted out, complained. "
                 "A day without campaigns delivers a file with its header only.",
             columns=(
-                Col("contact_ref", "string", doc="the key of the list row (gold.cpc_decisions.contact_ref)"),
-                Col("customer_id", "string"),
+                Col("contact_ref", "string", max_length=ID_LIMIT, doc="the key of the list row (gold.cpc_decisions.contact_ref)"),
+                Col("customer_id", "string", max_length=ID_LIMIT),
                 Col("event_ts", "timestamp"),
                 Col("channel", "string", doc="the outbound channel the contact went through"),
                 Col("event", "string", doc="delivered, failed, opened, clicked, accepted, declined, opted_out, complained"),
-                Col("order_id", "string", nullable=True, doc="accepted: the order in the orders file it became"),
+                Col("order_id", "string", max_length=ID_LIMIT, nullable=True, doc="accepted: the order in the orders file it became"),
             ),
             keys=("contact_ref", "event"),
             event_col="event_ts",
@@ -279,6 +294,7 @@ QUARANTINE = Table(
         Col("_source_file", "string"),
         Col("raw", "string", doc="the row's fields as received, JSON"),
         Col("reasons", "string", doc="semicolon-separated reasons"),
+        Col("line", "bigint", nullable=True, doc="line number in the file as delivered (the header is line 1)"),
     ),
 )
 
@@ -286,14 +302,16 @@ LEDGER = Table(
     name="ops.ingest_ledger",
     grain="one row per delivered file",
     partition_by=("delivery_date",),
-    keys=("kind", "delivery_date"),
-    doc="What came in and where it went: rows received = rows accepted + rows quarantined, per file.",
+    keys=("kind", "delivery_date", "file"),
+    doc="What came in and where it went, one row per file in the landing folder (known kinds, and files of no known "
+        "kind or second copies, kind 'unrecognised'): rows received = rows accepted + rows quarantined, and the "
+        "quarantined rows are in bronze.quarantine.",
     columns=(
         Col("kind", "string"),
         Col("delivery_date", "date"),
         Col("file", "string"),
         Col("md5", "string", nullable=True),
-        Col("status", "string", doc="accepted or rejected"),
+        Col("status", "string", doc="accepted, rejected, or unrecognised (a file of no known kind, or a second copy)"),
         Col("reason", "string", nullable=True),
         Col("rows_received", "bigint"),
         Col("rows_accepted", "bigint"),
@@ -301,6 +319,9 @@ LEDGER = Table(
         Col("expectations_evaluated", "int"),
         Col("expectations_failed", "int"),
         Col("validation", "string", nullable=True, doc="Great Expectations result summary, JSON"),
+        Col("rows_declared", "bigint", nullable=True, doc="the row count its control file states (null without one)"),
+        Col("notes", "string", nullable=True, doc="what was handled and how, e.g. a byte-order mark removed, blank lines "
+            "skipped, a volume outside the warning band"),
     ),
 )
 

@@ -70,7 +70,7 @@ def sample(spark, cfg, airflow_db):
 # Fixtures that run a whole simulated operator through the pipeline (or a large part of it). A test that uses
 # one is end-to-end whatever its file says: it is marked `e2e` here, so `make test-fast` (-m "not e2e") never
 # waits for one, and the marker cannot drift from what the test really needs.
-E2E_FIXTURES = {"sample", "lake_paths", "trained", "corpus", "copy_of", "run"}
+E2E_FIXTURES = {"sample", "lake_paths", "trained", "corpus", "copy_of", "run", "root"}
 
 
 def pytest_collection_modifyitems(config, items):

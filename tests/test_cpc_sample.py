@@ -59,6 +59,33 @@ def test_holdout_customers_never_appear_in_a_list(run):
             assert campaign_conf.holdout_bucket(policy.holdout_salt, d["campaign_id"], d["customer_id"]) >= share[d["campaign_id"]] * 10000
 
 
+def test_no_contact_or_placement_for_an_open_complaint_unless_the_campaign_opted_in(run, spark):
+    """Issue 20: whatever the tier, a customer whose tags show an open complaint (unknown counts as open) gets
+    no contact and no placement in gold.cpc_decisions, and no row in any exported list, from a campaign that
+    does not say while_complaint_open; the funnel has the open_complaint step right after
+    tier_no_marketing."""
+    _, _, _, camps, _ = cpc.load_conf()
+    allowed = {c.id for c in camps if c.while_complaint_open}
+    tags = lake.read(spark, run["paths"], "gold.customer_tags").where(
+        F.col("snapshot_date") == F.lit(run["day"]))
+    open_now = tags.where(F.coalesce(F.col("svc_open_complaint"), F.lit(True))).select("customer_id")
+    complaining = {r["customer_id"] for r in open_now.collect()}  # a few of the sample's 300 customers
+    assert complaining, "the sample has customers with an open complaint"
+    leaked = sorted((r["customer_id"], r["campaign_id"], r["channel"], r["service_tier"])
+                    for r in run["decided"]
+                    if r["outcome"] in ("contact", "placement") and r["customer_id"] in complaining
+                    and r["campaign_id"] not in allowed)
+    assert not leaked, leaked[:10]
+    by_ref = {r["contact_ref"]: r for r in run["decided"]}
+    for name, lst in run["lists"].items():
+        for row in lst["rows"]:
+            d = by_ref[row["contact_ref"]]
+            ok = d["customer_id"] not in complaining or d["campaign_id"] in allowed
+            assert ok, (name, d["customer_id"], d["campaign_id"])
+    text = funnel.markdown(spark, run["paths"], run["day"])
+    assert re.search(r"^\| tier_no_marketing +\|.*\n\| open_complaint +\| +[0-9,]+ \|", text, flags=re.M)
+
+
 def test_rows_exported_equal_rows_decided_in_each_systems_shape(run):
     decided = run["decided"]
     for name, lst in run["lists"].items():

@@ -164,23 +164,23 @@ def _gz(tmp_path, name: str, data: bytes):
 
 def test_scan_gzip_counts_data_lines_and_keeps_the_header(tmp_path):
     good = _gz(tmp_path, "good.csv.gz", gzip.compress(USAGE_HEADER + b"\r\na|1\nb|2\nc|3\n"))
-    assert ingest.scan_gzip(good) == (USAGE_HEADER, 3)
+    assert ingest.scan_gzip(good)[:2] == (USAGE_HEADER, 3)
     no_final_newline = _gz(tmp_path, "open.csv.gz", gzip.compress(b"h\na\nb"))
-    assert ingest.scan_gzip(no_final_newline) == (b"h", 2)
+    assert ingest.scan_gzip(no_final_newline)[:2] == (b"h", 2)
     header_only = _gz(tmp_path, "header.csv.gz", gzip.compress(b"h\n"))
-    assert ingest.scan_gzip(header_only) == (b"h", 0)
-    assert ingest.scan_gzip(_gz(tmp_path, "nothing.csv.gz", gzip.compress(b""))) == (b"", 0)
+    assert ingest.scan_gzip(header_only)[:2] == (b"h", 0)
+    assert ingest.scan_gzip(_gz(tmp_path, "nothing.csv.gz", gzip.compress(b"")))[:2] == (b"", 0)
 
 
 def test_scan_gzip_reads_every_member_of_a_multi_member_file(tmp_path):
     # a member boundary inside a line, and one inside the header: the members are one text
     multi = gzip.compress(b"he") + gzip.compress(b"ader\na|1\nb|") + gzip.compress(b"") + gzip.compress(b"2\nc|3\n")
-    assert ingest.scan_gzip(_gz(tmp_path, "multi.csv.gz", multi)) == (b"header", 3)
+    assert ingest.scan_gzip(_gz(tmp_path, "multi.csv.gz", multi))[:2] == (b"header", 3)
 
 
 def test_scan_gzip_spans_chunks(tmp_path):
     body = b"".join(b"C%09d|1.0\n" % i for i in range(300_000))  # > 1 MiB of text: several reads
-    assert ingest.scan_gzip(_gz(tmp_path, "big.csv.gz", gzip.compress(b"h\n" + body))) == (b"h", 300_000)
+    assert ingest.scan_gzip(_gz(tmp_path, "big.csv.gz", gzip.compress(b"h\n" + body)))[:2] == (b"h", 300_000)
 
 
 @pytest.mark.parametrize("cut", [0.5, -4], ids=["in-the-data", "in-the-trailer"])
@@ -234,3 +234,68 @@ def test_unknown_file_kind_is_refused_before_spark_is_used(tmp_path):
     assert "bills" in message and "usgae" in message
     assert "known kinds" in message and all(kind in message for kind in FILES)
     assert not any(tmp_path.iterdir()), "nothing was archived or written"
+
+
+def test_scan_gzip_names_a_byte_order_mark_and_blank_lines(tmp_path):
+    scan = ingest.scan_gzip(_gz(tmp_path, "bom.csv.gz", gzip.compress(b"\xef\xbb\xbf" + USAGE_HEADER + b"\na|1\n\nb|2\n\r\n")))
+    assert scan == (USAGE_HEADER, 2, 2, True)
+
+
+def test_a_byte_order_mark_and_a_trailing_blank_line_are_noted_not_refused(tmp_path):
+    data = gzip.compress(b"\xef\xbb\xbf" + USAGE_HEADER + b"\na\nb\n\n")
+    fc = ingest.check_file(_delivered(tmp_path, data, 2), FILES["usage"], DAY1)
+    assert (fc.problem, fc.lines) == (None, 2)
+    assert any("byte-order mark" in n for n in fc.notes) and any("1 blank line" in n for n in fc.notes)
+
+
+def test_a_file_delivered_again_under_another_name_is_named_as_such(tmp_path):
+    data = gzip.compress(USAGE_HEADER + b"\na\nb\n")
+    paths = _delivered(tmp_path, data, 2)
+    earlier = {hashlib.md5(data).hexdigest(): ("usage_20261101.csv.gz", DAY1 - dt.timedelta(days=1))}
+    fc = ingest.check_file(paths, FILES["usage"], DAY1, earlier=earlier)
+    assert fc.problem.startswith("identical to usage_20261101.csv.gz delivered for"), fc.problem
+
+
+def test_a_file_refused_for_its_checksum_still_has_its_lines_counted(tmp_path):
+    paths = _delivered(tmp_path, gzip.compress(USAGE_HEADER + b"\na\nb\n"), 2)
+    (paths.landing_day(DAY1) / FILES["usage"].control_name(DAY1)).write_text("rows=2\nmd5=" + "0" * 32 + "\n")
+    fc = ingest.check_file(paths, FILES["usage"], DAY1)
+    assert fc.problem.startswith("checksum mismatch") and (fc.lines, fc.control_rows) == (2, 2)
+
+
+def test_files_of_no_known_kind_and_second_copies_are_archived_and_named(tmp_path):
+    from jobs.stages.ingest.files import unrecognised
+
+    paths = _delivered(tmp_path, gzip.compress(USAGE_HEADER + b"\na\n"), 1)
+    folder = paths.landing_day(DAY1)
+    (folder / "mystery_20261102.csv.gz").write_bytes(b"x")
+    (folder / "usage_copy.csv.gz").write_bytes((folder / FILES["usage"].file_name(DAY1)).read_bytes())
+    known = {FILES["usage"].file_name(DAY1), FILES["usage"].control_name(DAY1)}
+    found = {c.name: c.problem for c in unrecognised(paths, DAY1, known)}
+    assert set(found) == {"mystery_20261102.csv.gz", "usage_copy.csv.gz"}
+    assert found["usage_copy.csv.gz"].startswith(f"a second copy of {FILES['usage'].file_name(DAY1)}")
+    assert "no file kind is named" in found["mystery_20261102.csv.gz"]
+    assert {p.name for p in (paths.archive_day(DAY1) / "unrecognised").iterdir()} == set(found)
+
+
+def test_bad_rows_refuse_a_file_by_share_and_count_and_never_opt_outs():
+    from jobs.stages.ingest import quality
+
+    usage, optouts = quality.load_suite("usage"), quality.load_suite("optouts")
+    assert not usage.too_many_bad(1, 18), "1 bad row of 18: judged by a count, the 17 good ones are kept"
+    assert usage.too_many_bad(11, 18) and not usage.too_many_bad(900, 18000) and usage.too_many_bad(901, 18000)
+    assert not optouts.too_many_bad(17, 18), "opt-outs keep their good rows whatever the share of bad ones"
+
+
+def test_volume_band_against_recent_deliveries():
+    from jobs.stages.ingest import _volume
+    from jobs.stages.ingest.quality import VOLUME_DEFAULTS
+
+    band = dict(VOLUME_DEFAULTS)
+    history = [18000, 18100, 17900, 18050, 17950]
+    assert _volume(0, history, band)[0].startswith("volume too low: 0 rows, 0.0% of the median 18,000")
+    assert _volume(18000, history[:4], band) == (None, None), "too little history: no check"
+    assert _volume(5000, history, band)[1].startswith("volume outside the usual band")
+    assert _volume(18000, history, band) == (None, None)
+    assert _volume(0, [50] * 10, band) == (None, None), "small kinds are not judged by volume"
+    assert _volume(0, history, None) == (None, None), "a kind without a band"

@@ -91,6 +91,96 @@ def test_tier_without_marketing(spark, cat, conf):
     assert {r["outcome"] for r in got} <= {"opt_out", "unreachable", "tier_no_marketing"}, "only the absolutes before it"
 
 
+def test_open_complaint_stops_a_vip_or_key_customer_unless_the_campaign_opts_in(spark, cat, conf):
+    """Issue 20: a key customer and a VIP with an open complaint rank above the open-complaint tier, whose
+    marketing is allowed; the open_complaint rule removes every candidate of theirs, offers and service
+    messages alike (an open trial makes trial_feedback target them). The same customers without a complaint
+    are not removed by it, and a campaign that says while_complaint_open still reaches the complainers."""
+    ids = {k: not_holdout(conf, prefix=k) for k in ("kc", "vc", "kn", "vn")}
+    level = {"k": 3, "v": 1}
+    rows = [{"customer_id": cid, **ACTIVE, "vip_level": level[k[0]], "open_complaints": int(k[1] == "c")}
+            for k, cid in ids.items()]
+    trial = ("customer_id string, trial_product_id string, trial_day int",
+             [(c, "P_MUSIC", 15) for c in ids.values()])
+    got = decide(spark, cat, conf, rows, trial)
+    tiers = {r["customer_id"]: r["service_tier"] for r in got}
+    assert tiers == {ids["kc"]: "key_customer", ids["vc"]: "vip", ids["kn"]: "key_customer", ids["vn"]: "vip"}
+    for k in ("kc", "vc"):
+        mine = outcomes(got, ids[k])
+        assert "open_complaint" in mine and mine <= {"opt_out", "unreachable", "open_complaint"}, k
+        assert "open_complaint" in outcomes(got, ids[k], campaign_kind="message"), "service messages too"
+    for k in ("kn", "vn"):
+        mine = outcomes(got, ids[k])
+        assert "open_complaint" not in mine and mine & {"contact", "placement"}, k
+
+    opted = [dataclasses.replace(c, while_complaint_open=True) if c.id == "cpc_daily" else c
+             for c in conf["camps"]]
+    got = decide(spark, cat, conf, rows, trial, camps=opted)
+    for k in ("kc", "vc"):
+        daily = outcomes(got, ids[k], campaign_id="cpc_daily")
+        assert "open_complaint" not in daily and daily & {"contact", "placement"}, k
+        feedback = outcomes(got, ids[k], campaign_id="trial_feedback")
+        assert "open_complaint" in feedback, "only the campaign that opted in"
+
+
+def test_export_guard_refuses_an_open_complaint_unless_the_campaign_allows_it(spark):
+    """export.violates, the lists' last guard: an open complaint (or an unknown complaint status) is refused
+    unless the row's campaign says while_complaint_open (unknown campaign: not allowed)."""
+    from jobs.stages import export
+
+    # (case, svc_open_complaint, while_complaint_open, refused)
+    cases = [("complaint", True, False, True), ("complaint, opted in", True, True, False),
+             ("none", False, False, False), ("none, opted in", False, True, False),
+             ("unknown status", None, False, True), ("unknown campaign", True, None, True)]
+    df = spark.createDataFrame(
+        [(name, "contact", "sms_push", False, False, True, False, oc, ok) for name, oc, ok, _ in cases],
+        "name string, outcome string, channel string, cp_optout_all boolean, cp_optout_sms_push boolean, "
+        "tier_marketing_allowed boolean, in_holdout boolean, svc_open_complaint boolean, "
+        "while_complaint_open boolean")
+    got = {r["name"]: r["bad"] for r in df.select("name", export.violates(df.columns).alias("bad")).collect()}
+    assert got == {name: bad for name, _, _, bad in cases}
+
+
+def test_open_complaint_rule_sits_right_after_tier_no_marketing():
+    """Spark-free: the rule order (RULES; the funnel's STEPS and docs/cpc.md follow it), and the tag the rule
+    and the export guard read is declared among the tags code reads."""
+    import re
+    from pathlib import Path
+
+    from jobs.stages.tags.catalogue import CODE_TAGS
+
+    rules = campaign_conf.RULES
+    assert rules.index("open_complaint") == rules.index("tier_no_marketing") + 1
+    assert "open_complaint" in cpc.ROW_RULES and cpc.STEPS[: len(rules)] == rules
+    assert "svc_open_complaint" in CODE_TAGS
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cpc.md").read_text(encoding="utf-8")
+    table = re.findall(r"^\| (\d+) \| `(\w+)` \|", doc, flags=re.M)
+    assert [rule for _, rule in table] == list(rules)
+    assert [int(n) for n, _ in table] == list(range(1, len(rules) + 1))
+
+
+def test_while_complaint_open_must_be_a_boolean_naming_the_file_and_field(tmp_path):
+    """Spark-free: the campaign's opt-in flag is optional (default false), true or false only; anything else
+    is refused with the file and the field named."""
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    body = ("id: x\ntarget: 'true'\nproducts: [P_NEWS]\nchannels: [sms_push]\n"
+            "start: 2026-01-01\nholdout: 0.1\n")
+
+    def load():
+        return campaign_conf.load(["P_NEWS"], ["sms_push"], set(), folder=folder)
+
+    for value, want in [(None, False), ("true", True), ("false", False)]:
+        (folder / "x.yaml").write_text(body + (f"while_complaint_open: {value}\n" if value else ""))
+        assert load()[0].while_complaint_open is want
+    for bad in ("sometimes", "'true'", "1", ""):
+        (folder / "x.yaml").write_text(body + f"while_complaint_open: {bad}\n")
+        field = r"campaigns/x\.yaml: campaign x: while_complaint_open: "
+        with pytest.raises(ConfigError, match=field) as exc:
+            load()
+        assert "boolean" in str(exc.value), bad
+
+
 def test_stage_rule_no_selling_in_onboarding_but_the_second_contact_campaign(spark, cat, conf):
     got = decide(spark, cat, conf, [
         {"customer_id": "on20", **ACTIVE, "activation_date": SNAPSHOT - D(days=20)},

@@ -13,8 +13,9 @@ before anything is published). Shapes (columns in ``conf/channels.yaml`` ``expor
 Every row carries ``contact_ref``, the key a response comes back with.
 
 Before publishing, each list is checked against the policy's absolutes: nobody opted out (all channels or
-this one), nobody in a tier without marketing, nobody in the campaign's holdout, never more rows than the
-channel's capacity. A failed check publishes nothing.
+this one), nobody in a tier without marketing, nobody with an open complaint unless the row's campaign says
+``while_complaint_open: true``, nobody in the campaign's holdout, never more rows than the channel's
+capacity. A failed check publishes nothing.
 
 Every list is published atomically: written to a hidden version folder with its data file, ``manifest.json``
 (rows, SHA-256, run date, campaigns, columns, the Delta versions of the tables it came from, the decision
@@ -75,10 +76,12 @@ def contactable(spark, paths: Paths, day: dt.date, versions: dict[str, int] | No
         F.col("outcome").isin("contact", "placement"))
     _, channels, _, camps, policy = load_conf()
     display = spark.createDataFrame([(c.id, c.display) for c in channels if c.kind == "passive"], "channel string, display string")
-    shares = spark.createDataFrame([(c.id, c.holdout) for c in camps], "campaign_id string, holdout_share double")
+    shares = spark.createDataFrame([(c.id, c.holdout, c.while_complaint_open) for c in camps],
+                                   "campaign_id string, holdout_share double, while_complaint_open boolean")
     contact = profile_asof(spark, paths, day, v.get("bronze.crm_profile")).select("customer_id", "msisdn", "email")
     guards = lake.read(spark, paths, "gold.customer_tags", v.get("gold.customer_tags")).where(cond).select(
         "customer_id", "cp_optout_all", *[f"cp_optout_{c.id}" for c in channels if c.kind == "active"], "soc_elderly",
+        "svc_open_complaint",
     )
     tiers = lake.read(spark, paths, "gold.customer_segment", v.get("gold.customer_segment")).where(cond).select("customer_id", "marketing_allowed")
     params = F.concat_ws(";", F.concat(F.lit("offer="), F.col("offer_name")), F.concat(F.lit("price="), F.col("price").cast("string")),
@@ -112,14 +115,19 @@ def select_list(base, channel: dict):
 
 def violates(columns):
     """Per row, true when it must never be exported: opted out (of all marketing, or of the row's own active
-    channel), in a tier without marketing, or in the campaign's holdout. Unknown counts as a violation."""
+    channel), in a tier without marketing, with an open complaint while the row's campaign does not allow it
+    (``while_complaint_open``), or in the campaign's holdout. Unknown counts as a violation (a customer
+    without tags has an open complaint; a campaign not in conf/campaigns/ does not allow it)."""
     from pyspark.sql import functions as F
 
     own = [F.when(F.col("channel") == c[len("cp_optout_"):], F.coalesce(F.col(c), F.lit(True)))
            for c in columns if c.startswith("cp_optout_") and c != "cp_optout_all"]
     channel_optout = F.when(F.col("outcome") == "contact", F.coalesce(*own, F.lit(False))).otherwise(F.lit(False))
+    allowed = F.coalesce(F.col("while_complaint_open"), F.lit(False))
+    complaint = F.coalesce(F.col("svc_open_complaint"), F.lit(True)) & ~allowed
     return (F.coalesce(F.col("cp_optout_all"), F.lit(True)) | channel_optout
-            | ~F.coalesce(F.col("tier_marketing_allowed"), F.lit(False)) | F.coalesce(F.col("in_holdout"), F.lit(True)))
+            | ~F.coalesce(F.col("tier_marketing_allowed"), F.lit(False)) | complaint
+            | F.coalesce(F.col("in_holdout"), F.lit(True)))
 
 
 def list_stats(base) -> dict[str, dict]:
@@ -266,8 +274,8 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
     for ch in list_channels():  # every list is checked before any is published
         st = stats.get(ch["id"], {"rows": 0, "bad": 0})
         if st["bad"]:
-            raise ExportError(f"{ch['id']}: {st['bad']} rows break the contact policy (opted out, tier without marketing or in "
-                              f"a holdout); nothing published")
+            raise ExportError(f"{ch['id']}: {st['bad']} rows break the contact policy (opted out, tier "
+                              f"without marketing, open complaint or in a holdout); nothing published")
         n, want = st["rows"], expected.get(ch["id"], 0)
         if n != want:
             raise ExportError(f"{ch['id']}: {n} rows to export but {want} decided in gold.cpc_decisions v{version}; nothing published")

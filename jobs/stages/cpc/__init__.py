@@ -15,8 +15,9 @@ probability (service messages: scale 1). The policy (``conf/policy.yaml``) then
 removes candidates rule by rule, in a fixed order; the first rule a candidate breaks is recorded as its
 outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates and customers:
 
-    opt_out, unreachable, tier_no_marketing, stage_rule, not_eligible, already_held, quiet_period,
-    cooldown_after_decline, recently_contacted, frequency_cap, no_value   (row by row, column expressions)
+    opt_out, unreachable, tier_no_marketing, open_complaint, stage_rule, not_eligible, already_held,
+    quiet_period, cooldown_after_decline, recently_contacted, frequency_cap, no_value
+                       (row by row, column expressions)
     holdout            the campaign's control group: recorded, never contacted
     passive_first      a customer likely to come to a passive channel soon gets the offer placed there
     one_offer_a_day    one active contact a customer a day; one placement per passive touchpoint

@@ -5,8 +5,10 @@ product the customer is trialling), the channels it may use (or ``all``), its da
 priority (lower wins ties), and ``urgent: true`` for time-bound service messages (trial funnel, welcome
 guide) that go before any sales offer when a customer can get one contact a day. ``kind: message`` campaigns (welcome guide, trial reminders) carry a fixed
 ``value`` instead of a product margin and skip the product's eligibility rules (the message is about a
-product the customer already has or trials). Everything is checked when loaded, with errors naming the
-file and the field.
+product the customer already has or trials). ``while_complaint_open: true`` lets a campaign reach
+customers with an open complaint (the ``open_complaint`` rule; default false: nobody with an open complaint
+is contacted or shown an offer, whatever their tier). Everything is checked when loaded, with errors naming
+the file and the field.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from jobs.platform.config import CONF_DIR, ConfModel, Text, business, load_yaml, relative, validate
 from jobs.platform.errors import CatalogueError, ConfigError
@@ -50,6 +52,7 @@ class Campaign:
     stages: tuple[str, ...] | None = None  # the stages it sells in, instead of each product's own
     trial: bool = False
     urgent: bool = False
+    while_complaint_open: bool = False  # may reach customers with an open complaint (open_complaint rule)
     source: str = ""
 
     def active_on(self, day: dt.date) -> bool:
@@ -73,10 +76,12 @@ class Policy:
 
 
 # The contact policy's rules in the order they are applied (docs/cpc.md); the first one a candidate breaks
-# is its outcome.
-RULES = ("opt_out", "unreachable", "tier_no_marketing", "stage_rule", "not_eligible", "already_held", "quiet_period",
-         "cooldown_after_decline", "recently_contacted", "frequency_cap", "no_value", "holdout", "passive_first",
-         "one_offer_a_day", "capacity")
+# is its outcome. open_complaint follows tier_no_marketing: a customer with an open complaint gets no contact
+# and no placement whatever their tier (a VIP or key customer ranks above the open-complaint tier), unless the
+# campaign says ``while_complaint_open: true``.
+RULES = ("opt_out", "unreachable", "tier_no_marketing", "open_complaint", "stage_rule", "not_eligible",
+         "already_held", "quiet_period", "cooldown_after_decline", "recently_contacted", "frequency_cap",
+         "no_value", "holdout", "passive_first", "one_offer_a_day", "capacity")
 
 
 # ---- conf/policy.yaml --------------------------------------------------------------------------------------
@@ -179,6 +184,9 @@ class CampaignConf(ConfModel):
     value: float | None = None  # message campaigns: the value (yuan) of the message
     stages: tuple[str, ...] | None = None  # the stages it sells in, instead of each product's own
     urgent: bool = False
+    # Opt-in to the open_complaint rule: reach customers with an open complaint. Strict: only true or
+    # false (not 1, not the text "yes"), so a typo is an error naming the file and field, not a silent opt-in.
+    while_complaint_open: StrictBool = False
 
     _products = field_validator("products", mode="before")(_ids_or(("all", "trial")))
     _channels = field_validator("channels", mode="before")(_ids_or(("all",)))
@@ -220,7 +228,7 @@ def parse(raw: dict[str, Any], source: str, product_ids: list[str], channel_ids:
         id=cid, name_en=conf.name_en if conf.name_en is not None else cid, name_zh=conf.name_zh, kind=kind, target=target,
         products=products, channels=channels, start=start, end=end, holdout=holdout, priority=conf.priority,
         repeat_after_days=conf.repeat_after_days, value=conf.value, stages=camp_stages, trial=trial, urgent=conf.urgent,
-        source=source,
+        while_complaint_open=conf.while_complaint_open, source=source,
     )
 
 

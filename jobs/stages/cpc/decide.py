@@ -49,12 +49,14 @@ def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float
                 value = camp.value if camp.value is not None else p.value
                 stages = list(camp.stages or p.stages)
                 scale = float(scales.get(ch, 1.0)) if camp.kind == "offer" else 1.0  # a service message is not "accepted"
-                rows.append((camp.id, camp.kind, camp.priority, camp.urgent, camp.trial, camp.holdout, camp.repeat_after_days,
-                             p.id, p.category, p.name_en, p.price, float(value), stages, p.propensity, ch, c.kind,
-                             c.cost, float(pc_fit[(p.id, ch)]), scale))
-    schema = ("campaign_id string, campaign_kind string, priority int, urgent boolean, trial boolean, holdout_share double, "
-              "repeat_after_days int, product_id string, category string, offer_name string, price double, value double, "
-              "stages array<string>, model string, channel string, channel_kind string, cost double, fit_product_channel double, "
+                rows.append((camp.id, camp.kind, camp.priority, camp.urgent, camp.trial, camp.holdout,
+                             camp.repeat_after_days, camp.while_complaint_open, p.id, p.category, p.name_en,
+                             p.price, float(value), stages, p.propensity, ch, c.kind, c.cost,
+                             float(pc_fit[(p.id, ch)]), scale))
+    schema = ("campaign_id string, campaign_kind string, priority int, urgent boolean, trial boolean, "
+              "holdout_share double, repeat_after_days int, while_complaint_open boolean, product_id string, "
+              "category string, offer_name string, price double, value double, stages array<string>, "
+              "model string, channel string, channel_kind string, cost double, fit_product_channel double, "
               "accept_scale double")
     return spark.createDataFrame(rows, schema)
 
@@ -79,6 +81,8 @@ def _per_customer(frame, products, channels, camps, day: dt.date):
     return frame.select(
         "customer_id", "snapshot_date", "lifecycle_stage", "service_tier",
         F.coalesce("marketing_allowed", F.lit(False)).alias("marketing_allowed"),
+        # unknown = an open complaint, as the export guard reads it
+        F.coalesce(F.col("svc_open_complaint"), F.lit(True)).alias("open_complaint"),
         F.coalesce(F.col("cp_optout_all"), F.lit(True)).alias("optout_all"),
         F.col("val_tenure_days").alias("tenure_days"),
         F.coalesce(F.col("cp_contacts_30d"), F.lit(0)).alias("inbound_30d"),
@@ -123,6 +127,12 @@ def _broken(policy) -> dict:
         "opt_out": F.col("optout_all") | F.coalesce(F.element_at("optout", F.col("channel")), F.lit(False)),
         "unreachable": ~F.coalesce(F.element_at("reach", F.col("channel")), F.lit(False)),
         "tier_no_marketing": ~F.col("marketing_allowed"),
+        # An open complaint stops every contact and placement whatever the tier, unless the campaign opts
+        # in. Service messages (kind message) too, as tier_no_marketing stops them: in the open-complaint
+        # tier a trial reminder is already withheld, and exempting messages here would make a VIP's open
+        # complaint count for less than anyone else's again. A campaign that must reach such customers says
+        # ``while_complaint_open: true`` (this rule only: a tier without marketing still stops it).
+        "open_complaint": F.col("open_complaint") & ~F.col("while_complaint_open"),
         "stage_rule": ~message & ~F.coalesce(F.array_contains("stages", F.col("lifecycle_stage")), F.lit(False)),
         "not_eligible": ~message & ~F.coalesce(F.element_at("eligible", F.col("product_id")), F.lit(False)),
         "already_held": ~message & F.array_contains("held", F.col("product_id")),

@@ -27,18 +27,30 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import statistics
 import time
 from dataclasses import dataclass, field
 
 from jobs.platform import lake
 from jobs.platform.config import Paths
 from jobs.platform.errors import ConfigError, IngestError
+from jobs.platform.logs import progress
 from jobs.stages.ingest import quality
-from jobs.stages.ingest.files import FileCheck, archive, check_file, scan_gzip
-from jobs.stages.ingest.ledger import close_day, closed_deliveries, ledger_row, reopen, write_ledger
+from jobs.stages.ingest.files import FileCheck, archive, check_file, scan_gzip, unrecognised
+from jobs.stages.ingest.ledger import (
+    close_day,
+    closed_deliveries,
+    earlier_deliveries,
+    ledger_row,
+    recent_volumes,
+    reopen,
+    write_ledger,
+)
+from jobs.stages.ingest.quality import VOLUME_DEFAULTS
 from jobs.stages.ingest.transform import (
     QUARANTINE_DDL,
     bad_rows,
+    first_reasons,
     good_rows,
     parse,
     raw_json,
@@ -114,33 +126,60 @@ def _parse_and_validate(spark, paths: Paths, schema: FileSchema, readable: list[
     return parsed, stats, validation
 
 
-def _file_problem(check: FileCheck, stats: dict, table_failures: list[dict], suite: quality.Suite) -> str | None:
+def _volume(received: int, history: list[int], band: dict | None) -> tuple[str | None, str | None]:
+    """(problem, note) of a day's row count against the median of recent accepted deliveries of its kind."""
+    if band is None or len(history) < band["min_history"]:
+        return None, None
+    recent = history[-int(band["history"]):]
+    median = statistics.median(recent)
+    if median < band["min_median"]:
+        return None, None
+    ratio = received / median
+    text = f"{received:,} rows, {ratio:.1%} of the median {median:,.0f} of the last {len(recent)} deliveries"
+    if ratio < band["refuse_below"]:
+        return f"volume too low: {text} (refused below {band['refuse_below']:.0%}): a partial or empty export?", None
+    if ratio > band["refuse_above"]:
+        return f"volume too high: {text} (refused above {band['refuse_above']:.0f}x)", None
+    if not band["warn_below"] <= ratio <= band["warn_above"]:
+        return None, f"volume outside the usual band: {text}"
+    return None, None
+
+
+def _file_problem(check: FileCheck, stats: dict, table_failures: list[dict], suite: quality.Suite,
+                  history: list[int]) -> str | None:
     """Why a file is rejected whole, if it is: its driver-side problem, else its parsed rows against the
-    control file, the suite's table-level expectations and its share of bad rows."""
+    control file, the suite's table-level expectations, its volume against recent deliveries and its bad rows
+    (more than the suite's share, and more than its small-file count; never for a kind that keeps good rows)."""
     received, bad = stats["received"], stats["bad"]
     problem = check.problem
     if problem is None and received != check.control_rows:
         problem = f"row count mismatch: control file says {check.control_rows} rows, file has {received}"
     if problem is None and table_failures:
         problem = "table-level expectations failed: " + ", ".join(f["expectation"] for f in table_failures)
-    if problem is None and received and bad / received > suite.max_bad_row_share:
-        problem = f"{bad} of {received} rows bad ({bad / received:.1%}), above the suite's limit of {suite.max_bad_row_share:.0%}"
+    if problem is None and check.problem is None:
+        problem, note = _volume(received, history, suite.volume)
+        check.notes += [note] if note else []
+    if problem is None and received and suite.too_many_bad(bad, received):
+        problem = (f"{bad} of {received} rows bad ({bad / received:.1%}), above the suite's limit of "
+                   f"{suite.max_bad_row_share:.0%} (and of {suite.min_bad_rows} rows)")
     return problem
 
 
 def _judge_files(checks: list[FileCheck], stats: dict[str, dict], validation: dict | None, suite: quality.Suite,
-                 report: IngestReport) -> tuple[set[str], dict[str, str]]:
-    """Accept or reject each file and add its ledger row to the report: (accepted names, rejected name ->
-    problem)."""
+                 report: IngestReport, history: list[int]) -> tuple[set[str], dict[str, str]]:
+    """Accept or reject each file, in date order, and add its ledger row to the report: (accepted names,
+    rejected name -> problem). ``history``: rows of the kind's recent accepted deliveries, oldest first; each
+    accepted file joins it for the next date's volume check."""
     table_failures = [f for f in (validation or {}).get("failed", []) if f["level"] == "table"]
     accepted, rejected = set(), {}
-    for c in checks:
+    for c in sorted(checks, key=lambda c: c.day):
         s = stats.get(c.name, {"received": c.lines or 0, "bad": 0})
-        problem = _file_problem(c, s, table_failures, suite)
+        problem = _file_problem(c, s, table_failures, suite, history)
         if problem:
             rejected[c.name] = problem
         else:
             accepted.add(c.name)
+            history.append(s["received"])
         report.add(ledger_row(c, s, problem, validation))
     return accepted, rejected
 
@@ -165,26 +204,45 @@ def _write_bronze_and_quarantine(spark, paths: Paths, schema: FileSchema, days: 
     bad = spark.createDataFrame([], QUARANTINE_DDL)
     for part in bad_parts:
         bad = bad.unionByName(part)
-    lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}")
+    lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}", merge_schema=True)
 
 
 def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: IngestReport,
-                closed: dict[tuple[str, dt.date], str] | None = None) -> None:
+                closed: dict[tuple[str, dt.date], str] | None = None, earlier: dict | None = None) -> None:
     """Ingest one file kind for the given delivery dates (see the module's docstring)."""
     schema = FILES[kind]
     suite = quality.load_suite(kind)
     checks = []
     for day in days:
         archive(paths, schema, day)
-        checks.append(check_file(paths, schema, day, (closed or {}).get((kind, day))))
+        checks.append(check_file(paths, schema, day, (closed or {}).get((kind, day)), earlier))
     readable = [c for c in checks if c.problem is None]
     parsed, stats, validation = None, {}, None
     if readable:
         parsed, stats, validation = _parse_and_validate(spark, paths, schema, readable, report)
-    accepted, rejected = _judge_files(checks, stats, validation, suite, report)
+    history = recent_volumes(spark, paths, kind, min(days), int((suite.volume or VOLUME_DEFAULTS)["history"]))
+    accepted, rejected = _judge_files(checks, stats, validation, suite, report, history)
     _write_bronze_and_quarantine(spark, paths, schema, days, checks, parsed, accepted, rejected)
+    _report_files(checks, report, first_reasons(parsed) if parsed is not None else {})
     if parsed is not None:
         parsed.unpersist()
+
+
+def _report_files(checks: list[FileCheck], report: IngestReport, reasons: dict[str, list[tuple[int, str]]]) -> None:
+    """One line per file for the person watching: what became of it, the notes, the first rows' reasons."""
+    rows = {(r["kind"], r["delivery_date"], r["file"]): r for r in report.files}
+    for c in checks:
+        r = rows[(c.kind, c.day, c.name)]
+        first = "; ".join(f"line {line}: {why}" for line, why in reasons.get(c.name, []))
+        more = r["rows_quarantined"] - len(reasons.get(c.name, []))
+        text = (f"REJECTED: {r['reason']}" if r["status"] == "rejected" else
+                f"{r['rows_accepted']:,} rows accepted, {r['rows_quarantined']:,} quarantined")
+        plain = r["status"] == "accepted" and not r["rows_quarantined"] and not c.notes
+        if plain and len(checks) > 1:  # a history load of many days reports its files by exception
+            continue
+        log_ = log.info if plain else log.warning
+        log_(f"ingest {c.day} {c.name}: {text}" + (f" ({'; '.join(c.notes)})" if c.notes else "")
+             + (f"; first bad rows: {first}" + (f" (+{more:,} more in bronze.quarantine)" if more > 0 else "") if first else ""))
 
 
 def _check_kinds(kinds: list[str] | None) -> None:
@@ -196,6 +254,15 @@ def _check_kinds(kinds: list[str] | None) -> None:
         raise ConfigError(f"unknown file kind(s) {', '.join(unknown)}; the known kinds are {', '.join(FILE_ORDER)}")
 
 
+def _unrecognised(paths: Paths, days: list[dt.date], report: IngestReport) -> None:
+    """Every other file in the landing folders: archived, in the ledger, and reported (never silently ignored)."""
+    for day in days:
+        known = {n for s in FILES.values() for n in (s.file_name(day), s.control_name(day))}
+        for c in unrecognised(paths, day, known):
+            report.add(ledger_row(c, {"received": 0, "bad": 0}, c.problem, None, status="unrecognised"))
+            log.warning(f"ingest {day} {c.name}: NOT INGESTED: {c.problem} (kept in {paths.archive_day(day) / 'unrecognised'})")
+
+
 def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = None, strict: bool = True) -> IngestReport:
     """Ingest the given delivery dates. Raises IngestError naming every rejected file when ``strict``, and
     ConfigError naming an unknown file kind (before Spark is used)."""
@@ -204,10 +271,11 @@ def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = N
     report = IngestReport()
     days = sorted(set(days))
     closed = closed_deliveries(spark, paths, days)
+    earlier = earlier_deliveries(spark, paths)
     label = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"
-    for kind in kinds:
+    for kind in progress(kinds, f"ingest {label}"):
         t0 = time.time()
-        ingest_kind(spark, paths, kind, days, report, closed)
+        ingest_kind(spark, paths, kind, days, report, closed, earlier)
         report.seconds[kind] = time.time() - t0
         mine = [f for f in report.files if f["kind"] == kind]
         log.info(
@@ -216,7 +284,8 @@ def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = N
             f"{sum(f['status'] == 'rejected' for f in mine)} files rejected ({report.seconds[kind]:.1f}s, "
             f"Great Expectations {report.validation_seconds.get(kind, 0.0):.1f}s)",
         )
-    write_ledger(spark, paths, report, kinds, days)
+    _unrecognised(paths, days, report)
+    write_ledger(spark, paths, report, [*kinds, "unrecognised"], days)
     if strict and report.rejected:
         lines = [f"  {paths.landing_day(f['delivery_date']) / f['file']}: {f['reason']}" for f in report.rejected]
         raise IngestError(f"{len(report.rejected)} file(s) rejected (raw files kept in {paths.archive}):\n" + "\n".join(lines))

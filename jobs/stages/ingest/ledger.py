@@ -16,16 +16,18 @@ from schemas.types import spark as spark_type
 log = logging.getLogger(__name__)
 
 
-def ledger_row(check: FileCheck, stats: dict, problem: str | None, validation: dict | None) -> dict:
-    """The ledger row of one file: received = accepted + quarantined; ``validation`` is the Great Expectations
-    summary of the kind's run, recorded beside the files that were parsed (None when none was)."""
+def ledger_row(check: FileCheck, stats: dict, problem: str | None, validation: dict | None,
+               status: str | None = None) -> dict:
+    """The ledger row of one file: received = accepted + quarantined (the rows the quarantine holds);
+    ``validation`` is the Great Expectations summary of the kind's run, recorded beside the files that were parsed
+    (None when none was); ``rows_declared`` is what its control file says."""
     parsed = check.problem is None
     return {
         "kind": check.kind,
         "delivery_date": check.day,
         "file": check.name,
         "md5": check.md5,
-        "status": "rejected" if problem else "accepted",
+        "status": status or ("rejected" if problem else "accepted"),
         "reason": problem,
         "rows_received": stats["received"],
         "rows_accepted": 0 if problem else stats["received"] - stats["bad"],
@@ -33,7 +35,32 @@ def ledger_row(check: FileCheck, stats: dict, problem: str | None, validation: d
         "expectations_evaluated": (validation or {}).get("evaluated", 0) if parsed else 0,
         "expectations_failed": len((validation or {}).get("failed", [])) if parsed else 0,
         "validation": json.dumps(validation, default=str) if validation and parsed else None,
+        "rows_declared": check.control_rows,
+        "notes": "; ".join(check.notes) or None,
     }
+
+
+def earlier_deliveries(spark, paths: Paths) -> dict[str, tuple[str, dt.date]]:
+    """MD5 -> (file, delivery date) of every file accepted so far: a file delivered again under a new name or
+    date is recognised (one row per file ingested: small next to the data)."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, LEDGER.name):
+        return {}
+    rows = lake.read(spark, paths, LEDGER.name).where((F.col("status") == "accepted") & F.col("md5").isNotNull())
+    return {r["md5"]: (r["file"], r["delivery_date"]) for r in rows.select("md5", "file", "delivery_date").collect()}
+
+
+def recent_volumes(spark, paths: Paths, kind: str, before: dt.date, n: int) -> list[int]:
+    """Rows received by the kind's last ``n`` accepted deliveries before ``before``, oldest first."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, LEDGER.name):
+        return []
+    rows = (lake.read(spark, paths, LEDGER.name)
+            .where((F.col("kind") == kind) & (F.col("status") == "accepted") & (F.col("delivery_date") < F.lit(before)))
+            .orderBy(F.col("delivery_date").desc()).limit(n).select("rows_received").collect())  # at most n rows
+    return [int(r[0]) for r in reversed(rows)]
 
 
 def write_ledger(spark, paths: Paths, report, kinds: list[str], days: list[dt.date]) -> None:
@@ -43,7 +70,7 @@ def write_ledger(spark, paths: Paths, report, kinds: list[str], days: list[dt.da
     fields = [T.StructField(c.name, spark_type(c.type), True) for c in LEDGER.columns]
     df = spark.createDataFrame([tuple(r[c.name] for c in LEDGER.columns) for r in report.files], T.StructType(fields))
     kinds_sql = ", ".join(repr(k) for k in kinds)
-    lake.replace(df, paths, LEDGER.name, f"kind IN ({kinds_sql}) AND {lake.in_dates('delivery_date', days)}")
+    lake.replace(df, paths, LEDGER.name, f"kind IN ({kinds_sql}) AND {lake.in_dates('delivery_date', days)}", merge_schema=True)
 
 
 def closed_deliveries(spark, paths: Paths, days: list[dt.date]) -> dict[tuple[str, dt.date], str]:

@@ -34,6 +34,10 @@ ROW_LEVEL = {
 
 
 
+VOLUME_DEFAULTS = {"history": 14, "min_history": 5, "min_median": 100, "refuse_below": 0.1, "warn_below": 0.5,
+                   "warn_above": 3.0, "refuse_above": 50.0}
+
+
 @dataclass(frozen=True)
 class Suite:
     kind: str
@@ -44,8 +48,37 @@ class Suite:
         return self.raw.get("expectations", [])
 
     @property
+    def meta(self) -> dict[str, Any]:
+        return self.raw.get("meta", {})
+
+    @property
     def max_bad_row_share(self) -> float:
-        return float(self.raw.get("meta", {}).get("max_bad_row_share", 0.05))
+        return float(self.meta.get("max_bad_row_share", 0.05))
+
+    @property
+    def min_bad_rows(self) -> int:
+        """Bad rows a file may always have: below it a small file is judged by a count, not a share (1 bad row of
+        18 is 5.6%, and refusing the file would lose 17 good ones)."""
+        return int(self.meta.get("min_bad_rows", 10))
+
+    @property
+    def keep_good_rows(self) -> bool:
+        """Never refuse the file for its bad rows (opt-outs: losing a good row harms a customer); they are still
+        quarantined and reported."""
+        return bool(self.meta.get("keep_good_rows", False))
+
+    def too_many_bad(self, bad: int, received: int) -> bool:
+        return not self.keep_good_rows and bad > max(self.max_bad_row_share * received, self.min_bad_rows)
+
+    @property
+    def volume(self) -> dict[str, float] | None:
+        """The day's rows against the median of recent accepted deliveries (``meta.volume``; null: no check):
+        ``history`` deliveries looked at, checked once there are ``min_history`` with a median of ``min_median``
+        rows or more; below ``refuse_below`` or above ``refuse_above`` times the median the file is refused, below
+        ``warn_below`` or above ``warn_above`` it is accepted with a warning."""
+        if "volume" in self.meta and self.meta["volume"] is None:
+            return None
+        return {**VOLUME_DEFAULTS, **{k: float(v) for k, v in (self.meta.get("volume") or {}).items()}}
 
     def row_rules(self) -> list[tuple[str, dict[str, Any]]]:
         """(reason, expectation) for every row-level expectation; the reason names the rule."""

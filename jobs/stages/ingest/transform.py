@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobs.stages.ingest import quality
-from schemas import DELIMITER, FileSchema
+from schemas import FileSchema
 
-QUARANTINE_DDL = "kind string, delivery_date date, _source_file string, raw string, reasons string"
+QUARANTINE_DDL = "kind string, delivery_date date, _source_file string, raw string, reasons string, line bigint"
 
 
 def _delivery_date():
@@ -18,42 +18,110 @@ def _delivery_date():
     return F.to_date(F.regexp_extract("_source_file", r"_(\d{8})\.csv", 1), "yyyyMMdd").alias("delivery_date")
 
 
-def _typed_lines(spark, schema: FileSchema, files: list[Path]):
-    """Every data line with its fields: typed (``<name>``, null when not of its type) and raw (``_raw_<name>``)."""
+# What a value must look like to be read as its type: strict, so that a partial date ("2026-11") or a date with
+# junk after it ("2026-11-21 xyz") is refused rather than read as something else, and NaN or infinity is no number.
+PATTERNS = {
+    "int": r"^[+-]?[0-9]+$",
+    "bigint": r"^[+-]?[0-9]+$",
+    "double": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$",
+    "boolean": r"^(?i)(true|false)$",
+    "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    "timestamp": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?$",
+}
+EXPECTED = {"date": " (expected YYYY-MM-DD)", "timestamp": " (expected YYYY-MM-DD HH:MM:SS)", "boolean": " (true or false)"}
+NOT_FINITE = r"^[+-]?(?i)(nan|inf|infinity)$"
+CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"  # control characters (NUL among them); a tab is allowed
+# A delimiter outside double quotes: a quoted field may hold the delimiter (CSV quoting, "" for a quote).
+SPLIT_QUOTED = r'\|(?=(?:[^"]*"[^"]*")*[^"]*$)'
+
+
+def numbered_lines(spark, files: list[Path]):
+    """Every line of the files as read, with its file name and its number in the file (the header is line 1). A gzip file is not split, so its lines are consecutive ids in
+    one partition: the number is the id less the file's first id, plus one."""
     from pyspark.sql import functions as F
 
-    header = DELIMITER.join(schema.names)
-    lines = (
-        spark.read.text([str(p) for p in files])
-        .select(F.col("value"), F.col("_metadata.file_name").alias("_source_file"))
-        .where((F.col("value") != header) & (F.col("value") != ""))
-    )
-    fields = F.split(F.col("value"), r"\|", -1)
-    typed = [
-        F.nullif(F.get(fields, F.lit(i)), F.lit("")).try_cast(c.type).alias(c.name)
-        for i, c in enumerate(schema.columns)
-    ]
+    # The text is left exactly as read: any string function would turn bytes that are not UTF-8 into U+FFFD and
+    # hide a GBK export. (A byte-order mark can only precede the header, line 1, which the file checks read.)
+    read = spark.read.text([str(p) for p in files]).select(
+        F.col("value"), F.col("_metadata.file_name").alias("_source_file"), F.monotonically_increasing_id().alias("_id"))
+    first = read.groupBy("_source_file").agg(F.min("_id").alias("_first_id"))
+    return read.join(F.broadcast(first), on="_source_file", how="inner").select(
+        "value", "_source_file", (F.col("_id") - F.col("_first_id") + 1).alias("_line"))
+
+
+def _fields(value):
+    """The line's fields, split on the delimiter outside quotes (quotes are rare: the plain split otherwise)."""
+    from pyspark.sql import functions as F
+
+    return F.when(value.contains('"'), F.split(value, SPLIT_QUOTED, -1)).otherwise(F.split(value, r"\|", -1))
+
+
+def _unquoted(raw):
+    """A field's text: a field quoted whole ("engineer") is its text without the quotes, "" read as one quote."""
+    from pyspark.sql import functions as F
+
+    inner = F.regexp_replace(F.regexp_extract(raw, r'(?s)^"(.*)"$', 1), '""', '"')
+    return F.when(raw.rlike(r'(?s)^".*"$'), inner).otherwise(raw)
+
+
+def _typed(text, type_: str):
+    """The text as its type, or null when it does not look like one (see PATTERNS) or is no valid value."""
+    from pyspark.sql import functions as F
+
+    if type_ == "string":
+        return text
+    return F.when(text.rlike(PATTERNS[type_]), text.try_cast(type_))
+
+
+def _typed_lines(spark, schema: FileSchema, files: list[Path]):
+    """Every data line with its number in the file and its fields: raw (``_raw_<name>``, as received), text
+    (``_txt_<name>``, unquoted) and typed (``<name>``, null when not of its type). A byte-order mark before the
+    header and blank lines are format slips, not rows: they are dropped here and noted by the file checks."""
+    from pyspark.sql import functions as F
+
+    lines = numbered_lines(spark, files).where((F.col("_line") > 1) & (F.col("value") != ""))
+    fields = _fields(F.col("value"))
     raw = [F.nullif(F.get(fields, F.lit(i)), F.lit("")).alias(f"_raw_{c.name}") for i, c in enumerate(schema.columns)]
-    return lines.select("value", "_source_file", F.size(fields).alias("_nfields"), _delivery_date(), *typed, *raw)
+    df = lines.select("value", "_source_file", "_line", F.size(fields).alias("_nfields"), _delivery_date(), *raw)
+    text = [F.nullif(_unquoted(F.col(f"_raw_{c.name}")), F.lit("")).alias(f"_txt_{c.name}") for c in schema.columns]
+    df = df.select("*", *text)
+    return df.select("*", *[_typed(F.col(f"_txt_{c.name}"), c.type).alias(c.name) for c in schema.columns])
+
+
+def _value_checks(schema: FileSchema) -> list:
+    """Reasons a value is wrong: control characters, too long, not of its type (NaN and infinity named as such),
+    an id padded with spaces or in lower case."""
+    from pyspark.sql import functions as F
+
+    checks = []
+    for c in schema.columns:
+        raw, text = F.col(f"_raw_{c.name}"), F.col(f"_txt_{c.name}")
+        checks.append(F.when(raw.rlike(CONTROL), F.lit(f"{c.name}: control character (e.g. NUL) in the value")))
+        if c.limit:
+            checks.append(F.when(F.length(text) > c.limit, F.concat(
+                F.lit(f"{c.name}: longer than {c.limit} characters ("), F.length(text).cast("string"), F.lit(")"))))
+        if c.type != "string":
+            wrong = text.isNotNull() & F.col(c.name).isNull()
+            checks.append(F.when(wrong & text.rlike(NOT_FINITE), F.lit(f"{c.name}: not a finite number (NaN or infinity)"))
+                          .when(wrong, F.lit(f"{c.name}: not a {c.type}{EXPECTED.get(c.type, '')}")))
+    for name in schema.ids:
+        text = F.col(f"_txt_{name}")
+        checks.append(F.when(text != F.trim(text), F.lit(f"{name}: padded with spaces")))
+        if name == "customer_id":
+            checks.append(F.when(text != F.upper(text), F.lit(f"{name}: in lower case (customer ids are upper case)")))
+    return checks
 
 
 def _field_checks(schema: FileSchema) -> list:
-    """Reasons of a line on its own: encoding, field count, types, the suite's row-level expectations, date."""
+    """Reasons of a line on its own: encoding, field count, values, the suite's row-level expectations, date."""
     from pyspark.sql import functions as F
 
     n = len(schema.columns)
     checks = [
         F.when(~F.is_valid_utf8(F.col("value")), F.lit("not UTF-8 text (a GBK export?)")),
         F.when(F.col("_nfields") != n, F.concat(F.lit(f"expected {n} fields, found "), F.col("_nfields").cast("string"))),
+        *_value_checks(schema),
     ]
-    for c in schema.columns:
-        if c.type != "string":
-            checks.append(
-                F.when(
-                    F.col(f"_raw_{c.name}").isNotNull() & F.col(c.name).isNull(),
-                    F.lit(f"{c.name}: not a {c.type}"),
-                )
-            )
     for reason, exp in quality.load_suite(schema.kind).row_rules():
         checks.append(F.when(quality.violation(exp), F.lit(reason)))
     if schema.event_col:
@@ -96,11 +164,26 @@ def parse(spark, schema: FileSchema, files: list[Path], known=None):
         df = df.join(known, on="customer_id", how="left")
         checks.append(
             F.when(
-                F.col("_first_seen").isNull() | (F.col("_first_seen") > F.col("delivery_date")),
+                (F.col("_first_seen").isNull() | (F.col("_first_seen") > F.col("delivery_date")))
+                & (F.col("customer_id") == F.upper(F.trim(F.col("customer_id")))),  # a malformed id says so above
                 F.lit("unknown customer"),
             )
         )
     return df.withColumn("_reasons", F.array_compact(F.array(*checks)))
+
+
+def first_reasons(parsed, per_file: int = 3) -> dict[str, list[tuple[int, str]]]:
+    """The first bad rows of each file (line number, reasons), for the person watching the run: at most
+    ``per_file`` rows a file reach the driver."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    bad = parsed.where(F.size("_reasons") > 0).withColumn(
+        "_rn", F.row_number().over(Window.partitionBy("_source_file").orderBy("_line")))
+    out: dict[str, list[tuple[int, str]]] = {}
+    for r in bad.where(F.col("_rn") <= per_file).select("_source_file", "_line", F.array_join("_reasons", "; ").alias("r")).collect():
+        out.setdefault(r["_source_file"], []).append((int(r["_line"]), r["r"]))
+    return {k: sorted(v) for k, v in out.items()}
 
 
 def raw_json(schema: FileSchema):
@@ -136,30 +219,19 @@ def bad_rows(parsed, schema: FileSchema, accepted: set[str], rejected: dict[str,
         reasons = F.when(~ok, F.concat(F.array(file_reason[F.col("_source_file")]), reasons)).otherwise(reasons)
     return parsed.where(~ok | (F.size("_reasons") > 0)).select(
         F.lit(schema.kind).alias("kind"), "delivery_date", "_source_file", raw_json(schema).alias("raw"),
-        F.array_join(reasons, "; ").alias("reasons"),
+        F.array_join(reasons, "; ").alias("reasons"), F.col("_line").cast("bigint").alias("line"),
     )
-
-
-def _file_order():  # noqa: N802 - reads as a window spec
-    """Lines of one file in read order: the first is the header line, whatever it says."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    return Window.partitionBy("_source_file").orderBy(F.monotonically_increasing_id()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
 def unparsed_rows(spark, schema: FileSchema, rejected: dict[Path, str]):
     """The quarantine rows of files rejected before parsing but readable (file path -> problem): every line
-    but the header, kept as received."""
+    but the header and blank lines, kept as received, with its line number."""
     from pyspark.sql import functions as F
 
-    header = DELIMITER.join(schema.names)
-    lines = spark.read.text([str(p) for p in rejected]).select("value", F.col("_metadata.file_name").alias("_source_file"))
-    first = F.first("value").over(_file_order())
     reason_of = _file_reasons({p.name: problem for p, problem in rejected.items()})
     return (
-        lines.withColumn("_first", first).where((F.col("value") != F.col("_first")) & (F.col("value") != "") & (F.col("value") != header))
+        numbered_lines(spark, list(rejected)).where((F.col("_line") > 1) & (F.col("value") != ""))
         .select(F.lit(schema.kind).alias("kind"), _delivery_date(), "_source_file",
                 F.to_json(F.struct(F.col("value").alias("line"))).alias("raw"),
-                reason_of[F.col("_source_file")].alias("reasons"))
+                reason_of[F.col("_source_file")].alias("reasons"), F.col("_line").cast("bigint").alias("line"))
     )

@@ -49,6 +49,8 @@ CODE_TAGS: dict[str, str] = {
     "tier_service": "jobs.stages.segments (gold.customer_segment.service_tier)",
     "mkt_held_product_ids": "jobs.stages.cpc.decide (the already_held rule)",
     "cp_optout_all": "jobs.stages.cpc.decide (the opt_out rule) and jobs.stages.export (the list guard)",
+    "svc_open_complaint": "jobs.stages.cpc.decide (the open_complaint rule) and jobs.stages.export "
+                          "(the list guard)",
     "cp_contacts_30d": "jobs.stages.cpc.decide (passive first: the chance of an inbound contact)",
     "val_tenure_days": "jobs.stages.cpc.decide (the quiet_period rule)",
     "soc_elderly": "jobs.stages.export (best_time in the outbound call list)",
