@@ -26,3 +26,16 @@ def test_no_function_over_60_lines():
 
 def test_readme_is_a_map_not_a_diary():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) < 180
+
+
+def test_no_import_cycle():
+    """No module imports one that imports it back, directly or through others (grimp: import-linter's graph)."""
+    import sys
+
+    import grimp
+
+    sys.path.insert(0, str(ROOT))
+    graph = grimp.build_graph("jobs", "models", "schemas", "simulator")
+    cycles = sorted({tuple(sorted((m, other))) for m in graph.modules for other in graph.find_modules_directly_imported_by(m)
+                     if graph.chain_exists(importer=other, imported=m)})
+    assert not cycles, f"import cycles: {cycles[:10]}"
