@@ -48,16 +48,16 @@ from deltalake.exceptions import TableNotFoundError
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.platform.config import Paths  # noqa: E402
-from jobs.stages.tags import (  # noqa: E402
+from jobs.platform.expressions import SQL_WORDS  # noqa: E402
+from jobs.stages.tags.catalogue import (  # noqa: E402
     BAND_DECIMALS,
-    SQL_WORDS,
-    SUM_SCALE,
     Catalogue,
     Tag,
     categories,
     load_catalogue,
     product_categories,
 )
+from jobs.stages.tags.engine import SUM_SCALE  # noqa: E402
 from schemas.types import DUCKDB  # noqa: E402
 
 SOURCES = ("bronze.crm_profile", "bronze.complaints", "bronze.devices", "bronze.orders", "bronze.optouts",

@@ -285,6 +285,7 @@ def test_bad_rows_refuse_a_file_by_share_and_count_and_never_opt_outs():
     assert not usage.too_many_bad(1, 18), "1 bad row of 18: judged by a count, the 17 good ones are kept"
     assert usage.too_many_bad(11, 18) and not usage.too_many_bad(900, 18000) and usage.too_many_bad(901, 18000)
     assert not optouts.too_many_bad(17, 18), "opt-outs keep their good rows whatever the share of bad ones"
+    assert optouts.too_many_bad(18, 18), "but a file with no good row at all is a broken delivery"
 
 
 def test_volume_band_against_recent_deliveries():

@@ -63,12 +63,16 @@ class Suite:
 
     @property
     def keep_good_rows(self) -> bool:
-        """Never refuse the file for its bad rows (opt-outs: losing a good row harms a customer); they are still
-        quarantined and reported."""
+        """Refuse the file for its bad rows only when it has no good one (opt-outs: losing a good row harms a
+        customer); the bad rows are still quarantined and reported."""
         return bool(self.meta.get("keep_good_rows", False))
 
     def too_many_bad(self, bad: int, received: int) -> bool:
-        return not self.keep_good_rows and bad > max(self.max_bad_row_share * received, self.min_bad_rows)
+        """Whether a file is refused for its bad rows; a kind that keeps good rows is refused only when it has
+        none (every row bad: a broken delivery, and nothing is lost by refusing it)."""
+        if self.keep_good_rows:
+            return received > 0 and bad == received
+        return bad > max(self.max_bad_row_share * received, self.min_bad_rows)
 
     @property
     def volume(self) -> dict[str, float] | None:
