@@ -24,7 +24,8 @@ outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates a
     capacity           the channel's daily capacity was taken by customers with a higher expected value
 
 What survives becomes a ``placement`` (passive channels) or a ``contact`` (active channels). Active contacts are
-assigned across all customers by rounds of proposals (see :func:`assign`), never first come first served.
+assigned across all customers by per-channel prices (``jobs.stages.cpc.assign``, reference
+``jobs.stages.cpc.pricing``; deferred acceptance, :func:`assign`, on request), never first come first served.
 Everything is DataFrame work: per-customer maps, one explode, a broadcast join, windows by customer, and for
 capacity per-channel top-k (``orderBy().limit()``, distributed); nothing customer-sized reaches the driver.
 """

@@ -18,7 +18,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator
 
@@ -73,6 +73,8 @@ class Policy:
     assignment_rounds: int
     top_offers: int
     placement_valid_days: int
+    assignment: str = "priced"  # or "deferred_acceptance" (jobs.stages.cpc.decide.assign, the former method)
+    assignment_passes: int = 10
 
 
 # The contact policy's rules in the order they are applied (docs/cpc.md); the first one a candidate breaks
@@ -125,6 +127,8 @@ class PolicyConf(ConfModel):
     quiet_after_activation_days: int = Field(ge=0)
     passive_first: PassiveFirstConf
     holdout_salt: Text
+    assignment: Literal["priced", "deferred_acceptance"] = "priced"
+    assignment_passes: int = Field(10, ge=1)
     assignment_rounds: int = Field(ge=1)
     top_offers: int = Field(ge=1)
     placement_valid_days: int = Field(ge=1)
@@ -140,7 +144,7 @@ def load_policy(raw: dict[str, Any] | None = None) -> Policy:
         cooldown_days=r.cooldown_after_decline_days, quiet_days=r.quiet_after_activation_days,
         passive_horizon_days=r.passive_first.horizon_days, passive_min_probability=r.passive_first.min_probability,
         holdout_salt=r.holdout_salt, assignment_rounds=r.assignment_rounds, top_offers=r.top_offers,
-        placement_valid_days=r.placement_valid_days,
+        placement_valid_days=r.placement_valid_days, assignment=r.assignment, assignment_passes=r.assignment_passes,
     )
     if policy.max_active_per_day != 1:
         raise ConfigError("conf/policy.yaml: max_active_contacts_per_day: only 1 is supported (one active contact a customer a day)")

@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 
 from jobs.stages.cpc import fits
+from jobs.stages.cpc.assign import assign_priced, candidate_order
 from jobs.stages.cpc.campaigns import RULES
 
 log = logging.getLogger(__name__)
@@ -176,12 +177,8 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
 
 
 def _order():
-    """A customer's candidates, best first: urgent service messages, then expected value; ties: lower cost,
-    campaign priority, ids."""
-    from pyspark.sql import functions as F
-
-    return [F.col("urgent").desc(), F.col("expected_value").desc(), F.col("cost"), F.col("priority"), F.col("campaign_id"),
-            F.col("product_id"), F.col("channel")]
+    """A customer's candidates, best first (:func:`jobs.stages.cpc.assign.candidate_order`)."""
+    return candidate_order()
 
 
 def _rank(*partition):
@@ -192,7 +189,9 @@ def _rank(*partition):
 
 
 def assign(active, capacity: dict[str, int], rounds: int, log=log.info):
-    """Active contacts under each channel's daily capacity, across all customers: deferred acceptance.
+    """Active contacts under each channel's daily capacity, across all customers: deferred acceptance (the
+    former method, ``assignment: deferred_acceptance`` in conf/policy.yaml; the default is the priced
+    assignment, :func:`jobs.stages.cpc.assign.assign_priced`, whose total expected value is at least this one's).
 
     In each round every customer not held by a channel proposes to their best channel (an urgent service
     message first, then the highest expected value) that has not refused them yet; each channel then keeps,
@@ -255,7 +254,11 @@ def decide(cands, channels, policy, log=log.info, customers: int = 0):
     )).drop("_placed")
     active = survived.where(F.col("outcome").isNull()).localCheckpoint()
     capacity = {c.id: fits.daily_capacity(c.capacity, customers) for c in channels if c.kind == "active"}
-    taken = assign(active, capacity, policy.assignment_rounds, log).withColumn("_taken", F.lit(True))
+    if policy.assignment == "deferred_acceptance":
+        taken = assign(active, capacity, policy.assignment_rounds, log)
+    else:
+        taken = assign_priced(active, capacity, policy.assignment_passes, log)
+    taken = taken.withColumn("_taken", F.lit(True))
     reached = taken.select("customer_id").distinct().withColumn("_reached", F.lit(True))
     active = (
         active.join(taken, on=["customer_id", "campaign_id", "product_id", "channel"], how="left")

@@ -30,7 +30,7 @@ most ``passes`` passes (``assignment_passes``); the prices of the last pass are 
 **Repair and fill.** Each channel keeps, among the customers who chose it at the final prices, the
 ``capacity`` of highest expected value (value - price: the same order; ties: customer id): never more than
 its capacity, whatever the passes reached. Then each channel in sorted order offers its room left to the
-customers still without a contact who have a candidate on it, highest expected value first (ties: customer
+customers still without a contact who have a candidate of positive value on it, highest expected value first (ties: customer
 id): no place stays empty while a customer without a contact could take it.
 
 Guarantees: no channel over capacity; at most one contact per customer, on a candidate with positive value;
@@ -123,7 +123,7 @@ def choices(values: np.ndarray, prices: np.ndarray) -> np.ndarray:
 def repair_and_fill(values: np.ndarray, capacity: np.ndarray, prices: np.ndarray) -> np.ndarray:
     """Customers -> channel index (-1: none). Rows are customers in id order. Each channel keeps its choosers
     of highest value (value - price: the same order) up to capacity (ties: customer id); then, channel by
-    channel, room left goes to customers without a contact, highest value first (ties: customer id)."""
+    channel, room left goes to customers without a contact, positive values only, highest first (ties: customer id)."""
     n, k = values.shape
     chosen = choices(values, prices)
     got = np.full(n, -1)
@@ -134,7 +134,7 @@ def repair_and_fill(values: np.ndarray, capacity: np.ndarray, prices: np.ndarray
         got[keep] = c
     for c in range(k):
         room = int(capacity[c]) - int((got == c).sum())
-        free = ids[(got == -1) & np.isfinite(values[:, c])]
+        free = ids[(got == -1) & (values[:, c] > 0)]
         if room > 0 and len(free):
             got[free[np.lexsort((free, -values[free, c]))][:room]] = c
     return got
