@@ -21,7 +21,7 @@ outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates a
     holdout            the campaign's control group: recorded, never contacted
     passive_first      a customer likely to come to a passive channel soon gets the offer placed there
     one_offer_a_day    one active contact a customer a day; one placement per passive touchpoint
-    capacity           the channel's daily capacity was taken by customers with a higher expected value
+    capacity           the channel's daily capacity went to other customers (a more valuable assignment)
 
 What survives becomes a ``placement`` (passive channels) or a ``contact`` (active channels). Active contacts are
 assigned across all customers by per-channel prices (``jobs.stages.cpc.assign``, reference
