@@ -114,6 +114,9 @@ KNOWN = [  # tests/test_policy.py: the three known-answer cases of deferred acce
      {"sms": 2, "call": 1}, {("Y", "call"), ("X", "sms"), ("L1", "sms")}),
     ([("U", "sms", 1.0, True), ("V", "sms", 9.0), ("W", "wechat", 0.5, True), ("W", "email", 50.0)],
      {"sms": 1, "wechat": 5, "email": 5}, {("U", "sms"), ("W", "wechat")}),
+    # Urgent messages take all the room: no offer goes out.
+    ([("U", "sms", 1.0, True), ("V", "sms", 9.0), ("V", "wechat", 2.0), ("T", "wechat", 0.2, True)],
+     {"sms": 1, "wechat": 1}, {("U", "sms"), ("T", "wechat")}),
     # Deferred acceptance gives SMS to A (10 > 9.5) and leaves B out (10 in all); prices send A to WeChat (18.5).
     ([("A", "sms", 10.0), ("A", "wechat", 9.0), ("B", "sms", 9.5)], {"sms": 1, "wechat": 1}, {("A", "wechat"), ("B", "sms")}),
 ]

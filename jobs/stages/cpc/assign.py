@@ -2,9 +2,10 @@
 pure-Python reference are in :mod:`jobs.stages.cpc.pricing`; this module mirrors that reference exactly (same
 arithmetic, same ties). One row per customer (their best candidate per channel, pivoted to a column per
 channel), prices as literals, column expressions only; what reaches the driver is a few numbers per channel
-per pass. Spark actions per call: 2 (the customers' table and its counts), then per tier (urgent messages if
-there are any, then offers) at most ``passes`` evaluations (none when no channel has more candidates than
-places), 2 for the repair, at most one fill per channel with room left, and 1 to hand tier 2 its customers."""
+per pass. Spark actions per call: 2 (the customers' table and its counts); per tier (urgent messages when
+there are any, then offers) at most ``passes`` evaluations, the repair and its counts, at most one fill per
+channel with room left (a tier where no channel has more candidates than places: the repair only); 2 between
+the tiers. At most 2 x passes + 2 x channels + 8."""
 
 from __future__ import annotations
 
@@ -131,12 +132,11 @@ def repair(frame, values, caps: list[int], prices: list[float], channels: list[s
     from pyspark.sql import functions as F
 
     chosen = frame.select("customer_id", *values, choice_col(values, prices).alias("_c"))
-    kept = None
+    kept = frame.sparkSession.createDataFrame([], "customer_id string, channel string")  # no channel with room: nobody
     for i, cap in enumerate(caps):
         if cap > 0:
             mine = chosen.where(F.col("_c") == i).orderBy(F.col(f"_v{i}").desc(), F.col("customer_id")).limit(cap)
-            mine = mine.select("customer_id", F.lit(channels[i]).alias("channel"))
-            kept = mine if kept is None else kept.unionByName(mine)
+            kept = kept.unionByName(mine.select("customer_id", F.lit(channels[i]).alias("channel")))
     return kept.localCheckpoint()
 
 
