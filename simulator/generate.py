@@ -6,8 +6,16 @@ traffic fades and stops days before the line is closed, a price-sensitive custom
 amounts and cancels paid services, a customer who prefers the app contacts us through the app, a customer
 drawn to a product family spends more of their data on the applications that go with it (video for data
 packs, music and reading for value-added services, games, travel for roaming, education and family apps for
-family plans), most churners send the number-portability query around the day their intent starts, and the
-device registry knows how long the current handset has been in use and how many came before it.
+family plans), and the device registry knows how long the current handset has been in use and how many came
+before it.
+
+How churners leave and how customers respond to contact follow the profile's parameters (``SimSpec.profile``;
+one table with its sources and assumptions: ``simulator/profiles.py``, docs/simulator.md). In ``realistic`` (the
+default) a few churners port their number and send the number-portability query hours before the port, most
+leave silently with a weak, noisy decline in traffic, and contracts ending raise and time churn; each customer
+is, per product family, persuadable, a sure thing (buys unprompted: the only unprompted orders) or a lost cause,
+and a few are sleeping dogs a contact pushes away (``simulator/responder.py``). ``easy`` is the simulator as it
+was before: most churners send the query around the day their intent starts and their traffic collapses.
 The truth goes to ``truth/`` (Parquet), which the pipeline never reads; tests and benchmarks compare tags
 and models against it.
 
