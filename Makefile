@@ -86,14 +86,16 @@ test-fast: setup
 
 CUSTOMERS ?= 100000
 DAYS ?= 90
+# The simulated operator's behaviour for bench and loop (docs/simulator.md); make run takes conf/env's sample.profile.
+PROFILE ?= realistic
 bench: setup
-	$(BIN)/python bench/nightly_bench.py --customers $(CUSTOMERS) --days $(DAYS) $(if $(PER_TAG),--per-tag-sample $(PER_TAG)) $(if $(KEEP),--keep-data)
+	$(BIN)/python bench/nightly_bench.py --customers $(CUSTOMERS) --days $(DAYS) --profile $(PROFILE) $(if $(PER_TAG),--per-tag-sample $(PER_TAG)) $(if $(KEEP),--keep-data)
 
 LOOP_CUSTOMERS ?= 20000
 LOOP_DAYS ?= 8
 LOOP_HISTORY ?= 105
 loop: setup
-	$(BIN)/python -m simulator loop --customers $(LOOP_CUSTOMERS) --days $(LOOP_DAYS) --history-days $(LOOP_HISTORY)
+	$(BIN)/python -m simulator loop --customers $(LOOP_CUSTOMERS) --days $(LOOP_DAYS) --history-days $(LOOP_HISTORY) --profile $(PROFILE)
 
 cluster-run: setup
 	$(BIN)/python bench/cluster_check.py --customers $(or $(CLUSTER_CUSTOMERS),2000) --days $(or $(CLUSTER_DAYS),35)

@@ -181,6 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--end", default="2026-11-20", help="last delivery date (the nightly run's date)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--profile", default="realistic", help="the simulated operator's behaviour: easy, realistic, hard "
+                    "(docs/simulator.md)")
     ap.add_argument("--keep-data", action="store_true", help="reuse the landing files of an earlier run of this size")
     ap.add_argument("--per-tag-sample", type=int, default=PER_TAG_SAMPLE,
                     help="tags timed one query each for ratio 1 (0: skip the tag alternatives)")
@@ -199,7 +201,7 @@ class NightlyBench:
         self.name = f"{args.customers}x{args.days}"
         self.cfg = settings()
         self.end = dt.date.fromisoformat(args.end)
-        self.spec = SimSpec(args.customers, args.days, self.end, args.seed)
+        self.spec = SimSpec(args.customers, args.days, self.end, args.seed, args.profile)
         self.first = self.spec.start_date
         self.stages: list[dict] = []
         self.phases: dict[str, dict] = {}

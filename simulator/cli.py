@@ -22,6 +22,17 @@ from jobs.platform import logs
 from jobs.platform.config import settings
 
 PROG = "python -m simulator"
+PROFILE_HELP = ("The operator's behaviour: easy, realistic or hard (simulator/profiles.py, docs/simulator.md; "
+                "default: the sample's 'profile', else realistic).")
+
+
+def _profile_name(name: str | None, cfg) -> str:
+    from simulator.profiles import check_name
+
+    try:
+        return check_name(name or str(cfg.sample.get("profile", "realistic")))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--profile") from exc
 
 app = typer.Typer(
     name="simulator",
@@ -51,6 +62,7 @@ def simulate(
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Random seed (default: the sample's).", show_default=False)] = None,
     clean: Annotated[bool, typer.Option("--clean", help="Remove earlier landing files and truth first.")] = False,
+    profile: Annotated[str | None, typer.Option("--profile", help=PROFILE_HELP, show_default=False)] = None,
 ) -> None:
     from simulator.generate import SimSpec, generate
 
@@ -60,24 +72,34 @@ def simulate(
         days=days or int(cfg.sample["days"]),
         end_date=end or cfg.sample_end_date,
         seed=seed if seed is not None else int(cfg.sample["seed"]),
+        profile=_profile_name(profile, cfg),
     )
     if clean:
         for d in (cfg.paths.landing, cfg.paths.truth):
             shutil.rmtree(d, ignore_errors=True)
     print(f"simulate: {spec.customers} customers, {spec.days} days {spec.start_date}..{spec.end_date}, "
-          f"seed {spec.seed} -> {cfg.paths.landing}")
+          f"seed {spec.seed}, profile {spec.profile} -> {cfg.paths.landing}")
     totals = generate(cfg.paths, spec)
     print("simulate: rows " + ", ".join(f"{k} {v}" for k, v in totals.items()))
 
 
 @app.command(help="Write a date's campaign responses to the lists published before it (run before ingesting "
                   "the date).")
-def respond(date: Annotated[dt.date, date_option("--date", help="The delivery date the responses arrive on.")]) -> None:
+def respond(
+    date: Annotated[dt.date, date_option("--date", help="The delivery date the responses arrive on.")],
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="Check that the files were simulated with this profile (default: the one they were "
+                          "simulated with, truth/simulation.json).", show_default=False)] = None,
+) -> None:
     from simulator.generate import SimSpec
     from simulator.responder import respond as answer
 
     cfg = settings()
-    answer(cfg.paths, SimSpec.of(cfg.paths), date)
+    spec = SimSpec.of(cfg.paths)
+    if profile is not None and _profile_name(profile, cfg) != spec.profile:
+        raise typer.BadParameter(f"the files in {cfg.paths.landing} were simulated with profile {spec.profile!r}, not "
+                                 f"{profile!r}; simulate again with --profile {profile}", param_hint="--profile")
+    answer(cfg.paths, spec, date)
 
 
 @app.command(help="Closed loop over several days in its own root (emptied first): responses, nightly run, "
@@ -95,6 +117,7 @@ def loop(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
     root: Annotated[Path | None, typer.Option(
         "--root", help="Storage root, emptied first (default: <storage root>/loop).", show_default=False)] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help=PROFILE_HELP, show_default=False)] = None,
 ) -> None:
     from simulator import loop as closed_loop
 
@@ -106,11 +129,28 @@ def loop(
 
         spec = SimSpec.of(Paths(root))
         loop_days = spec.dates()[-days:]
-        meta = {"customers": spec.customers, "history_days": spec.days - days, "seed": spec.seed,
+        meta = {"customers": spec.customers, "history_days": spec.days - days, "seed": spec.seed, "profile": spec.profile,
                 "models_trained": (root / "models").exists() and any((root / "models").iterdir())}
         closed_loop.headline(Paths(root.resolve()), spec, loop_days, meta)
         return
-    closed_loop.run(customers, history_days, days, root.resolve(), seed, cfg=cfg, train=not no_train)
+    closed_loop.run(customers, history_days, days, root.resolve(), seed, cfg=cfg, train=not no_train,
+                    profile=_profile_name(profile, cfg))
+
+
+@app.command(help="The simulator's behaviour parameters per profile, each with its source or assumption "
+                  "(docs/simulator.md holds the --markdown output).")
+def params(
+    markdown: Annotated[bool, typer.Option("--markdown", help="The table as markdown, as docs/simulator.md holds it.")]
+        = False,
+) -> None:
+    from simulator import profiles
+
+    if markdown:
+        print(profiles.markdown(), end="")
+        return
+    for p in profiles.TABLE:
+        values = ", ".join(f"{k} {profiles._cell(p.values[k])}" for k in profiles.PROFILES)
+        print(f"{p.name}: {values} [{p.unit}] - {p.basis}")
 
 
 def main(argv: list[str] | None = None) -> int:

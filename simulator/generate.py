@@ -6,8 +6,16 @@ traffic fades and stops days before the line is closed, a price-sensitive custom
 amounts and cancels paid services, a customer who prefers the app contacts us through the app, a customer
 drawn to a product family spends more of their data on the applications that go with it (video for data
 packs, music and reading for value-added services, games, travel for roaming, education and family apps for
-family plans), most churners send the number-portability query around the day their intent starts, and the
-device registry knows how long the current handset has been in use and how many came before it.
+family plans), and the device registry knows how long the current handset has been in use and how many came
+before it.
+
+How churners leave and how customers respond to contact follow the profile's parameters (``SimSpec.profile``;
+one table with its sources and assumptions: ``simulator/profiles.py``, docs/simulator.md). In ``realistic`` (the
+default) a few churners port their number and send the number-portability query hours before the port, most
+leave silently with a weak, noisy decline in traffic, and contracts ending raise and time churn; each customer
+is, per product family, persuadable, a sure thing (buys unprompted: the only unprompted orders) or a lost cause,
+and a few are sleeping dogs a contact pushes away (``simulator/responder.py``). ``easy`` is the simulator as it
+was before: most churners send the query around the day their intent starts and their traffic collapses.
 The truth goes to ``truth/`` (Parquet), which the pipeline never reads; tests and benchmarks compare tags
 and models against it.
 
@@ -35,6 +43,7 @@ import pyarrow.parquet as pq
 from jobs.platform.config import Paths, business
 from schemas import APP_CATEGORIES, DELIMITER, FILES, FileSchema
 from schemas.types import TYPES, arrow
+from simulator.profiles import DEFAULT_PROFILE, Profile, check_name, profile
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +66,6 @@ HANDSETS = [("Huawei", "Mate"), ("Xiaomi", "Redmi"), ("OPPO", "Reno"), ("vivo", 
 TRIAL_DAYS = 30
 # The product affinity each usage-file application category (schemas.APP_CATEGORIES) follows.
 APP_AFFINITY = dict(zip(APP_CATEGORIES, ("data", "vas", "games", "roaming", "family"), strict=True))
-PORT_OUT_QUERY = 0.9   # share of churners who send the number-portability query around the day their intent starts
 PLANS = {"prepaid": ("PP18", 18.0), "regular": ("RG58", 58.0), "premium": ("GT128", 128.0)}
 
 
@@ -67,6 +75,14 @@ class SimSpec:
     days: int
     end_date: dt.date
     seed: int = 42
+    profile: str = DEFAULT_PROFILE  # the behaviour parameters (simulator/profiles.py)
+
+    def __post_init__(self) -> None:
+        check_name(self.profile)
+
+    @property
+    def params(self) -> Profile:
+        return profile(self.profile)
 
     @property
     def start_date(self) -> dt.date:
@@ -74,9 +90,11 @@ class SimSpec:
 
     @classmethod
     def of(cls, paths: Paths) -> SimSpec:
-        """The spec a root's files were simulated with (``truth/simulation.json``)."""
+        """The spec a root's files were simulated with (``truth/simulation.json``; without a profile: the original
+        simulator, which is the ``easy`` profile)."""
         meta = json.loads((paths.truth / "simulation.json").read_text())
-        return cls(int(meta["customers"]), int(meta["days"]), dt.date.fromisoformat(meta["end_date"]), int(meta["seed"]))
+        return cls(int(meta["customers"]), int(meta["days"]), dt.date.fromisoformat(meta["end_date"]), int(meta["seed"]),
+                   str(meta.get("profile", "easy")))
 
     def dates(self) -> list[dt.date]:
         return [self.start_date + dt.timedelta(days=i) for i in range(self.days)]
@@ -87,19 +105,24 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
 
     Two random streams, each drawn from in a fixed order: the order of the calls below is part of the
     simulation (changing it changes every file). The second stream holds the traits added later, so that
-    adding them left the others as they were.
+    adding them left the others as they were; the third the churn paths and response types of issue 22 (so the
+    ``easy`` profile, the original simulator, writes the files it wrote before them).
     """
+    prof = spec.params
     rng = np.random.default_rng([spec.seed, 1])
     rng2 = np.random.default_rng([spec.seed, 2])
+    rng3 = np.random.default_rng([spec.seed, 3])
     profile, contract_soon = _profile(spec, rng)
-    traits = _hidden_traits(spec, rng, profile, contract_soon)
+    traits = _hidden_traits(spec, rng, profile, contract_soon, prof)
     handset = _handset(rng, rng2, profile["brand"])
     affinities = _affinities(rng, rng2, profile["age"], traits["heavy_data"])
     bases = _behaviour_bases(rng, profile["age"], traits["heavy_data"])
-    history = _handset_and_port_out_history(rng2, traits["churn_start"], handset)
+    history = _handset_and_port_out_history(rng2, traits["churn_start"], handset, prof)
     account = _account(rng, profile, traits["price_sensitivity"])
     optout_all = rng.random(spec.customers) < 0.04  # standing opt-outs, delivered on the first day
-    return {**profile, **account, **traits, **handset, **affinities, **history, **bases, "optout_all": optout_all}
+    c = {**profile, **account, **traits, **handset, **affinities, **history, **bases, "optout_all": optout_all}
+    c.update(_churn_paths_and_response_types(spec, rng3, c, prof))
+    return c
 
 
 def _profile(spec: SimSpec, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -127,6 +150,8 @@ def _profile(spec: SimSpec, rng: np.random.Generator) -> tuple[dict[str, np.ndar
     soon = rng.random(n) < 0.12
     contract_left[soon] = rng.integers(0, 95, soon.sum())
     contract_end = np.array([spec.end_date + dt.timedelta(days=int(x)) if c else None for x, c in zip(contract_left, has_contract, strict=True)], dtype=object)
+    # the day index (0 = the first simulated day) of the contract's end, for contract customers
+    contract_end_day = np.where(has_contract, spec.days - 1 + contract_left, np.iinfo(np.int64).max // 2)
     contract_soon = has_contract & (contract_left >= 0) & (contract_left <= 90)
     profile = {
         "idx": idx,
@@ -143,13 +168,20 @@ def _profile(spec: SimSpec, rng: np.random.Generator) -> tuple[dict[str, np.ndar
         "tenure": tenure,
         "has_contract": has_contract,
         "contract_end": contract_end,
+        "contract_end_day": contract_end_day,
     }
     return profile, contract_soon
 
 
 def _hidden_traits(spec: SimSpec, rng: np.random.Generator, profile: dict[str, np.ndarray],
-                   contract_soon: np.ndarray) -> dict[str, np.ndarray]:
-    """Price sensitivity, heavy data use, complaint proneness, channel preference and churn intent."""
+                   contract_soon: np.ndarray, prof: Profile) -> dict[str, np.ndarray]:
+    """Price sensitivity, heavy data use, complaint proneness, channel preference and churn intent.
+
+    The churn risk score (a logistic of contract end, complaints, price sensitivity, prepaid, tenure) is, in the
+    ``easy`` profile, the probability of churning within the simulated window; otherwise it is a relative risk,
+    raised for contracts ending in the window and scaled so that the population churns ``annual_churn_rate`` a
+    year, which gives the probability that a churn intent starts within the window's span.
+    """
     n = spec.customers
     age, brand, tenure = profile["age"], profile["brand"], profile["tenure"]
     price_sens = np.clip(rng.beta(2, 3, n) + 0.25 * (brand == "prepaid") - 0.2 * (brand == "premium"), 0, 1)
@@ -159,10 +191,17 @@ def _hidden_traits(spec: SimSpec, rng: np.random.Generator, profile: dict[str, n
     chan_pref = _channel_preference(rng, age)
     logit = -3.4 + 1.6 * contract_soon + 1.2 * complaint_prone + 1.3 * price_sens + 0.8 * (brand == "prepaid") - 0.6 * (tenure > 2000)
     churn_p = 1 / (1 + np.exp(-logit))
+    if prof.annual_churn_rate is not None:
+        ends_near = profile["contract_end_day"] < spec.days + 25
+        risk = churn_p * np.where(ends_near, prof.contract_end_hazard_multiplier, 1.0)
+        hazard = -np.log1p(-prof.annual_churn_rate) * risk / risk.mean()  # a year
+        churn_p = -np.expm1(-hazard * (spec.days + 10) / 365.0)  # an intent starting in [-10, days)
     churner = (rng.random(n) < churn_p) & (tenure > 100)
-    # A churner's traffic starts fading at churn_start (day index) and the line closes 12-25 days later.
+    # A churner's intent starts at churn_start (day index; any decline in traffic starts then) and the line
+    # closes churn_lead_days later.
+    lo, hi = prof.churn_lead_days
     churn_start = rng.integers(-10, spec.days, n)
-    churn_close = churn_start + rng.integers(12, 26, n)
+    churn_close = churn_start + rng.integers(lo, hi + 1, n)
     return {
         "price_sensitivity": price_sens,
         "price_sensitive": price_sens > 0.6,
@@ -233,15 +272,125 @@ def _behaviour_bases(rng: np.random.Generator, age: np.ndarray, heavy_data: np.n
 
 
 def _handset_and_port_out_history(rng2: np.random.Generator, churn_start: np.ndarray,
-                                  handset: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                                  handset: dict[str, np.ndarray], prof: Profile) -> dict[str, np.ndarray]:
     """Handsets in the 24 months before the current one was first seen (the device registry's history), and
-    who sends the number-portability query on which day."""
+    which churners port their number (``port_out_asks``; the day they ask is set here for the ``intent_start``
+    timing, in :func:`_churn_paths_and_response_types` for ``before_port``)."""
     n = len(churn_start)
     daily_change = 0.0004 + 0.004 * handset["handset_intent"] + 0.006 * handset["freq_changer"]
     handsets_24m = 1 + rng2.poisson(np.maximum(730 - handset["device_age"], 0) * daily_change)
     port_out_day = churn_start + rng2.integers(-2, 2, n)
-    port_out_asks = rng2.random(n) < PORT_OUT_QUERY
+    port_out_asks = rng2.random(n) < prof.port_share_of_churners
     return {"handsets_24m": handsets_24m, "port_out_day": port_out_day, "port_out_asks": port_out_asks}
+
+
+# Response types of a customer for a product family (the ``response`` matrix, customers x RESPONSE_FAMILIES).
+PERSUADABLE, SURE_THING, LOST_CAUSE = 0, 1, 2
+RESPONSE_TYPES = ("persuadable", "sure_thing", "lost_cause")
+RESPONSE_FAMILIES = tuple(k for k in business("products")["categories"] if k != "care")
+
+
+def _churn_paths_and_response_types(spec: SimSpec, rng3: np.random.Generator, c: dict[str, np.ndarray],
+                                    prof: Profile) -> dict[str, np.ndarray]:
+    """Issue 22's hidden truth, from the third stream in a fixed order (every draw made in every profile).
+
+    - Churn paths: a churner whose contract ends in the window (or within 25 days after it) leaves, with
+      ``contract_end_path_share``, a few days after the contract's end; a porting churner
+      (``port_share_of_churners``) sends the CXXZ query ``port_query_lead_hours`` before the port, on the line's
+      last active day (``before_port`` timing); the others leave silently. Any churner's activity declines by a
+      depth of their own (``decline_depth_mean`` +- ``decline_depth_sd``) at ``decline_per_day``.
+    - Customers who ask and stay: for every porter, (1 - ``port_code_share_ported``) / ``port_code_share_ported``
+      non-churners ask on a random day.
+    - Response types per product family (persuadable, sure thing, lost cause) and sleeping dogs.
+    """
+    n = spec.customers
+    churner = c["churner"]
+    depth = np.clip(rng3.normal(prof.decline_depth_mean, prof.decline_depth_sd, n), 0.0, 0.95)
+    ce_draw = rng3.random(n)
+    g_lo, g_hi = prof.contract_end_grace_days or (0, 0)
+    grace = rng3.integers(g_lo, g_hi + 1, n)
+    lo, hi = prof.churn_lead_days
+    lead = rng3.integers(lo, hi + 1, n)
+    port_second = rng3.integers(9 * 3600, 21 * 3600, n)  # when the port completes on the line's last day
+    q_lo, q_hi = prof.port_query_lead_hours or (0, 0)
+    query_lead = rng3.uniform(q_lo * 3600, q_hi * 3600, n).astype(np.int64)
+    abandon_draw = rng3.random(n)
+    abandon_day = rng3.integers(0, spec.days, n)
+    dog_draw = rng3.random(n)
+    type_draw = rng3.random((n, len(RESPONSE_FAMILIES)))
+
+    ends_near = c["contract_end_day"] < spec.days + 25
+    contract_path = churner & ends_near & (ce_draw < prof.contract_end_path_share)
+    churn_close = np.where(contract_path, c["contract_end_day"] + grace, c["churn_close"])
+    churn_start = np.where(contract_path, churn_close - lead, c["churn_start"])
+    ports = churner & c["port_out_asks"]
+    port_out_day, port_out_second = c["port_out_day"], np.full(n, -1)
+    if prof.port_query_timing == "before_port":
+        asked_at = (churn_close - 1) * 86400 + port_second - query_lead  # seconds from the first day's midnight
+        port_out_day, port_out_second = asked_at // 86400, asked_at % 86400
+    path = np.where(~churner, "", np.where(ports, "port", np.where(contract_path, "contract_end", "silent")))
+    share = prof.port_code_share_ported
+    abandon_p = ports.sum() / max((~churner).sum(), 1) * (1 - share) / share
+    abandons = ~churner & (abandon_draw < abandon_p)
+    if prof.share_sure_thing == 0 and prof.share_lost_cause == 0:
+        response = np.full((n, len(RESPONSE_FAMILIES)), PERSUADABLE, dtype=np.int8)
+    else:
+        response = np.where(type_draw < prof.share_persuadable, PERSUADABLE,
+                            np.where(type_draw < prof.share_persuadable + prof.share_sure_thing, SURE_THING, LOST_CAUSE)).astype(np.int8)
+    return {
+        "churn_start": churn_start, "churn_close": churn_close, "churn_path": path, "ports": ports,
+        "port_out_day": port_out_day, "port_out_second": port_out_second,
+        "decline_floor": np.round(1 - depth, 6), "abandons_port": abandons, "abandon_day": abandon_day,
+        "sleeping_dog": dog_draw < prof.share_sleeping_dog, "response": response,
+    }
+
+
+def interest(c: dict, cats: np.ndarray, idx: np.ndarray, i: int) -> np.ndarray:
+    """Hidden interest in [0, 1] of customer ``idx[k]`` in a product of category ``cats[k]`` on day index ``i``: the
+    affinity of the category (handsets: handset intent; a bigger plan: heavy data use; the renewal bonus: a
+    contract ending within 90 days). The responder's acceptance grows with its square."""
+    out = np.zeros(len(idx))
+    for cat, aff in c["affinity"].items():
+        m = cats == cat
+        out[m] = aff[idx[m]]
+    m = cats == "handset"
+    out[m] = 0.8 * c["handset_intent"][idx[m]]
+    m = cats == "plan"
+    out[m] = 0.1 + 0.4 * c["heavy_data"][idx[m]] * (1 - c["price_sensitivity"][idx[m]])
+    m = cats == "retention"
+    left = c["contract_end_day"][idx[m]] - i
+    out[m] = np.where((left >= 0) & (left <= 90), 0.6, 0.05)
+    return out
+
+
+def incremental_interest(c: dict, family: str, i: int, prof: Profile) -> np.ndarray:
+    """Each customer's true incremental effect of an offer of ``family`` on day index ``i``, as the factor the
+    responder multiplies a channel's base acceptance by: (interest / 0.3)^2 for a persuadable who is not a
+    sleeping dog, else 0 (a sure thing buys anyway, a lost cause never, a sleeping dog never from a contact).
+    P(convert | contacted) - P(convert | not contacted) of a given contact is this x the channel's delivery,
+    opening and base acceptance x price, churn and fatigue factors (``simulator.responder.World.uplift``)."""
+    n = len(c["customer_id"])
+    idx = np.arange(n)
+    base = (interest(c, np.full(n, family), idx, i) / 0.3) ** 2
+    j = RESPONSE_FAMILIES.index(family)
+    return np.where((c["response"][:, j] == PERSUADABLE) & ~c["sleeping_dog"], base, 0.0)
+
+
+def crm_table(c: dict, ids: np.ndarray, day: dt.date, status: np.ndarray) -> pa.Table:
+    """CRM rows of customers ``ids`` on ``day`` with their ``status`` (one per id)."""
+    plan_id = np.array([PLANS[b][0] for b in c["brand"][ids]])
+    fee = np.array([PLANS[b][1] for b in c["brand"][ids]])
+    return pa.table({
+        "customer_id": c["customer_id"][ids], "msisdn": c["msisdn"][ids], "gender": c["gender"][ids],
+        "birth_year": pa.array(c["birth_year"][ids], pa.int32()), "city": c["city"][ids], "district": c["district"][ids],
+        "occupation": pa.array(list(c["occupation"][ids]), pa.string()),
+        "activation_date": pa.array(list(c["activation"][ids]), pa.date32()), "brand": c["brand"][ids],
+        "plan_id": plan_id, "monthly_fee": fee,
+        "contract_end_date": pa.array(list(c["contract_end"][ids]), pa.date32()),
+        "credit_level": pa.array(c["credit_level"][ids], pa.int32()), "vip_level": pa.array(c["vip_level"][ids], pa.int32()),
+        "has_wechat": c["has_wechat"][ids], "email": pa.array(list(c["email"][ids]), pa.string()),
+        "status": status, "record_date": _date_array(day, len(ids)),
+    })
 
 
 def _account(rng: np.random.Generator, profile: dict[str, np.ndarray], price_sens: np.ndarray) -> dict[str, np.ndarray]:
@@ -297,6 +446,7 @@ class Operator:
 
     def __init__(self, spec: SimSpec) -> None:
         self.spec = spec
+        self.p = spec.params
         self.c = _customers(spec)
         self.products = [p for p in business("products")["products"] if not p["id"].startswith("C_")]
         n = spec.customers
@@ -313,9 +463,10 @@ class Operator:
         return joined & ~closed
 
     def _activity(self, i: int) -> np.ndarray:
-        """Traffic multiplier: 1 normally, fading to ~0.05 for a churner after churn_start."""
+        """Traffic multiplier: 1 normally; for a churner after churn_start, falling at ``decline_per_day`` to
+        their own floor (``easy``: to 0.05 within 10 days; ``realistic``: a weak decline, none for some)."""
         c = self.c
-        fade = np.clip(1 - (i - c["churn_start"]) / 10.0, 0.05, 1.0)
+        fade = np.maximum(1 - (i - c["churn_start"]) / (1.0 / self.p.decline_per_day), c["decline_floor"])
         return np.where(c["churner"] & (i >= c["churn_start"]), fade, 1.0)
 
     def day(self, i: int, paths: Paths) -> dict[str, int]:
@@ -354,19 +505,7 @@ class Operator:
             crm_mask = new | closing | changed
         status = np.where(c["churner"] & (c["churn_close"] <= i), "closed", "active")
         ids = np.flatnonzero(crm_mask)
-        plan_id = np.array([PLANS[b][0] for b in c["brand"][ids]])
-        fee = np.array([PLANS[b][1] for b in c["brand"][ids]])
-        return pa.table({
-            "customer_id": c["customer_id"][ids], "msisdn": c["msisdn"][ids], "gender": c["gender"][ids],
-            "birth_year": pa.array(c["birth_year"][ids], pa.int32()), "city": c["city"][ids], "district": c["district"][ids],
-            "occupation": pa.array(list(c["occupation"][ids]), pa.string()),
-            "activation_date": pa.array(list(c["activation"][ids]), pa.date32()), "brand": c["brand"][ids],
-            "plan_id": plan_id, "monthly_fee": fee,
-            "contract_end_date": pa.array(list(c["contract_end"][ids]), pa.date32()),
-            "credit_level": pa.array(c["credit_level"][ids], pa.int32()), "vip_level": pa.array(c["vip_level"][ids], pa.int32()),
-            "has_wechat": c["has_wechat"][ids], "email": pa.array(list(c["email"][ids]), pa.string()),
-            "status": status[ids], "record_date": _date_array(day, len(ids)),
-        })
+        return crm_table(c, ids, day, status[ids])
 
     def _usage(self, i: int, day: dt.date, rng: np.random.Generator, alive: np.ndarray,
                act: np.ndarray) -> tuple[pa.Table, np.ndarray]:
@@ -440,7 +579,7 @@ class Operator:
         Inbound through the customer's preferred channels; complaints and care calls.
         """
         c, n = self.c, self.spec.customers
-        rate = np.where(c["high_freq_caller"], 0.35, 0.03) * (1 + 2 * c["complaint_prone"]) * (1 + 0.5 * (c["churner"] & (i >= c["churn_start"])))
+        rate = np.where(c["high_freq_caller"], 0.35, 0.03) * (1 + 2 * c["complaint_prone"]) * (1 + self.p.churner_inbound_contact_uplift * (c["churner"] & (i >= c["churn_start"])))
         k = rng.poisson(rate * alive)
         cid = np.repeat(np.arange(n), k)
         m = len(cid)
@@ -465,18 +604,25 @@ class Operator:
                           first: int) -> pa.Table | None:
         """Number-portability queries (None if nobody asks), numbered from ``first`` after the day's other contacts.
 
-        Most churners send one around the day their intent starts; a few other customers ask out of
-        curiosity. Their own stream, so the day's other contacts are as they were before these were added.
+        Porting churners send one (``easy``: around the day their intent starts; otherwise hours before the
+        port, on the line's last day or the day before); some customers ask and stay (they got the code and did
+        not port), and a few ask out of curiosity. Their own stream, so the day's other contacts are as they
+        were before these were added.
         """
         c = self.c
         prng = np.random.default_rng([self.spec.seed, 5000 + i])
-        asks = alive & ((c["churner"] & c["port_out_asks"] & (c["port_out_day"] == i)) | (prng.random(self.spec.customers) < 0.0002))
+        porting = c["churner"] & c["port_out_asks"] & (c["port_out_day"] == i)
+        asks = alive & (porting | (c["abandons_port"] & (c["abandon_day"] == i))
+                        | (prng.random(self.spec.customers) < self.p.curious_query_daily))
         q = np.flatnonzero(asks)
         if not len(q):
             return None
+        seconds = prng.integers(8 * 3600, 22 * 3600, len(q))
+        timed = porting[q] & (c["port_out_second"][q] >= 0)
+        seconds = np.where(timed, c["port_out_second"][q], seconds)
         return pa.table({
             "contact_id": np.array([f"K{day:%Y%m%d}{first + j:08d}" for j in range(len(q))]), "customer_id": c["customer_id"][q],
-            "contact_ts": _ts(day, prng.integers(8 * 3600, 22 * 3600, len(q))), "channel": np.full(len(q), "sms_hall"),
+            "contact_ts": _ts(day, seconds), "channel": np.full(len(q), "sms_hall"),
             "direction": np.full(len(q), "in"), "purpose": np.full(len(q), "port_out_query"),
             "duration_s": pa.array(prng.integers(5, 30, len(q)), pa.int32()), "resolved": np.full(len(q), True),
         }, schema=schema)
@@ -507,14 +653,21 @@ class Operator:
         })
 
     def _orders(self, i: int, day: dt.date, rng: np.random.Generator, alive: np.ndarray, act: np.ndarray) -> pa.Table:
-        """Orders, cancellations and trials: on the first day, existing subscriptions are delivered as a migration load."""
+        """Orders, cancellations and trials: on the first day, existing subscriptions are delivered as a migration load.
+
+        Later orders are unprompted: by everyone (``organic_buyers: everyone``) or by the sure things of the
+        product's family only. They look like any order; a contact-led one differs only by its channel.
+        """
         c, n = self.c, self.spec.customers
         cats = np.array([p["category"] for p in self.products])
         aff = np.column_stack([c["affinity"].get(cat, np.full(n, 0.05)) for cat in cats])
         if i == 0:
             take = (rng.random(aff.shape) < aff * 0.5) & alive[:, None] & np.isin(cats, ["vas", "games", "data", "family"])[None, :]
         else:
-            take = (rng.random(aff.shape) < aff * 0.004 * act[:, None]) & alive[:, None] & ~self.held
+            take = (rng.random(aff.shape) < aff * self.p.organic_daily_rate * act[:, None]) & alive[:, None] & ~self.held
+            if self.p.organic_buyers == "sure_things":
+                fam = np.array([RESPONSE_FAMILIES.index(cat) for cat in cats])
+                take &= c["response"][:, fam] == SURE_THING
         cancel = self.held & (rng.random(aff.shape) < (0.002 + 0.02 * c["price_sensitivity"][:, None] ** 2)) & alive[:, None]
         oc, op = np.nonzero(take)
         cc, cp = np.nonzero(cancel)
@@ -603,8 +756,13 @@ class Operator:
             k: c[k]
             for k in ("customer_id", "age", "brand", "tenure", "has_contract", "price_sensitivity", "price_sensitive", "heavy_data",
                       "complaint_prone", "high_freq_caller", "churn_probability", "churner", "churn_start", "churn_close",
-                      "device_age", "handset_intent", "freq_changer", "roamer")
+                      "device_age", "handset_intent", "freq_changer", "roamer",
+                      "churn_path", "ports", "port_out_day", "decline_floor", "abandons_port", "sleeping_dog")
         }
+        cols["port_out_day"] = np.where(c["churner"] & c["ports"], c["port_out_day"], -1)
+        for j, fam in enumerate(RESPONSE_FAMILIES):
+            cols[f"response_{fam}"] = np.array(RESPONSE_TYPES)[c["response"][:, j]]
+            cols[f"uplift_{fam}"] = incremental_interest(c, fam, self.spec.days - 1, self.spec.params)
         cols["preferred_channel"] = np.array(INBOUND)[c["chan_pref"].argmax(axis=1)]
         for j, ch in enumerate(INBOUND):
             cols[f"pref_{ch}"] = c["chan_pref"][:, j]
@@ -627,7 +785,7 @@ def generate(paths: Paths, spec: SimSpec, progress: bool = True) -> dict[str, in
     paths.truth.mkdir(parents=True, exist_ok=True)
     pq.write_table(op.truth(), paths.truth / "customers.parquet")
     meta = {"customers": spec.customers, "days": spec.days, "start_date": spec.start_date.isoformat(),
-            "end_date": spec.end_date.isoformat(), "seed": spec.seed, "rows": totals}
+            "end_date": spec.end_date.isoformat(), "seed": spec.seed, "profile": spec.profile, "rows": totals}
     (paths.truth / "simulation.json").write_text(json.dumps(meta, indent=2))
     return totals
 

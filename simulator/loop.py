@@ -67,7 +67,7 @@ def _reachable(world: World, day: dt.date, ch: str, optout: np.ndarray) -> np.nd
 
 
 def _fill(world: World, day: dt.date, held: np.ndarray, pools: dict, sizes: dict[str, int], carries: dict[str, list[int]],
-          score, taken: set[tuple[int, int]], capped: set[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+          score, taken: set[tuple[int, int]], capped: set[int], prior: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The oracle's lists: per channel, the ``sizes[ch]`` (customer, product) pairs with the highest ``score(p, product)``
     (p = true conversion probability), one contact a customer a day across channels, never a pair in ``taken``,
     nobody in ``capped`` (at the contact policy's weekly cap)."""
@@ -76,7 +76,8 @@ def _fill(world: World, day: dt.date, held: np.ndarray, pools: dict, sizes: dict
         top_s = np.full(len(pool), -np.inf)
         top_j = np.zeros(len(pool), dtype=np.int64)
         for j in carries[ch]:
-            p = world.p_convert(pool, np.full(len(pool), j), np.full(len(pool), ch, dtype=object), day, held)
+            p = world.p_convert(pool, np.full(len(pool), j), np.full(len(pool), ch, dtype=object), day, held,
+                                None if prior is None else prior[pool])
             sc = score(p, j, ch)
             sc[p <= 0] = -np.inf
             better = sc > top_s
@@ -103,10 +104,14 @@ def _fill(world: World, day: dt.date, held: np.ndarray, pools: dict, sizes: dict
 
 def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: np.ndarray, optout: np.ndarray,
                 taken: dict[str, set], carries: dict[str, list[int]], offer_campaigns: set[str],
-                capped: dict[str, set[int]], contacted: dict[str, dict[int, list[dt.date]]]) -> dict[str, dict[str, float]]:
+                capped: dict[str, set[int]], contacted: dict[str, dict[int, list[dt.date]]],
+                prior: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Expected conversions and value of the day's CPC offers (service messages apart), a blind blast and two
     oracles of the same size per channel: one choosing by true conversion probability, one by true expected
-    value (probability x the product's value - the channel's cost, what CPC itself maximises)."""
+    value (probability x the product's value - the channel's cost, what CPC itself maximises).
+
+    Contact fatigue: ``prior`` (the CPC lists' contacts in the fatigue window before, per customer) for the
+    CPC; each oracle's own earlier choices for it; none for the blast (random customers each day)."""
     rng = np.random.default_rng([world.spec.seed, 8000 + day.toordinal() % 100000])
     value = np.array([float(p["value"]) for p in world.products])
     cost = {c["id"]: float(c["cost"]) for c in business("channels")["channels"]}
@@ -114,8 +119,16 @@ def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: 
     out: dict[str, dict[str, float]] = {}
     pools, sizes = {}, {}
 
-    def score_of(idx, prod, ch):
-        p = world.p_convert(idx, prod, np.full(len(idx), ch, dtype=object), day, held)
+    window = int(world.params.fatigue_window_days)
+
+    def own_prior(seen: dict[int, list[dt.date]]) -> np.ndarray:
+        out = np.zeros(world.spec.customers, dtype=np.int64)
+        for c, days in seen.items():
+            out[c] = sum(0 < (day - d).days <= window for d in days)
+        return out
+
+    def score_of(idx, prod, ch, before=None):
+        p = world.p_convert(idx, prod, np.full(len(idx), ch, dtype=object), day, held, None if before is None else before[idx])
         return float(p.sum()), float((p * value[prod]).sum())
 
     for ch in OUTBOUND:
@@ -126,16 +139,17 @@ def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: 
         pool = np.flatnonzero(_reachable(world, day, ch, optout))
         pick = rng.choice(pool, size=min(n, len(pool)), replace=False)
         prods = rng.choice(lists["prod"][m], size=len(pick), replace=True)
-        c_conv, c_val = score_of(lists["idx"][m], lists["prod"][m], ch)
+        c_conv, c_val = score_of(lists["idx"][m], lists["prod"][m], ch, prior)
         b_conv, b_val = score_of(pick, prods, ch)
         out[ch] = {"rows": n, "cpc": c_conv, "blast": b_conv, "cpc_value": c_val, "blast_value": b_val}
         pools[ch], sizes[ch] = pool, n
     for name, score in (("oracle", lambda p, j, ch: p), ("oracle_by_value", lambda p, j, ch: p * value[j] - cost[ch])):
-        chosen = _fill(world, day, held, pools, sizes, carries, score, taken[name], capped[name])
+        before = own_prior(contacted[name])
+        chosen = _fill(world, day, held, pools, sizes, carries, score, taken[name], capped[name], before)
         for ch, (who, what) in chosen.items():
             for c in who:
                 contacted[name].setdefault(int(c), []).append(day)
-            conv, val = score_of(who, what, ch) if len(who) else (0.0, 0.0)
+            conv, val = score_of(who, what, ch, before) if len(who) else (0.0, 0.0)
             out[ch][name] = conv
             out[ch][f"{name}_value"] = val
     return out
@@ -195,7 +209,7 @@ def headline_table(per_day: list[dict], realised: int) -> tuple[dict, str]:
 
 
 def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42, end: dt.date | None = None,
-        cfg: Settings | None = None, train: bool = True) -> dict:
+        cfg: Settings | None = None, train: bool = True, profile: str | None = None) -> dict:
     """The whole loop (see the module's docstring), in ``root``, which it empties first. Returns the headline."""
     from jobs.orchestration import pipeline
     from jobs.orchestration.registry import STAGES
@@ -205,7 +219,7 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
     cfg = dataclasses.replace(base, paths=Paths(root))
     paths = cfg.paths
     end = end or base.sample_end_date
-    spec = SimSpec(customers, history_days + days, end, seed)
+    spec = SimSpec(customers, history_days + days, end, seed, profile or str(base.sample.get("profile", "realistic")))
     loop_days = spec.dates()[history_days:]
     t0 = time.time()
     marker = paths.root / ".cpc-loop"
@@ -215,7 +229,7 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
     shutil.rmtree(paths.root, ignore_errors=True)  # a loop changes its landing files and lake: always from the start
     paths.root.mkdir(parents=True)
     marker.write_text("made by python -m simulator loop: emptied at the start of each loop\n")
-    log.info(f"loop: simulating {customers} customers, {spec.days} days {spec.start_date}..{end} -> {paths.root}")
+    log.info(f"loop: simulating {customers} customers, {spec.days} days {spec.start_date}..{end}, profile {spec.profile} -> {paths.root}")
     generate(paths, spec)
     pipeline.history(loop_days[0], cfg)
     train_day = loop_days[0] - dt.timedelta(days=1)
@@ -234,7 +248,7 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
         respond(paths, spec, day, world)
         pipeline.nightly(day, cfg)
         log.info(f"loop [{k}/{len(loop_days)}] {day}: done ({time.time() - t1:.0f}s)")
-    meta = {"customers": customers, "history_days": history_days, "seed": seed, "seconds": round(time.time() - t0, 1),
+    meta = {"customers": customers, "history_days": history_days, "seed": seed, "profile": spec.profile, "seconds": round(time.time() - t0, 1),
             "models_trained": train and trainable}
     return headline(paths, spec, loop_days, meta, world)
 
@@ -245,7 +259,7 @@ def headline(paths: Paths, spec: SimSpec, loop_days: list[dt.date], meta: dict, 
     numpy over the lists and the truth; no Spark. Writes reports/loop/headline.json and headline.md."""
     from jobs.stages.cpc.campaigns import load_policy
 
-    world = world or World.load(spec)
+    world = world or World.load(spec, paths)
     policy = load_policy()
     cats = business("products")["categories"]
     carries = {ch: [j for j, p in enumerate(world.products) if ch in cats[p["category"]] and p["category"] != "care"] for ch in OUTBOUND}
@@ -259,8 +273,9 @@ def headline(paths: Paths, spec: SimSpec, loop_days: list[dt.date], meta: dict, 
         optout = _optouts(paths, world, day + dt.timedelta(days=1))
         capped = {name: {c for c, days in seen.items() if sum((day - d).days < policy.window_days for d in days) >= policy.all_channels_cap}
                   for name, seen in contacted.items()}
-        channels = compare_day(world, lists, day, held, optout, taken, carries, offer_campaigns, capped, contacted)
-        ev = events_for(world, lists, day, held)
+        prior = world.prior_contacts(paths, day)
+        channels = compare_day(world, lists, day, held, optout, taken, carries, offer_campaigns, capped, contacted, prior)
+        ev = events_for(world, lists, day, held, prior)
         realised += int(((ev["event"] == "accepted") & np.isin(ev["campaign"], sorted(offer_campaigns))).sum())
         per_day.append({"date": day.isoformat(), "channels": channels})
         c, b, o = (sum(v[k] for v in channels.values()) for k in ("cpc", "blast", "oracle"))
@@ -271,7 +286,7 @@ def headline(paths: Paths, spec: SimSpec, loop_days: list[dt.date], meta: dict, 
     out.mkdir(parents=True, exist_ok=True)
     (out / "headline.json").write_text(json.dumps(summary, indent=2, default=str))
     title = (f"Closed loop: {meta['customers']:,} customers, {len(loop_days)} days {loop_days[0]}..{loop_days[-1]} after "
-             f"{meta['history_days']} days of history, seed {meta['seed']}, "
+             f"{meta['history_days']} days of history, seed {meta['seed']}, profile {meta.get('profile', spec.profile)}, "
              f"{'propensity models trained' if meta.get('models_trained') else 'rule-based fits (no models)'}")
     (out / "headline.md").write_text(f"### {title}\n\n{table}\n")
     log.info(f"\n{title}\n\n{table}\n\nReport: {paths.reports / 'campaigns_latest.html'}\nHeadline: {out / 'headline.md'}")

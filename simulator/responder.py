@@ -16,15 +16,24 @@ plus every event dated that day, from the lists of the previous ``MAX_DELAY`` da
 trial a campaign already converted): calling ``respond`` again
 for a day writes the same bytes. It must run before that day is ingested (a closed day refuses a changed file).
 
-The response model (all of it hidden from the pipeline, like the rest of ``truth/``):
+The response model (all of it hidden from the pipeline, like the rest of ``truth/``; the parameters are the
+profile's, ``simulator/profiles.py``):
 
-    P(convert) = P(delivered | channel) x P(opened | channel, attention) x P(accept | opened)
+    P(convert) = P(delivered | channel) x P(opened | channel, attention) x fatigue x P(accept | opened)
     attention  = how much the customer attends to the channel (their hidden inbound channel preference)
-    P(accept | opened) = channel's rate x interest(customer, product)^2 x price factor x churn factor
+    P(accept | opened) = channel's rate x interest(customer, product)^2 x price factor x churn factor x fatigue
+                         x [the customer is persuadable for the product's family and not a sleeping dog]
+    fatigue    = exp(-fatigue_response_decay x the customer's outbound contacts in the fatigue window before)
 
 ``interest`` is the hidden affinity of the product's category (handsets: handset intent; a bigger plan: heavy
-data use; the renewal bonus: a contract ending within 90 days), zero for a product already held. The same
-function gives the blind blast and the oracle their expected conversions (``simulator/loop.py``).
+data use; the renewal bonus: a contract ending within 90 days), zero for a product already held. A sure thing
+buys anyway (the simulator's own orders) and a lost cause never, so a contact converts neither; as a contact
+does not change anyone's unprompted orders, P(convert) is also each contact's true incremental effect
+(:meth:`World.uplift`). A sleeping dog never accepts; a delivered contact makes one opt out
+``dog_optout_multiplier`` times as often and leave with ``dog_contact_churn_prob``, ``dog_churn_lag_days``
+later: the line's closure is added to that day's CRM file and the customer's rows leave that and every later
+day's files (``truth/contact_churn.parquet`` records each provoked closure). The same function gives the blind
+blast and the oracle their expected conversions (``simulator/loop.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +53,17 @@ import pyarrow.csv as pacsv
 
 from jobs.platform.config import Paths, business
 from schemas import DELIMITER, FILES
-from simulator.generate import ARROW_TYPES, INBOUND, SimSpec, _customers, _write
+from simulator.generate import (
+    ARROW_TYPES,
+    INBOUND,
+    PERSUADABLE,
+    RESPONSE_FAMILIES,
+    SimSpec,
+    _customers,
+    _write,
+    crm_table,
+    interest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +79,8 @@ OPEN_DELAY = {"sms_push": 1, "wechat": 2, "email": 3, "outbound_ivr": 1, "outbou
 ACCEPT_DELAY = {"sms_push": 3, "wechat": 3, "email": 3, "outbound_ivr": 1, "outbound_call": 1}
 MAX_DELAY = 1 + 3 + 3  # sent the day after the decision, then opened, then accepted
 TRIAL_CAMPAIGN = "trial_"
+# The deliveries a provoked closure removes the customer from (from the day of the closure on).
+AFTER_CLOSURE = ("crm_profile", "usage", "billing", "contacts", "complaints", "orders", "devices", "optouts", "responses")
 
 
 @dataclass
@@ -70,10 +91,25 @@ class World:
     c: dict
     products: list[dict]
     held_cache: dict = field(default_factory=dict)
+    lists_cache: dict = field(default_factory=dict)
+    closed_by_contact: dict = field(default_factory=dict)  # customer index -> day index of the provoked closure
 
     @classmethod
-    def load(cls, spec: SimSpec) -> World:
-        return cls(spec, _customers(spec), list(business("products")["products"]))
+    def load(cls, spec: SimSpec, paths: Paths | None = None) -> World:
+        """The world of ``spec``; with ``paths``, the closures contacts provoked so far (truth/contact_churn.parquet)."""
+        world = cls(spec, _customers(spec), list(business("products")["products"]))
+        f = paths.truth / "contact_churn.parquet" if paths is not None else None
+        if f is not None and f.exists():
+            import pyarrow.parquet as pq
+
+            t = pq.read_table(f).to_pydict()
+            for cid, close in zip(t["customer_id"], t["close_date"], strict=True):
+                world.closed_by_contact[int(cid[1:])] = world.day_index(close)
+        return world
+
+    @property
+    def params(self):
+        return self.spec.params
 
     @property
     def product_index(self) -> dict[str, int]:
@@ -82,35 +118,39 @@ class World:
     def day_index(self, day: dt.date) -> int:
         return (day - self.spec.start_date).days
 
-    def alive(self, day: dt.date) -> np.ndarray:
+    def base_alive(self, day: dt.date) -> np.ndarray:
+        """Joined and not closed by the simulator's own churn (contacts apart)."""
         i = self.day_index(day)
         c = self.c
         return (c["tenure"] >= (self.spec.days - 1 - i)) & ~(c["churner"] & (c["churn_close"] <= i))
 
-    def interest(self, idx: np.ndarray, prod: np.ndarray, day: dt.date) -> np.ndarray:
-        """Hidden interest in [0, 1] of customer ``idx[k]`` in product ``prod[k]`` (index into ``products``)."""
-        c = self.c
-        cats = np.array([p["category"] for p in self.products])[prod]
-        out = np.zeros(len(idx))
-        for cat, aff in c["affinity"].items():
-            m = cats == cat
-            out[m] = aff[idx[m]]
-        m = cats == "handset"
-        out[m] = 0.8 * c["handset_intent"][idx[m]]
-        m = cats == "plan"
-        out[m] = 0.1 + 0.4 * c["heavy_data"][idx[m]] * (1 - c["price_sensitivity"][idx[m]])
-        m = cats == "retention"
-        end = c["contract_end"][idx[m]]
-        soon = np.array([e is not None and 0 <= (e - day).days <= 90 for e in end], dtype=bool)
-        out[m] = np.where(soon, 0.6, 0.05)
+    def alive(self, day: dt.date) -> np.ndarray:
+        out = self.base_alive(day)
+        i = self.day_index(day)
+        gone = [k for k, close in self.closed_by_contact.items() if close <= i]
+        out[np.array(gone, dtype=np.int64)] = False
         return out
 
+    def interest(self, idx: np.ndarray, prod: np.ndarray, day: dt.date) -> np.ndarray:
+        """Hidden interest in [0, 1] of customer ``idx[k]`` in product ``prod[k]`` (index into ``products``)."""
+        cats = np.array([p["category"] for p in self.products])[prod]
+        return interest(self.c, cats, idx, self.day_index(day))
+
+    def fatigue(self, prior: np.ndarray | None) -> np.ndarray | float:
+        """Factor on opening and on accepting after ``prior`` earlier outbound contacts in the fatigue window."""
+        return 1.0 if prior is None else np.exp(-self.params.fatigue_response_decay * prior)
+
     def p_convert(self, idx: np.ndarray, prod: np.ndarray, channel: np.ndarray, day: dt.date,
-                  held: np.ndarray | None = None) -> np.ndarray:
+                  held: np.ndarray | None = None, prior: np.ndarray | None = None) -> np.ndarray:
         """True probability that a contact (customer, product, outbound channel) sent the day after ``day``
-        ends in an order."""
+        ends in an order; ``prior``: each contact's customer's outbound contacts in the fatigue window before."""
         c = self.c
         i = self.day_index(day)
+        prof = self.params
+        fam = np.array([RESPONSE_FAMILIES.index(p["category"]) if p["category"] in RESPONSE_FAMILIES else 0
+                        for p in self.products], dtype=np.int64)[prod]
+        responds = (c["response"][idx, fam] == PERSUADABLE) & ~c["sleeping_dog"][idx]
+        tired = np.broadcast_to(self.fatigue(prior), (len(idx),))
         price = np.array([float(p["price"]) for p in self.products])[prod]
         care = np.array([p["category"] == "care" for p in self.products])[prod]
         pref = c["chan_pref"]
@@ -123,14 +163,41 @@ class World:
             attention = np.clip(0.25 + 3.0 * pref[idx[m], col], 0, 1)
             inter = self.interest(idx[m], prod[m], day)
             price_factor = 1 - 0.5 * c["price_sensitivity"][idx[m]] * np.minimum(price[m] / 50.0, 1.0)
-            churn = np.where(c["churner"][idx[m]] & (i >= c["churn_start"][idx[m]]), 0.2, 1.0)
-            accept = np.clip(ACCEPT[ch] * (inter / 0.3) ** 2 * price_factor * churn, 0, 0.95)
-            p[m] = DELIVER[ch] * OPEN[ch] * attention * accept
-        p[care] = 0.0
+            churn = np.where(c["churner"][idx[m]] & (i >= c["churn_start"][idx[m]]), prof.churner_accept_factor, 1.0)
+            accept = np.clip(ACCEPT[ch] * (inter / 0.3) ** 2 * price_factor * churn * tired[m], 0, 0.95)
+            p[m] = DELIVER[ch] * OPEN[ch] * attention * tired[m] * accept
+        p[care | ~responds] = 0.0
         p *= self.alive(day + dt.timedelta(days=1))[idx]
         if held is not None:
             p[held[idx, prod]] = 0.0
         return p
+
+    def uplift(self, idx: np.ndarray, prod: np.ndarray, channel: np.ndarray, day: dt.date,
+               held: np.ndarray | None = None, prior: np.ndarray | None = None) -> np.ndarray:
+        """True incremental effect of each contact: P(order | contacted) - P(order | not contacted). A contact
+        changes no one's unprompted orders (sure things buy anyway), so it is :meth:`p_convert`."""
+        return self.p_convert(idx, prod, channel, day, held, prior)
+
+    def lists(self, paths: Paths, day: dt.date) -> dict[str, np.ndarray]:
+        """:func:`read_lists`, kept (a published list does not change)."""
+        key = (str(paths.root), day.isoformat())
+        if key not in self.lists_cache:
+            self.lists_cache[key] = read_lists(paths, self, day)
+        return self.lists_cache[key]
+
+    def prior_contacts(self, paths: Paths, decided: dt.date) -> np.ndarray:
+        """Per customer: outbound contacts decided in the ``fatigue_window_days`` before ``decided``."""
+        out = np.zeros(self.spec.customers, dtype=np.int64)
+        if self.params.fatigue_response_decay == 0 and self.params.fatigue_optout_growth == 0:
+            return out
+        for back in range(1, int(self.params.fatigue_window_days) + 1):
+            d = decided - dt.timedelta(days=back)
+            if d < self.spec.start_date:
+                break
+            idx = self.lists(paths, d)["idx"]
+            if len(idx):
+                np.add.at(out, idx.astype(np.int64), 1)
+        return out
 
 
 # --- reading the lists and the operator's own files ----------------------------------------------------------
@@ -231,11 +298,16 @@ def held_before(paths: Paths, world: World, day: dt.date) -> np.ndarray:
 
 # --- the events ------------------------------------------------------------------------------------------------
 
-def events_for(world: World, lists: dict[str, np.ndarray], decided: dt.date, held: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every event of the contacts decided on ``decided`` (sent the next day), with its date. Deterministic:
-    one random stream per decision date and channel, drawn in list order."""
+def events_for(world: World, lists: dict[str, np.ndarray], decided: dt.date, held: np.ndarray | None = None,
+               prior: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every event of the contacts decided on ``decided`` (sent the next day), with its date; ``prior``: per
+    customer, outbound contacts in the fatigue window before (:meth:`World.prior_contacts`; None: no fatigue).
+    Deterministic: one random stream per decision date and channel, drawn in list order, and one more for the
+    closures contacts provoke (event ``leaves``, dated on the closure; not a campaign-platform event)."""
     cols = {k: [] for k in ("ref", "idx", "prod", "channel", "campaign", "event", "day", "second")}
     sent = decided + dt.timedelta(days=1)
+    prof = world.params
+    lag_lo, lag_hi = prof.dog_churn_lag_days or (1, 1)
     for k, ch in enumerate(OUTBOUND):
         m = lists["channel"] == ch
         n = int(m.sum())
@@ -249,20 +321,29 @@ def events_for(world: World, lists: dict[str, np.ndarray], decided: dt.date, hel
         idx, prod = lists["idx"][m], lists["prod"][m]
         col = INBOUND.index(ATTENDS[ch])
         attention = np.clip(0.25 + 3.0 * world.c["chan_pref"][idx, col], 0, 1)
-        p_all = world.p_convert(idx, prod, np.full(n, ch, dtype=object), decided, held)
-        p_accept_given_open = np.minimum(p_all / (DELIVER[ch] * OPEN[ch] * attention), 1.0)
+        mine = None if prior is None else prior[idx]
+        p_open = OPEN[ch] * attention * world.fatigue(mine)
+        p_all = world.p_convert(idx, prod, np.full(n, ch, dtype=object), decided, held, mine)
+        p_accept_given_open = np.minimum(p_all / (DELIVER[ch] * p_open), 1.0)
         delivered = u[0] < DELIVER[ch]
-        opened = delivered & (u[1] < OPEN[ch] * attention)
+        opened = delivered & (u[1] < p_open)
         clicked = opened & (u[2] < 0.4) & np.isin(ch, ("sms_push", "wechat", "email"))
         accepted = opened & (u[3] < p_accept_given_open)
         declined = opened & ~accepted & (u[4] < DECLINE[ch])
         prone = world.c["complaint_prone"][idx]
-        opted_out = delivered & ~accepted & (u[5] < 0.002 * (1 + 4 * prone) * (2.5 if ch.startswith("outbound") else 1))
+        dog = world.c["sleeping_dog"][idx]
+        p_optout = 0.002 * (1 + 4 * prone) * (2.5 if ch.startswith("outbound") else 1) * np.where(dog, prof.dog_optout_multiplier, 1.0)
+        if mine is not None:
+            p_optout = p_optout * (1 + prof.fatigue_optout_growth * mine)
+        opted_out = delivered & ~accepted & (u[5] < p_optout)
         complained = delivered & ~accepted & prone & (u[6] < 0.01)
+        drng = np.random.default_rng([world.spec.seed, 9000 + decided.toordinal() % 100000, k])
+        leaves = delivered & dog & (drng.random(n) < prof.dog_contact_churn_prob)
+        d_leave = drng.integers(lag_lo, lag_hi + 1, n)
         for event, mask, delay in (
             ("delivered", delivered, 0), ("failed", ~delivered, 0), ("opened", opened, d_open), ("clicked", clicked, d_open),
             ("accepted", accepted, d_open + d_acc), ("declined", declined, d_open), ("opted_out", opted_out, d_open),
-            ("complained", complained, d_open),
+            ("complained", complained, d_open), ("leaves", leaves, d_leave),
         ):
             delay = np.broadcast_to(delay, (n,))
             cols["ref"].append(lists["ref"][m][mask])
@@ -282,18 +363,61 @@ def _order_id(ref: str) -> str:
     return "R" + hashlib.sha256(ref.encode()).hexdigest()[:15].upper()
 
 
+def provoked_closures(paths: Paths, world: World, day: dt.date) -> dict[int, tuple[int, str, dt.date]]:
+    """The closures contacts decided before ``day`` provoke (sleeping dogs): customer index -> (day index of the
+    closure, contact_ref, decision date), the first for a customer, among customers the simulator's own churn
+    has not closed by then. Updates ``world.closed_by_contact`` and writes ``truth/contact_churn.parquet``."""
+    if world.params.dog_contact_churn_prob == 0:
+        return {}
+    found: dict[int, tuple[int, str, dt.date]] = {}
+    decided = world.spec.start_date
+    while decided < day:
+        lists = world.lists(paths, decided)
+        if len(lists["ref"]):
+            ev = events_for(world, lists, decided)
+            m = ev["event"] == "leaves"
+            for ref, k, d in zip(ev["ref"][m], ev["idx"][m].astype(int), ev["day"][m], strict=True):
+                close = world.day_index(d)
+                if (k not in found or close < found[k][0]) and world.base_alive(d)[k]:
+                    found[int(k)] = (close, str(ref), decided)
+        decided += dt.timedelta(days=1)
+    world.closed_by_contact = {k: v[0] for k, v in found.items()}
+    keys = sorted(found)
+    t = pa.table({"customer_id": pa.array([world.c["customer_id"][k] for k in keys], pa.string()),
+                  "contact_ref": pa.array([found[k][1] for k in keys], pa.string()),
+                  "decided": pa.array([found[k][2] for k in keys], pa.date32()),
+                  "close_date": pa.array([world.spec.start_date + dt.timedelta(days=found[k][0]) for k in keys], pa.date32())})
+    import pyarrow.parquet as pq
+
+    paths.truth.mkdir(parents=True, exist_ok=True)
+    pq.write_table(t, paths.truth / "contact_churn.parquet")
+    return found
+
+
+def _without_closed(table: pa.Table, gone: set[str]) -> pa.Table:
+    if not gone or table.num_rows == 0:
+        return table
+    keep = ~np.isin(np.array(table["customer_id"].to_pylist(), dtype=object), sorted(gone))
+    return table.filter(pa.array(keep))
+
+
 def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = None) -> dict[str, int]:
     """Write ``day``'s responses file and add the day's accepted orders and opt-outs to its orders and optouts
-    files, from every list published in the ``MAX_DELAY`` days before. Returns event counts."""
-    world = world or World.load(spec)
+    files, from every list published in the ``MAX_DELAY`` days before; close the lines contacts made leave (CRM
+    row on the closure day, no rows from then on). Returns event counts."""
+    world = world or World.load(spec, paths)
+    i = world.day_index(day)
+    closures = provoked_closures(paths, world, day)
+    gone = {world.c["customer_id"][k] for k, v in closures.items() if v[0] <= i}
+    closing = np.array(sorted(k for k, v in closures.items() if v[0] == i), dtype=np.int64)
     parts = []
     for back in range(1, MAX_DELAY + 1):
         decided = day - dt.timedelta(days=back)
-        lists = read_lists(paths, world, decided)
+        lists = world.lists(paths, decided)
         if len(lists["ref"]):
             held = held_before(paths, world, decided + dt.timedelta(days=1))
-            ev = events_for(world, lists, decided, held)
-            mine = ev["day"] == day
+            ev = events_for(world, lists, decided, held, world.prior_contacts(paths, decided))
+            mine = (ev["day"] == day) & (ev["event"] != "leaves")
             parts.append({k: v[mine] for k, v in ev.items()})
     ev = {k: np.concatenate([p[k] for p in parts]) if parts else np.array([], dtype=object)
           for k in ("ref", "idx", "prod", "channel", "campaign", "event", "second")}
@@ -309,14 +433,15 @@ def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = Non
         "event_ts": ts, "channel": pa.array(list(ev["channel"]), pa.string()), "event": pa.array(list(ev["event"]), pa.string()),
         "order_id": pa.array(list(order_ids), pa.string()),
     })
-    _write(paths, FILES["responses"], day, responses)
+    _write(paths, FILES["responses"], day, _without_closed(responses, gone))
 
     # Accepted offers are orders; a trial campaign's acceptance converts the trial, so the operator's own end of
     # that trial (converted or expired, in the original file) no longer happens.
     orders = read_delivery(_base_copy(paths, "orders", day), "orders")
     held = held_before(paths, world, day)
     pindex = world.product_index
-    ended_before = np.array([a in ("trial_convert", "trial_expire") and p in pindex and bool(held[int(cid[1:]), pindex[p]])
+    # (and an unprompted order of a product a campaign has sold the customer since: it was bought once)
+    ended_before = np.array([a in ("trial_convert", "trial_expire", "order") and p in pindex and bool(held[int(cid[1:]), pindex[p]])
                              for cid, p, a in zip(orders["customer_id"].to_pylist(), orders["product_id"].to_pylist(),
                                                   orders["action"].to_pylist(), strict=True)], dtype=bool)
     orders = orders.filter(pa.array(~ended_before)) if len(ended_before) else orders
@@ -328,7 +453,7 @@ def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = Non
         "action": pa.array(["trial_convert" if str(x).startswith(TRIAL_CAMPAIGN) else "order" for x in a["campaign"]], pa.string()),
         "channel": pa.array(list(a["channel"]), pa.string()), "price": pa.array(prices[a["prod"].astype(int)], pa.float64()),
     })
-    _write(paths, FILES["orders"], day, pa.concat_tables([orders, extra.cast(orders.schema)]))
+    _write(paths, FILES["orders"], day, _without_closed(pa.concat_tables([orders, extra.cast(orders.schema)]), gone))
 
     oo = ev["event"] == "opted_out"
     optouts = read_delivery(_base_copy(paths, "optouts", day), "optouts")
@@ -336,8 +461,18 @@ def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = Non
         "customer_id": pa.array(list(c["customer_id"][ev["idx"][oo].astype(int)]), pa.string()), "event_ts": ts.filter(pa.array(oo)),
         "channel": pa.array(list(ev["channel"][oo]), pa.string()), "action": pa.array(["opt_out"] * int(oo.sum()), pa.string()),
     })
-    _write(paths, FILES["optouts"], day, pa.concat_tables([optouts, extra.cast(optouts.schema)]))
+    _write(paths, FILES["optouts"], day, _without_closed(pa.concat_tables([optouts, extra.cast(optouts.schema)]), gone))
+    kept = paths.truth / "landing_base" / day.isoformat()
+    for kind in ("crm_profile", "usage", "billing", "contacts", "complaints", "devices"):
+        if not gone and not (kept / FILES[kind].file_name(day)).exists():
+            continue  # nothing to change: the simulator's delivery stays as written
+        table = _without_closed(read_delivery(_base_copy(paths, kind, day), kind), gone)
+        if kind == "crm_profile" and len(closing):
+            closed = crm_table(c, closing, day, np.full(len(closing), "closed")).cast(table.schema)
+            table = pa.concat_tables([table, closed])
+        _write(paths, FILES[kind], day, table)
     counts = {e: int((ev["event"] == e).sum()) for e in ("delivered", "failed", "opened", "clicked", "accepted", "declined", "opted_out", "complained")}
+    counts["closed_by_contact"] = len(closing)
     log.info(f"respond {day}: {len(ev['ref'])} events ({', '.join(f'{k} {v}' for k, v in counts.items() if v)}) -> "
           f"{FILES['responses'].file_name(day)}; {counts['accepted']} orders, {counts['opted_out']} opt-outs added")
     return counts

@@ -54,7 +54,8 @@ def sample(spark, cfg, airflow_db):
     from jobs.orchestration import pipeline
     from simulator.generate import SimSpec, generate
 
-    spec = SimSpec(int(cfg.sample["customers"]), int(cfg.sample["days"]), cfg.sample_end_date, int(cfg.sample["seed"]))
+    spec = SimSpec(int(cfg.sample["customers"]), int(cfg.sample["days"]), cfg.sample_end_date, int(cfg.sample["seed"]),
+                   str(cfg.sample.get("profile", "realistic")))
     generate(cfg.paths, spec, progress=False)
     pipeline.history(spec.end_date, cfg)
     from airflow.dag_processing.dagbag import DagBag

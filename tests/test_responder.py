@@ -76,8 +76,11 @@ def test_responses_follow_the_truth(world_paths):
     aff = world.c["affinity"]["data"][lists["idx"][sms]]
     top, bottom = aff >= np.quantile(aff, 0.75), aff <= np.quantile(aff, 0.25)
     assert p[sms][top].mean() > 5 * p[sms][bottom].mean()
-    # events happen after the list is sent, within the delays
-    assert min(ev["day"]) == DECIDED + dt.timedelta(days=1) and max(ev["day"]) <= DECIDED + dt.timedelta(days=MAX_DELAY)
+    # the campaign platform's events happen after the list is sent, within the delays (``leaves``, a closure a
+    # contact provokes, comes weeks later and is no platform event)
+    platform = ev["event"] != "leaves"
+    assert min(ev["day"][platform]) == DECIDED + dt.timedelta(days=1)
+    assert max(ev["day"][platform]) <= DECIDED + dt.timedelta(days=MAX_DELAY)
     assert set(ev["event"]) >= {"delivered", "failed", "opened", "accepted", "declined"}
 
 
@@ -110,3 +113,80 @@ def test_nothing_is_answered_before_a_list_goes_out(world_paths):
     assert sum(counts.values()) == 0
     lines = gzip.decompress((paths.landing_day(DECIDED) / FILES["responses"].file_name(DECIDED)).read_bytes()).decode().splitlines()
     assert lines == [DELIMITER.join(FILES["responses"].names)], "a day without campaign events: the header only"
+
+
+def test_only_persuadables_respond_and_sleeping_dogs_are_pushed_away(world_paths):
+    """Persuadables buy only when contacted (they have no unprompted orders, tests/test_simulator.py); sure things,
+    lost causes and sleeping dogs never accept; a contact makes sleeping dogs opt out and leave."""
+    from simulator.generate import PERSUADABLE, RESPONSE_FAMILIES
+
+    world, _paths = world_paths
+    lists = read_lists(_paths, world, DECIDED)
+    p = world.p_convert(lists["idx"], lists["prod"], lists["channel"], DECIDED)
+    fam = np.array([RESPONSE_FAMILIES.index(world.products[j]["category"]) for j in lists["prod"]])
+    persuadable = (world.c["response"][lists["idx"], fam] == PERSUADABLE) & ~world.c["sleeping_dog"][lists["idx"]]
+    assert (p[~persuadable] == 0).all() and (p[persuadable] > 0).mean() > 0.9
+    assert np.array_equal(world.uplift(lists["idx"], lists["prod"], lists["channel"], DECIDED), p)
+    # sleeping dogs: every customer contacted once by SMS, several decision days pooled
+    n = world.spec.customers
+    big = {"ref": np.array([f"r{k}" for k in range(n)], dtype=object), "idx": np.arange(n), "prod": lists["prod"][:1].repeat(n),
+           "channel": np.full(n, "sms_push", dtype=object), "campaign": np.full(n, "cpc_daily", dtype=object)}
+    dog = world.c["sleeping_dog"]
+    out, leave, seen = np.zeros(n), np.zeros(n), 0
+    for back in range(4):
+        ev = events_for(world, big, DECIDED - dt.timedelta(days=back))
+        out[ev["idx"][ev["event"] == "opted_out"].astype(int)] += 1
+        leave[ev["idx"][ev["event"] == "leaves"].astype(int)] += 1
+        seen += 1
+    assert out[dog].mean() > 5 * out[~dog].mean() > 0
+    assert leave[~dog].sum() == 0
+    assert leave[dog].mean() / seen == pytest.approx(0.35 * 0.97, abs=0.05), "dog_contact_churn_prob of the delivered"
+
+
+def test_fatigue_lowers_response_with_repeated_contacts(world_paths):
+    world, paths = world_paths
+    lists = read_lists(paths, world, DECIDED)
+    fresh = world.p_convert(lists["idx"], lists["prod"], lists["channel"], DECIDED, prior=np.zeros(len(lists["idx"])))
+    tired = world.p_convert(lists["idx"], lists["prod"], lists["channel"], DECIDED, prior=np.full(len(lists["idx"]), 4))
+    decay = world.params.fatigue_response_decay
+    m = fresh > 0
+    assert np.allclose(tired[m] / fresh[m], np.exp(-decay * 4) ** 2, rtol=0.05)
+    n = len(lists["idx"])
+    ev0 = events_for(world, lists, DECIDED, prior=np.zeros(world.spec.customers, dtype=int))
+    ev4 = events_for(world, lists, DECIDED, prior=np.full(world.spec.customers, 4))
+    opened0, opened4 = (ev0["event"] == "opened").sum(), (ev4["event"] == "opened").sum()
+    assert opened4 < 0.7 * opened0 and n > 0
+    assert (ev4["event"] == "opted_out").sum() > (ev0["event"] == "opted_out").sum()
+    # counted from the lists published before: the fixture's one list counts for the days after it
+    prior = world.prior_contacts(paths, DECIDED + dt.timedelta(days=1))
+    assert prior[lists["idx"]].min() == 1 and prior.sum() == n
+
+
+def test_a_contact_provoked_closure_reaches_the_files(tmp_path):
+    """A sleeping dog whose contact makes them leave: closed in that day's CRM file, absent from then on."""
+    import pyarrow.parquet as pq
+
+    from simulator.responder import read_delivery
+
+    spec = SimSpec(customers=3000, days=20, end_date=dt.date(2026, 11, 20), seed=9)
+    paths = Paths(tmp_path)
+    generate(paths, spec, progress=False)
+    world = World.load(spec)
+    decided = spec.start_date
+    dogs = np.flatnonzero(world.c["sleeping_dog"] & world.alive(spec.end_date))
+    _publish(paths, world, decided, [(int(k), "P_DATA_5G", "sms_push") for k in dogs])
+    for d in spec.dates()[1:]:
+        respond(paths, spec, d, world)
+    closed = pq.read_table(paths.truth / "contact_churn.parquet").to_pandas()
+    assert len(closed) > 10 and set(closed["customer_id"]) <= set(world.c["customer_id"][dogs])
+    inside = closed[closed["close_date"] <= spec.end_date]
+    assert len(inside) >= 1
+    for _, row in inside.iterrows():
+        day = row["close_date"]
+        crm = read_delivery(paths.landing_day(day) / FILES["crm_profile"].file_name(day), "crm_profile").to_pandas()
+        assert (crm.loc[crm["customer_id"] == row["customer_id"], "status"] == "closed").all()
+        assert (crm["customer_id"] == row["customer_id"]).sum() == 1
+        for later in [d for d in spec.dates() if d >= day]:
+            usage = read_delivery(paths.landing_day(later) / FILES["usage"].file_name(later), "usage")
+            assert row["customer_id"] not in set(usage["customer_id"].to_pylist())
+    assert not World.load(spec, paths).alive(spec.end_date)[[int(c[1:]) for c in inside["customer_id"]]].any()

@@ -234,6 +234,7 @@ class SampleEnv(ConfModel):
     days: int = Field(ge=1)
     end_date: dt.date
     seed: int
+    profile: str = "realistic"  # the simulated operator's behaviour (simulator/profiles.py: easy, realistic, hard)
 
 
 class EnvFile(ConfModel):
