@@ -401,15 +401,9 @@ def _without_closed(table: pa.Table, gone: set[str]) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = None) -> dict[str, int]:
-    """Write ``day``'s responses file and add the day's accepted orders and opt-outs to its orders and optouts
-    files, from every list published in the ``MAX_DELAY`` days before; close the lines contacts made leave (CRM
-    row on the closure day, no rows from then on). Returns event counts."""
-    world = world or World.load(spec, paths)
-    i = world.day_index(day)
-    closures = provoked_closures(paths, world, day)
-    gone = {world.c["customer_id"][k] for k, v in closures.items() if v[0] <= i}
-    closing = np.array(sorted(k for k, v in closures.items() if v[0] == i), dtype=np.int64)
+def day_events(paths: Paths, world: World, day: dt.date) -> dict[str, np.ndarray]:
+    """The events that happen on ``day`` for every list published in the ``MAX_DELAY`` days before, in a stable
+    order (contact reference, then event)."""
     parts = []
     for back in range(1, MAX_DELAY + 1):
         decided = day - dt.timedelta(days=back)
@@ -422,7 +416,32 @@ def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = Non
     ev = {k: np.concatenate([p[k] for p in parts]) if parts else np.array([], dtype=object)
           for k in ("ref", "idx", "prod", "channel", "campaign", "event", "second")}
     order = np.lexsort((ev["event"].astype(str), ev["ref"].astype(str))) if len(ev["ref"]) else np.array([], dtype=int)
-    ev = {k: v[order] for k, v in ev.items()}
+    return {k: v[order] for k, v in ev.items()}
+
+
+def close_lines(paths: Paths, world: World, day: dt.date, gone: set, closing: np.ndarray) -> None:
+    """The day's other deliveries without the lines contacts made leave, and a CRM row for each line closing today."""
+    kept = paths.truth / "landing_base" / day.isoformat()
+    for kind in ("crm_profile", "usage", "billing", "contacts", "complaints", "devices"):
+        if not gone and not (kept / FILES[kind].file_name(day)).exists():
+            continue  # nothing to change: the simulator's delivery stays as written
+        table = _without_closed(read_delivery(_base_copy(paths, kind, day), kind), gone)
+        if kind == "crm_profile" and len(closing):
+            closed = crm_table(world.c, closing, day, np.full(len(closing), "closed")).cast(table.schema)
+            table = pa.concat_tables([table, closed])
+        _write(paths, FILES[kind], day, table)
+
+
+def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = None) -> dict[str, int]:
+    """Write ``day``'s responses file and add the day's accepted orders and opt-outs to its orders and optouts
+    files, from every list published in the ``MAX_DELAY`` days before; close the lines contacts made leave (CRM
+    row on the closure day, no rows from then on). Returns event counts."""
+    world = world or World.load(spec, paths)
+    i = world.day_index(day)
+    closures = provoked_closures(paths, world, day)
+    gone = {world.c["customer_id"][k] for k, v in closures.items() if v[0] <= i}
+    closing = np.array(sorted(k for k, v in closures.items() if v[0] == i), dtype=np.int64)
+    ev = day_events(paths, world, day)
     c = world.c
     base = np.datetime64(day.isoformat(), "s")
     ts = pa.array(base + ev["second"].astype("int64").astype("timedelta64[s]"), type=pa.timestamp("s"))
@@ -462,15 +481,7 @@ def respond(paths: Paths, spec: SimSpec, day: dt.date, world: World | None = Non
         "channel": pa.array(list(ev["channel"][oo]), pa.string()), "action": pa.array(["opt_out"] * int(oo.sum()), pa.string()),
     })
     _write(paths, FILES["optouts"], day, _without_closed(pa.concat_tables([optouts, extra.cast(optouts.schema)]), gone))
-    kept = paths.truth / "landing_base" / day.isoformat()
-    for kind in ("crm_profile", "usage", "billing", "contacts", "complaints", "devices"):
-        if not gone and not (kept / FILES[kind].file_name(day)).exists():
-            continue  # nothing to change: the simulator's delivery stays as written
-        table = _without_closed(read_delivery(_base_copy(paths, kind, day), kind), gone)
-        if kind == "crm_profile" and len(closing):
-            closed = crm_table(c, closing, day, np.full(len(closing), "closed")).cast(table.schema)
-            table = pa.concat_tables([table, closed])
-        _write(paths, FILES[kind], day, table)
+    close_lines(paths, world, day, gone, closing)
     counts = {e: int((ev["event"] == e).sum()) for e in ("delivered", "failed", "opened", "clicked", "accepted", "declined", "opted_out", "complained")}
     counts["closed_by_contact"] = len(closing)
     log.info(f"respond {day}: {len(ev['ref'])} events ({', '.join(f'{k} {v}' for k, v in counts.items() if v)}) -> "
