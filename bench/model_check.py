@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = settings().paths
     truth = pd.read_parquet(paths.truth / "customers.parquet")
     sim = json.loads((paths.truth / "simulation.json").read_text())
+    if sim.get("profile", "easy") != "easy":  # a truth folder without a profile was written by the easy operator
+        raise SystemExit(
+            f"{paths.truth}: simulated with the {sim['profile']!r} profile; this oracle's probabilities are those of "
+            "the 'easy' operator (docs/simulator.md) and would mislead here. Simulate with `--profile easy` to use it; "
+            "an oracle for the other profiles is issue 22's work.")
     products = business("products")["products"]
     rows_out = []
     print("| model | validation rows | positives | model ROC-AUC | oracle ROC-AUC | gap | within 0.05 | model PR-AUC | oracle PR-AUC |")
