@@ -3,6 +3,7 @@ nightly run over it done once per session (by the real Airflow DAG, in-process, 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +25,9 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 from jobs.platform.config import settings  # noqa: E402
 
 RUN_DATE = "2026-11-20"
+# py4j logs "Closing down clientserver connection" from a finaliser at interpreter exit, after pytest has
+# closed the stream it writes to ("--- Logging error ---" under a passing run). Its INFO lines say nothing a test needs.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")

@@ -195,11 +195,16 @@ def _spark_assign(spark, rows, capacity, passes=PASSES):
 
 
 def test_spark_priced_assignment_equals_the_reference_on_known_answers(spark):
-    for cases, capacity, expected in KNOWN:
-        rows = rows_of(cases)
-        got = _spark_assign(spark, rows, capacity)
-        assert got == pricing.assign_priced(rows, capacity, PASSES)
-        assert {(g[0], g[3]) for g in got} == expected
+    """The known-answer cases side by side in one Spark run (each case's customers and channels named apart, so
+    no case shares a channel or a customer with another): the Spark twin equals the reference on the whole, and
+    each case gets its known answer (the reference per case: test_priced_reference_on_known_answers)."""
+    cases = [[(f"k{i}:{r[0]}", f"k{i}:{r[1]}", *r[2:]) for r in rows] for i, (rows, _, _) in enumerate(KNOWN)]
+    capacity = {f"k{i}:{ch}": cap for i, (_, caps, _) in enumerate(KNOWN) for ch, cap in caps.items()}
+    rows = rows_of([r for case in cases for r in case])
+    got = _spark_assign(spark, rows, capacity)
+    assert got == pricing.assign_priced(rows, capacity, PASSES)
+    for i, (_, _, expected) in enumerate(KNOWN):
+        assert {(g[0], g[3]) for g in got if g[0].startswith(f"k{i}:")} == {(f"k{i}:{c}", f"k{i}:{ch}") for c, ch in expected}, i
 
 
 def test_spark_priced_assignment_equals_the_reference_on_a_random_instance(spark):

@@ -65,61 +65,120 @@ def not_holdout(conf, campaign="cpc_daily", prefix="c"):
     raise AssertionError
 
 
-def test_opt_out_of_all_channels_is_absolute(spark, cat, conf):
-    cid = not_holdout(conf)
-    got = decide(spark, cat, conf, [{"customer_id": cid, "optouts": ["all"], **ACTIVE}])
+# The rule tests below read one decision over all their hand-written customers (ids of their own, history
+# columns null where a test gives none, as the pipeline's inputs are): one Spark run instead of one per test.
+# The channels' capacity is 1 a day each, as in a run over no customers, so customers may take each other's
+# place; no assertion here depends on who got the place (capacity has its own tests below).
+EXTRA = ("customer_id string, days_since_decline int, recent_by_campaign map<string,int>, "
+         "trial_product_id string, trial_day int")
+
+
+@pytest.fixture(scope="module")
+def people(conf):
+    """Each test's customers: key -> (customer_id, tag inputs, history columns)."""
+    quiet, cool = conf["policy"].quiet_days, conf["policy"].cooldown_days
+    camp = next(c for c in conf["camps"] if c.id == "cpc_daily")
+    in_holdout = sorted(f"h{i}" for i in range(400)
+                        if campaign_conf.holdout_bucket(conf["policy"].holdout_salt, camp.id, f"h{i}") < camp.holdout * 10000)
+    trial = {"trial_product_id": "P_MUSIC", "trial_day": 15}
+    who = {
+        "opt_all": (not_holdout(conf, prefix="oa"), {"optouts": ["all"]}, {}),
+        "opt_sms": (not_holdout(conf, prefix="os"), {"optouts": ["sms_push"]}, {}),
+        "unreachable": (not_holdout(conf, prefix="ur"), {"has_wechat": False, "email": None}, {}),
+        "tier": ("oc", {"open_complaints": 1}, {}),
+        **{k: (not_holdout(conf, prefix=k), {"vip_level": 3 if k[0] == "k" else 1, "open_complaints": int(k[1] == "c")}, trial)
+           for k in ("kc", "vc", "kn", "vn")},
+        "on20": ("on20", {"activation_date": SNAPSHOT - D(days=20)}, {}),
+        "on60": ("on60", {"activation_date": SNAPSHOT - D(days=60)}, {}),
+        "not_eligible": (not_holdout(conf, prefix="ne"), {"credit_level": 1, "held_products": ["P_NEWS"]}, {}),
+        "quiet_after": (not_holdout(conf, prefix="qa"), {"activation_date": SNAPSHOT - D(days=quiet)}, {}),
+        "quiet_in": (not_holdout(conf, prefix="qi"), {"activation_date": SNAPSHOT - D(days=quiet - 1)}, {}),
+        "declined_3": (not_holdout(conf, prefix="d3"), {}, {"days_since_decline": 3}),
+        "declined_edge": (not_holdout(conf, prefix="de"), {}, {"days_since_decline": cool - 1}),
+        "declined_later": (not_holdout(conf, prefix="dl"), {}, {"days_since_decline": cool}),
+        "recent": (not_holdout(conf, prefix="rc"), {}, {"recent_by_campaign": {"cpc_daily": 2}}),
+        "no_value": (not_holdout(conf, prefix="nv"), {}, {}),
+        **{f"held{i}": (c, {}, {}) for i, c in enumerate(in_holdout[:2])},
+        "frequent": (not_holdout(conf, prefix="fr"), {"contacts_app_30d": 20}, {}),
+        "never": (not_holdout(conf, prefix="nc"), {}, {}),
+        **{f"one_{p}": (not_holdout(conf, prefix=p), {"email": f"{p}@x.cn"}, {}) for p in "pqrs"},
+    }
+    ids = [c for c, _, _ in who.values()]
+    assert len(ids) == len(set(ids)), "each test's customers are its own"
+    return {"who": who, "in_holdout": in_holdout}
+
+
+def rows_of(people, keys=None):
+    """The customers' tag inputs and history rows (all of them, or those of ``keys``)."""
+    chosen = [v for k, v in people["who"].items() if keys is None or k in keys]
+    rows = [{"customer_id": c, **ACTIVE, **inputs} for c, inputs, _ in chosen]
+    names = [f.split()[0] for f in EXTRA.split(", ")][1:]
+    history = [(c, *[h.get(n) for n in names]) for c, _, h in chosen]
+    return rows, (EXTRA, history)
+
+
+@pytest.fixture(scope="module")
+def day(spark, cat, conf, people):
+    """Every candidate of every customer in ``people``, with its outcome."""
+    rows, extra = rows_of(people)
+    return decide(spark, cat, conf, rows, extra)
+
+
+def mine(day, people, key, **match):
+    """The decided rows of one test customer (matching ``match``)."""
+    cid = people["who"][key][0]
+    return [r for r in day if r["customer_id"] == cid and all(r[k] == v for k, v in match.items())]
+
+
+def seen(day, people, key, **match):
+    return {r["outcome"] for r in mine(day, people, key, **match)}
+
+
+def test_opt_out_of_all_channels_is_absolute(day, people):
+    got = mine(day, people, "opt_all")
     assert got and {r["outcome"] for r in got} == {"opt_out"}
 
 
-def test_opt_out_of_one_channel_removes_that_channel_only(spark, cat, conf):
-    cid = not_holdout(conf)
-    got = decide(spark, cat, conf, [{"customer_id": cid, "optouts": ["sms_push"], **ACTIVE}])
-    assert outcomes(got, cid, channel="sms_push") == {"opt_out"}
-    assert "opt_out" not in outcomes(got, cid, channel="wechat")
+def test_opt_out_of_one_channel_removes_that_channel_only(day, people):
+    assert seen(day, people, "opt_sms", channel="sms_push") == {"opt_out"}
+    assert "opt_out" not in seen(day, people, "opt_sms", channel="wechat")
 
 
-def test_unreachable_channel(spark, cat, conf):
-    cid = not_holdout(conf)
-    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE, "has_wechat": False, "email": None}])
-    assert outcomes(got, cid, channel="wechat") == {"unreachable"}
-    assert outcomes(got, cid, channel="email") == {"unreachable"}
+def test_unreachable_channel(day, people):
+    assert seen(day, people, "unreachable", channel="wechat") == {"unreachable"}
+    assert seen(day, people, "unreachable", channel="email") == {"unreachable"}
 
 
-def test_tier_without_marketing(spark, cat, conf):
-    got = decide(spark, cat, conf, [{"customer_id": "oc", "open_complaints": 1, **ACTIVE}])
-    assert "tier_no_marketing" in {r["outcome"] for r in got}
-    assert {r["outcome"] for r in got} <= {"opt_out", "unreachable", "tier_no_marketing"}, "only the absolutes before it"
+def test_tier_without_marketing(day, people):
+    got = seen(day, people, "tier")
+    assert "tier_no_marketing" in got
+    assert got <= {"opt_out", "unreachable", "tier_no_marketing"}, "only the absolutes before it"
 
 
-def test_open_complaint_stops_a_vip_or_key_customer_unless_the_campaign_opts_in(spark, cat, conf):
+def test_open_complaint_stops_a_vip_or_key_customer_unless_the_campaign_opts_in(spark, cat, conf, day, people):
     """Issue 20: a key customer and a VIP with an open complaint rank above the open-complaint tier, whose
     marketing is allowed; the open_complaint rule removes every candidate of theirs, offers and service
     messages alike (an open trial makes trial_feedback target them). The same customers without a complaint
     are not removed by it, and a campaign that says while_complaint_open still reaches the complainers."""
-    ids = {k: not_holdout(conf, prefix=k) for k in ("kc", "vc", "kn", "vn")}
-    level = {"k": 3, "v": 1}
-    rows = [{"customer_id": cid, **ACTIVE, "vip_level": level[k[0]], "open_complaints": int(k[1] == "c")}
-            for k, cid in ids.items()]
-    trial = ("customer_id string, trial_product_id string, trial_day int",
-             [(c, "P_MUSIC", 15) for c in ids.values()])
-    got = decide(spark, cat, conf, rows, trial)
-    tiers = {r["customer_id"]: r["service_tier"] for r in got}
-    assert tiers == {ids["kc"]: "key_customer", ids["vc"]: "vip", ids["kn"]: "key_customer", ids["vn"]: "vip"}
+    keys = ("kc", "vc", "kn", "vn")
+    tiers = {k: {r["service_tier"] for r in mine(day, people, k)} for k in keys}
+    assert tiers == {"kc": {"key_customer"}, "vc": {"vip"}, "kn": {"key_customer"}, "vn": {"vip"}}
     for k in ("kc", "vc"):
-        mine = outcomes(got, ids[k])
-        assert "open_complaint" in mine and mine <= {"opt_out", "unreachable", "open_complaint"}, k
-        assert "open_complaint" in outcomes(got, ids[k], campaign_kind="message"), "service messages too"
+        got = seen(day, people, k)
+        assert "open_complaint" in got and got <= {"opt_out", "unreachable", "open_complaint"}, k
+        assert "open_complaint" in seen(day, people, k, campaign_kind="message"), "service messages too"
     for k in ("kn", "vn"):
-        mine = outcomes(got, ids[k])
-        assert "open_complaint" not in mine and mine & {"contact", "placement"}, k
+        got = seen(day, people, k)
+        assert "open_complaint" not in got and got & {"contact", "placement"}, k
 
     opted = [dataclasses.replace(c, while_complaint_open=True) if c.id == "cpc_daily" else c
              for c in conf["camps"]]
-    got = decide(spark, cat, conf, rows, trial, camps=opted)
+    rows, extra = rows_of(people, keys)
+    again = decide(spark, cat, conf, rows, extra, camps=opted)
     for k in ("kc", "vc"):
-        daily = outcomes(got, ids[k], campaign_id="cpc_daily")
+        daily = seen(again, people, k, campaign_id="cpc_daily")
         assert "open_complaint" not in daily and daily & {"contact", "placement"}, k
-        feedback = outcomes(got, ids[k], campaign_id="trial_feedback")
+        feedback = seen(again, people, k, campaign_id="trial_feedback")
         assert "open_complaint" in feedback, "only the campaign that opted in"
 
 
@@ -181,48 +240,33 @@ def test_while_complaint_open_must_be_a_boolean_naming_the_file_and_field(tmp_pa
         assert "boolean" in str(exc.value), bad
 
 
-def test_stage_rule_no_selling_in_onboarding_but_the_second_contact_campaign(spark, cat, conf):
-    got = decide(spark, cat, conf, [
-        {"customer_id": "on20", **ACTIVE, "activation_date": SNAPSHOT - D(days=20)},
-        {"customer_id": "on60", **ACTIVE, "activation_date": SNAPSHOT - D(days=60)},
-    ])
-    assert "stage_rule" in outcomes(got, "on20", campaign_id="cpc_daily", product_id="P_DATA_5G")
-    assert outcomes(got, "on20", campaign_id="cpc_daily", product_id="P_DATA_5G") <= {"stage_rule", "unreachable"}
-    assert "stage_rule" not in outcomes(got, "on20", campaign_id="new_customer_guide")  # the guide is a message
-    assert "stage_rule" not in outcomes(got, "on60", campaign_id="new_customer_offer", product_id="P_SMS_200")
-    assert "stage_rule" in outcomes(got, "on60", campaign_id="cpc_daily", product_id="P_SMS_200")
+def test_stage_rule_no_selling_in_onboarding_but_the_second_contact_campaign(day, people):
+    assert "stage_rule" in seen(day, people, "on20", campaign_id="cpc_daily", product_id="P_DATA_5G")
+    assert seen(day, people, "on20", campaign_id="cpc_daily", product_id="P_DATA_5G") <= {"stage_rule", "unreachable"}
+    assert "stage_rule" not in seen(day, people, "on20", campaign_id="new_customer_guide")  # the guide is a message
+    assert "stage_rule" not in seen(day, people, "on60", campaign_id="new_customer_offer", product_id="P_SMS_200")
+    assert "stage_rule" in seen(day, people, "on60", campaign_id="cpc_daily", product_id="P_SMS_200")
 
 
-def test_not_eligible_and_already_held(spark, cat, conf):
-    cid = not_holdout(conf)
-    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE, "credit_level": 1, "held_products": ["P_NEWS"]}])
-    assert outcomes(got, cid, campaign_id="cpc_daily", product_id="P_HANDSET_5G") <= {"not_eligible", "stage_rule"}
-    assert "not_eligible" in {r["outcome"] for r in got if r["product_id"] == "P_HANDSET_5G"}
-    assert outcomes(got, cid, product_id="P_NEWS") <= {"already_held", "opt_out", "unreachable", "stage_rule"}
-    assert "already_held" in outcomes(got, cid, product_id="P_NEWS")
+def test_not_eligible_and_already_held(day, people):
+    assert seen(day, people, "not_eligible", campaign_id="cpc_daily", product_id="P_HANDSET_5G") <= {"not_eligible", "stage_rule"}
+    assert "not_eligible" in seen(day, people, "not_eligible", product_id="P_HANDSET_5G")
+    assert seen(day, people, "not_eligible", product_id="P_NEWS") <= {"already_held", "opt_out", "unreachable", "stage_rule"}
+    assert "already_held" in seen(day, people, "not_eligible", product_id="P_NEWS")
 
 
-def test_quiet_period_after_activation_stops_active_contacts_only(spark, cat, conf):
-    quiet = conf["policy"].quiet_days
-    after = decide(spark, cat, conf, [{"customer_id": "new", **ACTIVE, "activation_date": SNAPSHOT - D(days=quiet)}])
-    assert "quiet_period" not in {r["outcome"] for r in after}
-    got = decide(spark, cat, conf, [{"customer_id": "new", **ACTIVE, "activation_date": SNAPSHOT - D(days=quiet - 1)}])
-    active = {r["outcome"] for r in got if r["channel_kind"] == "active"}
+def test_quiet_period_after_activation_stops_active_contacts_only(day, people):
+    assert "quiet_period" not in seen(day, people, "quiet_after")
+    active = seen(day, people, "quiet_in", channel_kind="active")
     assert "quiet_period" in active and active <= set(cpc.RULES[: cpc.RULES.index("quiet_period") + 1])
-    assert "quiet_period" not in {r["outcome"] for r in got if r["channel_kind"] == "passive"}
+    assert "quiet_period" not in seen(day, people, "quiet_in", channel_kind="passive")
 
 
-def test_cooldown_after_a_decline(spark, cat, conf):
-    cid = not_holdout(conf)
-    extra = ("customer_id string, days_since_decline int", [(cid, 3)])
-    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], extra)
-    assert "cooldown_after_decline" in {r["outcome"] for r in got}
-    assert not {r["outcome"] for r in got if r["channel_kind"] == "active"} & {"contact", "capacity", "frequency_cap"}
-    days = conf["policy"].cooldown_days
-    edge = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], ("customer_id string, days_since_decline int", [(cid, days - 1)]))
-    assert "cooldown_after_decline" in {r["outcome"] for r in edge}
-    later = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], ("customer_id string, days_since_decline int", [(cid, days)]))
-    assert "cooldown_after_decline" not in {r["outcome"] for r in later}
+def test_cooldown_after_a_decline(day, people):
+    assert "cooldown_after_decline" in seen(day, people, "declined_3")
+    assert not seen(day, people, "declined_3", channel_kind="active") & {"contact", "capacity", "frequency_cap"}
+    assert "cooldown_after_decline" in seen(day, people, "declined_edge")  # cooldown_days - 1 days ago
+    assert "cooldown_after_decline" not in seen(day, people, "declined_later")  # cooldown_days ago
 
 
 def test_frequency_caps_per_channel_and_across_channels(spark, cat, conf):
@@ -239,22 +283,17 @@ def test_frequency_caps_per_channel_and_across_channels(spark, cat, conf):
     assert "frequency_cap" not in outcomes(got, b, channel="wechat")
 
 
-def test_recently_contacted_by_the_campaign(spark, cat, conf):
-    cid = not_holdout(conf)
-    extra = ("customer_id string, recent_by_campaign map<string,int>", [(cid, {"cpc_daily": 2})])
-    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], extra)
-    active = {r["outcome"] for r in got if r["campaign_id"] == "cpc_daily" and r["channel_kind"] == "active"}
+def test_recently_contacted_by_the_campaign(day, people):
+    active = seen(day, people, "recent", campaign_id="cpc_daily", channel_kind="active")
     assert "recently_contacted" in active and "contact" not in active
 
 
-def test_no_value_when_the_contact_costs_more_than_it_can_bring(spark, cat, conf):
-    cid = not_holdout(conf)
-    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}])
-    assert "no_value" in outcomes(got, cid, channel="outbound_call")
-    assert all(r["expected_value"] <= 0 or r["fit_customer_product"] <= 0 for r in got if r["outcome"] == "no_value")
+def test_no_value_when_the_contact_costs_more_than_it_can_bring(day, people):
+    assert "no_value" in seen(day, people, "no_value", channel="outbound_call")
+    assert all(r["expected_value"] <= 0 or r["fit_customer_product"] <= 0 for r in day if r["outcome"] == "no_value")
 
 
-def test_holdout_is_stable_recorded_and_never_contacted(spark, cat, conf):
+def test_holdout_is_stable_recorded_and_never_contacted(spark, conf, day, people):
     camp = next(c for c in conf["camps"] if c.id == "cpc_daily")
     ids = [f"h{i}" for i in range(400)]
     expected = {c for c in ids if campaign_conf.holdout_bucket(conf["policy"].holdout_salt, camp.id, c) < camp.holdout * 10000}
@@ -262,31 +301,26 @@ def test_holdout_is_stable_recorded_and_never_contacted(spark, cat, conf):
         "c", cpc.holdout_bucket_col(conf["policy"].holdout_salt, F.lit(camp.id), F.col("c")).alias("b")).collect()}
     assert all(spark_buckets[c] == campaign_conf.holdout_bucket(conf["policy"].holdout_salt, camp.id, c) for c in ids)
     assert 5 <= len(expected) <= 40  # about 5% of 400
-    held = sorted(expected)[:2]
-    got = decide(spark, cat, conf, [{"customer_id": c, **ACTIVE} for c in held])
-    for c in held:
-        daily = outcomes(got, c, campaign_id="cpc_daily")
+    assert sorted(expected)[:2] == people["in_holdout"][:2]
+    for key in ("held0", "held1"):
+        daily = seen(day, people, key, campaign_id="cpc_daily")
         assert "holdout" in daily and not daily & {"contact", "placement"}
 
 
-def test_passive_first_for_a_customer_who_will_come_to_us(spark, cat, conf):
-    frequent, never = not_holdout(conf, prefix="f"), not_holdout(conf, prefix="n")
-    rows = [{"customer_id": frequent, **ACTIVE, "contacts_app_30d": 20}, {"customer_id": never, **ACTIVE}]
-    got = decide(spark, cat, conf, rows)
-    assert "passive_first" in {r["outcome"] for r in got if r["customer_id"] == frequent}
-    assert "passive_first" not in {r["outcome"] for r in got if r["customer_id"] == never}
-    placed = {(r["campaign_id"], r["product_id"]) for r in got if r["customer_id"] == frequent and r["outcome"] == "placement"}
-    pushed_instead = {(r["campaign_id"], r["product_id"]) for r in got if r["customer_id"] == frequent and r["outcome"] == "passive_first"}
+def test_passive_first_for_a_customer_who_will_come_to_us(day, people):
+    assert "passive_first" in seen(day, people, "frequent")
+    assert "passive_first" not in seen(day, people, "never")
+    placed = {(r["campaign_id"], r["product_id"]) for r in mine(day, people, "frequent") if r["outcome"] == "placement"}
+    pushed_instead = {(r["campaign_id"], r["product_id"]) for r in mine(day, people, "frequent") if r["outcome"] == "passive_first"}
     assert pushed_instead and pushed_instead <= placed, "only an offer actually placed keeps it from being pushed"
 
 
-def test_one_active_contact_a_day_and_one_placement_per_touchpoint(spark, cat, conf):
-    rows = [{"customer_id": not_holdout(conf, prefix=p), **ACTIVE, "email": f"{p}@x.cn"} for p in "pqrs"]
-    got = decide(spark, cat, conf, rows)
-    for r in rows:
-        mine = [g for g in got if g["customer_id"] == r["customer_id"]]
-        assert sum(g["outcome"] == "contact" for g in mine) <= 1
-        placed = [g["channel"] for g in mine if g["outcome"] == "placement"]
+def test_one_active_contact_a_day_and_one_placement_per_touchpoint(day, people):
+    got = [r for p in "pqrs" for r in mine(day, people, f"one_{p}")]
+    for p in "pqrs":
+        rows = mine(day, people, f"one_{p}")
+        assert sum(g["outcome"] == "contact" for g in rows) <= 1
+        placed = [g["channel"] for g in rows if g["outcome"] == "placement"]
         assert len(placed) == len(set(placed))
     assert any(g["outcome"] == "one_offer_a_day" for g in got)
 
