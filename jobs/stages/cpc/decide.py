@@ -191,7 +191,8 @@ def _rank(*partition):
 def assign(active, capacity: dict[str, int], rounds: int, log=log.info):
     """Active contacts under each channel's daily capacity, across all customers: deferred acceptance (the
     former method, ``assignment: deferred_acceptance`` in conf/policy.yaml; the default is the priced
-    assignment, :func:`jobs.stages.cpc.assign.assign_priced`, whose total expected value is at least this one's).
+    assignment, :func:`jobs.stages.cpc.assign.assign_priced`, whose total expected value was at least this one's
+    on every instance tested: tests/test_assignment.py, bench/assignment_check.py).
 
     In each round every customer not held by a channel proposes to their best channel (an urgent service
     message first, then the highest expected value) that has not refused them yet; each channel then keeps,
