@@ -163,8 +163,9 @@ class UpliftModel:
     trees: dict[str, int]
 
     def predict(self, x, num_threads: int = 1) -> np.ndarray:
-        """tau(x): the predicted incremental probability of converting when contacted, one per row."""
-        x = np.asarray(x, dtype=np.float64)
+        """tau(x): the predicted incremental probability of converting when contacted, one per row. ``x`` is a
+        matrix in the model's feature order, or a pandas frame holding the features (taken by name)."""
+        x = _matrix(x, self.features)
 
         def run(name: str) -> np.ndarray:
             return _booster(self.models[name]).predict(x, num_threads=num_threads)
@@ -182,6 +183,16 @@ def _booster(text: str):
     return lgb.Booster(model_str=text)
 
 
+def _matrix(x, features: tuple[str, ...] | None = None) -> np.ndarray:
+    """Features as float64 (nulls as NaN, LightGBM's missing): a pandas frame's named columns in order, or an array."""
+    if hasattr(x, "columns"):
+        import pandas as pd
+
+        cols = list(x.columns) if features is None else list(features)
+        return np.column_stack([pd.to_numeric(x[c], errors="coerce").astype("float64").to_numpy() for c in cols])
+    return np.asarray(x, dtype=np.float64)
+
+
 def _arms(t, y) -> tuple[np.ndarray, np.ndarray]:
     t, y = np.asarray(t), np.asarray(y)
     if not np.isin(t, (0, 1)).all() or not np.isin(y, (0, 1)).all():
@@ -193,11 +204,14 @@ def fit(x, t, y, s: Settings, *, propensity: float | None = None, learner: str |
         features: list[str] | None = None) -> UpliftModel:
     """Fit ``learner`` (default the setting's) on features ``x`` (rows x features), treatment flags ``t`` (1 =
     contacted, 0 = held out) and outcomes ``y`` (1 = converted in the window). ``propensity`` is P(t=1), known by
-    design (1 - the campaign's holdout share); by default the treated share of the rows."""
+    design (1 - the campaign's holdout share); by default the treated share of the rows. ``x`` may be a pandas
+    frame: its columns are then the features (``features`` names an array's columns)."""
     learner = learner or s.learner
     if learner not in LEARNERS:
         raise ValueError(f"uplift: unknown learner {learner!r}; known: {', '.join(LEARNERS)}")
-    x = np.asarray(x, dtype=np.float64)
+    if features is None and hasattr(x, "columns"):
+        features = [str(c) for c in x.columns]
+    x = _matrix(x)
     t, y = _arms(t, y)
     e = float(t.mean()) if propensity is None else float(propensity)
     if not 0 < e < 1:

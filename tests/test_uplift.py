@@ -103,6 +103,17 @@ def test_the_default_learner_is_not_worse_than_the_two_model_baseline(treated_sh
     assert rho["x_learner"] >= rho["two_model"] - 0.01, rho
 
 
+def test_a_pandas_frame_of_features_is_read_by_name():
+    import pandas as pd
+
+    d = synthetic(2_000, 0.5, seed=2)
+    frame = pd.DataFrame(d["x"], columns=[f"tag_{i}" for i in range(5)])
+    m = u.fit(frame, d["t"], d["y"], settings())
+    assert m.features == tuple(frame.columns)
+    shuffled = frame[list(reversed(frame.columns))].assign(customer_id="C1")
+    assert np.array_equal(m.predict(shuffled), m.predict(d["x"]))
+
+
 def test_the_propensity_of_treatment_defaults_to_the_treated_share():
     d = synthetic(2_000, 0.5, seed=1)
     m = u.fit(d["x"], d["t"], d["y"], settings())
