@@ -25,6 +25,7 @@ from pydantic import Field
 from jobs.platform import business as business_conf
 from jobs.platform.config import ConfModel, business, validate
 from jobs.platform.errors import ConfigError, ModelMismatch
+from models.uplift import UpliftConf
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class ModelsFile(ConfModel):
     early_stopping_rounds: int = Field(ge=0)
     bands: dict[str, int]  # risk band -> lowest validation decile in it
     models: list[ModelConf] = Field(default_factory=list)
+    uplift: UpliftConf = Field(default_factory=UpliftConf)  # read by models.uplift.load_settings
 
 
 def load_settings(raw: dict[str, Any] | None = None) -> Settings:
