@@ -99,7 +99,8 @@ def raw(base: str, data: bytes) -> bytes:
 
 def audited(paths: Paths, n: int, timeout: float = 5.0) -> list[dict]:
     """The audit's records once there are n: each is written just after its answer went out, so a client
-    can read an answer before its record is there."""
+    can read an answer before its record is there. The server answers each request on a thread of its own, so
+    records of successive requests may land in either order: compare them as a multiset."""
     file = paths.reports / "pull_audit.jsonl"
     deadline = time.monotonic() + timeout
     while True:
@@ -120,9 +121,9 @@ def test_system_lists_and_downloads_its_own_channel(server):
     status, data = get(f"{base}/lists/{DAY}/sms_push/sms_push_20261120.csv.gz", TOKENS["sms_gateway"])
     assert status == 200 and hashlib.sha256(data).hexdigest() == listed[0]["sha256"]
     assert gzip.decompress(data).decode().splitlines()[1] == "13800000001,P_NEWS"
-    audit = audited(paths, 2)
-    assert audit[-1]["system"] == "sms_gateway" and audit[-1]["status"] == 200
-    assert audit[-1]["bytes"] == len(data)
+    download = next(r for r in audited(paths, 2) if r["path"].endswith(".csv.gz"))
+    assert download["system"] == "sms_gateway" and download["status"] == 200
+    assert download["bytes"] == len(data)
 
 
 @pytest.mark.parametrize(
@@ -212,9 +213,9 @@ def test_resumed_download_gives_the_same_bytes(server):
     status, _, tail = request(base + SMS, token, headers={"Range": "bytes=-100"})
     assert status == 206 and tail == full[-100:]
     audit = audited(paths, 4)
-    assert [(r["status"], r["bytes"], r["range"]) for r in audit] == [
+    assert Counter((r["status"], r["bytes"], r["range"]) for r in audit) == Counter([
         (200, len(full), None), (206, cut, f"bytes=0-{cut - 1}"), (206, len(full) - cut, f"bytes={cut}-"),
-        (206, 100, "bytes=-100")]
+        (206, 100, "bytes=-100")])
 
 
 def test_unsatisfiable_range(server):
@@ -224,7 +225,7 @@ def test_unsatisfiable_range(server):
         status, headers, body = request(base + SMS, TOKENS["sms_gateway"], headers={"Range": asked})
         assert status == 416 and headers["Content-Range"] == f"bytes */{size}"
         assert "error" in json.loads(body)
-    assert [r["status"] for r in audited(paths, 4)] == [200, 416, 416, 416]
+    assert sorted(r["status"] for r in audited(paths, 4)) == [200, 416, 416, 416]
 
 
 @pytest.mark.parametrize("asked", ["bytes=0-1,5-6", "bytes=9-2", "items=0-9"])
@@ -261,8 +262,8 @@ def test_head_sends_the_headers_and_is_audited_with_no_bytes(server):
     status, headers, _ = request(base + SMS, token, "HEAD", {"Range": "bytes=0-9"})  # ranges are for GET
     assert status == 200 and headers["Content-Length"] == str(len(full))
     assert request(f"{base}/lists", token, "HEAD")[0] == 200
-    assert [(r["method"], r["bytes"]) for r in audited(paths, 4)] == [
-        ("GET", len(full)), ("HEAD", 0), ("HEAD", 0), ("HEAD", 0)]
+    assert Counter((r["method"], r["bytes"]) for r in audited(paths, 4)) == Counter([
+        ("GET", len(full)), ("HEAD", 0), ("HEAD", 0), ("HEAD", 0)])
 
 
 def test_a_10kb_url_is_refused_414_and_audited(server):
