@@ -176,16 +176,11 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
     )
 
 
-def _order():
-    """A customer's candidates, best first (:func:`jobs.stages.cpc.assign.candidate_order`)."""
-    return candidate_order()
-
-
 def _rank(*partition):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return F.row_number().over(Window.partitionBy(*partition).orderBy(*_order()))
+    return F.row_number().over(Window.partitionBy(*partition).orderBy(*candidate_order()))
 
 
 def assign(active, capacity: dict[str, int], rounds: int, log=log.info):

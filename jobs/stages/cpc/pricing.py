@@ -48,7 +48,7 @@ FIELDS = ("customer_id", "campaign_id", "product_id", "channel", "urgent", "expe
 
 
 def order_key(row: dict):
-    """A candidate's rank among a customer's candidates (smaller first): the order of ``decide._order``."""
+    """A candidate's rank among a customer's candidates (smaller first): the order of ``assign.candidate_order``."""
     return (not row["urgent"], -row["expected_value"], row["cost"], row["priority"], row["campaign_id"],
             row["product_id"], row["channel"])
 
