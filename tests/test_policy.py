@@ -301,7 +301,6 @@ def test_holdout_is_stable_recorded_and_never_contacted(spark, conf, day, people
         "c", cpc.holdout_bucket_col(conf["policy"].holdout_salt, F.lit(camp.id), F.col("c")).alias("b")).collect()}
     assert all(spark_buckets[c] == campaign_conf.holdout_bucket(conf["policy"].holdout_salt, camp.id, c) for c in ids)
     assert 5 <= len(expected) <= 40  # about 5% of 400
-    assert sorted(expected)[:2] == people["in_holdout"][:2]
     for key in ("held0", "held1"):
         daily = seen(day, people, key, campaign_id="cpc_daily")
         assert "holdout" in daily and not daily & {"contact", "placement"}
