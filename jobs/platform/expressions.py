@@ -70,3 +70,39 @@ def check_expression(owner: str, expr: str, known: set[str]) -> str:
     if cols - known:
         raise CatalogueError(f"{owner}: unknown tag(s) {sorted(cols - known)}")
     return expr
+
+
+# ---- SQL text ---------------------------------------------------------------------------------------------
+# Stages that build wide projections write them as SQL text (``selectExpr``): one call to Spark per projection
+# instead of one per Column operation, which on a 300-column plan is most of the time of a small run.
+
+
+def quoted(name: str) -> str:
+    """A column name as SQL text."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_string(value: str) -> str:
+    """A string literal as SQL text (Spark's escapes: backslash, quote)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sql_literal(value) -> str:
+    """A Python value as an SQL literal of the type ``F.lit`` would give it (bool, int, float as double, str)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"no SQL literal for {value!r}")
+        return f"{value!r}D"
+    if isinstance(value, str):
+        return sql_string(value)
+    raise TypeError(f"no SQL literal for {type(value).__name__} {value!r}")
+
+
+def case_when(*branches: tuple[str, str], otherwise: str | None = None) -> str:
+    """``CASE WHEN c1 THEN v1 ... [ELSE otherwise] END`` from (condition, value) pairs of SQL text."""
+    body = " ".join(f"WHEN ({cond}) THEN {value}" for cond, value in branches)
+    return f"CASE {body}{f' ELSE {otherwise}' if otherwise is not None else ''} END"

@@ -21,6 +21,7 @@ from typing import Any
 
 from jobs.platform.config import PROJECT_DIR
 from jobs.platform.errors import SuiteError
+from jobs.platform.expressions import quoted, sql_literal, sql_string
 
 EXPECTATIONS_DIR = PROJECT_DIR / "expectations"
 
@@ -115,27 +116,28 @@ def load_suite(kind: str, folder: Path = EXPECTATIONS_DIR) -> Suite:
     return Suite(kind, raw)
 
 
-def violation(expectation: dict[str, Any]):
-    """A Spark Column that is true where a row breaks a row-level expectation (nulls pass, as in GE,
-    except for the not-null expectation itself)."""
-    from pyspark.sql import functions as F
-
+def violation(expectation: dict[str, Any]) -> str:
+    """SQL text that is true where a row breaks a row-level expectation (nulls pass, as in GE, except for the
+    not-null expectation itself)."""
     kw = expectation["kwargs"]
-    col = F.col(kw["column"])
+    col = quoted(kw["column"])
     kind = expectation["type"]
     if kind == "expect_column_values_to_not_be_null":
-        return col.isNull()
+        return f"{col} IS NULL"
     if kind == "expect_column_values_to_be_between":
         conds = []
         if kw.get("min_value") is not None:
-            conds.append(col < F.lit(kw["min_value"]))
+            conds.append(f"{col} < {sql_literal(kw['min_value'])}")
         if kw.get("max_value") is not None:
-            conds.append(col > F.lit(kw["max_value"]))
-        return functools.reduce(lambda a, b: a | b, conds) & col.isNotNull()
+            conds.append(f"{col} > {sql_literal(kw['max_value'])}")
+        return f"({' OR '.join(conds)}) AND {col} IS NOT NULL"
     if kind == "expect_column_values_to_be_in_set":
-        return ~col.isin(list(kw["value_set"])) & col.isNotNull()
+        values = list(kw["value_set"])
+        if not values:  # nothing is in an empty set: every value breaks it
+            return f"{col} IS NOT NULL"
+        return f"NOT ({col} IN ({', '.join(sql_literal(v) for v in values)})) AND {col} IS NOT NULL"
     if kind == "expect_column_values_to_match_regex":
-        return ~col.cast("string").rlike(kw["regex"]) & col.isNotNull()
+        return f"NOT (CAST({col} AS STRING) RLIKE {sql_string(kw['regex'])}) AND {col} IS NOT NULL"
     raise SuiteError(f"{kind} is not a row-level expectation")
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs.platform.expressions import case_when, quoted, sql_string
 from jobs.stages.ingest import quality
 from schemas import FileSchema
 
 QUARANTINE_DDL = "kind string, delivery_date date, _source_file string, raw string, reasons string, line bigint"
 
 
-def _delivery_date():
-    """The delivery date a landing file's name carries (``<kind>_<yyyymmdd>.csv.gz``)."""
-    from pyspark.sql import functions as F
-
-    return F.to_date(F.regexp_extract("_source_file", r"_(\d{8})\.csv", 1), "yyyyMMdd").alias("delivery_date")
+FILE_DATE = r"_(\d{8})\.csv"
+DELIVERY_DATE = f"to_date(regexp_extract(_source_file, {sql_string(FILE_DATE)}, 1), 'yyyyMMdd') AS delivery_date"
+"""The delivery date a landing file's name carries (``<kind>_<yyyymmdd>.csv.gz``), as SQL text."""
 
 
 # What a value must look like to be read as its type: strict, so that a partial date ("2026-11") or a date with
@@ -33,6 +32,8 @@ NOT_FINITE = r"^[+-]?(?i)(nan|inf|infinity)$"
 CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"  # control characters (NUL among them); a tab is allowed
 # A delimiter outside double quotes: a quoted field may hold the delimiter (CSV quoting, "" for a quote).
 SPLIT_QUOTED = r'\|(?=(?:[^"]*"[^"]*")*[^"]*$)'
+SPLIT_PLAIN = r"\|"
+QUOTED_WHOLE = r'(?s)^"(.*)"$'  # a field in double quotes, its text captured
 
 
 def numbered_lines(spark, files: list[Path]):
@@ -49,88 +50,79 @@ def numbered_lines(spark, files: list[Path]):
         "value", "_source_file", (F.col("_id") - F.col("_first_id") + 1).alias("_line"))
 
 
-def _fields(value):
+# The line is parsed with SQL text (one projection a step): the Column API would make thousands of calls to Spark
+# for the 20-30 columns of a file kind and their checks, each call costing more than parsing a small file.
+
+def _fields(value: str) -> str:
     """The line's fields, split on the delimiter outside quotes (quotes are rare: the plain split otherwise)."""
-    from pyspark.sql import functions as F
+    return case_when((f"contains({value}, '\"')", f"split({value}, {sql_string(SPLIT_QUOTED)}, -1)"),
+                     otherwise=f"split({value}, {sql_string(SPLIT_PLAIN)}, -1)")
 
-    return F.when(value.contains('"'), F.split(value, SPLIT_QUOTED, -1)).otherwise(F.split(value, r"\|", -1))
 
-
-def _unquoted(raw):
+def _unquoted(raw: str) -> str:
     """A field's text: a field quoted whole ("engineer") is its text without the quotes, "" read as one quote."""
-    from pyspark.sql import functions as F
-
-    inner = F.regexp_replace(F.regexp_extract(raw, r'(?s)^"(.*)"$', 1), '""', '"')
-    return F.when(raw.rlike(r'(?s)^".*"$'), inner).otherwise(raw)
+    inner = f"""regexp_replace(regexp_extract({raw}, {sql_string(QUOTED_WHOLE)}, 1), '""', '"')"""
+    return case_when((f"{raw} RLIKE {sql_string(QUOTED_WHOLE)}", inner), otherwise=raw)
 
 
-def _typed(text, type_: str):
+def _typed(text: str, type_: str) -> str:
     """The text as its type, or null when it does not look like one (see PATTERNS) or is no valid value."""
-    from pyspark.sql import functions as F
-
     if type_ == "string":
         return text
-    return F.when(text.rlike(PATTERNS[type_]), text.try_cast(type_))
+    return case_when((f"{text} RLIKE {sql_string(PATTERNS[type_])}", f"try_cast({text} AS {type_})"))
 
 
 def _typed_lines(spark, schema: FileSchema, files: list[Path]):
     """Every data line with its number in the file and its fields: raw (``_raw_<name>``, as received), text
     (``_txt_<name>``, unquoted) and typed (``<name>``, null when not of its type). A byte-order mark before the
     header and blank lines are format slips, not rows: they are dropped here and noted by the file checks."""
-    from pyspark.sql import functions as F
-
-    lines = numbered_lines(spark, files).where((F.col("_line") > 1) & (F.col("value") != ""))
-    fields = _fields(F.col("value"))
-    raw = [F.nullif(F.get(fields, F.lit(i)), F.lit("")).alias(f"_raw_{c.name}") for i, c in enumerate(schema.columns)]
-    df = lines.select("value", "_source_file", "_line", F.size(fields).alias("_nfields"), _delivery_date(), *raw)
-    text = [F.nullif(_unquoted(F.col(f"_raw_{c.name}")), F.lit("")).alias(f"_txt_{c.name}") for c in schema.columns]
-    df = df.select("*", *text)
-    return df.select("*", *[_typed(F.col(f"_txt_{c.name}"), c.type).alias(c.name) for c in schema.columns])
+    lines = numbered_lines(spark, files).where("_line > 1 AND value != ''").selectExpr("*", f"{_fields('value')} AS _f")
+    raw = [f"nullif(get(_f, {i}), '') AS {quoted('_raw_' + c.name)}" for i, c in enumerate(schema.columns)]
+    df = lines.selectExpr("value", "_source_file", "_line", "size(_f) AS _nfields", DELIVERY_DATE, *raw)
+    text = [f"nullif({_unquoted(quoted('_raw_' + c.name))}, '') AS {quoted('_txt_' + c.name)}" for c in schema.columns]
+    df = df.selectExpr("*", *text)
+    return df.selectExpr("*", *[f"{_typed(quoted('_txt_' + c.name), c.type)} AS {quoted(c.name)}" for c in schema.columns])
 
 
-def _value_checks(schema: FileSchema) -> list:
+def _reason(cond: str, reason: str) -> str:
+    """The reason (SQL text of a string) where the condition holds, else null."""
+    return case_when((cond, reason if reason.startswith("concat(") else sql_string(reason)))
+
+
+def _value_checks(schema: FileSchema) -> list[str]:
     """Reasons a value is wrong: control characters, too long, not of its type (NaN and infinity named as such),
-    an id padded with spaces or in lower case."""
-    from pyspark.sql import functions as F
-
+    an id padded with spaces or in lower case. SQL text, one expression a check."""
     checks = []
     for c in schema.columns:
-        raw, text = F.col(f"_raw_{c.name}"), F.col(f"_txt_{c.name}")
-        checks.append(F.when(raw.rlike(CONTROL), F.lit(f"{c.name}: control character (e.g. NUL) in the value")))
+        raw, text, typed = quoted(f"_raw_{c.name}"), quoted(f"_txt_{c.name}"), quoted(c.name)
+        checks.append(_reason(f"{raw} RLIKE {sql_string(CONTROL)}", f"{c.name}: control character (e.g. NUL) in the value"))
         if c.limit:
-            checks.append(F.when(F.length(text) > c.limit, F.concat(
-                F.lit(f"{c.name}: longer than {c.limit} characters ("), F.length(text).cast("string"), F.lit(")"))))
+            checks.append(_reason(f"length({text}) > {c.limit}", f"concat({sql_string(f'{c.name}: longer than {c.limit} characters (')}, "
+                                                                 f"CAST(length({text}) AS STRING), ')')"))
         if c.type != "string":
-            wrong = text.isNotNull() & F.col(c.name).isNull()
-            checks.append(F.when(wrong & text.rlike(NOT_FINITE), F.lit(f"{c.name}: not a finite number (NaN or infinity)"))
-                          .when(wrong, F.lit(f"{c.name}: not a {c.type}{EXPECTED.get(c.type, '')}")))
+            wrong = f"{text} IS NOT NULL AND {typed} IS NULL"
+            checks.append(case_when((f"({wrong}) AND {text} RLIKE {sql_string(NOT_FINITE)}", sql_string(f"{c.name}: not a finite number (NaN or infinity)")),
+                                    (wrong, sql_string(f"{c.name}: not a {c.type}{EXPECTED.get(c.type, '')}"))))
     for name in schema.ids:
-        text = F.col(f"_txt_{name}")
-        checks.append(F.when(text != F.trim(text), F.lit(f"{name}: padded with spaces")))
+        text = quoted(f"_txt_{name}")
+        checks.append(_reason(f"{text} != trim({text})", f"{name}: padded with spaces"))
         if name == "customer_id":
-            checks.append(F.when(text != F.upper(text), F.lit(f"{name}: in lower case (customer ids are upper case)")))
+            checks.append(_reason(f"{text} != upper({text})", f"{name}: in lower case (customer ids are upper case)"))
     return checks
 
 
-def _field_checks(schema: FileSchema) -> list:
+def _field_checks(schema: FileSchema) -> list[str]:
     """Reasons of a line on its own: encoding, field count, values, the suite's row-level expectations, date."""
-    from pyspark.sql import functions as F
-
     n = len(schema.columns)
     checks = [
-        F.when(~F.is_valid_utf8(F.col("value")), F.lit("not UTF-8 text (a GBK export?)")),
-        F.when(F.col("_nfields") != n, F.concat(F.lit(f"expected {n} fields, found "), F.col("_nfields").cast("string"))),
+        _reason("NOT is_valid_utf8(value)", "not UTF-8 text (a GBK export?)"),
+        _reason(f"_nfields != {n}", f"concat('expected {n} fields, found ', CAST(_nfields AS STRING))"),
         *_value_checks(schema),
     ]
     for reason, exp in quality.load_suite(schema.kind).row_rules():
-        checks.append(F.when(quality.violation(exp), F.lit(reason)))
+        checks.append(_reason(quality.violation(exp), reason))
     if schema.event_col:
-        checks.append(
-            F.when(
-                F.to_date(F.col(schema.event_col)) != F.col("delivery_date"),
-                F.lit(f"{schema.event_col}: not on the delivery date"),
-            )
-        )
+        checks.append(_reason(f"to_date({quoted(schema.event_col)}) != delivery_date", f"{schema.event_col}: not on the delivery date"))
     return checks
 
 
@@ -143,9 +135,7 @@ def _with_duplicates(df, schema: FileSchema):
     df = df.withColumn("_dup_n", F.count(F.lit(1)).over(key_w)).withColumn(
         "_dup_rank", F.row_number().over(key_w.orderBy("value"))
     ).withColumn("_dup_distinct", F.size(F.collect_set("value").over(key_w)))
-    check = F.when(F.col("_dup_distinct") > 1, F.lit("duplicate key with conflicting values")).when(
-        F.col("_dup_rank") > 1, F.lit("duplicate row")
-    )
+    check = case_when(("_dup_distinct > 1", "'duplicate key with conflicting values'"), ("_dup_rank > 1", "'duplicate row'"))
     return df, check
 
 
@@ -154,22 +144,16 @@ def parse(spark, schema: FileSchema, files: list[Path], known=None):
 
     Pure transformation: returns a DataFrame, writes nothing.
     """
-    from pyspark.sql import functions as F
-
     df = _typed_lines(spark, schema, files)
     checks = _field_checks(schema)
     df, duplicate = _with_duplicates(df, schema)
     checks.append(duplicate)
     if schema.checks_customer and known is not None:
         df = df.join(known, on="customer_id", how="left")
-        checks.append(
-            F.when(
-                (F.col("_first_seen").isNull() | (F.col("_first_seen") > F.col("delivery_date")))
-                & (F.col("customer_id") == F.upper(F.trim(F.col("customer_id")))),  # a malformed id says so above
-                F.lit("unknown customer"),
-            )
-        )
-    return df.withColumn("_reasons", F.array_compact(F.array(*checks)))
+        checks.append(_reason("(_first_seen IS NULL OR _first_seen > delivery_date)"
+                              " AND customer_id = upper(trim(customer_id))",  # a malformed id says so above
+                              "unknown customer"))
+    return df.selectExpr("*", f"array_compact(array({', '.join(checks)})) AS _reasons")
 
 
 def first_reasons(parsed, per_file: int = 3) -> dict[str, list[tuple[int, str]]]:
@@ -231,7 +215,7 @@ def unparsed_rows(spark, schema: FileSchema, rejected: dict[Path, str]):
     reason_of = _file_reasons({p.name: problem for p, problem in rejected.items()})
     return (
         numbered_lines(spark, list(rejected)).where((F.col("_line") > 1) & (F.col("value") != ""))
-        .select(F.lit(schema.kind).alias("kind"), _delivery_date(), "_source_file",
+        .select(F.lit(schema.kind).alias("kind"), F.expr(DELIVERY_DATE), "_source_file",
                 F.to_json(F.struct(F.col("value").alias("line"))).alias("raw"),
                 reason_of[F.col("_source_file")].alias("reasons"), F.col("_line").cast("bigint").alias("line"))
     )

@@ -15,6 +15,7 @@ import datetime as dt
 
 from jobs.platform import lake
 from jobs.platform.config import Paths
+from jobs.platform.expressions import quoted, sql_string
 from jobs.platform.privacy import hmac_sha256
 from jobs.stages.tags.catalogue import BAND_DECIMALS, Catalogue, categories, product_categories
 
@@ -48,19 +49,24 @@ def window_features(daily, day: dt.date, cat: Catalogue):
     daily = daily.where(
         (F.col("day") <= F.lit(day)) & (F.col("day") >= F.lit(day - dt.timedelta(days=longest)))
     ).withColumn("_ago", F.datediff(F.lit(day), F.col("day")))
-    aggs = []
-    for name, (kind, measure, window) in cat.features.items():
-        a, b = cat.windows[window]
-        inside = F.col("_ago").between(a, b)
-        if kind == "sum":  # in whole 1/SUM_SCALE units: exact, so the same on any partitioning
-            units = F.round(F.col(measure) * SUM_SCALE).cast("long")
-            aggs.append((F.sum(F.when(inside, units).otherwise(0)) / SUM_SCALE).cast("double").alias(name))
-        elif kind == "days_with":
-            aggs.append(F.sum(F.when(inside & (F.col(measure) > 0), 1).otherwise(0)).cast("int").alias(name))
-        else:  # days_since
-            aggs.append(F.min(F.when(F.col(measure) > 0, F.col("_ago"))).cast("int").alias(name))
-    aggs.append(F.max_by("balance", "day").cast("double").alias("balance"))
+    # SQL text, one expression a feature: the Column API would make ~30,000 calls to Spark for the catalogue.
+    aggs = [F.expr(feature_sql(name, kind, quoted(measure), cat.windows[window]))
+            for name, (kind, measure, window) in cat.features.items()]
+    aggs.append(F.expr("CAST(max_by(balance, day) AS DOUBLE) AS balance"))
     return daily.groupBy("customer_id").agg(*aggs)
+
+
+def feature_sql(name: str, kind: str, measure: str, window: tuple[int, int]) -> str:
+    """One window feature's aggregate over rows with ``_ago`` (days before the snapshot) as SQL text."""
+    inside = f"(_ago BETWEEN {window[0]} AND {window[1]})"
+    if kind == "sum":  # in whole 1/SUM_SCALE units: exact, so the same on any partitioning
+        units = f"CAST(round({measure} * {SUM_SCALE}) AS BIGINT)"
+        agg = f"CAST(sum(CASE WHEN {inside} THEN {units} ELSE 0 END) / {SUM_SCALE} AS DOUBLE)"
+    elif kind == "days_with":
+        agg = f"CAST(sum(CASE WHEN {inside} AND ({measure} > 0) THEN 1 ELSE 0 END) AS INT)"
+    else:  # days_since
+        agg = f"CAST(min(CASE WHEN {measure} > 0 THEN _ago END) AS INT)"
+    return f"{agg} AS {quoted(name)}"
 
 
 def state_asof(spark, paths: Paths, day: dt.date):
@@ -161,16 +167,6 @@ def apply_tags(base, cat: Catalogue):
         df = df.selectExpr("*", *[f"{quantile_band(quoted(t.band_of), list(cuts_row[t.id] or []))} AS {quoted(t.id)}" for t in bands])
     keep = ["msisdn_hash"] if "msisdn_hash" in df.columns else []
     return df.selectExpr(*[quoted(c) for c in ("customer_id", "snapshot_date", *keep, *cat.ids)])
-
-
-def quoted(name: str) -> str:
-    """A column name as SQL text."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def sql_string(value: str) -> str:
-    """A string literal as SQL text (Spark's escapes: backslash, quote)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def tag_sql(t) -> str:
