@@ -105,8 +105,10 @@ def test_quantile_bands_do_not_depend_on_partitioning(spark):
     cat = load_catalogue(extra_tags=[
         {"id": "x_arpu_band", "family": "value", "type": "string", "kind": "quantile_band", "of": "val_arpu_30d", "bands": 5,
          "name_en": "t", "name_zh": "t", "description": "t"}])
-    rows = [{"customer_id": f"c{i}", "total_fee_30d": float((i * 7919) % 1009) / 3} for i in range(3000)]
-    base = base_frame(spark, cat, rows)
+    # 3,000 customers made by Spark (one template row crossed with a range), not sent row by row from Python
+    template = base_frame(spark, cat, [{"customer_id": "c"}]).drop("customer_id", "total_fee_30d")
+    base = spark.range(3000).selectExpr("concat('c', CAST(id AS STRING)) AS customer_id",
+                                        "CAST((id * 7919) % 1009 AS DOUBLE) / 3 AS total_fee_30d").crossJoin(template)
     outs = [{r["customer_id"]: r["x_arpu_band"] for r in apply_tags(b, cat).select("customer_id", "x_arpu_band").collect()}
             for b in (base.coalesce(1), base.repartition(7, "customer_id"), base.orderBy("total_fee_30d").repartition(3))]
     assert outs[0] == outs[1] == outs[2]

@@ -35,12 +35,10 @@ def cat():
     return load_catalogue()
 
 
-def decide(spark, cat, conf, rows, extra=None, policy=None, channels=None, camps=None):
-    """Hand-written customers -> every candidate with its outcome, as dicts. ``extra`` adds per-customer
-    input columns the pipeline derives from history (recent contacts, declines, open trials)."""
-    _, tiers = segments.rules()
-    tags = apply_tags(base_frame(spark, cat, rows), cat)
-    frame = tags.join(segments.segment(tags, tiers).drop("snapshot_date"), on="customer_id")
+def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None):
+    """Hand-written customers (their ids in ``tagged``) -> every candidate with its outcome, as dicts. ``extra``
+    adds per-customer input columns the pipeline derives from history (recent contacts, declines, open trials)."""
+    frame = tagged.where(F.col("customer_id").isin(sorted(ids)))
     if extra:
         frame = frame.join(spark.createDataFrame(extra[1], extra[0]), on="customer_id", how="left")
     channels = channels or conf["channels"]
@@ -102,6 +100,7 @@ def people(conf):
         "frequent": (not_holdout(conf, prefix="fr"), {"contacts_app_30d": 20}, {}),
         "never": (not_holdout(conf, prefix="nc"), {}, {}),
         **{f"one_{p}": (not_holdout(conf, prefix=p), {"email": f"{p}@x.cn"}, {}) for p in "pqrs"},
+        "trial": (not_holdout(conf, "trial_feedback", prefix="t"), {}, trial),
     }
     ids = [c for c, _, _ in who.values()]
     assert len(ids) == len(set(ids)), "each test's customers are its own"
@@ -117,11 +116,31 @@ def rows_of(people, keys=None):
     return rows, (EXTRA, history)
 
 
+def frequency_rows(conf):
+    """Two customers for the frequency caps (their recent contacts are the test's own history columns)."""
+    return [{"customer_id": not_holdout(conf, prefix=p), **ACTIVE} for p in "ab"]
+
+
+def capacity_rows(conf):
+    return [{"customer_id": not_holdout(conf, prefix=f"k{i}_"), **ACTIVE, "email": f"k{i}@x.cn"} for i in range(6)]
+
+
 @pytest.fixture(scope="module")
-def day(spark, cat, conf, people):
+def tagged(spark, cat, conf, people):
+    """The tags and segments of every hand-written customer of this module, computed once (each test's
+    decision reads its own customers from it)."""
+    _, tiers = segments.rules()
+    rows = rows_of(people)[0] + frequency_rows(conf) + capacity_rows(conf)
+    assert len({r["customer_id"] for r in rows}) == len(rows), "each test's customers are its own"
+    tags = apply_tags(base_frame(spark, cat, rows), cat)
+    return tags.join(segments.segment(tags, tiers).drop("snapshot_date"), on="customer_id").localCheckpoint()
+
+
+@pytest.fixture(scope="module")
+def day(spark, tagged, conf, people):
     """Every candidate of every customer in ``people``, with its outcome."""
     rows, extra = rows_of(people)
-    return decide(spark, cat, conf, rows, extra)
+    return decide(spark, tagged, conf, [r["customer_id"] for r in rows], extra)
 
 
 def mine(day, people, key, **match):
@@ -155,7 +174,7 @@ def test_tier_without_marketing(day, people):
     assert got <= {"opt_out", "unreachable", "tier_no_marketing"}, "only the absolutes before it"
 
 
-def test_open_complaint_stops_a_vip_or_key_customer_unless_the_campaign_opts_in(spark, cat, conf, day, people):
+def test_open_complaint_stops_a_vip_or_key_customer_unless_the_campaign_opts_in(spark, tagged, conf, day, people):
     """Issue 20: a key customer and a VIP with an open complaint rank above the open-complaint tier, whose
     marketing is allowed; the open_complaint rule removes every candidate of theirs, offers and service
     messages alike (an open trial makes trial_feedback target them). The same customers without a complaint
@@ -174,7 +193,7 @@ def test_open_complaint_stops_a_vip_or_key_customer_unless_the_campaign_opts_in(
     opted = [dataclasses.replace(c, while_complaint_open=True) if c.id == "cpc_daily" else c
              for c in conf["camps"]]
     rows, extra = rows_of(people, keys)
-    again = decide(spark, cat, conf, rows, extra, camps=opted)
+    again = decide(spark, tagged, conf, [r["customer_id"] for r in rows], extra, camps=opted)
     for k in ("kc", "vc"):
         daily = seen(again, people, k, campaign_id="cpc_daily")
         assert "open_complaint" not in daily and daily & {"contact", "placement"}, k
@@ -269,14 +288,14 @@ def test_cooldown_after_a_decline(day, people):
     assert "cooldown_after_decline" not in seen(day, people, "declined_later")  # cooldown_days ago
 
 
-def test_frequency_caps_per_channel_and_across_channels(spark, cat, conf):
-    a, b = not_holdout(conf, prefix="a"), not_holdout(conf, prefix="b")
+def test_frequency_caps_per_channel_and_across_channels(spark, tagged, conf):
+    a, b = (r["customer_id"] for r in frequency_rows(conf))
     extra = ("customer_id string, recent_total int, recent_by_channel map<string,int>",
              [(a, 2, {"sms_push": 1, "wechat": 1}), (b, 1, {"sms_push": 1})])
     # a: two contacts this week reach the cross-channel cap (2). b: one SMS reaches an SMS cap of 1 (set here),
     # while one contact in all is under the cross-channel cap.
     cap = dataclasses.replace(conf["policy"], per_channel_cap={**conf["policy"].per_channel_cap, "sms_push": 1})
-    got = decide(spark, cat, conf, [{"customer_id": a, **ACTIVE}, {"customer_id": b, **ACTIVE}], extra, policy=cap)
+    got = decide(spark, tagged, conf, [a, b], extra, policy=cap)
     assert {r["outcome"] for r in got if r["customer_id"] == a and r["channel_kind"] == "active"} <= {"frequency_cap", "unreachable", "opt_out", "recently_contacted", "stage_rule", "not_eligible", "already_held"}
     assert "frequency_cap" in outcomes(got, a, channel="wechat")
     assert "frequency_cap" in outcomes(got, b, channel="sms_push")
@@ -356,19 +375,16 @@ def test_urgent_service_messages_go_first(spark):
     assert _assign(spark, rows, {"sms": 1, "wechat": 5, "email": 5}) == {("U", "sms"), ("W", "wechat")}
 
 
-def test_capacity_is_never_exceeded_in_the_decision(spark, cat, conf):
+def test_capacity_is_never_exceeded_in_the_decision(spark, tagged, conf):
     small = [dataclasses.replace(c, capacity=1) if c.kind == "active" else c for c in conf["channels"]]
-    rows = [{"customer_id": not_holdout(conf, prefix=f"k{i}_"), **ACTIVE, "email": f"k{i}@x.cn"} for i in range(6)]
-    got = decide(spark, cat, conf, rows, channels=small)
+    got = decide(spark, tagged, conf, [r["customer_id"] for r in capacity_rows(conf)], channels=small)
     contacts = [r["channel"] for r in got if r["outcome"] == "contact"]
     assert contacts and all(contacts.count(ch) <= 1 for ch in set(contacts))
     assert "capacity" in {r["outcome"] for r in got}
 
 
-def test_trial_campaigns_follow_the_trial_day(spark, cat, conf):
-    cid = not_holdout(conf, "trial_feedback", prefix="t")
-    extra = ("customer_id string, trial_product_id string, trial_day int", [(cid, "P_MUSIC", 15)])
-    got = decide(spark, cat, conf, [{"customer_id": cid, **ACTIVE}], extra)
+def test_trial_campaigns_follow_the_trial_day(day, people):
+    got = mine(day, people, "trial")
     fb = [r for r in got if r["campaign_id"] == "trial_feedback"]
     assert fb and {r["product_id"] for r in fb} == {"P_MUSIC"} and {r["channel"] for r in fb} == {"sms_push"}
     assert not [r for r in got if r["campaign_id"].startswith("trial_expiry")]
