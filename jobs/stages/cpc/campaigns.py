@@ -75,6 +75,12 @@ class Policy:
     placement_valid_days: int
     assignment: str = "priced"  # or "deferred_acceptance" (jobs.stages.cpc.decide.assign, the former method)
     assignment_passes: int = 10
+    global_holdout: float = 0.0  # share of all customers no campaign contacts or places (0: none)
+
+
+# The bucket name of the global holdout: holdout_bucket(salt, GLOBAL_HOLDOUT, customer) < share x 10000. Reserved:
+# no campaign may take this id.
+GLOBAL_HOLDOUT = "__global__"
 
 
 # The contact policy's rules in the order they are applied (docs/cpc.md); the first one a candidate breaks
@@ -127,6 +133,8 @@ class PolicyConf(ConfModel):
     quiet_after_activation_days: int = Field(ge=0)
     passive_first: PassiveFirstConf
     holdout_salt: Text
+    # The global holdout: this share of all customers gets no contact and no placement from any campaign.
+    global_holdout: float = Field(0.0, ge=0, lt=0.5)
     assignment: Literal["priced", "deferred_acceptance"] = "priced"
     assignment_passes: int = Field(10, ge=1)
     assignment_rounds: int = Field(ge=1)
@@ -145,6 +153,7 @@ def load_policy(raw: dict[str, Any] | None = None) -> Policy:
         passive_horizon_days=r.passive_first.horizon_days, passive_min_probability=r.passive_first.min_probability,
         holdout_salt=r.holdout_salt, assignment_rounds=r.assignment_rounds, top_offers=r.top_offers,
         placement_valid_days=r.placement_valid_days, assignment=r.assignment, assignment_passes=r.assignment_passes,
+        global_holdout=r.global_holdout,
     )
     if policy.max_active_per_day != 1:
         raise ConfigError("conf/policy.yaml: max_active_contacts_per_day: only 1 is supported (one active contact a customer a day)")
@@ -201,6 +210,8 @@ def parse(raw: dict[str, Any], source: str, product_ids: list[str], channel_ids:
     """One campaign from its YAML mapping; ``source`` names the file in every error."""
     conf = validate(CampaignConf, raw, source, what="campaign")
     cid = conf.id
+    if cid == GLOBAL_HOLDOUT:
+        raise ConfigError(f"{source}: id: {GLOBAL_HOLDOUT!r} is reserved (the global holdout's bucket, conf/policy.yaml)")
     kind = conf.kind
     if kind not in KINDS:
         raise ConfigError(f"{source}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
