@@ -18,6 +18,7 @@ outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates a
     opt_out, unreachable, tier_no_marketing, open_complaint, stage_rule, not_eligible, already_held,
     quiet_period, cooldown_after_decline, recently_contacted, frequency_cap, no_value
                        (row by row, column expressions)
+    global_holdout     a stable share of all customers no campaign contacts or places: recorded, never contacted
     holdout            the campaign's control group: recorded, never contacted
     passive_first      a customer likely to come to a passive channel soon gets the offer placed there
     one_offer_a_day    one active contact a customer a day; one placement per passive touchpoint
@@ -44,6 +45,7 @@ from jobs.platform.errors import ConfigError
 from jobs.stages.cpc import campaigns as campaign_conf
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.decide import (
+    HELD_OUT,
     ROW_RULES,
     RULES,
     STEPS,
@@ -54,6 +56,7 @@ from jobs.stages.cpc.decide import (
     decisions,
     funnel_rows,
     holdout_bucket_col,
+    in_global_holdout,
     offers,
 )
 from jobs.stages.cpc.inputs import (
@@ -71,8 +74,9 @@ from jobs.stages.cpc.inputs import (
 )
 from jobs.stages.tags import load_catalogue
 
-__all__ = ["ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "combos", "day_customers", "decide", "inputs",
-           "decision_run_id", "history", "holdout_bucket_col", "load_conf", "run", "trials"]
+__all__ = ["HELD_OUT", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "combos", "day_customers",
+           "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_global_holdout", "load_conf", "run",
+           "trials"]
 log = logging.getLogger(__name__)
 
 
@@ -132,7 +136,8 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     log.info(f"score {day}: acceptance scales " + ", ".join(
         f"{ch} {v['scale']:.4f} ({v['accepted']}/{v['contacts']} accepted)" for ch, v in sorted(scales.items())))
     log.info(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}), "
-          f"{counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts -> gold.cpc_decisions, "
+          f"{counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts, "
+          f"{counts.get('global_holdout', 0)} global holdout records -> gold.cpc_decisions, "
           f"gold.cpc_funnel ({time.time() - t0:.1f}s)")
     return {"contacts": counts.get("contact", 0), "placements": counts.get("placement", 0),
-            "holdout": counts.get("holdout", 0), "by_channel": by_channel}
+            "holdout": counts.get("holdout", 0), "global_holdout": counts.get("global_holdout", 0), "by_channel": by_channel}

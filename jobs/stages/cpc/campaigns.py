@@ -86,10 +86,12 @@ GLOBAL_HOLDOUT = "__global__"
 # The contact policy's rules in the order they are applied (docs/cpc.md); the first one a candidate breaks
 # is its outcome. open_complaint follows tier_no_marketing: a customer with an open complaint gets no contact
 # and no placement whatever their tier (a VIP or key customer ranks above the open-complaint tier), unless the
-# campaign says ``while_complaint_open: true``.
+# campaign says ``while_complaint_open: true``. global_holdout comes right before holdout, after every
+# eligibility rule: its members are customers who would otherwise have been eligible (comparable with the
+# treated); both are terminal, recorded and never contacted.
 RULES = ("opt_out", "unreachable", "tier_no_marketing", "open_complaint", "stage_rule", "not_eligible",
          "already_held", "quiet_period", "cooldown_after_decline", "recently_contacted", "frequency_cap",
-         "no_value", "holdout", "passive_first", "one_offer_a_day", "capacity")
+         "no_value", "global_holdout", "holdout", "passive_first", "one_offer_a_day", "capacity")
 
 
 # ---- conf/policy.yaml --------------------------------------------------------------------------------------

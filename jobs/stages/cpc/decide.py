@@ -9,12 +9,15 @@ import logging
 
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.assign import assign_priced, candidate_order
-from jobs.stages.cpc.campaigns import RULES
+from jobs.stages.cpc.campaigns import GLOBAL_HOLDOUT, RULES
 
 log = logging.getLogger(__name__)
 
 STEPS = (*RULES, "placement", "contact")  # funnel order: a candidate's outcome is one of these
 ROW_RULES = RULES[: RULES.index("holdout") + 1]  # decided row by row
+# The held-out outcomes, both terminal: recorded in gold.cpc_decisions (one row per customer and campaign, the
+# offer it would have had first), never contacted or placed. The global holdout (every campaign) comes first.
+HELD_OUT = ("global_holdout", "holdout")
 # Inputs derived from history (inputs.history, inputs.trials): null when a customer has none.
 OPTIONAL = {"trial_product_id": "string", "trial_day": "int", "days_since_decline": "int", "recent_total": "int",
             "recent_by_channel": "map<string,int>", "recent_by_campaign": "map<string,int>", "marketing_allowed": "boolean",
@@ -22,11 +25,21 @@ OPTIONAL = {"trial_product_id": "string", "trial_day": "int", "days_since_declin
 
 
 def holdout_bucket_col(salt: str, campaign, customer):
-    """Spark twin of :func:`models.campaigns.holdout_bucket` (0..9999 from sha256(salt|campaign|customer))."""
+    """Spark twin of :func:`jobs.stages.cpc.campaigns.holdout_bucket` (0..9999 from sha256(salt|campaign|customer))."""
     from pyspark.sql import functions as F
 
     digest = F.sha2(F.concat_ws("|", F.lit(salt), campaign, customer), 256)
     return F.pmod(F.conv(F.substring(digest, 1, 8), 16, 10).cast("long"), F.lit(10000))
+
+
+def in_global_holdout(policy, customer):
+    """True for a customer in the global holdout (``global_holdout`` in conf/policy.yaml): their bucket of
+    (salt, ``__global__``, customer) is below share x 10000, as in Python
+    ``holdout_bucket(salt, GLOBAL_HOLDOUT, customer) < share * 10000``; false for everyone when the share is 0."""
+    from pyspark.sql import functions as F
+
+    limit = float(policy.global_holdout) * 10000
+    return holdout_bucket_col(policy.holdout_salt, F.lit(GLOBAL_HOLDOUT), customer) < F.lit(limit)
 
 
 def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float], day: dt.date,
@@ -142,6 +155,7 @@ def _broken(policy) -> dict:
         "recently_contacted": active & F.coalesce(since_campaign < F.col("repeat_after_days"), F.lit(False)),
         "frequency_cap": active & ((F.col("recent_total") >= policy.all_channels_cap) | (on_channel >= channel_cap)),
         "no_value": (F.col("fit_customer_product") <= 0) | (F.col("fit_customer_channel") <= 0) | (F.col("expected_value") <= 0),
+        "global_holdout": in_global_holdout(policy, F.col("customer_id")),
         "holdout": holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
         < F.round(F.col("holdout_share") * 10000),
     }
@@ -280,12 +294,12 @@ def reasons_col():
 
 
 def decisions(decided, run_id: str):
-    """The rows acted on: contacts, placements, and for each (customer, campaign) in a holdout the candidate
-    it would have been offered first (the control group, recorded)."""
+    """The rows acted on: contacts, placements, and for each (customer, campaign) in a holdout (the campaign's or
+    the global one) the candidate it would have been offered first (the control groups, recorded)."""
     from pyspark.sql import functions as F
 
-    holdout = decided.where(F.col("outcome") == "holdout").withColumn("_r", _rank("customer_id", "campaign_id")).where("_r = 1").drop("_r")
-    rows = decided.where(F.col("outcome").isin("contact", "placement")).unionByName(holdout)
+    held = decided.where(F.col("outcome").isin(*HELD_OUT)).withColumn("_r", _rank("customer_id", "campaign_id", "outcome"))
+    rows = decided.where(F.col("outcome").isin("contact", "placement")).unionByName(held.where("_r = 1").drop("_r"))
     ref = F.substring(F.sha2(F.concat_ws("|", "snapshot_date", "customer_id", "campaign_id", "product_id", "channel"), 256), 1, 20)
     return rows.select(
         "snapshot_date", "customer_id", "campaign_id", "campaign_kind", "product_id", "category", "offer_name", "price",
@@ -300,7 +314,7 @@ def offers(decided, top_n: int):
     the policy let through, ranked by expected value, with what became of each."""
     from pyspark.sql import functions as F
 
-    ok = decided.where(F.col("step_no") >= STEPS.index("holdout"))
+    ok = decided.where(F.col("step_no") >= STEPS.index(HELD_OUT[0]))  # the holdouts' candidates and after
     best = ok.withColumn("_r", _rank("customer_id", "product_id")).where("_r = 1").drop("_r")
     ranked = best.withColumn("rank", _rank("customer_id")).where(F.col("rank") <= top_n)
     return ranked.select(

@@ -13,9 +13,9 @@ from tabulate import tabulate
 
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
-from jobs.stages.cpc import STEPS
+from jobs.stages.cpc import HELD_OUT, STEPS
 
-TERMINAL = ("holdout", "placement", "contact")
+TERMINAL = (*HELD_OUT, "placement", "contact")  # global_holdout, holdout: recorded, never contacted
 
 
 def tables(spark, paths: Paths, day: dt.date) -> dict:
@@ -53,27 +53,29 @@ def markdown(spark, paths: Paths, day: dt.date) -> str:
     rules = [s for s in STEPS if s not in TERMINAL]
     camp_rows = [(camp, f"{sum(steps.values()):,}", *[f"{steps[s]:,}" if steps.get(s) else "" for s in rules],
                   *[f"{steps.get(s, 0):,}" for s in TERMINAL]) for camp, steps in sorted(t["customers"].items())]
-    row_rules = STEPS[: STEPS.index("holdout")]
+    row_rules = STEPS[: STEPS.index(HELD_OUT[0])]
     passive = {c["id"] for c in business("channels")["channels"] if c["kind"] == "passive"}
-    chan_rows = [(ch, *[f"{v:,}" for v in (sum(steps.values()), sum(steps[s] for s in row_rules), steps["holdout"],
-                                           steps["passive_first"], steps["one_offer_a_day"], steps["capacity"], steps["contact"])])
+    chan_rows = [(ch, *[f"{v:,}" for v in (sum(steps.values()), sum(steps[s] for s in row_rules), steps["global_holdout"],
+                                           steps["holdout"], steps["passive_first"], steps["one_offer_a_day"], steps["capacity"],
+                                           steps["contact"])])
                  for ch, steps in sorted(t["channels"].items()) if ch not in passive]
     return "\n".join([
         f"### CPC funnel {day}", "", "Candidates (customer x campaign x product x channel), removed by each rule in order:", "",
         _md(("step", "removed here", "remaining after"), steps_rows), "",
         "Customers per campaign (a customer leaves a campaign at the step that removed its last candidate):", "",
-        _md(("campaign", "targeted", *rules, "holdout", "placed", "contacted"), camp_rows), "",
+        _md(("campaign", "targeted", *rules, "global holdout", "holdout", "placed", "contacted"), camp_rows), "",
         "Active channels: candidates that reached the channel and what became of them:", "",
-        _md(("channel", "candidates", "removed by the policy", "holdout", "passive first", "one a day", "capacity", "contacted"),
-            chan_rows),
+        _md(("channel", "candidates", "removed by the policy", "global holdout", "holdout", "passive first", "one a day",
+             "capacity", "contacted"), chan_rows),
     ]) + "\n"
 
 
 def short(spark, paths: Paths, day: dt.date) -> list[str]:
-    """One line per campaign: targeted -> holdout, placed, contacted."""
+    """One line per campaign: targeted -> global holdout, holdout, placed, contacted."""
     t = tables(spark, paths, day)
     lines = []
     for camp, steps in sorted(t["customers"].items()):
-        lines.append(f"  {camp:<20} targeted {sum(steps.values()):>7,}  holdout {steps.get('holdout', 0):>6,}  "
-                     f"placed {steps.get('placement', 0):>6,}  contacted {steps.get('contact', 0):>6,}")
+        lines.append(f"  {camp:<20} targeted {sum(steps.values()):>7,}  global holdout {steps.get('global_holdout', 0):>6,}  "
+                     f"holdout {steps.get('holdout', 0):>6,}  placed {steps.get('placement', 0):>6,}  "
+                     f"contacted {steps.get('contact', 0):>6,}")
     return lines
