@@ -211,9 +211,9 @@ def test_export_guard_refuses_an_open_complaint_unless_the_campaign_allows_it(sp
              ("none", False, False, False), ("none, opted in", False, True, False),
              ("unknown status", None, False, True), ("unknown campaign", True, None, True)]
     df = spark.createDataFrame(
-        [(name, "contact", "sms_push", False, False, True, False, oc, ok) for name, oc, ok, _ in cases],
+        [(name, "contact", "sms_push", False, False, True, False, False, oc, ok) for name, oc, ok, _ in cases],
         "name string, outcome string, channel string, cp_optout_all boolean, cp_optout_sms_push boolean, "
-        "tier_marketing_allowed boolean, in_holdout boolean, svc_open_complaint boolean, "
+        "tier_marketing_allowed boolean, in_holdout boolean, in_global_holdout boolean, svc_open_complaint boolean, "
         "while_complaint_open boolean")
     got = {r["name"]: r["bad"] for r in df.select("name", export.violates(df.columns).alias("bad")).collect()}
     assert got == {name: bad for name, _, _, bad in cases}

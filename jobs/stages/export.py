@@ -14,8 +14,8 @@ Every row carries ``contact_ref``, the key a response comes back with.
 
 Before publishing, each list is checked against the policy's absolutes: nobody opted out (all channels or
 this one), nobody in a tier without marketing, nobody with an open complaint unless the row's campaign says
-``while_complaint_open: true``, nobody in the campaign's holdout, never more rows than the channel's
-capacity. A failed check publishes nothing.
+``while_complaint_open: true``, nobody in the campaign's holdout or in the global holdout, never more rows
+than the channel's capacity. A failed check publishes nothing.
 
 Every list is published atomically: written to a hidden version folder with its data file, ``manifest.json``
 (rows, SHA-256, run date, campaigns, columns, the Delta versions of the tables it came from, the decision
@@ -39,7 +39,7 @@ from pathlib import Path
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
 from jobs.platform.errors import ExportError
-from jobs.stages.cpc import day_customers, holdout_bucket_col, load_conf
+from jobs.stages.cpc import day_customers, holdout_bucket_col, in_global_holdout, load_conf
 from jobs.stages.cpc.fits import daily_capacity
 from jobs.stages.ingest import close_day
 from jobs.stages.tags import profile_asof
@@ -58,6 +58,17 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def held_out(policy) -> dict:
+    """The guard's holdout columns, recomputed from the salt (not read from the decision): ``in_holdout``, the
+    row's campaign's holdout (share from the ``holdout_share`` column; unknown campaign: 0), and
+    ``in_global_holdout``, the policy's global holdout (every campaign)."""
+    from pyspark.sql import functions as F
+
+    bucket = holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
+    return {"in_holdout": bucket < F.round(F.coalesce(F.col("holdout_share"), F.lit(0.0)) * 10000),
+            "in_global_holdout": in_global_holdout(policy, F.col("customer_id"))}
 
 
 SOURCES = ("gold.cpc_decisions", "gold.customer_tags", "gold.customer_segment", "bronze.crm_profile")
@@ -92,8 +103,7 @@ def contactable(spark, paths: Paths, day: dt.date, versions: dict[str, int] | No
         .join(tiers.withColumnRenamed("marketing_allowed", "tier_marketing_allowed"), on="customer_id", how="left")
         .join(F.broadcast(display), on="channel", how="left")
         .join(F.broadcast(shares), on="campaign_id", how="left")
-        .withColumn("in_holdout", holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
-                    < F.round(F.coalesce(F.col("holdout_share"), F.lit(0.0)) * 10000))
+        .withColumns(held_out(policy))
         .withColumn("template_id", F.concat_ws("_", F.lit("T"), F.upper("channel"), F.upper("campaign_id"), "product_id"))
         .withColumn("script_id", F.concat_ws("_", F.lit("S"), F.upper("campaign_id"), "product_id"))
         .withColumn("subject", F.col("offer_name"))
@@ -116,8 +126,8 @@ def select_list(base, channel: dict):
 def violates(columns):
     """Per row, true when it must never be exported: opted out (of all marketing, or of the row's own active
     channel), in a tier without marketing, with an open complaint while the row's campaign does not allow it
-    (``while_complaint_open``), or in the campaign's holdout. Unknown counts as a violation (a customer
-    without tags has an open complaint; a campaign not in conf/campaigns/ does not allow it)."""
+    (``while_complaint_open``), in the campaign's holdout or in the global holdout. Unknown counts as a violation
+    (a customer without tags has an open complaint; a campaign not in conf/campaigns/ does not allow it)."""
     from pyspark.sql import functions as F
 
     own = [F.when(F.col("channel") == c[len("cp_optout_"):], F.coalesce(F.col(c), F.lit(True)))
@@ -127,7 +137,7 @@ def violates(columns):
     complaint = F.coalesce(F.col("svc_open_complaint"), F.lit(True)) & ~allowed
     return (F.coalesce(F.col("cp_optout_all"), F.lit(True)) | channel_optout
             | ~F.coalesce(F.col("tier_marketing_allowed"), F.lit(False)) | complaint
-            | F.coalesce(F.col("in_holdout"), F.lit(True)))
+            | F.coalesce(F.col("in_holdout"), F.lit(True)) | F.coalesce(F.col("in_global_holdout"), F.lit(True)))
 
 
 def list_stats(base) -> dict[str, dict]:
@@ -275,7 +285,7 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
         st = stats.get(ch["id"], {"rows": 0, "bad": 0})
         if st["bad"]:
             raise ExportError(f"{ch['id']}: {st['bad']} rows break the contact policy (opted out, tier "
-                              f"without marketing, open complaint or in a holdout); nothing published")
+                              f"without marketing, open complaint, in a holdout or the global holdout); nothing published")
         n, want = st["rows"], expected.get(ch["id"], 0)
         if n != want:
             raise ExportError(f"{ch['id']}: {n} rows to export but {want} decided in gold.cpc_decisions v{version}; nothing published")
