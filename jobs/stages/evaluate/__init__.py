@@ -2,19 +2,22 @@
 
 Two tables, rebuilt by the nightly ``evaluate`` stage after the export:
 
-``gold.campaign_outcomes``: one row per decision (contact, placement or holdout member) of the last
+``gold.campaign_outcomes``: one row per decision (contact, placement, holdout or global-holdout member) of the last
 ``lookback_days`` decision dates: the responses its contact_ref came back with (delivered, opened, clicked,
 accepted, declined, opted out, complained), and whether the customer ordered the offered product within
 ``window_days`` after the decision, whoever sold it (so a holdout member's organic order counts too: the
 comparison is intent-to-treat), with the order's price as revenue. A decision's outcome is final once its
-window has passed (``matured``).
+window has passed (``matured``). ``group`` is ``treated`` (contacts, placements), ``holdout`` (the campaign's
+control group) or ``global_holdout`` (held out of every campaign, conf/policy.yaml ``global_holdout``).
 
 ``gold.campaign_eval``: as of the run date, per campaign, channel, product and service tier, and every
 roll-up of them (``level`` names the dimensions kept, ``*`` stands for all): contacts, placements, responses,
 conversions, revenue, cost, return; and against the holdout: conversion rates, absolute lift with a 95%
 confidence interval (normal approximation for a difference of proportions), relative lift, incremental
 conversions. Treated and holdout come from the same decision dates, so both had the same time to convert;
-``matured_share`` says how much of a cell has had the whole window (below 1 the reading is interim).
+``matured_share`` says how much of a cell has had the whole window (below 1 the reading is interim). The
+control is the campaign's holdout only: global-holdout members are recorded in the outcomes but not yet
+compared (a later three-way reading: treated, held out, eligible but not chosen).
 
 Caveat written into docs/evaluation.md: the holdout is drawn among the candidates that passed the row rules
 (before one-a-day and capacity), the contacted are the best of them, so lift compares a selected treated group
@@ -80,7 +83,8 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     dec = decisions.select(
         "snapshot_date", "contact_ref", "customer_id", "campaign_id", "campaign_kind", "product_id", "category", "channel",
         "channel_kind", "service_tier", "lifecycle_stage", "expected_value",
-        F.when(F.col("outcome") == "holdout", F.lit("holdout")).otherwise(F.lit("treated")).alias("group"),
+        F.when(F.col("outcome") == "holdout", F.lit("holdout"))
+        .when(F.col("outcome") == "global_holdout", F.lit("global_holdout")).otherwise(F.lit("treated")).alias("group"),
         F.col("outcome"),
         F.when(F.col("outcome") == "contact", F.col("cost")).otherwise(F.lit(0.0)).alias("cost"),
     )
@@ -112,6 +116,7 @@ def evaluation(outcome_rows, day: dt.date):
     from pyspark.sql import functions as F
 
     t = (F.col("group") == "treated")
+    c = (F.col("group") == "holdout")  # the campaign's control; global_holdout rows are in neither (matured_share only)
     m = F.col("matured")
 
     def n(cond):
@@ -122,8 +127,8 @@ def evaluation(outcome_rows, day: dt.date):
         *[n(t & F.col(e)).alias(e) for e in EVENTS],
         n(t & F.col("converted")).alias("conversions"),
         F.sum(F.when(t, F.col("revenue")).otherwise(0.0)).alias("revenue"), F.sum("cost").alias("cost"),
-        n(t).alias("treated"), n(~t).alias("holdout"), n(~t & F.col("converted")).alias("holdout_conversions"),
-        F.sum(F.when(~t, F.col("revenue")).otherwise(0.0)).alias("holdout_revenue"),
+        n(t).alias("treated"), n(c).alias("holdout"), n(c & F.col("converted")).alias("holdout_conversions"),
+        F.sum(F.when(c, F.col("revenue")).otherwise(0.0)).alias("holdout_revenue"),
         (F.sum(m.cast("long")) / F.count(F.lit(1))).alias("matured_share"),
     ]
     cube = outcome_rows.cube(*DIMS).agg(*aggs, *[F.grouping(d).alias(f"_g_{d}") for d in DIMS])
@@ -149,7 +154,8 @@ TRIAL_LOOKBACK_DAYS = 60
 
 def trial_funnel(orders, decisions, tags, day: dt.date):
     """Pure transform: every trial started in the last ``TRIAL_LOOKBACK_DAYS`` days -> one row with the funnel steps
-    it got (contacts of the trial campaigns for that product since the start, holdouts apart), how it ended
+    it got (contacts of the trial campaigns for that product since the start, holdouts apart: ``in_holdout``
+    when a trial campaign held it out, its own holdout or the global one), how it ended
     (converted: trial_convert or an order of the product; expired; cancelled; open), and for a non-converter the
     analysis the win-back campaign acts on (price-sensitive: cheaper bundle)."""
     from pyspark.sql import functions as F
@@ -165,7 +171,7 @@ def trial_funnel(orders, decisions, tags, day: dt.date):
              .join(started, on=["customer_id", "product_id"]).where(F.col("snapshot_date") >= F.col("started_on"))
              .groupBy("customer_id", "product_id").agg(
                  *[F.max((F.col("campaign_id") == c) & (F.col("outcome") == "contact")).alias(name) for name, c in TRIAL_STEPS],
-                 F.max(F.col("outcome") == "holdout").alias("in_holdout")))
+                 F.max(F.col("outcome").isin("holdout", "global_holdout")).alias("in_holdout")))
     status = (F.when(F.col("_end.action").isin("trial_convert", "order"), F.lit("converted"))
               .when(F.col("_end.action") == "trial_expire", F.lit("expired"))
               .when(F.col("_end.action") == "cancel", F.lit("cancelled")).otherwise(F.lit("open")))
