@@ -428,12 +428,14 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             name="gold.cpc_decisions",
-            grain="one row per contact, placement or holdout per snapshot date",
+            grain="one row per contact, placement, holdout or global-holdout record per snapshot date",
             partition_by=("snapshot_date",),
             keys=("snapshot_date", "customer_id", "campaign_id", "product_id", "channel"),
             doc="What the CPC decision did: active contacts (one a customer a day, within capacity), passive placements, "
-                "and the holdout (control group) members with the offer they would have had; fits, expected value, reasons, "
-                "contact_ref (the key responses come back with) and run_id (ops.cpc_runs: input and model versions).",
+                "and the holdout (control group) members with the offer they would have had, once per customer and campaign "
+                "(outcome holdout: the campaign's; global_holdout: held out of every campaign, conf/policy.yaml); fits, "
+                "expected value, reasons, contact_ref (the key responses come back with) and run_id (ops.cpc_runs: input "
+                "and model versions).",
             columns=(
             Col("snapshot_date", "date"), Col("customer_id", "string"), Col("campaign_id", "string"),
             Col("campaign_kind", "string"), Col("product_id", "string"), Col("category", "string"),
@@ -473,12 +475,12 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             name="gold.campaign_outcomes",
-            grain="one row per decision (contact, placement, holdout member) per decision date",
+            grain="one row per decision (contact, placement, holdout or global-holdout member) per decision date",
             partition_by=("snapshot_date",),
             keys=("snapshot_date", "contact_ref"),
             doc="What became of each decision: the responses its contact_ref came back with, whether the customer ordered "
                 "the offered product within the attribution window (holdout members too: intent-to-treat), revenue, cost, "
-                "and whether the window has passed (matured). Rebuilt nightly for the last lookback_days decision dates.",
+                "group (treated, holdout, global_holdout) and whether the window has passed (matured). Rebuilt nightly for the last lookback_days decision dates.",
             columns=(
             Col("snapshot_date", "date"), Col("contact_ref", "string"), Col("customer_id", "string"),
             Col("campaign_id", "string"), Col("campaign_kind", "string"), Col("product_id", "string"),
