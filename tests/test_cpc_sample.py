@@ -57,6 +57,15 @@ def test_holdout_customers_never_appear_in_a_list(run):
             d = by_ref[row["contact_ref"]]
             assert (d["customer_id"], d["campaign_id"]) not in held, name
             assert campaign_conf.holdout_bucket(policy.holdout_salt, d["campaign_id"], d["customer_id"]) >= share[d["campaign_id"]] * 10000
+            assert campaign_conf.holdout_bucket(policy.holdout_salt, "__global__", d["customer_id"]) >= policy.global_holdout * 10000, name
+    # the global holdout: no contact and no placement from any campaign, and its records are its members only
+    globally = {r["customer_id"] for r in run["decided"] if r["outcome"] == "global_holdout"}
+    members = {c for c in {r["customer_id"] for r in run["decided"]}
+               if campaign_conf.holdout_bucket(policy.holdout_salt, "__global__", c) < policy.global_holdout * 10000}
+    assert globally == members
+    assert not [r for r in run["decided"] if r["customer_id"] in members and r["outcome"] in ("contact", "placement")]
+    records = [(r["customer_id"], r["campaign_id"]) for r in run["decided"] if r["outcome"] == "global_holdout"]
+    assert len(records) == len(set(records)), "one record per customer and campaign"
 
 
 def test_no_contact_or_placement_for_an_open_complaint_unless_the_campaign_opted_in(run, spark):

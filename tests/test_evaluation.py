@@ -112,6 +112,29 @@ def test_young_decisions_give_an_interim_lift(spark):
     assert row["matured_share"] == 0.0, "but flagged as interim: the window has not passed"
 
 
+def test_global_holdout_rows_are_a_group_of_their_own_not_the_campaign_control(spark):
+    """Decisions of the global holdout (outcome global_holdout, conf/policy.yaml) are group global_holdout in
+    the outcomes, with their conversions; the lift's control stays the campaign's holdout: the known answer
+    (100 contacts with 10 conversions against 50 holdout members with 2) holds with 30 global-holdout rows,
+    5 of them converting, added. Comparing with them is the later three-way evaluation's work."""
+    glob = [(D0, f"g1{k:06d}", f"G{k:09d}", "c1", "offer", "P_X", "data", "sms_push", "active", "T1", "growth", 1.0,
+             "global_holdout", 0.05) for k in range(30)]
+    dec = _decisions(spark, 100, 50, D0).unionByName(spark.createDataFrame(glob, DECISION_COLS))
+    conv = [(f"C{k:09d}", "P_X", D0 + dt.timedelta(days=3)) for k in range(10)]
+    conv += [(f"C{k:09d}", "P_X", D0 + dt.timedelta(days=14)) for k in (100, 101)]
+    conv += [(f"G{k:09d}", "P_X", D0 + dt.timedelta(days=2)) for k in range(5)]
+    out = evaluate.outcomes(dec, spark.createDataFrame([], "contact_ref string, event string"), _orders(spark, conv), DAY, 14)
+    out = out.localCheckpoint()
+    assert {r["group"]: r["count"] for r in out.groupBy("group").count().collect()} == {
+        "treated": 100, "holdout": 50, "global_holdout": 30}
+    assert {r["outcome"] for r in out.where("group = 'global_holdout'").collect()} == {"global_holdout"}
+    assert out.where("group = 'global_holdout' and converted").count() == 5
+    row = evaluate.evaluation(out, DAY).where("level = 'all'").first()
+    assert (row["contacts"], row["treated"], row["conversions"], row["holdout"], row["holdout_conversions"]) == (100, 100, 10, 50, 2)
+    assert row["lift"] == pytest.approx(evaluate.lift(100, 10, 50, 2)["lift"])
+    assert row["cost"] == pytest.approx(5.0) and row["revenue"] == pytest.approx(300.0)
+
+
 def test_report_is_one_html_page_with_its_charts(tmp_path, known):
     _, ev = known
     rows = [r.asDict() for r in ev.where(F.col("level").isin("all", "campaign", "channel", "campaign,channel")).collect()]

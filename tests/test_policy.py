@@ -35,9 +35,10 @@ def cat():
     return load_catalogue()
 
 
-def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None):
-    """Hand-written customers (their ids in ``tagged``) -> every candidate with its outcome, as dicts. ``extra``
-    adds per-customer input columns the pipeline derives from history (recent contacts, declines, open trials)."""
+def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None):
+    """Hand-written customers (their ids in ``tagged``) -> every candidate with its outcome (a DataFrame).
+    ``extra`` adds per-customer input columns the pipeline derives from history (recent contacts, declines,
+    open trials)."""
     frame = tagged.where(F.col("customer_id").isin(sorted(ids)))
     if extra:
         frame = frame.join(spark.createDataFrame(extra[1], extra[0]), on="customer_id", how="left")
@@ -46,19 +47,36 @@ def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, cam
     policy = policy or conf["policy"]
     combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT)
     cands = cpc.candidates(frame, conf["products"], channels, camps, policy, combo, SNAPSHOT)
-    return [r.asDict() for r in cpc.decide(cands, channels, policy, log=lambda *_: None).collect()]
+    return cpc.decide(cands, channels, policy, log=lambda *_: None)
+
+
+def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None):
+    """As :func:`decided_frame`, as dicts."""
+    got = decided_frame(spark, tagged, conf, ids, extra, policy=policy, channels=channels, camps=camps)
+    return [r.asDict() for r in got.collect()]
 
 
 def outcomes(decided, customer, **match):
     return {r["outcome"] for r in decided if r["customer_id"] == customer and all(r[k] == v for k, v in match.items())}
 
 
-def not_holdout(conf, campaign="cpc_daily", prefix="c"):
-    """A customer id outside the campaign's holdout (so the other rules can be seen)."""
+def in_global_holdout(conf, cid):
+    """Python's reading of the global holdout (conf/policy.yaml global_holdout), as the decision draws it."""
+    policy = conf["policy"]
+    return campaign_conf.holdout_bucket(policy.holdout_salt, campaign_conf.GLOBAL_HOLDOUT, cid) < policy.global_holdout * 10000
+
+
+def in_holdout(conf, cid, campaign="cpc_daily"):
     share = next(c.holdout for c in conf["camps"] if c.id == campaign)
+    return campaign_conf.holdout_bucket(conf["policy"].holdout_salt, campaign, cid) < share * 10000
+
+
+def not_holdout(conf, campaign="cpc_daily", prefix="c"):
+    """A customer id outside the campaign's holdout and outside the global holdout (so the other rules can be
+    seen)."""
     for i in range(1000):
         cid = f"{prefix}{i}"
-        if campaign_conf.holdout_bucket(conf["policy"].holdout_salt, campaign, cid) >= share * 10000:
+        if not in_holdout(conf, cid, campaign) and not in_global_holdout(conf, cid):
             return cid
     raise AssertionError
 
@@ -75,9 +93,10 @@ EXTRA = ("customer_id string, days_since_decline int, recent_by_campaign map<str
 def people(conf):
     """Each test's customers: key -> (customer_id, tag inputs, history columns)."""
     quiet, cool = conf["policy"].quiet_days, conf["policy"].cooldown_days
-    camp = next(c for c in conf["camps"] if c.id == "cpc_daily")
-    in_holdout = sorted(f"h{i}" for i in range(400)
-                        if campaign_conf.holdout_bucket(conf["policy"].holdout_salt, camp.id, f"h{i}") < camp.holdout * 10000)
+    # cpc_daily's holdout members outside the global holdout (which would take them first)
+    held = sorted(f"h{i}" for i in range(400) if in_holdout(conf, f"h{i}") and not in_global_holdout(conf, f"h{i}"))
+    # a global holdout member outside cpc_daily's holdout (held out of every campaign by the global one alone)
+    held_globally = next(f"g{i}" for i in range(2000) if in_global_holdout(conf, f"g{i}") and not in_holdout(conf, f"g{i}"))
     trial = {"trial_product_id": "P_MUSIC", "trial_day": 15}
     who = {
         "opt_all": (not_holdout(conf, prefix="oa"), {"optouts": ["all"]}, {}),
@@ -96,7 +115,8 @@ def people(conf):
         "declined_later": (not_holdout(conf, prefix="dl"), {}, {"days_since_decline": cool}),
         "recent": (not_holdout(conf, prefix="rc"), {}, {"recent_by_campaign": {"cpc_daily": 2}}),
         "no_value": (not_holdout(conf, prefix="nv"), {}, {}),
-        **{f"held{i}": (c, {}, {}) for i, c in enumerate(in_holdout[:2])},
+        **{f"held{i}": (c, {}, {}) for i, c in enumerate(held[:2])},
+        "global": (held_globally, {}, {}),
         "frequent": (not_holdout(conf, prefix="fr"), {"contacts_app_30d": 20}, {}),
         "never": (not_holdout(conf, prefix="nc"), {}, {}),
         **{f"one_{p}": (not_holdout(conf, prefix=p), {"email": f"{p}@x.cn"}, {}) for p in "pqrs"},
@@ -104,7 +124,8 @@ def people(conf):
     }
     ids = [c for c, _, _ in who.values()]
     assert len(ids) == len(set(ids)), "each test's customers are its own"
-    return {"who": who, "in_holdout": in_holdout}
+    assert [k for k, (c, _, _) in who.items() if in_global_holdout(conf, c)] == ["global"], "only one globally held out"
+    return {"who": who, "in_holdout": held}
 
 
 def rows_of(people, keys=None):
@@ -219,6 +240,49 @@ def test_export_guard_refuses_an_open_complaint_unless_the_campaign_allows_it(sp
     assert got == {name: bad for name, _, _, bad in cases}
 
 
+def test_export_guard_refuses_a_global_holdout_member(spark, conf, people):
+    """export.held_out recomputes both holdouts from the salt (the campaign's, and the global one for every
+    campaign), as Python draws them; export.violates refuses a row in either (unknown: refused too)."""
+    from jobs.stages import export
+
+    g, h, n = (people["who"][k][0] for k in ("global", "held0", "never"))
+    share = {c.id: c.holdout for c in conf["camps"]}
+    base = spark.createDataFrame([(c, camp, share[camp]) for c in (g, h, n) for camp in ("cpc_daily", "vas_growth")],
+                                 "customer_id string, campaign_id string, holdout_share double")
+    got = {(r["customer_id"], r["campaign_id"]): (r["in_holdout"], r["in_global_holdout"])
+           for r in base.withColumns(export.held_out(conf["policy"])).collect()}
+    assert got == {(c, camp): (in_holdout(conf, c, camp), in_global_holdout(conf, c)) for c, camp in got}
+    assert got[(g, "cpc_daily")] == (False, True) and got[(g, "vas_growth")][1] and got[(h, "cpc_daily")] == (True, False)
+    # (case, in_holdout, in_global_holdout, refused)
+    cases = [("clean", False, False, False), ("campaign holdout", True, False, True), ("global holdout", False, True, True),
+             ("both", True, True, True), ("global unknown", False, None, True)]
+    df = spark.createDataFrame(
+        [(name, "contact", "sms_push", False, False, True, held, glob, False, False) for name, held, glob, _ in cases],
+        "name string, outcome string, channel string, cp_optout_all boolean, cp_optout_sms_push boolean, "
+        "tier_marketing_allowed boolean, in_holdout boolean, in_global_holdout boolean, svc_open_complaint boolean, "
+        "while_complaint_open boolean")
+    bad = {r["name"]: r["bad"] for r in df.select("name", export.violates(df.columns).alias("bad")).collect()}
+    assert bad == {name: refused for name, _, _, refused in cases}
+
+
+def test_global_holdout_share_is_checked_naming_the_file_and_field():
+    """Spark-free: global_holdout is a share in [0, 0.5), 0 when absent (older configurations load); anything
+    else is refused naming conf/policy.yaml and the field. __global__ is no campaign's id."""
+    from jobs.platform.config import business
+
+    raw = dict(business("policy"))
+    assert campaign_conf.load_policy(raw).global_holdout == pytest.approx(0.02)
+    assert campaign_conf.load_policy({k: v for k, v in raw.items() if k != "global_holdout"}).global_holdout == 0.0
+    assert campaign_conf.load_policy({**raw, "global_holdout": 0}).global_holdout == 0.0
+    for bad in (0.7, 0.5, -0.1, "some"):
+        with pytest.raises(ConfigError, match=r"^conf/policy\.yaml: global_holdout: "):
+            campaign_conf.load_policy({**raw, "global_holdout": bad})
+    good = {"id": "__global__", "target": "true", "products": ["P_NEWS"], "channels": ["sms_push"], "start": "2026-01-01",
+            "holdout": 0.1}
+    with pytest.raises(ConfigError, match=r"^conf/campaigns/g\.yaml: id: '__global__' is reserved"):
+        campaign_conf.parse(good, "conf/campaigns/g.yaml", ["P_NEWS"], ["sms_push"], set())
+
+
 def test_open_complaint_rule_sits_right_after_tier_no_marketing():
     """Spark-free: the rule order (RULES; the funnel's STEPS and docs/cpc.md follow it), and the tag the rule
     and the export guard read is declared among the tags code reads."""
@@ -323,6 +387,64 @@ def test_holdout_is_stable_recorded_and_never_contacted(spark, conf, day, people
     for key in ("held0", "held1"):
         daily = seen(day, people, key, campaign_id="cpc_daily")
         assert "holdout" in daily and not daily & {"contact", "placement"}
+
+
+def test_global_holdout_bucket_is_stable_about_its_share_and_not_a_campaign_holdout(conf):
+    """Spark-free: the global holdout is the bucket of (salt, __global__, customer) below the share x 10000:
+    about 2% of 4,000 ids, the same on every call, and drawn apart from cpc_daily's holdout (another set)."""
+    policy = conf["policy"]
+    assert campaign_conf.GLOBAL_HOLDOUT == "__global__" and policy.global_holdout == pytest.approx(0.02)
+    ids = [f"x{i}" for i in range(4000)]
+
+    def members():
+        return {c for c in ids if campaign_conf.holdout_bucket(policy.holdout_salt, "__global__", c) < policy.global_holdout * 10000}
+
+    first = members()
+    assert first == members() and first == {c for c in ids if in_global_holdout(conf, c)}
+    assert 0.012 <= len(first) / len(ids) <= 0.028, len(first)
+    daily = {c for c in ids if in_holdout(conf, c)}
+    assert daily and first != daily and first - daily, "its own draw, not a campaign's holdout"
+
+
+def test_global_holdout_in_spark_matches_python_and_is_never_contacted(spark, conf, day, people):
+    """The Spark bucket of __global__ (decide.in_global_holdout) equals Python's; the people fixture's global
+    holdout member (outside cpc_daily's holdout) is removed by global_holdout from every campaign that would
+    otherwise reach them: no contact, no placement, not even a campaign holdout (the global one comes first)."""
+    policy = conf["policy"]
+    ids = [f"x{i}" for i in range(400)]
+    got = {r["c"]: (r["b"], r["g"]) for r in spark.createDataFrame([(c,) for c in ids], "c string").select(
+        "c", cpc.holdout_bucket_col(policy.holdout_salt, F.lit("__global__"), F.col("c")).alias("b"),
+        cpc.in_global_holdout(policy, F.col("c")).alias("g")).collect()}
+    assert all(got[c] == (campaign_conf.holdout_bucket(policy.holdout_salt, "__global__", c), in_global_holdout(conf, c)) for c in ids)
+    assert any(g for _, g in got.values())
+    eligible = set(cpc.RULES[: cpc.RULES.index("global_holdout") + 1])  # the eligibility rules and the global holdout
+    rows = mine(day, people, "global")
+    assert "global_holdout" in {r["outcome"] for r in rows}
+    for camp in {r["campaign_id"] for r in rows}:
+        assert seen(day, people, "global", campaign_id=camp) <= eligible, camp
+    assert "global_holdout" in seen(day, people, "global", campaign_id="cpc_daily")
+    assert "global_holdout" not in {r["outcome"] for key in ("held0", "held1", "never") for r in mine(day, people, key)}
+
+
+def test_global_holdout_is_recorded_once_per_customer_and_campaign(spark, tagged, conf, people):
+    """gold.cpc_decisions (decide.decisions) keeps, for a global holdout member, one row per campaign that
+    would have reached them (the would-be first offer, outcome global_holdout), as for a campaign holdout
+    member; gold.cpc_funnel counts the step."""
+    from jobs.stages.cpc.decide import decisions, funnel_rows
+
+    keys = ("global", "held0")
+    rows, extra = rows_of(people, keys)
+    decided = decided_frame(spark, tagged, conf, [r["customer_id"] for r in rows], extra).localCheckpoint()
+    g, h = (people["who"][k][0] for k in keys)
+    held = {(r["customer_id"], r["campaign_id"]) for r in decided.where(F.col("outcome").isin("global_holdout", "holdout")).collect()}
+    got = [r.asDict() for r in decisions(decided, "run").collect()]
+    mine_g = [r for r in got if r["customer_id"] == g]
+    assert mine_g and {r["outcome"] for r in mine_g} == {"global_holdout"}
+    assert sorted(r["campaign_id"] for r in mine_g) == sorted({c for cid, c in held if cid == g}), "one row per campaign"
+    daily = [r for r in got if r["customer_id"] == h and r["campaign_id"] == "cpc_daily"]
+    assert [r["outcome"] for r in daily] == ["holdout"]
+    funnel = funnel_rows(decided, SNAPSHOT).where("grain = 'customer' and campaign_id = 'cpc_daily'").collect()
+    assert {r["step"]: r["count"] for r in funnel if r["step"] in ("global_holdout", "holdout")} == {"global_holdout": 1, "holdout": 1}
 
 
 def test_passive_first_for_a_customer_who_will_come_to_us(day, people):
