@@ -85,8 +85,9 @@ def _typed_lines(spark, schema: FileSchema, files: list[Path]):
 
 
 def _reason(cond: str, reason: str) -> str:
-    """The reason (SQL text of a string) where the condition holds, else null."""
-    return case_when((cond, reason if reason.startswith("concat(") else sql_string(reason)))
+    """The reason (a fixed text) where the condition holds, else null; a reason built from the row's values is a
+    ``case_when`` of its own SQL."""
+    return case_when((cond, sql_string(reason)))
 
 
 def _value_checks(schema: FileSchema) -> list[str]:
@@ -97,8 +98,8 @@ def _value_checks(schema: FileSchema) -> list[str]:
         raw, text, typed = quoted(f"_raw_{c.name}"), quoted(f"_txt_{c.name}"), quoted(c.name)
         checks.append(_reason(f"{raw} RLIKE {sql_string(CONTROL)}", f"{c.name}: control character (e.g. NUL) in the value"))
         if c.limit:
-            checks.append(_reason(f"length({text}) > {c.limit}", f"concat({sql_string(f'{c.name}: longer than {c.limit} characters (')}, "
-                                                                 f"CAST(length({text}) AS STRING), ')')"))
+            too_long = sql_string(f"{c.name}: longer than {c.limit} characters (")
+            checks.append(case_when((f"length({text}) > {c.limit}", f"concat({too_long}, CAST(length({text}) AS STRING), ')')")))
         if c.type != "string":
             wrong = f"{text} IS NOT NULL AND {typed} IS NULL"
             checks.append(case_when((f"({wrong}) AND {text} RLIKE {sql_string(NOT_FINITE)}", sql_string(f"{c.name}: not a finite number (NaN or infinity)")),
@@ -116,7 +117,7 @@ def _field_checks(schema: FileSchema) -> list[str]:
     n = len(schema.columns)
     checks = [
         _reason("NOT is_valid_utf8(value)", "not UTF-8 text (a GBK export?)"),
-        _reason(f"_nfields != {n}", f"concat('expected {n} fields, found ', CAST(_nfields AS STRING))"),
+        case_when((f"_nfields != {n}", f"concat('expected {n} fields, found ', CAST(_nfields AS STRING))")),
         *_value_checks(schema),
     ]
     for reason, exp in quality.load_suite(schema.kind).row_rules():
