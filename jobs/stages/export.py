@@ -39,7 +39,7 @@ from pathlib import Path
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
 from jobs.platform.errors import ExportError
-from jobs.stages.cpc import day_customers, holdout_bucket_col, in_global_holdout, load_conf
+from jobs.stages.cpc import day_customers, in_campaign_holdout, in_global_holdout, load_conf
 from jobs.stages.cpc.fits import daily_capacity
 from jobs.stages.ingest import close_day
 from jobs.stages.tags import profile_asof
@@ -66,9 +66,7 @@ def held_out(policy) -> dict:
     ``in_global_holdout``, the policy's global holdout (every campaign)."""
     from pyspark.sql import functions as F
 
-    bucket = holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
-    return {"in_holdout": bucket < F.round(F.coalesce(F.col("holdout_share"), F.lit(0.0)) * 10000),
-            "in_global_holdout": in_global_holdout(policy, F.col("customer_id"))}
+    return {"in_holdout": in_campaign_holdout(policy), "in_global_holdout": in_global_holdout(policy, F.col("customer_id"))}
 
 
 SOURCES = ("gold.cpc_decisions", "gold.customer_tags", "gold.customer_segment", "bronze.crm_profile")

@@ -56,6 +56,7 @@ from jobs.stages.cpc.decide import (
     decisions,
     funnel_rows,
     holdout_bucket_col,
+    in_campaign_holdout,
     in_global_holdout,
     offers,
 )
@@ -75,7 +76,7 @@ from jobs.stages.cpc.inputs import (
 from jobs.stages.tags import load_catalogue
 
 __all__ = ["HELD_OUT", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "combos", "day_customers",
-           "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_global_holdout", "load_conf", "run",
+           "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_campaign_holdout", "in_global_holdout", "load_conf", "run",
            "trials"]
 log = logging.getLogger(__name__)
 

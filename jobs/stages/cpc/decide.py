@@ -32,6 +32,15 @@ def holdout_bucket_col(salt: str, campaign, customer):
     return F.pmod(F.conv(F.substring(digest, 1, 8), 16, 10).cast("long"), F.lit(10000))
 
 
+def in_campaign_holdout(policy):
+    """True for a row whose customer is in the row's campaign's holdout: the bucket of (salt, ``campaign_id``,
+    ``customer_id``) below ``holdout_share`` x 10000 (a null share, an unknown campaign: 0, nobody)."""
+    from pyspark.sql import functions as F
+
+    bucket = holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
+    return bucket < F.round(F.coalesce(F.col("holdout_share"), F.lit(0.0)) * 10000)
+
+
 def in_global_holdout(policy, customer):
     """True for a customer in the global holdout (``global_holdout`` in conf/policy.yaml): their bucket of
     (salt, ``__global__``, customer) is below share x 10000, as in Python
@@ -156,8 +165,7 @@ def _broken(policy) -> dict:
         "frequency_cap": active & ((F.col("recent_total") >= policy.all_channels_cap) | (on_channel >= channel_cap)),
         "no_value": (F.col("fit_customer_product") <= 0) | (F.col("fit_customer_channel") <= 0) | (F.col("expected_value") <= 0),
         "global_holdout": in_global_holdout(policy, F.col("customer_id")),
-        "holdout": holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id"))
-        < F.round(F.col("holdout_share") * 10000),
+        "holdout": in_campaign_holdout(policy),
     }
 
 
