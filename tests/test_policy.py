@@ -222,21 +222,28 @@ def test_open_complaint_stops_a_vip_or_key_customer_unless_the_campaign_opts_in(
         assert "open_complaint" in feedback, "only the campaign that opted in"
 
 
+def guard(spark, cases):
+    """export.violates on SMS contact rows of a customer opted in and in a tier with marketing: each case is
+    (name, in_holdout, in_global_holdout, svc_open_complaint, while_complaint_open) -> {name: refused}."""
+    from jobs.stages import export
+
+    df = spark.createDataFrame(
+        [(name, "contact", "sms_push", False, False, True, *rest) for name, *rest in cases],
+        "name string, outcome string, channel string, cp_optout_all boolean, cp_optout_sms_push boolean, "
+        "tier_marketing_allowed boolean, in_holdout boolean, in_global_holdout boolean, svc_open_complaint boolean, "
+        "while_complaint_open boolean")
+    return {r["name"]: r["bad"] for r in df.select("name", export.violates(df.columns).alias("bad")).collect()}
+
+
 def test_export_guard_refuses_an_open_complaint_unless_the_campaign_allows_it(spark):
     """export.violates, the lists' last guard: an open complaint (or an unknown complaint status) is refused
     unless the row's campaign says while_complaint_open (unknown campaign: not allowed)."""
-    from jobs.stages import export
 
     # (case, svc_open_complaint, while_complaint_open, refused)
     cases = [("complaint", True, False, True), ("complaint, opted in", True, True, False),
              ("none", False, False, False), ("none, opted in", False, True, False),
              ("unknown status", None, False, True), ("unknown campaign", True, None, True)]
-    df = spark.createDataFrame(
-        [(name, "contact", "sms_push", False, False, True, False, False, oc, ok) for name, oc, ok, _ in cases],
-        "name string, outcome string, channel string, cp_optout_all boolean, cp_optout_sms_push boolean, "
-        "tier_marketing_allowed boolean, in_holdout boolean, in_global_holdout boolean, svc_open_complaint boolean, "
-        "while_complaint_open boolean")
-    got = {r["name"]: r["bad"] for r in df.select("name", export.violates(df.columns).alias("bad")).collect()}
+    got = guard(spark, [(name, False, False, oc, ok) for name, oc, ok, _ in cases])
     assert got == {name: bad for name, _, _, bad in cases}
 
 
@@ -256,12 +263,7 @@ def test_export_guard_refuses_a_global_holdout_member(spark, conf, people):
     # (case, in_holdout, in_global_holdout, refused)
     cases = [("clean", False, False, False), ("campaign holdout", True, False, True), ("global holdout", False, True, True),
              ("both", True, True, True), ("global unknown", False, None, True)]
-    df = spark.createDataFrame(
-        [(name, "contact", "sms_push", False, False, True, held, glob, False, False) for name, held, glob, _ in cases],
-        "name string, outcome string, channel string, cp_optout_all boolean, cp_optout_sms_push boolean, "
-        "tier_marketing_allowed boolean, in_holdout boolean, in_global_holdout boolean, svc_open_complaint boolean, "
-        "while_complaint_open boolean")
-    bad = {r["name"]: r["bad"] for r in df.select("name", export.violates(df.columns).alias("bad")).collect()}
+    bad = guard(spark, [(name, held, glob, False, False) for name, held, glob, _ in cases])
     assert bad == {name: refused for name, _, _, refused in cases}
 
 
