@@ -24,7 +24,10 @@ outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates a
     one_offer_a_day    one active contact a customer a day; one placement per passive touchpoint
     capacity           the channel's daily capacity went to other customers (a more valuable assignment)
 
-What survives becomes a ``placement`` (passive channels) or a ``contact`` (active channels). Active contacts are
+What survives becomes a ``placement`` (passive channels) or a ``contact`` (active channels); a customer a
+campaign could have reached past both holdouts but did not (no contact, no placement: one-a-day, capacity) is
+recorded once per campaign as ``not_chosen`` with the offer it would have had first, never acted on, so the
+evaluation can tell targeting from contact (docs/evaluation.md). Active contacts are
 assigned across all customers by per-channel prices (``jobs.stages.cpc.assign``, reference
 ``jobs.stages.cpc.pricing``; deferred acceptance, :func:`assign`, on request), never first come first served.
 Everything is DataFrame work: per-customer maps, one explode, a broadcast join, windows by customer, and for
@@ -46,6 +49,7 @@ from jobs.stages.cpc import campaigns as campaign_conf
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.decide import (
     HELD_OUT,
+    NOT_CHOSEN,
     ROW_RULES,
     RULES,
     STEPS,
@@ -75,7 +79,7 @@ from jobs.stages.cpc.inputs import (
 )
 from jobs.stages.tags import load_catalogue
 
-__all__ = ["HELD_OUT", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "combos", "day_customers",
+__all__ = ["HELD_OUT", "NOT_CHOSEN", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "combos", "day_customers",
            "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_campaign_holdout", "in_global_holdout", "load_conf", "run",
            "trials"]
 log = logging.getLogger(__name__)
@@ -138,7 +142,8 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
         f"{ch} {v['scale']:.4f} ({v['accepted']}/{v['contacts']} accepted)" for ch, v in sorted(scales.items())))
     log.info(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}), "
           f"{counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts, "
-          f"{counts.get('global_holdout', 0)} global holdout records -> gold.cpc_decisions, "
-          f"gold.cpc_funnel ({time.time() - t0:.1f}s)")
+          f"{counts.get('global_holdout', 0)} global holdout records, {counts.get(NOT_CHOSEN, 0)} eligible not chosen "
+          f"-> gold.cpc_decisions, gold.cpc_funnel ({time.time() - t0:.1f}s)")
     return {"contacts": counts.get("contact", 0), "placements": counts.get("placement", 0),
-            "holdout": counts.get("holdout", 0), "global_holdout": counts.get("global_holdout", 0), "by_channel": by_channel}
+            "holdout": counts.get("holdout", 0), "global_holdout": counts.get("global_holdout", 0),
+            "not_chosen": counts.get(NOT_CHOSEN, 0), "by_channel": by_channel}

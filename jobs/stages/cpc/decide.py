@@ -18,6 +18,12 @@ ROW_RULES = RULES[: RULES.index("holdout") + 1]  # decided row by row
 # The held-out outcomes, both terminal: recorded in gold.cpc_decisions (one row per customer and campaign, the
 # offer it would have had first), never contacted or placed. The global holdout (every campaign) comes first.
 HELD_OUT = ("global_holdout", "holdout")
+# Past both holdouts: the selection steps and what survives them. A (customer, campaign) with a candidate here
+# but no contact and no placement was eligible and not chosen: recorded once as NOT_CHOSEN (the offer it would
+# have had first), so the evaluation can compare every eligible customer, chosen or not, with the holdout.
+SELECTION = STEPS[STEPS.index(HELD_OUT[-1]) + 1:]  # passive_first, one_offer_a_day, capacity, placement, contact
+CHOSEN = ("placement", "contact")
+NOT_CHOSEN = "not_chosen"
 # Inputs derived from history (inputs.history, inputs.trials): null when a customer has none.
 OPTIONAL = {"trial_product_id": "string", "trial_day": "int", "days_since_decline": "int", "recent_total": "int",
             "recent_by_channel": "map<string,int>", "recent_by_campaign": "map<string,int>", "marketing_allowed": "boolean",
@@ -301,13 +307,30 @@ def reasons_col():
     )
 
 
+def not_chosen(decided):
+    """For each (customer, campaign) with a candidate past both holdouts (a step of ``SELECTION``) but no
+    contact and no placement: its best candidate (``_rank``, as for the held out: the offer it would have had
+    first) with outcome ``not_chosen``. Lost to one-a-day, to capacity, or to another campaign's offer."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    pair = Window.partitionBy("customer_id", "campaign_id")
+    past = decided.where(F.col("outcome").isin(*SELECTION)).withColumn(
+        "_chosen", F.max(F.col("outcome").isin(*CHOSEN)).over(pair))
+    lost = past.where(~F.col("_chosen")).drop("_chosen").withColumn("_r", _rank("customer_id", "campaign_id"))
+    return lost.where("_r = 1").drop("_r").withColumn("outcome", F.lit(NOT_CHOSEN))
+
+
 def decisions(decided, run_id: str):
-    """The rows acted on: contacts, placements, and for each (customer, campaign) in a holdout (the campaign's or
-    the global one) the candidate it would have been offered first (the control groups, recorded)."""
+    """The rows acted on: contacts, placements; and recorded, never acted on, one row per (customer, campaign)
+    with the candidate it would have been offered first: in a holdout (the campaign's or the global one: the
+    control groups), or eligible past both holdouts and not chosen (:func:`not_chosen`). Every eligible
+    (customer, campaign) is thus treated, held out or not chosen."""
     from pyspark.sql import functions as F
 
     held = decided.where(F.col("outcome").isin(*HELD_OUT)).withColumn("_r", _rank("customer_id", "campaign_id", "outcome"))
-    rows = decided.where(F.col("outcome").isin("contact", "placement")).unionByName(held.where("_r = 1").drop("_r"))
+    rows = (decided.where(F.col("outcome").isin(*CHOSEN)).unionByName(held.where("_r = 1").drop("_r"))
+            .unionByName(not_chosen(decided)))
     ref = F.substring(F.sha2(F.concat_ws("|", "snapshot_date", "customer_id", "campaign_id", "product_id", "channel"), 256), 1, 20)
     return rows.select(
         "snapshot_date", "customer_id", "campaign_id", "campaign_kind", "product_id", "category", "offer_name", "price",
