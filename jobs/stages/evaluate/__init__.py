@@ -2,26 +2,33 @@
 
 Two tables, rebuilt by the nightly ``evaluate`` stage after the export:
 
-``gold.campaign_outcomes``: one row per decision (contact, placement, holdout or global-holdout member) of the last
-``lookback_days`` decision dates: the responses its contact_ref came back with (delivered, opened, clicked,
-accepted, declined, opted out, complained), and whether the customer ordered the offered product within
-``window_days`` after the decision, whoever sold it (so a holdout member's organic order counts too: the
-comparison is intent-to-treat), with the order's price as revenue. A decision's outcome is final once its
-window has passed (``matured``). ``group`` is ``treated`` (contacts, placements), ``holdout`` (the campaign's
-control group) or ``global_holdout`` (held out of every campaign, conf/policy.yaml ``global_holdout``).
+``gold.campaign_outcomes``: one row per decision (contact, placement, holdout or global-holdout member, eligible
+but not chosen) of the last ``lookback_days`` decision dates: the responses its contact_ref came back with
+(delivered, opened, clicked, accepted, declined, opted out, complained), and whether the customer ordered the
+offered product within ``window_days`` after the decision, whoever sold it (so a holdout member's organic
+order counts too: the comparison is intent-to-treat), with the order's price as revenue. A decision's outcome
+is final once its window has passed (``matured``). ``group`` is ``treated`` (contacts, placements),
+``holdout`` (the campaign's control group), ``not_chosen`` (eligible past both holdouts, neither contacted
+nor placed by the campaign: one-a-day, capacity) or ``global_holdout`` (held out of every campaign,
+conf/policy.yaml ``global_holdout``).
 
 ``gold.campaign_eval``: as of the run date, per campaign, channel, product and service tier, and every
 roll-up of them (``level`` names the dimensions kept, ``*`` stands for all): contacts, placements, responses,
-conversions, revenue, cost, return; and against the holdout: conversion rates, absolute lift with a 95%
-confidence interval (normal approximation for a difference of proportions), relative lift, incremental
-conversions. Treated and holdout come from the same decision dates, so both had the same time to convert;
-``matured_share`` says how much of a cell has had the whole window (below 1 the reading is interim). The
-control is the campaign's holdout only: global-holdout members are recorded in the outcomes but not yet
-compared (a later three-way reading: treated, held out, eligible but not chosen).
+conversions, revenue, cost, return; against the campaign's holdout, the naive reading (treated only):
+conversion rates, absolute lift with a 95% confidence interval (normal approximation for a difference of
+proportions), relative lift, incremental conversions; and the three-way reading (:func:`three_way`), which
+separates targeting from contact: intent-to-treat (every eligible decision, treated or not chosen, against the
+holdout, both random slices of the same eligible population), the contact's effect on the treated (ITT /
+treated share, Bloom's estimator), the selection gap (naive lift minus that effect: what the choice of
+customers, not the contact, accounts for), incremental conversions and value with intervals, and the
+programme's lift against the global holdout (every campaign's effect together). Every group comes from the
+same decision dates, so all had the same time to convert; ``matured_share`` says how much of a cell has had
+the whole window (below 1 the reading is interim).
 
-Caveat written into docs/evaluation.md: the holdout is drawn among the candidates that passed the row rules
-(before one-a-day and capacity), the contacted are the best of them, so lift compares a selected treated group
-with a random slice of the eligible; it overstates the lift of contacting a random eligible customer.
+Caveats written into docs/evaluation.md: the naive lift compares the best of the eligible (the contacted) with
+a random slice of them, so it overstates the contact's effect; the effect on the treated assumes the campaign
+changes nothing for the eligible it did not choose; a cell counts decision rows, and a treated customer may
+have several (placements on several passive channels) where a held-out or not-chosen one has one.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import datetime as dt
 import logging
 import math
 import time
+from typing import Any, NamedTuple
 
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
@@ -74,6 +82,108 @@ def lift_cols(n_t, x_t, n_c, x_c, z: float = Z95) -> dict:
     }
 
 
+class Group(NamedTuple):
+    """One group of a cell: decisions ``n``, ``conversions``, and the sum and sum of squares of their revenue
+    (numbers, or Spark columns for the twins)."""
+
+    n: Any
+    conversions: Any
+    revenue: Any = 0.0
+    revenue_sq: Any = 0.0
+
+
+# The three-way reading's columns of gold.campaign_eval, in the table's order (after the counts).
+THREE_WAY = ("treated_share", "itt_lift", "itt_lift_low", "itt_lift_high", "effect_on_treated", "effect_low", "effect_high",
+             "selection_gap", "incremental_conversions_itt", "incremental_conversions_itt_low",
+             "incremental_conversions_itt_high", "incremental_value", "incremental_value_low", "incremental_value_high",
+             "programme_lift", "programme_lift_low", "programme_lift_high")
+
+
+def mean_diff(n_a: int, s_a: float, q_a: float, n_b: int, s_b: float, q_b: float, z: float = Z95) -> dict:
+    """Mean of group a minus mean of group b, from each group's size n, sum s and sum of squares q, with a
+    normal-approximation interval from the groups' unbiased variances (Welch's standard error). None where a
+    group is empty; the interval is None where a group has fewer than two (no variance to estimate)."""
+    if not n_a or not n_b:
+        return {"diff": None, "low": None, "high": None}
+    diff = s_a / n_a - s_b / n_b
+    if n_a < 2 or n_b < 2:
+        return {"diff": diff, "low": None, "high": None}
+    var_a = max((q_a - s_a * s_a / n_a) / (n_a - 1), 0.0)
+    var_b = max((q_b - s_b * s_b / n_b) / (n_b - 1), 0.0)
+    half = z * math.sqrt(var_a / n_a + var_b / n_b)
+    return {"diff": diff, "low": diff - half, "high": diff + half}
+
+
+def mean_diff_cols(n_a, s_a, q_a, n_b, s_b, q_b, z: float = Z95) -> dict:
+    """Spark twin of :func:`mean_diff` over sum columns."""
+    from pyspark.sql import functions as F
+
+    both, enough = (n_a > 0) & (n_b > 0), (n_a > 1) & (n_b > 1)
+    diff = F.when(both, s_a / n_a - s_b / n_b)
+    var_a = F.when(enough, F.greatest((q_a - s_a * s_a / n_a) / (n_a - 1), F.lit(0.0)))
+    var_b = F.when(enough, F.greatest((q_b - s_b * s_b / n_b) / (n_b - 1), F.lit(0.0)))
+    half = F.when(enough, F.lit(z) * F.sqrt(var_a / n_a + var_b / n_b))
+    return {"diff": diff, "low": diff - half, "high": diff + half}
+
+
+def three_way(treated: Group, not_chosen: Group, holdout: Group, global_holdout: Group, z: float = Z95) -> dict:
+    """The three-way reading of one cell (``THREE_WAY``), each estimate with its 95% interval:
+
+    - intent-to-treat: the eligible (treated + not chosen) against the campaign's holdout, both random slices
+      of the same eligible population (the holdout is drawn before selection): ``itt_lift``;
+    - the contact's effect on the customers chosen (Bloom): ITT / ``treated_share`` (treated among the
+      eligible), assuming the campaign changes nothing for the not chosen; its interval is the ITT's divided by
+      the share (the share taken as known). ``selection_gap`` = naive lift (treated against holdout) minus
+      this effect: how much of the naive lift is who was chosen rather than the contact;
+    - incremental conversions and value at that scale (x treated): the ITT difference in conversion rate, and
+      in revenue per eligible decision (unbiased variances), / share x treated;
+    - the programme: every decision outside the global holdout (treated + not chosen + holdout) against the
+      global holdout's, which includes the other campaigns' effects on the same customers and products.
+
+    None where a group it needs is empty (no treated: no effect to scale)."""
+    n_e, x_e = treated.n + not_chosen.n, treated.conversions + not_chosen.conversions
+    itt = lift(n_e, x_e, holdout.n, holdout.conversions, z)
+    naive = lift(treated.n, treated.conversions, holdout.n, holdout.conversions, z)
+    value = mean_diff(n_e, treated.revenue + not_chosen.revenue, treated.revenue_sq + not_chosen.revenue_sq,
+                      holdout.n, holdout.revenue, holdout.revenue_sq, z)
+    programme = lift(n_e + holdout.n, x_e + holdout.conversions, global_holdout.n, global_holdout.conversions, z)
+    share = treated.n / n_e if n_e else None
+
+    def per_treated(v, scale=1.0):
+        return None if v is None or not share else v / share * scale
+
+    effect = [per_treated(itt[k]) for k in ("lift", "lift_low", "lift_high")]
+    conversions = [per_treated(itt[k], treated.n) for k in ("lift", "lift_low", "lift_high")]
+    money = [per_treated(value[k], treated.n) for k in ("diff", "low", "high")]
+    gap = None if naive["lift"] is None or effect[0] is None else naive["lift"] - effect[0]
+    readings = [share, itt["lift"], itt["lift_low"], itt["lift_high"], *effect, gap, *conversions, *money,
+                programme["lift"], programme["lift_low"], programme["lift_high"]]
+    return dict(zip(THREE_WAY, readings, strict=True))
+
+
+def three_way_cols(treated: Group, not_chosen: Group, holdout: Group, global_holdout: Group, z: float = Z95) -> dict:
+    """Spark twin of :func:`three_way` over count and sum columns."""
+    from pyspark.sql import functions as F
+
+    n_e, x_e = treated.n + not_chosen.n, treated.conversions + not_chosen.conversions
+    itt = lift_cols(n_e, x_e, holdout.n, holdout.conversions, z)
+    naive = lift_cols(treated.n, treated.conversions, holdout.n, holdout.conversions, z)
+    value = mean_diff_cols(n_e, treated.revenue + not_chosen.revenue, treated.revenue_sq + not_chosen.revenue_sq,
+                           holdout.n, holdout.revenue, holdout.revenue_sq, z)
+    programme = lift_cols(n_e + holdout.n, x_e + holdout.conversions, global_holdout.n, global_holdout.conversions, z)
+    share = F.when(n_e > 0, treated.n / n_e)
+
+    def per_treated(v, scale=None):
+        return F.when(share > 0, v / share * (scale if scale is not None else F.lit(1.0)))
+
+    effect = [per_treated(itt[k]) for k in ("lift", "lift_low", "lift_high")]
+    conversions = [per_treated(itt[k], treated.n) for k in ("lift", "lift_low", "lift_high")]
+    money = [per_treated(value[k], treated.n) for k in ("diff", "low", "high")]
+    readings = [share, itt["lift"], itt["lift_low"], itt["lift_high"], *effect, naive["lift"] - effect[0], *conversions,
+                *money, programme["lift"], programme["lift_low"], programme["lift_high"]]
+    return dict(zip(THREE_WAY, readings, strict=True))
+
+
 def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     """Pure transform: decisions x responses (by contact_ref) x orders of the offered product within the window
     -> one row per decision with its response flags, conversion and revenue."""
@@ -83,8 +193,8 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     dec = decisions.select(
         "snapshot_date", "contact_ref", "customer_id", "campaign_id", "campaign_kind", "product_id", "category", "channel",
         "channel_kind", "service_tier", "lifecycle_stage", "expected_value",
-        F.when(F.col("outcome") == "holdout", F.lit("holdout"))
-        .when(F.col("outcome") == "global_holdout", F.lit("global_holdout")).otherwise(F.lit("treated")).alias("group"),
+        # contact, placement: treated; holdout, global_holdout, not_chosen: a group of that name
+        F.when(F.col("outcome").isin("contact", "placement"), F.lit("treated")).otherwise(F.col("outcome")).alias("group"),
         F.col("outcome"),
         F.when(F.col("outcome") == "contact", F.col("cost")).otherwise(F.lit(0.0)).alias("cost"),
     )
@@ -108,32 +218,51 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     )
 
 
-def evaluation(outcome_rows, day: dt.date):
-    """Pure transform: outcomes -> one row per cell of the cube over DIMS (``level`` lists the dimensions
-    kept), with counts, money and lift against the holdout. Treated and holdout decisions come from the same
-    decision dates, so they have had the same time to convert; ``matured_share`` says how much of the cell has
-    had the whole window (below 1: an interim reading, both rates still rising)."""
+def _aggregates() -> list:
+    """The cube's aggregates: counts and money of the treated (contacts, placements), and per group (holdout,
+    not chosen, global holdout) its decisions, conversions, revenue and revenue squared (for the variances)."""
     from pyspark.sql import functions as F
 
-    t = (F.col("group") == "treated")
-    c = (F.col("group") == "holdout")  # the campaign's control; global_holdout rows are in neither (matured_share only)
-    m = F.col("matured")
+    group = F.col("group")
+    t, c, nc, g = (group == "treated"), (group == "holdout"), (group == "not_chosen"), (group == "global_holdout")
 
     def n(cond):
         return F.sum(cond.cast("long"))
 
-    aggs = [
+    def money(cond, name):
+        return [F.sum(F.when(cond, F.col("revenue")).otherwise(0.0)).alias(f"{name}_revenue"),
+                F.sum(F.when(cond, F.col("revenue") * F.col("revenue")).otherwise(0.0)).alias(f"{name}_revenue_sq")]
+
+    return [
         n(F.col("outcome") == "contact").alias("contacts"), n(F.col("outcome") == "placement").alias("placements"),
         *[n(t & F.col(e)).alias(e) for e in EVENTS],
         n(t & F.col("converted")).alias("conversions"),
         F.sum(F.when(t, F.col("revenue")).otherwise(0.0)).alias("revenue"), F.sum("cost").alias("cost"),
         n(t).alias("treated"), n(c).alias("holdout"), n(c & F.col("converted")).alias("holdout_conversions"),
-        F.sum(F.when(c, F.col("revenue")).otherwise(0.0)).alias("holdout_revenue"),
-        (F.sum(m.cast("long")) / F.count(F.lit(1))).alias("matured_share"),
+        n(nc).alias("not_chosen"), n(nc & F.col("converted")).alias("not_chosen_conversions"),
+        n(g).alias("global_holdout"), n(g & F.col("converted")).alias("global_holdout_conversions"),
+        *money(t, "treated"), *money(c, "holdout"), *money(nc, "not_chosen"),
+        (F.sum(F.col("matured").cast("long")) / F.count(F.lit(1))).alias("matured_share"),
     ]
-    cube = outcome_rows.cube(*DIMS).agg(*aggs, *[F.grouping(d).alias(f"_g_{d}") for d in DIMS])
+
+
+def evaluation(outcome_rows, day: dt.date):
+    """Pure transform: outcomes -> one row per cell of the cube over DIMS (``level`` lists the dimensions
+    kept), with counts, money, the naive lift (treated against the campaign's holdout) and the three-way
+    reading (:func:`three_way`: intent-to-treat, effect on the treated, selection gap, incremental conversions
+    and value, programme lift against the global holdout). Treated and control decisions come from the same
+    decision dates, so they have had the same time to convert; ``matured_share`` says how much of the cell has
+    had the whole window (below 1: an interim reading, every rate still rising)."""
+    from pyspark.sql import functions as F
+
+    cube = outcome_rows.cube(*DIMS).agg(*_aggregates(), *[F.grouping(d).alias(f"_g_{d}") for d in DIMS])
     level = F.concat_ws(",", *[F.when(F.col(f"_g_{d}") == 0, F.lit(d.removesuffix("_id"))) for d in DIMS])
     lc = lift_cols(F.col("treated"), F.col("conversions"), F.col("holdout"), F.col("holdout_conversions"))
+    groups = {name: Group(F.col(name), F.col(conv), F.col(f"{name}_revenue"), F.col(f"{name}_revenue_sq"))
+              for name, conv in (("treated", "conversions"), ("not_chosen", "not_chosen_conversions"),
+                                 ("holdout", "holdout_conversions"))}
+    tw = three_way_cols(groups["treated"], groups["not_chosen"], groups["holdout"],
+                        Group(F.col("global_holdout"), F.col("global_holdout_conversions")))
     return cube.select(
         F.lit(day).alias("eval_date"), F.when(level == "", F.lit("all")).otherwise(level).alias("level"),
         *[F.when(F.col(f"_g_{d}") == 1, F.lit("*")).otherwise(F.coalesce(F.col(d), F.lit("(none)"))).alias(d) for d in DIMS],
@@ -144,6 +273,8 @@ def evaluation(outcome_rows, day: dt.date):
         *[lc[k].alias(k) for k in ("rate_treated", "rate_control", "lift", "lift_low", "lift_high", "relative_lift")],
         (lc["lift"] * F.col("treated")).alias("incremental_conversions"),
         (F.coalesce(lc["lift_low"] > 0, F.lit(False))).alias("significant"),
+        "not_chosen", "not_chosen_conversions", "global_holdout", "global_holdout_conversions",
+        *[tw[k].alias(k) for k in THREE_WAY],
     )
 
 
@@ -193,6 +324,37 @@ def trial_funnel(orders, decisions, tags, day: dt.date):
     )
 
 
+FIGURES = ("contacts", "delivered", "opened", "accepted", "conversions", "revenue", "cost", "holdout", "rate_treated",
+           "rate_control", "lift", "lift_low", "lift_high", "matured_share", "not_chosen", "global_holdout",
+           "effect_on_treated", "effect_low", "effect_high", "selection_gap", "incremental_value", "incremental_value_low",
+           "incremental_value_high", "programme_lift", "programme_lift_low", "programme_lift_high")
+
+
+def _signed(v, fmt: str = "+.4f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def headline(total: dict | None) -> tuple[dict, str]:
+    """The ``all`` cell of gold.campaign_eval -> its headline figures (``FIGURES``; None for a reading it
+    lacks) and the log line's words: the naive lift, the effect on the treated with the selection gap, the
+    incremental value and the programme lift, each with its 95% interval."""
+    if not total:
+        return {}, "no holdout to compare with yet"
+    t = {k: total.get(k) for k in FIGURES}
+    if t["lift"] is None:
+        return t, "no holdout to compare with yet"
+    text = (f"lift {t['lift']:+.4f} [{t['lift_low']:+.4f}, {t['lift_high']:+.4f}] "
+            f"({t['rate_treated']:.4f} treated vs {t['rate_control']:.4f} holdout, {t['matured_share']:.0%} of decisions matured)")
+    if t["effect_on_treated"] is not None:
+        text += (f"; effect on the treated {t['effect_on_treated']:+.4f} [{_signed(t['effect_low'])}, {_signed(t['effect_high'])}]"
+                 f" (selection gap {_signed(t['selection_gap'])}), incremental value {_signed(t['incremental_value'], '+,.2f')}"
+                 f" [{_signed(t['incremental_value_low'], '+,.2f')}, {_signed(t['incremental_value_high'], '+,.2f')}]")
+    if t["programme_lift"] is not None:
+        text += (f"; programme lift over the global holdout {t['programme_lift']:+.4f} "
+                 f"[{_signed(t['programme_lift_low'])}, {_signed(t['programme_lift_high'])}]")
+    return t, text
+
+
 def run(spark, paths: Paths, day: dt.date) -> dict:
     """Rebuild the outcomes of the last ``lookback_days`` decision dates and the evaluation as of ``day``,
     then write the HTML report. Returns the headline figures."""
@@ -237,16 +399,11 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
              .orderBy("snapshot_date", "group").collect()]  # dates x 2 rows
     path = report.write(paths, day, rows, trend, s, unmatched, trials)
     total = next((r for r in rows if r["level"] == "all"), None)
-    figures = {"report": str(path), "unmatched_responses": unmatched,
-               "trials": {st: sum(t["trials"] for t in trials if t["status"] == st) for st in ("open", "converted", "expired", "cancelled")}}
-    if total:
-        figures.update({k: total[k] for k in ("contacts", "delivered", "opened", "accepted", "conversions", "revenue", "cost",
-                                              "holdout", "rate_treated", "rate_control", "lift", "lift_low", "lift_high", "matured_share")})
-    lift_text = "no holdout to compare with yet" if not total or total["lift"] is None else (
-        f"lift {total['lift']:+.4f} [{total['lift_low']:+.4f}, {total['lift_high']:+.4f}] "
-        f"({total['rate_treated']:.4f} treated vs {total['rate_control']:.4f} holdout, {total['matured_share']:.0%} of decisions matured)")
+    figures, reading = headline(total)
+    figures.update({"report": str(path), "unmatched_responses": unmatched,
+                    "trials": {st: sum(t["trials"] for t in trials if t["status"] == st) for st in ("open", "converted", "expired", "cancelled")}})
     log.info(f"evaluate {day}: decisions since {since + dt.timedelta(days=1)}: "
           f"{(total or {}).get('contacts', 0)} contacts, {(total or {}).get('accepted', 0)} accepted, "
-          f"{(total or {}).get('conversions', 0)} conversions; {lift_text}; {unmatched} responses unmatched "
+          f"{(total or {}).get('conversions', 0)} conversions; {reading}; {unmatched} responses unmatched "
           f"-> gold.campaign_outcomes, gold.campaign_eval, {path} ({time.time() - t0:.1f}s)")
     return figures
