@@ -3,7 +3,9 @@
 Written by the nightly ``evaluate`` stage to ``reports/campaigns_<date>.html`` (and ``reports/campaigns_latest.html``)
 and linked from the run's summary. Charts: the response funnel, lift over the holdout by campaign and by
 channel with 95% confidence intervals, and conversion rates by decision date for the treated and the holdout;
-then the campaign x channel table. Everything it draws comes from ``gold.campaign_eval`` and
+the three-way reading (all campaigns, each campaign, each campaign x channel: the contact's effect on the
+treated, the selection gap, incremental conversions and value, the programme's lift over the global holdout,
+with their intervals); then the campaign x channel table. Everything it draws comes from ``gold.campaign_eval`` and
 ``gold.campaign_outcomes`` aggregates (a few hundred rows at most).
 
 The page is the Jinja2 template ``templates/report.html.j2`` (autoescaped); the charts are drawn by matplotlib
@@ -51,6 +53,11 @@ FUNNEL = ("contacts", "delivered", "opened", "clicked", "accepted", "conversions
 TABLE_COLS = ("campaign_id", "channel", "contacts", "placements", "delivered", "opened", "accepted", "conversions",
               "revenue", "cost", "return", "holdout", "rate_treated", "rate_control", "lift", "lift_low", "lift_high")
 TRIAL_STEPS = ("manual", "feedback", "low_usage_nudge", "expiry_sms", "expiry_call")
+# The three-way reading of a cell (gold.campaign_eval; jobs.stages.evaluate.THREE_WAY and its counts).
+EFFECT_KEYS = ("treated", "not_chosen", "holdout", "global_holdout", "treated_share", "lift", "effect_on_treated", "effect_low",
+               "effect_high", "selection_gap", "incremental_conversions_itt", "incremental_conversions_itt_low",
+               "incremental_conversions_itt_high", "incremental_value", "incremental_value_low", "incremental_value_high",
+               "programme_lift", "programme_lift_low", "programme_lift_high")
 
 
 # --- formatting (also the template's filters) -------------------------------------------------------------
@@ -63,6 +70,11 @@ def percent(x) -> str:
 def pp(x) -> str:
     """Percentage points, signed."""
     return "-" if x is None else f"{100 * x:+.2f} pp"
+
+
+def signed(x, digits: int = 2) -> str:
+    """Signed, thousands separated (incremental conversions, money)."""
+    return "-" if x is None else f"{x:+,.{digits}f}"
 
 
 def thousands(x) -> str:
@@ -176,7 +188,7 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(percent=percent, pp=pp, thousands=thousands)
+    env.filters.update(percent=percent, pp=pp, thousands=thousands, signed=signed)
     return env
 
 
@@ -191,7 +203,7 @@ def _series(trend: list[dict]) -> dict[str, list[tuple[dt.date, float]]]:
 def _total(rows: list[dict]) -> dict:
     """The ``all`` row with what the page says of it (counts as int, money as float, 0 when absent)."""
     total = next((r for r in rows if r["level"] == "all"), {})
-    out = {k: total.get(k) for k in ("rate_treated", "rate_control", "lift", "lift_low", "lift_high")}
+    out = {k: total.get(k) for k in ("rate_treated", "rate_control", "lift", "lift_low", "lift_high", *EFFECT_KEYS)}
     out.update({k: int(total.get(k) or 0) for k in (*FUNNEL, "placements", "opted_out", "complained")})
     out.update({k: float(total.get(k) or 0) for k in ("revenue", "cost", "return", "matured_share")})
     return out
@@ -214,6 +226,9 @@ def context(day: dt.date, rows: list[dict], trend: list[dict], s: dict, unmatche
         "channel_chart": chart("lift-channel", lift_figure, _lifts(by_channel, "channel")),
         "rate_chart": chart("rates", rate_figure, _series(trend)),
         "cells": cells, "by_channel": by_channel, "cols": TABLE_COLS,
+        # the three-way reading: all campaigns, each campaign, each campaign x channel (cells with eligible decisions)
+        "effects": [r for r in [*(r for r in rows if r["level"] == "all"), *by_campaign, *cells]
+                    if r.get("treated") or r.get("not_chosen")],
         "trials": sorted(trials, key=lambda t: (t["status"], t["next_step"])), "trial_steps": TRIAL_STEPS,
     }
 
