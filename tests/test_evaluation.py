@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 
 import pytest
 from pyspark.sql import functions as F
@@ -29,6 +30,96 @@ def test_lift_known_answer():
     assert evaluate.lift(100, 10, 0, 0)["lift"] is None, "no control group: no lift"
 
 
+def test_mean_diff_known_answer():
+    """Spark-free: the difference of two means from sizes, sums and sums of squares, with the unbiased variances."""
+    a, b = [0.0, 30.0, 50.0, 0.0], [0.0, 30.0, 0.0]
+    r = evaluate.mean_diff(4, sum(a), sum(x * x for x in a), 3, sum(b), sum(x * x for x in b))
+    var_a = sum((x - 20.0) ** 2 for x in a) / 3  # mean 20
+    var_b = sum((x - 10.0) ** 2 for x in b) / 2  # mean 10
+    half = 1.959964 * math.sqrt(var_a / 4 + var_b / 3)
+    assert r["diff"] == pytest.approx(10.0)
+    assert r["low"] == pytest.approx(10.0 - half) and r["high"] == pytest.approx(10.0 + half)
+    assert evaluate.mean_diff(0, 0.0, 0.0, 3, 30.0, 900.0) == {"diff": None, "low": None, "high": None}
+    one = evaluate.mean_diff(1, 30.0, 900.0, 3, 30.0, 900.0)
+    assert one["diff"] == pytest.approx(20.0) and one["low"] is None and one["high"] is None, "one decision: no variance"
+
+
+# A cell with a known three-way answer: 40 treated (10 convert, 5 at 30 and 5 at 50), 60 eligible not chosen
+# (1 converts, at 20), 50 in the campaign's holdout (2 convert, at 30), 20 in the global holdout (1 converts).
+CELL = {"treated": (40, [30.0] * 5 + [50.0] * 5), "not_chosen": (60, [20.0]), "holdout": (50, [30.0] * 2),
+        "global_holdout": (20, [30.0])}
+
+
+def _group(name: str) -> evaluate.Group:
+    n, prices = CELL[name]
+    return evaluate.Group(n, len(prices), sum(prices), sum(p * p for p in prices))
+
+
+def _hand_cell() -> dict:
+    """CELL's three-way reading worked out by hand (the formulas of docs/evaluation.md)."""
+    z = 1.959964
+    itt = 11 / 100 - 2 / 50  # eligible 100 with 11 conversions against the holdout
+    itt_half = z * math.sqrt(0.11 * 0.89 / 100 + 0.04 * 0.96 / 50)
+    share = 40 / 100
+    mean_e, mean_h = 420 / 100, 60 / 50  # revenue per eligible decision, per holdout decision
+    var_e = (17400 - 100 * mean_e**2) / 99  # 5 x 900 + 5 x 2500 + 400
+    var_h = (1800 - 50 * mean_h**2) / 49
+    value_half = z * math.sqrt(var_e / 100 + var_h / 50)
+    prog_half = z * math.sqrt((13 / 150) * (1 - 13 / 150) / 150 + 0.05 * 0.95 / 20)
+    return {"treated_share": 0.4, "itt_lift": 0.07, "itt_lift_low": itt - itt_half, "itt_lift_high": itt + itt_half,
+            "effect_on_treated": 0.175, "effect_low": (itt - itt_half) / share, "effect_high": (itt + itt_half) / share,
+            "selection_gap": (10 / 40 - 2 / 50) - 0.175,  # naive lift 0.21
+            "incremental_conversions_itt": 7.0, "incremental_conversions_itt_low": (itt - itt_half) / share * 40,
+            "incremental_conversions_itt_high": (itt + itt_half) / share * 40,
+            "incremental_value": 300.0, "incremental_value_low": (3.0 - value_half) / share * 40,
+            "incremental_value_high": (3.0 + value_half) / share * 40,
+            "programme_lift": 13 / 150 - 0.05, "programme_lift_low": 13 / 150 - 0.05 - prog_half,
+            "programme_lift_high": 13 / 150 - 0.05 + prog_half}
+
+
+def test_three_way_known_answer():
+    """Spark-free: the twin on CELL equals the hand numbers: ITT 0.07 (0.11 eligible against 0.04 held out),
+    treated share 0.4, effect on the treated 0.175, naive lift 0.21 of which 0.035 is selection, 7 incremental
+    conversions, incremental value 300 (3.0 more revenue per eligible decision), programme lift 13/150 - 0.05."""
+    got = evaluate.three_way(*[_group(g) for g in ("treated", "not_chosen", "holdout", "global_holdout")])
+    want = _hand_cell()
+    assert list(got) == list(evaluate.THREE_WAY)
+    for k in evaluate.THREE_WAY:
+        assert got[k] == pytest.approx(want[k]), k
+    assert got["selection_gap"] == pytest.approx(0.035)
+
+
+def test_three_way_empty_groups_give_none():
+    """Spark-free: no holdout, no ITT and nothing built on it; no treated, no effect to scale (the ITT stays);
+    no global holdout, no programme lift; nothing empty, nothing None."""
+    g = evaluate.Group
+    no_holdout = evaluate.three_way(g(40, 10, 400.0, 17400.0), g(60, 1, 20.0, 400.0), g(0, 0), g(0, 0))
+    assert no_holdout["treated_share"] == pytest.approx(0.4)
+    assert all(v is None for k, v in no_holdout.items() if k != "treated_share"), no_holdout
+    no_treated = evaluate.three_way(g(0, 0), g(60, 1, 20.0, 400.0), g(50, 2, 60.0, 1800.0), g(20, 1))
+    assert no_treated["treated_share"] == 0.0 and no_treated["itt_lift"] == pytest.approx(1 / 60 - 0.04)
+    for k in ("effect_on_treated", "effect_low", "effect_high", "selection_gap", "incremental_conversions_itt",
+              "incremental_value", "incremental_value_low"):
+        assert no_treated[k] is None, k
+    assert no_treated["programme_lift"] == pytest.approx(3 / 110 - 1 / 20)
+    nobody = evaluate.three_way(g(0, 0), g(0, 0), g(0, 0), g(0, 0))
+    assert all(v is None for v in nobody.values())
+    full = evaluate.three_way(*[_group(x) for x in ("treated", "not_chosen", "holdout", "global_holdout")])
+    assert all(v is not None for v in full.values())
+
+
+def test_headline_reads_the_three_way():
+    """Spark-free: the evaluate stage's figures and log words from the ``all`` cell."""
+    assert evaluate.headline(None) == ({}, "no holdout to compare with yet")
+    total = {"lift": 0.21, "lift_low": 0.05, "lift_high": 0.37, "rate_treated": 0.25, "rate_control": 0.04, "matured_share": 1.0,
+             **evaluate.three_way(*[_group(x) for x in ("treated", "not_chosen", "holdout", "global_holdout")])}
+    figures, text = evaluate.headline(total)
+    assert figures["effect_on_treated"] == pytest.approx(0.175) and figures["incremental_value"] == pytest.approx(300.0)
+    assert figures["contacts"] is None, "a reading the row lacks is None"
+    assert "effect on the treated +0.1750 [" in text and "(selection gap +0.0350)" in text
+    assert "incremental value +300.00 [" in text and "programme lift over the global holdout +0.0367 [" in text
+
+
 DECISION_COLS = ("snapshot_date date, contact_ref string, customer_id string, campaign_id string, campaign_kind string, "
                  "product_id string, category string, channel string, channel_kind string, service_tier string, "
                  "lifecycle_stage string, expected_value double, outcome string, cost double")
@@ -43,9 +134,11 @@ def _decisions(spark, n_t: int, n_c: int, day: dt.date, campaign: str = "c1", st
     return spark.createDataFrame(rows, DECISION_COLS)
 
 
-def _orders(spark, customers: list[tuple[str, str, dt.date]]):
+def _orders(spark, customers: list[tuple]):
+    """Orders (customer, product, day[, price]); the price is 30 unless given."""
     return spark.createDataFrame(
-        [(f"O{k}", c, dt.datetime.combine(d, dt.time(10)), p, "order", "agent", 30.0) for k, (c, p, d) in enumerate(customers)],
+        [(f"O{k}", c, dt.datetime.combine(d, dt.time(10)), p, "order", "agent", float(price[0]) if price else 30.0)
+         for k, (c, p, d, *price) in enumerate(customers)],
         "order_id string, customer_id string, order_ts timestamp, product_id string, action string, channel string, price double")
 
 
@@ -116,7 +209,8 @@ def test_global_holdout_rows_are_a_group_of_their_own_not_the_campaign_control(s
     """Decisions of the global holdout (outcome global_holdout, conf/policy.yaml) are group global_holdout in
     the outcomes, with their conversions; the lift's control stays the campaign's holdout: the known answer
     (100 contacts with 10 conversions against 50 holdout members with 2) holds with 30 global-holdout rows,
-    5 of them converting, added. Comparing with them is the later three-way evaluation's work."""
+    5 of them converting, added. They are the programme lift's control: the 150 decisions outside the global
+    holdout (12 conversions) against its 30 (5)."""
     glob = [(D0, f"g1{k:06d}", f"G{k:09d}", "c1", "offer", "P_X", "data", "sms_push", "active", "T1", "growth", 1.0,
              "global_holdout", 0.05) for k in range(30)]
     dec = _decisions(spark, 100, 50, D0).unionByName(spark.createDataFrame(glob, DECISION_COLS))
@@ -133,6 +227,96 @@ def test_global_holdout_rows_are_a_group_of_their_own_not_the_campaign_control(s
     assert (row["contacts"], row["treated"], row["conversions"], row["holdout"], row["holdout_conversions"]) == (100, 100, 10, 50, 2)
     assert row["lift"] == pytest.approx(evaluate.lift(100, 10, 50, 2)["lift"])
     assert row["cost"] == pytest.approx(5.0) and row["revenue"] == pytest.approx(300.0)
+    assert (row["global_holdout"], row["global_holdout_conversions"], row["not_chosen"]) == (30, 5, 0)
+    programme = evaluate.lift(150, 12, 30, 5)
+    assert row["programme_lift"] == pytest.approx(programme["lift"]) and row["programme_lift_low"] == pytest.approx(programme["lift_low"])
+    assert row["treated_share"] == 1.0 and row["effect_on_treated"] == pytest.approx(row["lift"]), "nobody left unchosen: ITT = naive"
+
+
+def _cell(spark, groups: list[tuple[str, int]], campaign: str = "c1", start: int = 0):
+    """Decisions of one campaign on D0, ``groups`` = [(outcome, n), ...] in that order, customers numbered from
+    ``start`` (C000000000 on)."""
+    rows, k = [], start
+    for outcome, n in groups:
+        for _ in range(n):
+            rows.append((D0, f"{campaign}{k:06d}", f"C{k:09d}", campaign, "offer", "P_X", "data", "sms_push", "active", "T1",
+                         "growth", 1.0, outcome, 0.05))
+            k += 1
+    return spark.createDataFrame(rows, DECISION_COLS)
+
+
+NO_RESPONSES = "contact_ref string, event string"
+
+
+def test_outcomes_label_treated_holdout_not_chosen_and_global_holdout(spark):
+    """Contacts and placements are treated; holdout, not_chosen and global_holdout decisions are groups of their
+    own; only a contact costs anything."""
+    dec = _cell(spark, [("contact", 2), ("placement", 1), ("holdout", 2), ("global_holdout", 1), ("not_chosen", 3)])
+    out = evaluate.outcomes(dec, spark.createDataFrame([], NO_RESPONSES), _orders(spark, []), DAY, 14).collect()
+    assert len(out) == 9
+    assert {(r["outcome"], r["group"]) for r in out} == {("contact", "treated"), ("placement", "treated"), ("holdout", "holdout"),
+                                                         ("global_holdout", "global_holdout"), ("not_chosen", "not_chosen")}
+    assert Counter(r["group"] for r in out) == {"treated": 3, "holdout": 2, "global_holdout": 1, "not_chosen": 3}
+    assert sum(r["cost"] for r in out) == pytest.approx(0.10) and all(r["cost"] == 0 for r in out if r["outcome"] != "contact")
+
+
+def test_three_way_reading_in_the_cube_equals_the_twin_and_the_hand_numbers(spark):
+    """CELL (test_three_way_known_answer) as decisions and orders: every cell of the cube (one campaign, channel,
+    product, tier: all levels hold the same decisions) has the counts, the unchanged naive lift and the three-way
+    reading of the pure twin, which are the hand numbers."""
+    dec = _cell(spark, [("contact", 40), ("not_chosen", 60), ("holdout", 50), ("global_holdout", 20)])
+    day = D0 + dt.timedelta(days=3)
+    conv = [(f"C{k:09d}", "P_X", day, 30.0 if k < 5 else 50.0) for k in range(10)]  # treated
+    conv += [("C000000040", "P_X", day, 20.0), ("C000000100", "P_X", day, 30.0), ("C000000101", "P_X", day, 30.0),  # not chosen, holdout
+             ("C000000150", "P_X", day, 30.0)]  # global holdout
+    out = evaluate.outcomes(dec, spark.createDataFrame([], NO_RESPONSES), _orders(spark, conv), DAY, 14)
+    rows = evaluate.evaluation(out, DAY).collect()
+    assert len(rows) == 16, "every level of the cube over four dimensions"
+    twin = evaluate.three_way(*[_group(g) for g in ("treated", "not_chosen", "holdout", "global_holdout")])
+    hand = _hand_cell()
+    for row in rows:
+        counts = ("treated", "conversions", "not_chosen", "not_chosen_conversions", "holdout", "holdout_conversions",
+                  "global_holdout", "global_holdout_conversions")
+        assert tuple(row[k] for k in counts) == (40, 10, 60, 1, 50, 2, 20, 1), row["level"]
+        assert row["lift"] == pytest.approx(0.21) and row["incremental_conversions"] == pytest.approx(0.21 * 40), "naive, unchanged"
+        assert row["revenue"] == pytest.approx(400.0) and row["cost"] == pytest.approx(40 * 0.05)
+        for k in evaluate.THREE_WAY:
+            assert row[k] == pytest.approx(twin[k]), (row["level"], k)
+            assert row[k] == pytest.approx(hand[k]), (row["level"], k)
+
+
+def _twin_at_30(row) -> dict:
+    """The pure twin on a row's counts, every order at the price 30 (revenue 30 x conversions)."""
+    def group(n, x):
+        return evaluate.Group(row[n] or 0, row[x] or 0, 30.0 * (row[x] or 0), 900.0 * (row[x] or 0))
+
+    return evaluate.three_way(group("treated", "conversions"), group("not_chosen", "not_chosen_conversions"),
+                              group("holdout", "holdout_conversions"), group("global_holdout", "global_holdout_conversions"))
+
+
+def test_empty_groups_give_nulls_not_errors(spark):
+    """Campaign a has treated and not-chosen decisions only (no holdout, no global holdout): its treated share,
+    and nulls for every reading that needs a control. Campaign b has no treated: its ITT and programme lift,
+    no effect on the treated (nothing to scale). All campaigns together have every group: every reading. Each
+    equals the pure twin."""
+    dec = _cell(spark, [("contact", 40), ("not_chosen", 60)], campaign="a").unionByName(
+        _cell(spark, [("not_chosen", 60), ("holdout", 50), ("global_holdout", 20)], campaign="b", start=1000))
+    day = D0 + dt.timedelta(days=2)
+    conv = [(f"C{k:09d}", "P_X", day) for k in (*range(8), 50, 1000, 1001, 1060, 1061, 1062, 1110)]
+    out = evaluate.outcomes(dec, spark.createDataFrame([], NO_RESPONSES), _orders(spark, conv), DAY, 14)
+    rows = {r["campaign_id"]: r.asDict() for r in evaluate.evaluation(out, DAY).where("level in ('campaign', 'all')").collect()}
+    a, b, both = rows["a"], rows["b"], rows["*"]
+    assert a["treated_share"] == pytest.approx(0.4)
+    assert all(a[k] is None for k in evaluate.THREE_WAY if k != "treated_share"), a
+    assert a["holdout"] == 0 and a["global_holdout"] == 0 and a["lift"] is None
+    assert b["treated"] == 0 and b["treated_share"] == 0.0 and b["itt_lift"] == pytest.approx(2 / 60 - 3 / 50)
+    assert b["effect_on_treated"] is None and b["selection_gap"] is None and b["incremental_value"] is None
+    assert b["programme_lift"] == pytest.approx(5 / 110 - 1 / 20)
+    assert all(both[k] is not None for k in evaluate.THREE_WAY)
+    for row in (a, b, both):
+        twin = _twin_at_30(row)
+        for k in evaluate.THREE_WAY:
+            assert (row[k] is None) == (twin[k] is None) and (twin[k] is None or row[k] == pytest.approx(twin[k])), (row["campaign_id"], k)
 
 
 def test_report_is_one_html_page_with_its_charts(tmp_path, known):
@@ -148,8 +332,8 @@ def test_report_is_one_html_page_with_its_charts(tmp_path, known):
 
 
 HEADINGS = ("Campaign evaluation as of 2026-11-20", "Response funnel", "Lift over the holdout by campaign (95% CI)",
-            "Lift over the holdout by channel", "Conversion rate by decision date", "Trial funnel", "Campaign x channel",
-            "All campaigns by channel")
+            "Lift over the holdout by channel", "Targeting or contact: the three-way reading (95% CI)",
+            "Conversion rate by decision date", "Trial funnel", "Campaign x channel", "All campaigns by channel")
 
 
 def _assert_one_page_with_its_charts(text: str) -> None:
@@ -164,10 +348,14 @@ def _assert_one_page_with_its_charts(text: str) -> None:
 
 def _plain_rows() -> list[dict]:
     """What the ``known`` fixture's evaluation gives the report, as plain dicts (no Spark): 100 contacts of c1 by
-    sms_push with 10 conversions against 50 holdout members with 2."""
+    sms_push with 10 conversions against 50 holdout members with 2; for the three-way reading also 60 eligible
+    not chosen (1 conversion) and 20 global-holdout members (1), every order at 30."""
+    g = evaluate.Group
     base = {"campaign_id": "c1", "channel": "sms_push", "contacts": 100, "placements": 0, "delivered": 100, "opened": 40,
             "clicked": 0, "accepted": 1, "conversions": 10, "revenue": 300.0, "cost": 5.0, "return": 295.0, "holdout": 50,
-            "opted_out": 0, "complained": 0, "matured_share": 1.0, **evaluate.lift(100, 10, 50, 2)}
+            "opted_out": 0, "complained": 0, "matured_share": 1.0, **evaluate.lift(100, 10, 50, 2),
+            "treated": 100, "not_chosen": 60, "global_holdout": 20,
+            **evaluate.three_way(g(100, 10, 300.0, 9000.0), g(60, 1, 30.0, 900.0), g(50, 2, 60.0, 1800.0), g(20, 1))}
     return [{**base, "level": "all", "campaign_id": "*", "channel": "*"}, {**base, "level": "campaign", "channel": "*"},
             {**base, "level": "channel", "campaign_id": "*"}, {**base, "level": "campaign,channel"}]
 
@@ -192,6 +380,13 @@ def test_report_from_plain_rows_is_one_page_and_the_same_bytes_twice(tmp_path):
     assert "interim reading" not in page and "3 of today's responses name no known decision" in page
     assert "<td>1,200</td>" in page and "<td>300.00</td>" in page and "<td>10.00%</td>" in page and "<td>+6.00 pp</td>" in page
     assert "#59a14f" not in page and "#888888" in page, "the interval includes 0: grey, not green"
+    # the three-way reading: eligible 160 (11 conversions) against the holdout's 0.04: ITT 0.02875, treated share
+    # 0.625, effect on the treated 0.046 against the naive 0.06 (selection gap 0.014), 4.6 incremental conversions,
+    # incremental value (330 / 160 - 60 / 50) / 0.625 x 100 = 138; programme 13 / 210 against 1 / 20
+    flat = " ".join(page.split())
+    assert "the contact's effect on the treated +4.60 pp" in flat and "against a naive lift of +6.00 pp, a selection gap of +1.40 pp" in flat
+    assert "<td>62.50%</td>" in page and "+4.6 <span" in page and "+138.00 <span" in page
+    assert "Programme lift over the global holdout (every campaign together): +1.19 pp" in flat
 
 
 def test_report_escapes_what_it_is_given():
@@ -204,7 +399,7 @@ def test_an_empty_report_says_why_it_has_no_chart():
     page = report.render(DAY, [], [], SETTINGS, 0)
     assert "<svg" not in page and "<script" not in page
     for note in ("nothing to show yet", "no holdout to compare with yet: lift needs decisions of earlier days", "no decisions yet",
-                 "no trial started in the last 60 days"):
+                 "no trial started in the last 60 days", "no eligible decisions to compare yet"):
         assert f'<p class="note">{note}</p>' in page, note
     assert "intent-to-treat). no holdout to compare with yet." in page
     assert report.render(DAY, [], [], SETTINGS, 0) == page
