@@ -68,6 +68,21 @@ def test_holdout_customers_never_appear_in_a_list(run):
     assert len(records) == len(set(records)), "one record per customer and campaign"
 
 
+def test_not_chosen_are_recorded_once_and_never_listed(run):
+    """Every (customer, campaign) eligible past both holdouts but neither contacted nor placed is recorded once
+    as not_chosen (capacity and one-a-day leave some on the sample), never beside a contact or placement of the
+    same campaign, and no list row names one."""
+    lost = [r for r in run["decided"] if r["outcome"] == "not_chosen"]
+    assert lost, "the sample has eligible customers not chosen"
+    pairs = [(r["customer_id"], r["campaign_id"]) for r in lost]
+    assert len(pairs) == len(set(pairs)), "once per customer and campaign"
+    treated = {(r["customer_id"], r["campaign_id"]) for r in run["decided"] if r["outcome"] in ("contact", "placement")}
+    assert not set(pairs) & treated
+    refs = {r["contact_ref"] for r in lost}
+    for name, lst in run["lists"].items():
+        assert not refs & {row["contact_ref"] for row in lst["rows"]}, name
+
+
 def test_no_contact_or_placement_for_an_open_complaint_unless_the_campaign_opted_in(run, spark):
     """Issue 20: whatever the tier, a customer whose tags show an open complaint (unknown counts as open) gets
     no contact and no placement in gold.cpc_decisions, and no row in any exported list, from a campaign that

@@ -449,6 +449,69 @@ def test_global_holdout_is_recorded_once_per_customer_and_campaign(spark, tagged
     assert {r["step"]: r["count"] for r in funnel if r["step"] in ("global_holdout", "holdout")} == {"global_holdout": 1, "holdout": 1}
 
 
+def _first_choice(candidates):
+    """Python's reading of assign.candidate_order: urgent first, then the highest expected value; ties: lower
+    cost, campaign priority, ids."""
+    return min(candidates, key=lambda r: (not r["urgent"], -r["expected_value"], r["cost"], r["priority"], r["campaign_id"],
+                                          r["product_id"], r["channel"]))
+
+
+def test_every_eligible_customer_and_campaign_is_treated_or_not_chosen_once(spark, tagged, conf, people):
+    """gold.cpc_decisions (decide.decisions) records every (customer, campaign) with a candidate past both
+    holdouts (a step of SELECTION: passive_first, one_offer_a_day, capacity, placement, contact) either as
+    treated (its contacts and placements) or once as not_chosen, never both: one row, its best candidate
+    (ranked as the held out are). A held-out (customer, campaign) is never not_chosen. These customers compete
+    for channels of capacity 1 and one contact a day, so some are not chosen."""
+    from jobs.stages.cpc.decide import CHOSEN, HELD_OUT, NOT_CHOSEN, SELECTION, decisions
+
+    keys = ("frequent", "never", "one_p", "one_q", "one_r", "one_s", "kn", "vn", "held0", "global", "quiet_in", "declined_3")
+    rows, extra = rows_of(people, keys)
+    decided = decided_frame(spark, tagged, conf, [r["customer_id"] for r in rows], extra).localCheckpoint()
+    cands = [r.asDict() for r in decided.collect()]
+    got = [r.asDict() for r in decisions(decided, "run").collect()]
+    assert SELECTION == ("passive_first", "one_offer_a_day", "capacity", "placement", "contact")
+    past = {(r["customer_id"], r["campaign_id"]) for r in cands if r["outcome"] in SELECTION}
+    held = {(r["customer_id"], r["campaign_id"]) for r in cands if r["outcome"] in HELD_OUT}
+    treated = {(r["customer_id"], r["campaign_id"]) for r in got if r["outcome"] in CHOSEN}
+    lost = [r for r in got if r["outcome"] == NOT_CHOSEN]
+    lost_pairs = [(r["customer_id"], r["campaign_id"]) for r in lost]
+    assert treated and lost, "the case has both"
+    assert len(lost_pairs) == len(set(lost_pairs)), "once per customer and campaign"
+    assert not set(lost_pairs) & treated, "never both treated and not chosen"
+    assert set(lost_pairs) | treated == past, "every eligible (customer, campaign) is recorded"
+    assert not past & held and not set(lost_pairs) & held
+    for r in lost:
+        pair = [c for c in cands if (c["customer_id"], c["campaign_id"]) == (r["customer_id"], r["campaign_id"])
+                and c["outcome"] in SELECTION]
+        assert {c["outcome"] for c in pair} <= {"one_offer_a_day", "capacity"}, "lost to one-a-day or capacity"
+        best = _first_choice(pair)
+        assert (r["product_id"], r["channel"]) == (best["product_id"], best["channel"]), r["customer_id"]
+    refs = [r["contact_ref"] for r in got]
+    assert len(refs) == len(set(refs)), "a not_chosen row has a key of its own"
+
+
+def test_not_chosen_rows_never_reach_an_export_list(spark, tmp_path):
+    """The lists take contacts and placements only: export.decided_counts (what each list must hold, from
+    gold.cpc_decisions) and export.select_list (a list's rows) leave not_chosen and held-out rows out, even
+    the most valuable ones."""
+    from jobs.platform import lake
+    from jobs.platform.config import Paths
+    from jobs.stages import export
+
+    paths = Paths(tmp_path)
+    rows = [("A", "sms_push", "contact", 1.0), ("B", "sms_push", "not_chosen", 9.0), ("C", "app", "placement", 1.0),
+            ("D", "app", "not_chosen", 9.0), ("E", "sms_push", "holdout", 9.0), ("F", "wechat", "not_chosen", 9.0),
+            ("G", "outbound_call", "global_holdout", 9.0)]
+    df = spark.createDataFrame([(SNAPSHOT, *r) for r in rows],
+                               "snapshot_date date, customer_id string, channel string, outcome string, expected_value double")
+    lake.replace(df, paths, "gold.cpc_decisions", None)
+    version = lake.version(spark, paths, "gold.cpc_decisions")
+    assert export.decided_counts(spark, paths, SNAPSHOT, version) == {"sms_push": 1, "placements": 1}
+    listed = {ch["id"]: {r["customer_id"] for r in export.select_list(df, ch).collect()} for ch in export.list_channels()}
+    assert listed["sms_push"] == {"A"} and listed["placements"] == {"C"}
+    assert set().union(*listed.values()) == {"A", "C"}
+
+
 def test_passive_first_for_a_customer_who_will_come_to_us(day, people):
     assert "passive_first" in seen(day, people, "frequent")
     assert "passive_first" not in seen(day, people, "never")
