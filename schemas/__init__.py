@@ -428,14 +428,16 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             name="gold.cpc_decisions",
-            grain="one row per contact, placement, holdout or global-holdout record per snapshot date",
+            grain="one row per contact, placement, holdout, global-holdout or not-chosen record per snapshot date",
             partition_by=("snapshot_date",),
             keys=("snapshot_date", "customer_id", "campaign_id", "product_id", "channel"),
             doc="What the CPC decision did: active contacts (one a customer a day, within capacity), passive placements, "
-                "and the holdout (control group) members with the offer they would have had, once per customer and campaign "
-                "(outcome holdout: the campaign's; global_holdout: held out of every campaign, conf/policy.yaml); fits, "
-                "expected value, reasons, contact_ref (the key responses come back with) and run_id (ops.cpc_runs: input "
-                "and model versions).",
+                "and, never acted on, once per customer and campaign with the offer they would have had first: the holdout "
+                "(control group) members (outcome holdout: the campaign's; global_holdout: held out of every campaign, "
+                "conf/policy.yaml) and the eligible not chosen (outcome not_chosen: past both holdouts, neither contacted "
+                "nor placed by the campaign, lost to one-a-day or capacity); fits, expected value, reasons, contact_ref "
+                "(the key responses come back with) and run_id (ops.cpc_runs: input and model versions). Only contact and "
+                "placement rows are exported or count as contacts.",
             columns=(
             Col("snapshot_date", "date"), Col("customer_id", "string"), Col("campaign_id", "string"),
             Col("campaign_kind", "string"), Col("product_id", "string"), Col("category", "string"),
@@ -475,12 +477,13 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             name="gold.campaign_outcomes",
-            grain="one row per decision (contact, placement, holdout or global-holdout member) per decision date",
+            grain="one row per decision (contact, placement, holdout or global-holdout member, eligible not chosen) per decision date",
             partition_by=("snapshot_date",),
             keys=("snapshot_date", "contact_ref"),
             doc="What became of each decision: the responses its contact_ref came back with, whether the customer ordered "
-                "the offered product within the attribution window (holdout members too: intent-to-treat), revenue, cost, "
-                "group (treated, holdout, global_holdout) and whether the window has passed (matured). Rebuilt nightly for the last lookback_days decision dates.",
+                "the offered product within the attribution window (holdout members and the not chosen too: "
+                "intent-to-treat), revenue, cost, group (treated: contacts and placements; holdout, not_chosen, "
+                "global_holdout) and whether the window has passed (matured). Rebuilt nightly for the last lookback_days decision dates.",
             columns=(
             Col("snapshot_date", "date"), Col("contact_ref", "string"), Col("customer_id", "string"),
             Col("campaign_id", "string"), Col("campaign_kind", "string"), Col("product_id", "string"),
@@ -499,8 +502,13 @@ TABLES: dict[str, Table] = {
             partition_by=("eval_date",),
             keys=("eval_date", "level", "campaign_id", "channel", "product_id", "service_tier"),
             doc="Campaign results as of a date ('*' = all; level names the dimensions kept): contacts, placements, "
-                "responses, conversions, revenue, cost, return, ROI; conversion rates of matured treated and holdout "
-                "decisions, absolute lift with its 95% confidence interval, relative lift, incremental conversions.",
+                "responses, conversions, revenue, cost, return, ROI; the naive reading, treated against the campaign's "
+                "holdout: conversion rates, absolute lift with its 95% confidence interval, relative lift, incremental "
+                "conversions (lift x treated); and the three-way reading (docs/evaluation.md), each with its 95% interval: "
+                "not-chosen and global-holdout counts, intent-to-treat lift of the eligible (treated + not chosen) over "
+                "the holdout, treated share, the contact's effect on the treated (ITT / treated share), selection gap "
+                "(naive lift - effect), incremental conversions and value (revenue) at that scale, and the programme's "
+                "lift (every decision outside the global holdout against the global holdout's).",
             columns=(
             Col("eval_date", "date"), Col("level", "string"), Col("campaign_id", "string"), Col("channel", "string"),
             Col("product_id", "string"), Col("service_tier", "string"), Col("contacts", "bigint"),
@@ -511,6 +519,14 @@ TABLES: dict[str, Table] = {
             Col("holdout_conversions", "bigint"), Col("matured_share", "double"), Col("rate_treated", "double"),
             Col("rate_control", "double"), Col("lift", "double"), Col("lift_low", "double"), Col("lift_high", "double"),
             Col("relative_lift", "double"), Col("incremental_conversions", "double"), Col("significant", "boolean"),
+            Col("not_chosen", "bigint"), Col("not_chosen_conversions", "bigint"), Col("global_holdout", "bigint"),
+            Col("global_holdout_conversions", "bigint"), Col("treated_share", "double"), Col("itt_lift", "double"),
+            Col("itt_lift_low", "double"), Col("itt_lift_high", "double"), Col("effect_on_treated", "double"),
+            Col("effect_low", "double"), Col("effect_high", "double"), Col("selection_gap", "double"),
+            Col("incremental_conversions_itt", "double"), Col("incremental_conversions_itt_low", "double"),
+            Col("incremental_conversions_itt_high", "double"), Col("incremental_value", "double"),
+            Col("incremental_value_low", "double"), Col("incremental_value_high", "double"),
+            Col("programme_lift", "double"), Col("programme_lift_low", "double"), Col("programme_lift_high", "double"),
             ),
         ),
         Table(
