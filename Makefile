@@ -53,6 +53,7 @@ $(JARS): $(STAMP) jobs/platform/jars.py
 	touch $@
 
 setup: $(STAMP) $(JARS)
+	@$(BIN)/python -m jobs.platform.jvm archive
 
 airflow-db: setup
 	@mkdir -p $(AIRFLOW_HOME)

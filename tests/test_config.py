@@ -176,3 +176,21 @@ def test_renaming_a_tag_code_reads_fails_at_load_naming_it_and_its_user(tmp_path
     optouts = {t for t in code_tags() if t.startswith("cp_optout_") and t not in CODE_TAGS}
     assert optouts == {f"cp_optout_{c}" for c in business.channels().ids("active")}
     assert set(code_tags()) <= set(load_catalogue().ids)
+
+
+def test_the_class_archive_is_used_only_by_a_local_driver_that_asks_and_has_one(tmp_path, monkeypatch):
+    """jobs/platform/jvm.py: the archive's options go to a local driver whose environment sets ``class_archive``,
+    once the archive exists (`make setup` builds it); a missing one is no error, the JVM starts as before."""
+    from jobs.platform import jvm
+
+    monkeypatch.setenv("CPC_JARS_DIR", str(tmp_path / "jars"))
+    assert jvm.driver_options("local[2]", False) == []
+    path = jvm.archive_path()
+    if path is None:
+        pytest.skip("no java on this machine")
+    assert path.parent == tmp_path / "cds" and path.name.startswith("spark-") and path.suffix == ".jsa"
+    assert jvm.driver_options("local[2]", True) == [], "not built yet"
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    assert jvm.driver_options("local[2]", True) == [f"-XX:SharedArchiveFile={path}", jvm.QUIET]
+    assert jvm.driver_options("spark://host:7077", True) == [] and jvm.driver_options("submit", True) == []

@@ -221,6 +221,7 @@ class SparkEnv(ConfModel):
     master: str = "local[2]"  # a Spark master URL, or "submit": left to spark-submit
     shuffle_partitions: int = Field(8, ge=1)
     conf: dict[str, Text] = Field(default_factory=dict)
+    class_archive: bool = False  # a local driver maps Spark's classes from .cache/cds (jobs/platform/jvm.py)
 
 
 class StorageEnv(ConfModel):
@@ -251,6 +252,7 @@ class Settings:
     spark_master: str
     shuffle_partitions: int
     spark_conf: dict[str, str] = field(default_factory=dict)
+    class_archive: bool = False
     paths: Paths = field(default_factory=lambda: Paths(PROJECT_DIR / "var"))
     sample: dict[str, Any] = field(default_factory=dict)
 
@@ -294,6 +296,7 @@ def settings(env: str | None = None) -> Settings:
         spark_master=master,
         shuffle_partitions=spark.shuffle_partitions,
         spark_conf=conf,
+        class_archive=spark.class_archive,
         paths=Paths(root),
         sample=env_file.sample.model_dump(mode="json") if env_file.sample else {},
     )

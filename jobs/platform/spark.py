@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
+from jobs.platform import jvm
 from jobs.platform.config import Settings, settings
 from jobs.platform.jars import local_jars
 
@@ -50,4 +53,46 @@ def session_builder(cfg: Settings, app_name: str = "cpc-factory"):
     )
     for key, value in cfg.spark_conf.items():
         builder = builder.config(key, value)
+    archive = jvm.driver_options(cfg.spark_master, cfg.class_archive)
+    if archive:  # appended to the environment's own driver options (the JVM reads them once, at its start)
+        own = cfg.spark_conf.get("spark.driver.extraJavaOptions", "")
+        builder = builder.config("spark.driver.extraJavaOptions", " ".join([own, *archive]).strip())
     return builder
+
+
+def _workload(spark, folder: Path) -> None:
+    """A small tour of what the stages do, so their classes are loaded (and archived) before the JVM exits."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    df = spark.range(200).selectExpr("id", "CAST(id % 7 AS STRING) AS k", "CAST(id AS DOUBLE) / 3 AS x",
+                                     "DATE'2026-11-20' - CAST(id % 30 AS INT) AS d")
+    path = str(folder / "t")
+    df.write.format("delta").partitionBy("d").save(path)
+    DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.id = s.id").whenMatchedUpdateAll().execute()
+    table = spark.read.format("delta").load(path)
+    w = Window.partitionBy("k").orderBy("d")
+    table.withColumn("r", F.row_number().over(w)).groupBy("k").agg(F.sum("x"), F.max("r")).join(
+        table.select("k").distinct(), "k").localCheckpoint().count()
+    table.write.mode("overwrite").parquet(str(folder / "p"))
+
+
+def write_class_archive(target: str) -> None:
+    """A session that writes the class-data archive when its JVM exits (run by ``jvm.build`` in a child process)."""
+    cfg = settings()
+    java_opts = f"{cfg.spark_conf.get('spark.driver.extraJavaOptions', '')} -XX:ArchiveClassesAtExit={target} {jvm.QUIET}"
+    spark = session_builder(cfg, "cpc-class-archive").config("spark.driver.extraJavaOptions", java_opts.strip()).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    with tempfile.TemporaryDirectory(prefix="cpc-cds-") as folder:
+        _workload(spark, Path(folder))
+    proc = spark.sparkContext._gateway.proc  # the JVM: exit it and wait, so the archive is whole when we return
+    spark.stop()
+    proc.stdin.close()  # the gateway exits on end of input (System.exit): the archive is written on the way out
+    proc.wait(timeout=300)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["write-class-archive"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m jobs.platform.spark write-class-archive FILE (make setup runs it: python -m jobs.platform.jvm archive)")
+    write_class_archive(sys.argv[2])
