@@ -54,10 +54,15 @@ def session_builder(cfg: Settings, app_name: str = "cpc-factory"):
     for key, value in cfg.spark_conf.items():
         builder = builder.config(key, value)
     archive = jvm.driver_options(cfg.spark_master, cfg.class_archive)
-    if archive:  # appended to the environment's own driver options (the JVM reads them once, at its start)
-        own = cfg.spark_conf.get("spark.driver.extraJavaOptions", "")
-        builder = builder.config("spark.driver.extraJavaOptions", " ".join([own, *archive]).strip())
+    if archive:
+        builder = with_driver_options(builder, cfg, archive)
     return builder
+
+
+def with_driver_options(builder, cfg: Settings, options: list[str]):
+    """``options`` appended to the environment's own driver JVM options (read once, when the JVM starts)."""
+    own = cfg.spark_conf.get("spark.driver.extraJavaOptions", "")
+    return builder.config("spark.driver.extraJavaOptions", " ".join([own, *options]).strip())
 
 
 def _workload(spark, folder: Path) -> None:
@@ -81,8 +86,8 @@ def _workload(spark, folder: Path) -> None:
 def write_class_archive(target: str) -> None:
     """A session that writes the class-data archive when its JVM exits (run by ``jvm.build`` in a child process)."""
     cfg = settings()
-    java_opts = f"{cfg.spark_conf.get('spark.driver.extraJavaOptions', '')} -XX:ArchiveClassesAtExit={target} {jvm.QUIET}"
-    spark = session_builder(cfg, "cpc-class-archive").config("spark.driver.extraJavaOptions", java_opts.strip()).getOrCreate()
+    builder = with_driver_options(session_builder(cfg, "cpc-class-archive"), cfg, [f"-XX:ArchiveClassesAtExit={target}", jvm.QUIET])
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     with tempfile.TemporaryDirectory(prefix="cpc-cds-") as folder:
         _workload(spark, Path(folder))

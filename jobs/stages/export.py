@@ -40,6 +40,7 @@ from jobs.platform import lake
 from jobs.platform.config import Paths, business
 from jobs.platform.errors import ExportError
 from jobs.stages.cpc import day_customers, in_campaign_holdout, in_global_holdout, load_conf
+from jobs.stages.cpc.decide import CHOSEN
 from jobs.stages.cpc.fits import daily_capacity
 from jobs.stages.ingest import close_day
 from jobs.stages.tags import profile_asof
@@ -82,7 +83,7 @@ def contactable(spark, paths: Paths, day: dt.date, versions: dict[str, int] | No
     v = versions or {}
     cond = f"snapshot_date = '{day.isoformat()}'"
     decided = lake.read(spark, paths, "gold.cpc_decisions", v.get("gold.cpc_decisions")).where(cond).where(
-        F.col("outcome").isin("contact", "placement"))
+        F.col("outcome").isin(*CHOSEN))
     _, channels, _, camps, policy = load_conf()
     display = spark.createDataFrame([(c.id, c.display) for c in channels if c.kind == "passive"], "channel string, display string")
     shares = spark.createDataFrame([(c.id, c.holdout, c.while_complaint_open) for c in camps],
@@ -266,7 +267,7 @@ def decided_counts(spark, paths: Paths, day: dt.date, version: int) -> dict[str,
 
     d = lake.read(spark, paths, "gold.cpc_decisions", version).where(f"snapshot_date = '{day.isoformat()}'")
     key = F.when(F.col("outcome") == "placement", F.lit("placements")).otherwise(F.col("channel"))
-    return {r["k"]: int(r["count"]) for r in d.where(F.col("outcome").isin("contact", "placement")).groupBy(key.alias("k")).count().collect()}
+    return {r["k"]: int(r["count"]) for r in d.where(F.col("outcome").isin(*CHOSEN)).groupBy(key.alias("k")).count().collect()}
 
 
 def run(spark, paths: Paths, day: dt.date) -> list[dict]:

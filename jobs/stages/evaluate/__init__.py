@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
+from jobs.stages.cpc.decide import CHOSEN
 from jobs.stages.evaluate import report
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
         "snapshot_date", "contact_ref", "customer_id", "campaign_id", "campaign_kind", "product_id", "category", "channel",
         "channel_kind", "service_tier", "lifecycle_stage", "expected_value",
         # contact, placement: treated; holdout, global_holdout, not_chosen: a group of that name
-        F.when(F.col("outcome").isin("contact", "placement"), F.lit("treated")).otherwise(F.col("outcome")).alias("group"),
+        F.when(F.col("outcome").isin(*CHOSEN), F.lit("treated")).otherwise(F.col("outcome")).alias("group"),
         F.col("outcome"),
         F.when(F.col("outcome") == "contact", F.col("cost")).otherwise(F.lit(0.0)).alias("cost"),
     )
