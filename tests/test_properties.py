@@ -70,17 +70,24 @@ valid_usage_row = st.tuples(
 garbage_field = st.text(alphabet=string.printable.replace("|", "").replace("\n", "").replace("\r", ""), max_size=12)
 
 
-def _file(tmp_path, rows: list[str]):
-    path = tmp_path / USAGE.file_name(DAY)
+def _file(tmp_path, rows: list[str], folder: str = "f0"):
+    path = tmp_path / folder / USAGE.file_name(DAY)
+    path.parent.mkdir(exist_ok=True)
     path.write_bytes(gzip.compress(("\n".join([DELIMITER.join(USAGE.names), *rows]) + "\n").encode(), mtime=0))
     return path
 
 
-@given(st.lists(valid_usage_row, min_size=1, max_size=30, unique_by=lambda r: r[0]))
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_valid_rows_parse_clean_and_round_trip(spark, tmp_path, rows):
-    path = _file(tmp_path, [DELIMITER.join(r) for r in rows])
-    out = parse(spark, USAGE, [path]).select("customer_id", "voice_out_min", "out_calls", "data_mb", "_reasons").collect()
+def _files(tmp_path, files: list[list[str]]):
+    """One delivery file per list of lines (the same name in folders of their own), parsed in one Spark job."""
+    return [_file(tmp_path, lines, f"f{i}") for i, lines in enumerate(files)]
+
+
+# Each example is up to four files parsed together: as many files as one file an example, a third of the Spark jobs.
+@given(st.lists(valid_usage_row, min_size=1, max_size=100, unique_by=lambda r: r[0]), st.integers(1, 4))
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_valid_rows_parse_clean_and_round_trip(spark, tmp_path, rows, n_files):
+    paths = _files(tmp_path, [[DELIMITER.join(r) for r in rows[i::n_files]] for i in range(n_files)])
+    out = parse(spark, USAGE, paths).select("customer_id", "voice_out_min", "out_calls", "data_mb", "_reasons").collect()
     assert len(out) == len(rows)
     by_id = {r["customer_id"]: r for r in out}
     for r in rows:
@@ -89,17 +96,25 @@ def test_valid_rows_parse_clean_and_round_trip(spark, tmp_path, rows):
         assert (got["voice_out_min"], got["out_calls"], got["data_mb"]) == (float(r[2]), int(r[4]), float(r[6]))
 
 
-@given(st.lists(st.lists(garbage_field, min_size=1, max_size=10), min_size=1, max_size=25))
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_garbage_never_crashes_and_no_row_is_lost(spark, tmp_path, rows):
-    lines = [DELIMITER.join(fields) for fields in rows]
-    lines = [x for x in lines if x and x != DELIMITER.join(USAGE.names)]
-    if not lines:
+@given(st.lists(st.lists(st.lists(garbage_field, min_size=1, max_size=10), min_size=1, max_size=25), min_size=1, max_size=4))
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_garbage_never_crashes_and_no_row_is_lost(spark, tmp_path, files):
+    header = DELIMITER.join(USAGE.names)
+    files = [[x for x in (DELIMITER.join(fields) for fields in rows) if x and x != header] for rows in files]
+    files = [lines for lines in files if lines]
+    if not files:
         return
-    path = _file(tmp_path, lines)
-    out = parse(spark, USAGE, [path]).select("value", "_reasons").collect()
-    assert sorted(r["value"] for r in out) == sorted(lines), "every line comes back, good or with reasons"
+    out = parse(spark, USAGE, _files(tmp_path, files)).select("value", "_reasons").collect()
+    assert sorted(r["value"] for r in out) == sorted(x for lines in files for x in lines), "every line comes back, good or with reasons"
     for r in out:
         fields = r["value"].split(DELIMITER)
         if len(fields) != len(USAGE.names):
             assert any("fields" in reason for reason in r["_reasons"])
+
+
+def test_files_of_the_same_name_in_two_folders_are_numbered_apart(spark, tmp_path):
+    """Lines are numbered per file path: a same-named file from another folder has its own header (line 1),
+    not a data row, and its rows their own line numbers (found by the many-files property above)."""
+    row = DELIMITER.join(["C000000001", DAY.isoformat(), *["1"] * (len(USAGE.names) - 2)])
+    out = parse(spark, USAGE, _files(tmp_path, [[row], [row.replace("C000000001", "C000000002")]])).select("customer_id", "_line").collect()
+    assert sorted((r["customer_id"], r["_line"]) for r in out) == [("C000000001", 2), ("C000000002", 2)]

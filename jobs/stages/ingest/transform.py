@@ -43,10 +43,12 @@ def numbered_lines(spark, files: list[Path]):
 
     # The text is left exactly as read: any string function would turn bytes that are not UTF-8 into U+FFFD and
     # hide a GBK export. (A byte-order mark can only precede the header, line 1, which the file checks read.)
+    # Lines are numbered per file path: two files of the same name from different folders are two files.
     read = spark.read.text([str(p) for p in files]).select(
-        F.col("value"), F.col("_metadata.file_name").alias("_source_file"), F.monotonically_increasing_id().alias("_id"))
-    first = read.groupBy("_source_file").agg(F.min("_id").alias("_first_id"))
-    return read.join(F.broadcast(first), on="_source_file", how="inner").select(
+        F.col("value"), F.col("_metadata.file_name").alias("_source_file"), F.col("_metadata.file_path").alias("_path"),
+        F.monotonically_increasing_id().alias("_id"))
+    first = read.groupBy("_path").agg(F.min("_id").alias("_first_id"))
+    return read.join(F.broadcast(first), on="_path", how="inner").select(
         "value", "_source_file", (F.col("_id") - F.col("_first_id") + 1).alias("_line"))
 
 
