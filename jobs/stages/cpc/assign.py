@@ -5,7 +5,8 @@ channel), prices as literals, column expressions only; what reaches the driver i
 per pass. Spark actions per call: 2 (the customers' table and its counts); per tier (urgent messages when
 there are any, then offers) at most ``passes`` evaluations, the repair and its counts, at most one fill per
 channel with room left (a tier where no channel has more candidates than places: the repair only); 2 between
-the tiers. At most 2 x passes + 2 x channels + 8."""
+the tiers. At most 2 x passes + 2 x channels + 8. Only a channel with more candidates than places is sorted
+(its top capacity + 1 in a pass, its top capacity in the repair); the others keep every customer who chooses them."""
 
 from __future__ import annotations
 
@@ -78,16 +79,17 @@ def margin_col(values, prices, c: int):
     return values[c] - _greatest([F.lit(0.0), *[x for i, x in enumerate(s) if i != c]])
 
 
-def evaluate(frame, values, caps: list[int], prices: list[float]):
-    """One action: how many customers choose each channel at the prices, and each channel's capacity-th and
-    (capacity + 1)-th largest margin. Returns (counts, {channel index: (last in, first out or None)})."""
+def evaluate(frame, values, caps: list[int], prices: list[float], tight: list[bool]):
+    """One action: how many customers choose each channel at the prices, and each tight channel's capacity-th
+    and (capacity + 1)-th largest margin (a channel with no more candidates than places has no (capacity + 1)-th:
+    its price stays, :func:`pricing.next_prices`). Returns (counts, {channel index: (last in, first out or None)})."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     chosen = frame.select(choice_col(values, prices).alias("c")).where("c is not null").groupBy("c").count()
     tops = None
     for c, cap in enumerate(caps):
-        if cap > 0:
+        if cap > 0 and tight[c]:
             top = frame.where(values[c].isNotNull()).select(F.lit(c).alias("c"), margin_col(values, prices, c).alias("x"))
             top = top.orderBy(F.col("x").desc()).limit(cap + 1).withColumn("_cap", F.lit(cap))
             tops = top if tops is None else tops.unionByName(top)
@@ -108,11 +110,11 @@ def evaluate(frame, values, caps: list[int], prices: list[float]):
     return n, stats
 
 
-def tier_prices(frame, values, caps: list[int], passes: int, log=log.info) -> list[float]:
+def tier_prices(frame, values, caps: list[int], tight: list[bool], passes: int, log=log.info) -> list[float]:
     """:func:`pricing.prices_for` on Spark: the last prices evaluated, one action per pass."""
     prices = [0.0] * len(caps)
     for p in range(1, passes + 1):
-        n, stats = evaluate(frame, values, caps, prices)
+        n, stats = evaluate(frame, values, caps, prices, tight)
         over = [i for i, cap in enumerate(caps) if n[i] > cap]
         log(f"  assign pass {p}: prices {[round(x, 4) for x in prices]}, chosen {n}, capacity {caps}")
         if not over:
@@ -126,15 +128,18 @@ def tier_prices(frame, values, caps: list[int], passes: int, log=log.info) -> li
     return prices
 
 
-def repair(frame, values, caps: list[int], prices: list[float], channels: list[str]):
-    """Each channel keeps its choosers of highest value up to capacity (ties: customer id). One action; returns
-    the kept (customer_id, channel), checkpointed."""
+def repair(frame, values, caps: list[int], prices: list[float], channels: list[str], tight: list[bool]):
+    """Each channel keeps its choosers of highest value up to capacity (ties: customer id); a channel with no
+    more candidates than places keeps them all, without a sort. One action; returns the kept (customer_id,
+    channel), checkpointed."""
     from pyspark.sql import functions as F
 
     chosen = frame.select("customer_id", *values, choice_col(values, prices).alias("_c"))
-    kept = frame.sparkSession.createDataFrame([], "customer_id string, channel string")  # no channel with room: nobody
+    loose = [i for i, cap in enumerate(caps) if cap > 0 and not tight[i]]
+    name = F.element_at(F.array(*[F.lit(ch) for ch in channels]), F.col("_c") + 1)
+    kept = chosen.where(F.col("_c").isin(loose)).select("customer_id", name.alias("channel"))
     for i, cap in enumerate(caps):
-        if cap > 0:
+        if cap > 0 and tight[i]:
             mine = chosen.where(F.col("_c") == i).orderBy(F.col(f"_v{i}").desc(), F.col("customer_id")).limit(cap)
             kept = kept.unionByName(mine.select("customer_id", F.lit(channels[i]).alias("channel")))
     return kept.localCheckpoint()
@@ -153,16 +158,18 @@ def fill(frame, values, room: list[int], kept, channels: list[str]):
     return kept
 
 
-def tier(frame, values, caps: list[int], slack: bool, passes: int, channels: list[str], log=log.info):
+def tier(frame, values, caps: list[int], tight: list[bool], passes: int, channels: list[str], log=log.info):
     """One tier (:func:`pricing.tier`): prices, repair, fill; returns the kept (customer_id, channel). ``values``
-    are expressions over ``frame``, one per channel (null where the channel has no room); ``slack``: no channel
-    has more candidates than places, so the prices stay zero, nobody is refused and nothing is left to fill."""
+    are expressions over ``frame``, one per channel (null where the channel has no room); ``tight[i]``: channel
+    i may have more candidates than places (False only when it surely has not: its price stays zero and it
+    refuses nobody). No tight channel: the prices stay zero, nobody is refused and nothing is left to fill."""
     from pyspark.sql import functions as F
 
     frame = frame.select("customer_id", *[v.alias(f"_v{i}") for i, v in enumerate(values)])
     values = [F.col(f"_v{i}") for i in range(len(caps))]
-    prices = [0.0] * len(caps) if slack else tier_prices(frame, values, caps, passes, log)
-    kept = repair(frame, values, caps, prices, channels)
+    slack = not any(t and cap > 0 for t, cap in zip(tight, caps, strict=True))
+    prices = [0.0] * len(caps) if slack else tier_prices(frame, values, caps, tight, passes, log)
+    kept = repair(frame, values, caps, prices, channels, tight)
     if slack:
         return kept
     n = counts(kept)
@@ -191,12 +198,13 @@ def assign_priced(active, capacity: dict[str, int], passes: int, log=log.info):
     taken = None
     if any(n[f"n1_{i}"] for i in range(k)):
         first = [F.when(F.col(f"u{i}") == 1, F.col(f"v{i}")) for i in range(k)]
-        taken = tier(wide, first, caps, all(n[f"n1_{i}"] <= caps[i] for i in range(k)), passes, channels, log)
+        taken = tier(wide, first, caps, [n[f"n1_{i}"] > caps[i] for i in range(k)], passes, channels, log)
         used = counts(taken)
         caps = [cap - used.get(ch, 0) for ch, cap in zip(channels, caps, strict=True)]
         wide = wide.join(taken.select("customer_id"), on="customer_id", how="left_anti").localCheckpoint()
     offers = [F.when(F.col(f"u{i}") == 0, F.col(f"v{i}")) if caps[i] > 0 else F.lit(None).cast("double") for i in range(k)]
-    slack = all(n[f"n0_{i}"] <= caps[i] for i in range(k) if caps[i] > 0)
-    second = tier(wide, offers, caps, slack, passes, channels, log)
+    # n0 counts the offers before urgent messages took their customers: an upper bound, so a channel found
+    # loose here surely is
+    second = tier(wide, offers, caps, [n[f"n0_{i}"] > caps[i] for i in range(k)], passes, channels, log)
     taken = second if taken is None else taken.unionByName(second)
     return taken.join(best, on=["customer_id", "channel"]).select(*COLS[:4])
