@@ -3,9 +3,9 @@ pure-Python reference are in :mod:`jobs.stages.cpc.pricing`; this module mirrors
 arithmetic, same ties). One row per customer (their best candidate per channel, pivoted to a column per
 channel), prices as literals, column expressions only; what reaches the driver is a few numbers per channel
 per pass. Spark actions per call: 2 (the customers' table and its counts); per tier (urgent messages when
-there are any, then offers) at most ``passes`` evaluations, the repair and its counts, at most one fill per
-channel with room left (a tier where no channel has more candidates than places: the repair only); 2 between
-the tiers. At most 2 x passes + 2 x channels + 8. Only a channel with more candidates than places is sorted
+there are any, then offers) at most ``passes`` evaluations, the repair and its counts, one count of who could
+take the room left and one fill per channel with room left that someone could take (a tier where no channel
+has more candidates than places: the repair only); 2 between the tiers. At most 2 x passes + 2 x channels + 10. Only a channel with more candidates than places is sorted
 (its top capacity + 1 in a pass, its top capacity in the repair); the others keep every customer who chooses them."""
 
 from __future__ import annotations
@@ -147,9 +147,15 @@ def repair(frame, values, caps: list[int], prices: list[float], channels: list[s
 
 def fill(frame, values, room: list[int], kept, channels: list[str]):
     """Room left, channel by channel, to customers without a contact who have a candidate of positive value
-    there, highest first (ties: customer id). One action per channel with room."""
+    there, highest first (ties: customer id). One action to find the channels with room that any customer
+    without a contact could take (the others have none later either: filling only takes customers away), then
+    one action per such channel."""
     from pyspark.sql import functions as F
 
+    if any(r > 0 for r in room):
+        free = frame.join(kept.select("customer_id"), on="customer_id", how="left_anti")
+        takers = free.agg(*[F.count(F.when(F.col(f"_v{i}") > 0, 1)).alias(f"t{i}") for i in range(len(room))]).first()
+        room = [r if takers[f"t{i}"] else 0 for i, r in enumerate(room)]
     for i, r in enumerate(room):
         if r > 0:
             free = frame.select("customer_id", *values).join(kept.select("customer_id"), on="customer_id", how="left_anti")
