@@ -54,14 +54,19 @@ The decision's value: :func:`expected_value` = ``tau x value - cost``; :func:`ha
 or conversions in an arm), and :func:`train_or_fall_back` then returns no model and the reason, e.g.
 ``cold start: propensity (n treated 40 < 500)``, for the decision to fall back to the propensity fit.
 
-No Spark here, and nothing from the simulator: the integration (training from ``gold.campaign_outcomes``,
-nightly scoring, the decision) is described in docs/models.md.
+The pipeline's side, still without Spark: :func:`design_propensity` and :func:`pooling` (the known propensity of
+the history's rows, campaigns pooled per product family), :func:`split_dates` and :func:`train_family` (the
+time-based split, cold start, the report), the registry (:func:`save`, :func:`current`: ``<root>/models/
+uplift_<family>/<version>/``) and :func:`scorer` (the ``mapInPandas`` batch function of the nightly scoring).
+``jobs/stages/uplift.py`` builds the training rows from ``gold.campaign_outcomes`` and writes ``gold.uplift``; the
+CPC decision reads them (docs/models.md, "Uplift models"). Nothing here reads the simulator.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,7 +90,9 @@ class UpliftConf(ConfModel):
     min_control: int = Field(500, ge=1)  # held-out customers in the history
     min_conversions_per_arm: int = Field(50, ge=1)  # conversions among the treated and among the control
     harm_margin: float = Field(0.0, ge=0, le=1)  # predicted tau below -margin: harmed, not contacted
-    exploration_share: float = Field(0.05, ge=0, le=0.5)  # eligible customers contacted at random
+    report_days: int = Field(7, ge=1)  # the newest matured decision dates, held out for the report
+    history_days: int = Field(180, ge=1)  # decision dates read for training (the newest ones)
+    max_train_rows: int = Field(1_000_000, ge=1)  # a seeded sample above this goes to the driver
     seed: int = 42
     valid_share: float = Field(0.2, gt=0, lt=1)  # rows of each fit kept aside for early stopping
     num_boost_round: int = Field(400, ge=1)
@@ -107,7 +114,9 @@ class Settings:
     min_control: int
     min_conversions_per_arm: int
     harm_margin: float
-    exploration_share: float
+    report_days: int
+    history_days: int
+    max_train_rows: int
     seed: int
     valid_share: float
     num_boost_round: int
@@ -385,3 +394,234 @@ def report(y, t, score) -> dict[str, Any]:
             "qini_coefficient": qini_coefficient(y, t, score), "auuc": auuc(y, t, score),
             "auuc_random": (r_t - r_c) / 2, "top20_share": top_share(y, t, score, 0.2),
             "uplift_by_decile": uplift_by_decile(y, t, score)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pipeline's history (jobs/stages/uplift.py builds the rows): arms, known propensity, pooling, time split
+# ---------------------------------------------------------------------------------------------------------
+def design_propensity(holdout: float, exploration: float) -> float:
+    """P(t=1) of one campaign's training row, known by design: its treated rows are its exploration contacts (the
+    hash bucket right above its holdout, share ``exploration`` of its eligible customers), its control rows its
+    holdout (share ``holdout``), both drawn from the same eligible customers: ``x / (x + h)``; 0 without
+    exploration (the campaign has no treated row)."""
+    total = float(holdout) + float(exploration)
+    return float(exploration) / total if total > 0 else 0.0
+
+
+def pooling(e_by_campaign: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """One family's model pools its campaigns, whose design propensities differ (a 5% holdout against a 10% one).
+    Pooled as they are, the campaign with more treated rows would weigh on the treated side: a confounder. So
+    every treated row is kept and each campaign's control rows are thinned (a stable hash draw) to the share
+    ``keep_c = e_c (1 - e*) / ((1 - e_c) e*)``, which makes every campaign's treated share the common
+    ``e* = max e_c``. Campaigns with ``e_c`` outside (0, 1) (no exploration, or no holdout) cannot compare and are
+    left out. Returns (e*, {campaign: keep_c}); (0.0, {}) when no campaign can compare."""
+    usable = {c: float(e) for c, e in e_by_campaign.items() if 0 < e < 1}
+    if not usable:
+        return 0.0, {}
+    top = max(usable.values())
+    return top, {c: e * (1 - top) / ((1 - e) * top) for c, e in sorted(usable.items())}
+
+
+def split_dates(dates, report_days: int, purge_days: int) -> tuple[list, list]:
+    """The time-based split of the matured decision dates: the newest ``report_days`` are the report's; training
+    takes the dates whose outcome window (``purge_days``, the evaluation's window) ends by the first report date,
+    so no training label falls inside a report row's window (purged, as the propensity models' split is)."""
+    import datetime as dt
+
+    ordered = sorted(set(dates))
+    report = ordered[-report_days:] if report_days > 0 else []
+    if not report:
+        return [], []
+    first = report[0]
+    return [d for d in ordered if d + dt.timedelta(days=purge_days) <= first], report
+
+
+def fingerprint(x: np.ndarray, t, y, features: list[str]) -> str:
+    """SHA-256 of the training rows (features in order, treatment, outcome): the registry version's suffix."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(list(features)).encode())
+    for part in (np.ascontiguousarray(x, dtype=np.float64), np.asarray(t, dtype=np.int8), np.asarray(y, dtype=np.int8)):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    """What training left for one family: the model (None in cold start), the reason for the decision (``uplift:
+    x_learner (...)`` or ``cold start: propensity (...)``), the report on the held-out dates (None without one),
+    the rows' counts and dates, and the held-out rows with their predicted tau (for the registry)."""
+
+    model: UpliftModel | None
+    reason: str
+    report: dict[str, Any] | None
+    window: dict[str, Any]
+    fingerprint: str = ""
+    heldout: Any = None
+
+
+def _cold(why: str, window: dict[str, Any] | None = None) -> FamilyFit:
+    return FamilyFit(None, f"cold start: propensity ({why})", None, window or {})
+
+
+def _window(pdf, is_train, is_report, train_dates, report_dates) -> dict[str, Any]:
+    t = pdf["t"].to_numpy().astype(bool)
+    return {"train_dates": [d.isoformat() for d in train_dates], "report_dates": [d.isoformat() for d in report_dates],
+            "rows_train": int(is_train.sum()), "treated_train": int((t & is_train).sum()),
+            "control_train": int((~t & is_train).sum()), "rows_report": int(is_report.sum()),
+            "treated_report": int((t & is_report).sum()), "control_report": int((~t & is_report).sum()),
+            "treated_share_observed": float(t[is_train].mean()) if is_train.any() else float("nan")}
+
+
+def train_family(pdf, features: list[str], s: Settings, propensity: float, purge_days: int) -> FamilyFit:
+    """One family's model from its training rows (pandas: ``snapshot_date``, ``customer_id``, ``t``, ``y`` and the
+    features): the time split (:func:`split_dates`), cold start on the training dates
+    (:func:`train_or_fall_back`), and the report (:func:`report`) of the model's ranking on the report dates."""
+    if pdf is None or pdf.empty:
+        return _cold("no matured outcomes")
+    if not 0 < propensity < 1:
+        return _cold("no campaign with both exploration contacts and a holdout")
+    train_dates, report_dates = split_dates(pdf["snapshot_date"], s.report_days, purge_days)
+    is_train = pdf["snapshot_date"].isin(train_dates).to_numpy()
+    is_report = pdf["snapshot_date"].isin(report_dates).to_numpy()
+    window = _window(pdf, is_train, is_report, train_dates, report_dates)
+    if not train_dates:
+        n = pdf["snapshot_date"].nunique()
+        return _cold(f"{n} matured decision dates: the newest {s.report_days} are the report's and none is "
+                     f"{purge_days} days before them", window)
+    x, t, y = _matrix(pdf, tuple(features)), pdf["t"].to_numpy().astype(int), pdf["y"].to_numpy().astype(int)
+    model, reason = train_or_fall_back(x[is_train], t[is_train], y[is_train], s, propensity=propensity,
+                                       features=list(features))
+    if model is None:
+        return FamilyFit(None, reason, None, window)
+    tau = model.predict(x[is_report])
+    t_r, y_r = t[is_report], y[is_report]
+    rep = report(y_r, t_r, tau) if t_r.any() and (~t_r.astype(bool)).any() else None
+    heldout = pdf.loc[is_report, ["snapshot_date", "customer_id"]].assign(t=t_r, y=y_r, tau=tau)
+    return FamilyFit(model, reason, rep, window, fingerprint(x[is_train], t[is_train], y[is_train], features), heldout)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry: <root>/models/uplift_<family>/<version>/{mu0,mu1[,tau0,tau1]}.txt, meta.json, report.parquet
+# ---------------------------------------------------------------------------------------------------------
+def registry_name(family: str) -> str:
+    return f"uplift_{family}"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered version of a family: a model, or a cold start (``meta["boosters"]`` empty) with its reason."""
+
+    family: str
+    version: str
+    path: Any
+    meta: dict[str, Any]
+
+    @property
+    def reason(self) -> str:
+        return str(self.meta.get("reason", ""))
+
+    @property
+    def has_model(self) -> bool:
+        return bool(self.meta.get("boosters"))
+
+    @property
+    def features(self) -> list[tuple[str, str]]:
+        return [(f["name"], f["type"]) for f in self.meta.get("features", [])]
+
+    def texts(self) -> dict[str, str]:
+        return {name: (self.path / f"{name}.txt").read_text() for name in sorted(self.meta.get("boosters", {}))}
+
+    def model(self) -> UpliftModel | None:
+        if not self.has_model:
+            return None
+        m = self.meta
+        return UpliftModel(m["learner"], float(m["propensity"]), tuple(n for n, _ in self.features), self.texts(),
+                           {k: int(v) for k, v in m["trees"].items()})
+
+
+def save(registry, family: str, as_of, fitted: FamilyFit, meta: dict[str, Any]) -> Registered:
+    """Write one family's outcome of a training as of ``as_of``: the boosters' texts and ``meta.json`` (version
+    ``<as-of>-<fingerprint>``), or a cold start's ``meta.json`` alone (version ``<as-of>-cold-start``), and the
+    report rows. The same training twice lands in the same folder with the same content (``trained_at`` aside)."""
+    import hashlib
+    import json
+
+    model = fitted.model
+    version = f"{as_of.isoformat()}-{fitted.fingerprint[:10]}" if model is not None else f"{as_of.isoformat()}-cold-start"
+    path = registry / registry_name(family) / version
+    path.mkdir(parents=True, exist_ok=True)
+    boosters = {}
+    if model is not None:
+        for name, text in sorted(model.models.items()):
+            (path / f"{name}.txt").write_text(text)
+            boosters[name] = hashlib.sha256(text.encode()).hexdigest()
+        meta = {**meta, "learner": model.learner, "propensity": model.propensity, "trees": model.trees}
+    meta = {**meta, "family": family, "version": version, "as_of": as_of.isoformat(), "reason": fitted.reason,
+            "boosters": boosters, "report": fitted.report, "window": fitted.window, "data_fingerprint": fitted.fingerprint}
+    (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    if fitted.heldout is not None:
+        fitted.heldout.to_parquet(path / "report.parquet", index=False)
+    return Registered(family, version, path, meta)
+
+
+def versions(registry, family: str) -> list[Registered]:
+    import json
+
+    folder = registry / registry_name(family)
+    if not folder.exists():
+        return []
+    return [Registered(family, p.name, p, json.loads((p / "meta.json").read_text()))
+            for p in sorted(folder.iterdir()) if (p / "meta.json").exists()]
+
+
+def current(registry, family: str, day) -> Registered | None:
+    """The newest version trained as of ``day`` or earlier (a model or a cold start): a backfill of a past date
+    uses what existed then."""
+    usable = [r for r in versions(registry, family) if r.meta["as_of"] <= day.isoformat()]
+    return max(usable, key=lambda r: (r.meta["as_of"], r.meta.get("trained_at", ""))) if usable else None
+
+
+def families(registry) -> list[str]:
+    """Every family with a registered version."""
+    prefix = registry_name("")
+    return sorted(p.name[len(prefix):] for p in registry.glob(f"{prefix}*") if p.is_dir()) if registry.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nightly scoring: a function Spark runs on each Arrow batch (mapInPandas), as models.propensity.scorer
+# ---------------------------------------------------------------------------------------------------------
+SCORE_SCHEMA = "customer_id string, snapshot_date date, category string, model_version string, tau double"
+_MODELS: dict[str, UpliftModel] = {}
+
+
+def _payload_model(m: dict[str, Any]) -> UpliftModel:
+    """The model of one scorer payload entry, built once per executor process (its texts may be a broadcast)."""
+    if m["key"] not in _MODELS:
+        texts = m["texts"].value if hasattr(m["texts"], "value") else m["texts"]
+        _MODELS[m["key"]] = UpliftModel(m["learner"], float(m["propensity"]), tuple(m["features"]), dict(texts),
+                                        dict(m.get("trees", {})))
+    return _MODELS[m["key"]]
+
+
+def scorer(models: list[dict[str, Any]]):
+    """The batch function for ``mapInPandas``: each customer row -> one row per family model with ``tau``, the
+    predicted incremental probability of converting when contacted (one LightGBM thread per task: Spark already
+    runs a task per core). ``models``: per family ``key`` (unique per version), ``family``, ``version``,
+    ``learner``, ``propensity``, ``features`` (names in order), ``texts`` (booster name -> text, or a broadcast
+    of that) and ``trees``."""
+
+    def score_batches(batches: Iterator) -> Iterator:
+        import pandas as pd
+
+        for pdf in batches:
+            if pdf.empty:
+                continue
+            out = [pd.DataFrame({"customer_id": pdf["customer_id"].to_numpy(), "snapshot_date": pdf["snapshot_date"].to_numpy(),
+                                 "category": m["family"], "model_version": m["version"],
+                                 "tau": _payload_model(m).predict(pdf, num_threads=1).astype("float64")})
+                   for m in models]
+            yield pd.concat(out, ignore_index=True)
+
+    return score_batches
