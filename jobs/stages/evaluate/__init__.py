@@ -187,8 +187,12 @@ def three_way_cols(treated: Group, not_chosen: Group, holdout: Group, global_hol
 
 def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     """Pure transform: decisions x responses (by contact_ref) x orders of the offered product within the window
-    -> one row per decision with its response flags, conversion and revenue."""
+    -> one row per decision with its response flags, conversion and revenue, and ``explored`` (the decision's
+    exploration flag: its contacts are the uplift models' random treated arm; false for decisions recorded
+    before the flag existed)."""
     from pyspark.sql import functions as F
+
+    explored = F.coalesce(F.col("explored"), F.lit(False)) if "explored" in decisions.columns else F.lit(False)
 
     flags = responses.groupBy("contact_ref").agg(*[F.max((F.col("event") == e).cast("int")).cast("boolean").alias(e) for e in EVENTS])
     dec = decisions.select(
@@ -198,6 +202,7 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
         F.when(F.col("outcome").isin(*CHOSEN), F.lit("treated")).otherwise(F.col("outcome")).alias("group"),
         F.col("outcome"),
         F.when(F.col("outcome") == "contact", F.col("cost")).otherwise(F.lit(0.0)).alias("cost"),
+        explored.alias("explored"),
     )
     conv = (
         dec.select("contact_ref", "customer_id", "product_id", "snapshot_date")
@@ -211,11 +216,11 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     out = dec.join(flags, on="contact_ref", how="left").join(conv, on="contact_ref", how="left")
     days_seen = F.least(F.datediff(F.lit(day), F.col("snapshot_date")), F.lit(window_days))
     return out.select(
-        *dec.columns,
+        *[c for c in dec.columns if c != "explored"],
         *[F.coalesce(F.col(e), F.lit(False)).alias(e) for e in EVENTS],
         F.coalesce("converted", F.lit(False)).alias("converted"), "converted_on",
         F.coalesce("revenue", F.lit(0.0)).alias("revenue"),
-        days_seen.alias("days_observed"), (days_seen >= window_days).alias("matured"),
+        days_seen.alias("days_observed"), (days_seen >= window_days).alias("matured"), "explored",
     )
 
 
