@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +77,8 @@ class Policy:
     assignment: str = "priced"  # or "deferred_acceptance" (jobs.stages.cpc.decide.assign, the former method)
     assignment_passes: int = 10
     global_holdout: float = 0.0  # share of all customers no campaign contacts or places (0: none)
+    exploration: float = 0.0  # share of each offer campaign's eligible customers contacted at random (0: none)
+    harm_margin: float = 0.0  # conf/models.yaml uplift.harm_margin: predicted tau below -margin is harmed (set by load_conf)
 
 
 # The bucket name of the global holdout: holdout_bucket(salt, GLOBAL_HOLDOUT, customer) < share x 10000. Reserved:
@@ -86,12 +89,17 @@ GLOBAL_HOLDOUT = "__global__"
 # The contact policy's rules in the order they are applied (docs/cpc.md); the first one a candidate breaks
 # is its outcome. open_complaint follows tier_no_marketing: a customer with an open complaint gets no contact
 # and no placement whatever their tier (a VIP or key customer ranks above the open-complaint tier), unless the
-# campaign says ``while_complaint_open: true``. global_holdout comes right before holdout, after every
-# eligibility rule: its members are customers who would otherwise have been eligible (comparable with the
-# treated); both are terminal, recorded and never contacted.
+# campaign says ``while_complaint_open: true``. global_holdout and holdout come right after the eligibility rules
+# (1-11) and before the value rules (harmed, no_value): their members are customers who would otherwise have been
+# eligible, whatever a model thinks of them, so the control groups (and the uplift models' history) also cover
+# the customers the ranking rejects; both are terminal, recorded and never contacted. harmed (an uplift model
+# predicts the contact lowers the chance of buying) comes before no_value, which a negative tau would otherwise
+# always take first. The exploration bucket (``exploration`` in conf/policy.yaml, right above each offer
+# campaign's holdout bucket) is not a rule: its active candidates skip harmed and no_value and go to the
+# assignment first, after urgent service messages.
 RULES = ("opt_out", "unreachable", "tier_no_marketing", "open_complaint", "stage_rule", "not_eligible",
          "already_held", "quiet_period", "cooldown_after_decline", "recently_contacted", "frequency_cap",
-         "no_value", "global_holdout", "holdout", "passive_first", "one_offer_a_day", "capacity")
+         "global_holdout", "holdout", "harmed", "no_value", "passive_first", "one_offer_a_day", "capacity")
 
 
 # ---- conf/policy.yaml --------------------------------------------------------------------------------------
@@ -137,6 +145,8 @@ class PolicyConf(ConfModel):
     holdout_salt: Text
     # The global holdout: this share of all customers gets no contact and no placement from any campaign.
     global_holdout: float = Field(0.0, ge=0, lt=0.5)
+    # Exploration: this share of each offer campaign's eligible customers is contacted whatever the ranking says.
+    exploration: float = Field(0.0, ge=0, lt=0.5)
     assignment: Literal["priced", "deferred_acceptance"] = "priced"
     assignment_passes: int = Field(10, ge=1)
     assignment_rounds: int = Field(ge=1)
@@ -155,7 +165,7 @@ def load_policy(raw: dict[str, Any] | None = None) -> Policy:
         passive_horizon_days=r.passive_first.horizon_days, passive_min_probability=r.passive_first.min_probability,
         holdout_salt=r.holdout_salt, assignment_rounds=r.assignment_rounds, top_offers=r.top_offers,
         placement_valid_days=r.placement_valid_days, assignment=r.assignment, assignment_passes=r.assignment_passes,
-        global_holdout=r.global_holdout,
+        global_holdout=r.global_holdout, exploration=r.exploration,
     )
     if policy.max_active_per_day != 1:
         raise ConfigError("conf/policy.yaml: max_active_contacts_per_day: only 1 is supported (one active contact a customer a day)")
@@ -273,6 +283,19 @@ def holdout_bucket(salt: str, campaign: str, customer: str) -> int:
     (``jobs.stages.cpc.decide.holdout_bucket_col``), stable across runs and machines."""
     digest = hashlib.sha256(f"{salt}|{campaign}|{customer}".encode()).hexdigest()
     return int(digest[:8], 16) % 10000
+
+
+def bucket_limit(share: float) -> int:
+    """A share as a bucket bound (0..10000), rounded half up as Spark's ``round`` does (the Spark twins use it)."""
+    return int(math.floor(float(share) * 10000 + 0.5))
+
+
+def in_exploration(salt: str, campaign: str, customer: str, holdout: float, share: float) -> bool:
+    """True for a customer in an offer campaign's exploration bucket: their holdout bucket (same salt, same draw)
+    in ``[holdout, holdout + share)`` x 10000, right above the campaign's holdout, so never in it. Python twin of
+    :func:`jobs.stages.cpc.decide.in_exploration`."""
+    b = holdout_bucket(salt, campaign, customer)
+    return bucket_limit(holdout) <= b < bucket_limit(float(holdout) + float(share))
 
 
 def config_fingerprint() -> str:

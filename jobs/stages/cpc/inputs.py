@@ -1,6 +1,6 @@
-"""What the CPC decision reads: the day's tags, segments and propensity deciles, each customer's contact history
-and open trials, the product-channel fits from order history, what is learned from responses, and the
-fingerprints its run id is derived from."""
+"""What the CPC decision reads: the day's tags, segments, propensity deciles and uplift scores (with the uplift
+registry's cold-start reasons), each customer's contact history and open trials, the product-channel fits from
+order history, what is learned from responses, and the fingerprints its run id is derived from."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from jobs.platform.config import CONF_DIR, Paths, business
 from jobs.stages import propensity
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.decide import literal_map
+from models import uplift as uplift_model
 from schemas import LEDGER
 
 TRIAL_DAYS = 35  # how far back an open trial is looked for
@@ -159,8 +160,40 @@ def product_channel_table(spark, paths: Paths, day: dt.date, products, channels,
     return fits.product_channel_fits(products, channels, categories, history_counts, contacts, s)
 
 
+def uplift_scores(spark, paths: Paths, day: dt.date):
+    """One row per customer with ``uplift_tau`` (family -> tau, gold.uplift of ``day``), or None when no uplift
+    model scored the day (the decision then ranks as before)."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "gold.uplift"):
+        return None
+    scores = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'")
+    if scores.limit(1).count() == 0:
+        return None
+    return scores.groupBy("customer_id").agg(F.map_from_entries(F.collect_list(F.struct("category", "tau"))).alias("uplift_tau"))
+
+
+def uplift_status(paths: Paths, day: dt.date) -> dict[str, str]:
+    """Per product family with a registered uplift version as of ``day`` (models.uplift.current), the reason its
+    training gave: ``uplift: x_learner (...)`` or ``cold start: propensity (n treated 40 < 500)``. Small: read
+    from the registry's meta files on the driver."""
+    reg = propensity.registry(paths)
+    out = {}
+    for family in uplift_model.families(reg):
+        r = uplift_model.current(reg, family, day)
+        if r is not None:
+            out[family] = r.reason
+    return out
+
+
+def uplift_notes(paths: Paths, day: dt.date) -> dict[str, str]:
+    """The families whose latest uplift training was a cold start -> its reason (for the decision's fit_source)."""
+    return {f: why for f, why in uplift_status(paths, day).items() if why.startswith("cold start")}
+
+
 def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
-    """Tags + segments (+ propensity deciles of the models the products name, history, open trials)."""
+    """Tags + segments (+ propensity deciles of the models the products name, uplift scores, history, open
+    trials)."""
     cond = f"snapshot_date = '{day.isoformat()}'"
     tags = lake.read(spark, paths, "gold.customer_tags").where(cond)
     seg = lake.read(spark, paths, "gold.customer_segment").where(cond).drop("snapshot_date")
@@ -169,6 +202,9 @@ def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
     scores = propensity.wide(spark, paths, day, models) if models else None
     if scores is not None:
         frame = frame.join(scores, on="customer_id", how="left")
+    uplift = uplift_scores(spark, paths, day)
+    if uplift is not None:
+        frame = frame.join(uplift, on="customer_id", how="left")
     frame = frame.join(history(spark, paths, day, policy, camps), on="customer_id", how="left")
     return frame.join(trials(spark, paths, day), on="customer_id", how="left")
 
@@ -179,19 +215,23 @@ def day_customers(spark, paths: Paths, day: dt.date, version: int | None = None)
 
 
 def input_versions(spark, paths: Paths) -> dict[str, int]:
-    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.cpc_decisions", "bronze.orders", "bronze.contacts",
-              "bronze.responses")
+    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.uplift", "gold.cpc_decisions", "bronze.orders",
+              "bronze.contacts", "bronze.responses")
     return {t: lake.version(spark, paths, t) for t in tables if lake.exists(spark, paths, t)}
 
 
 def model_versions(spark, paths: Paths, day: dt.date, products) -> dict[str, str]:
     """The propensity model version whose scores the fits used on ``day`` (read from gold.propensity), or
-    ``none (rule)`` where no model scored and the affinity rule stood in."""
-    used = {}
+    ``none (rule)`` where no model scored and the affinity rule stood in; and ``uplift_<family>`` for each uplift
+    model that scored the day (gold.uplift; none without one, so the run id is unchanged until a model exists)."""
+    used, uplift = {}, {}
     if lake.exists(spark, paths, "gold.propensity"):
         rows = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'").select("model", "model_version").distinct()
         used = {r["model"]: r["model_version"] for r in rows.collect()}  # one row per model
-    return {m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}
+    if lake.exists(spark, paths, "gold.uplift"):
+        rows = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'").select("category", "model_version").distinct()
+        uplift = {uplift_model.registry_name(r["category"]): r["model_version"] for r in rows.collect()}  # one row per family
+    return {**{m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}, **uplift}
 
 
 def deliveries_fingerprint(spark, paths: Paths, day: dt.date) -> str:
