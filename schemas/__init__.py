@@ -417,7 +417,8 @@ TABLES: dict[str, Table] = {
             keys=("customer_id", "snapshot_date", "category"),
             doc="The uplift models current on the date (one per product family, trained weekly from gold.campaign_outcomes: "
                 "exploration contacts against the campaigns' holdouts): tau, the predicted change in the probability of "
-                "buying a product of the family within the evaluation window when contacted (negative: the contact harms). "
+                "buying the offered product within the evaluation window when contacted (the training rows' outcome: "
+                "gold.campaign_outcomes converted, an order of the recorded offer's product; negative: the contact harms). "
                 "The CPC decision's expected value of an active offer of the family is tau x value - cost; rule harmed "
                 "drops tau < -harm_margin (docs/models.md, \"Uplift models\"). Empty for a family in cold start.",
             columns=(
@@ -450,9 +451,10 @@ TABLES: dict[str, Table] = {
                 "and, never acted on, once per customer and campaign with the offer they would have had first: the holdout "
                 "(control group) members (outcome holdout: the campaign's; global_holdout: held out of every campaign, "
                 "conf/policy.yaml) and the eligible not chosen (outcome not_chosen: past both holdouts, neither contacted "
-                "nor placed by the campaign, lost to one-a-day or capacity); fits, expected value, reasons, contact_ref "
+                "nor placed by the campaign, lost to the value rules, one-a-day or capacity); fits, expected value, reasons, contact_ref "
                 "(the key responses come back with) and run_id (ops.cpc_runs: input and model versions); explored: the "
-                "(customer, campaign) is in the campaign's exploration bucket (conf/policy.yaml exploration: contacted "
+                "(customer, campaign) is in the campaign's exploration bucket, the customer outside the global holdout "
+                "(conf/policy.yaml exploration: contacted "
                 "whatever the ranking, the uplift models' random treated arm; reasons start with 'exploration;' on its "
                 "active rows). Only contact and placement rows are exported or count as contacts.",
             columns=(

@@ -87,10 +87,10 @@ def not_holdout(conf, campaign="cpc_daily", prefix="c"):
     raise AssertionError
 
 
-def explorer(conf, prefix, campaign="cpc_daily"):
-    """A customer id in the campaign's exploration bucket, outside the global holdout."""
-    return next(f"{prefix}{i}" for i in range(5000)
-                if in_exploration(conf, f"{prefix}{i}", campaign) and not in_global_holdout(conf, f"{prefix}{i}"))
+def explorer(conf, prefix, campaign="cpc_daily", globally=False):
+    """A customer id in the campaign's exploration bucket, outside the global holdout (``globally``: inside it)."""
+    return next(f"{prefix}{i}" for i in range(100_000)
+                if in_exploration(conf, f"{prefix}{i}", campaign) and in_global_holdout(conf, f"{prefix}{i}") == globally)
 
 
 # The rule tests below read one decision over all their hand-written customers (ids of their own, history
@@ -160,9 +160,11 @@ def capacity_rows(conf):
 
 def exploration_rows(conf):
     """Issue 22: cpc_daily's exploration bucket: a plain member, one opted out of everything, one at the weekly
-    cap (history columns in its test), and a twin outside the bucket with the same inputs."""
+    cap (history columns in its test), one in the global holdout, and a twin outside the bucket with the same
+    inputs."""
     return {"plain": {"customer_id": explorer(conf, "xp"), **ACTIVE}, "opted": {"customer_id": explorer(conf, "xo"), **ACTIVE, "optouts": ["all"]},
-            "capped": {"customer_id": explorer(conf, "xc"), **ACTIVE}, "twin": {"customer_id": not_holdout(conf, prefix="xt"), **ACTIVE}}
+            "capped": {"customer_id": explorer(conf, "xc"), **ACTIVE}, "held": {"customer_id": explorer(conf, "xg", globally=True), **ACTIVE},
+            "twin": {"customer_id": not_holdout(conf, prefix="xt"), **ACTIVE}}
 
 
 def uplift_rows(conf):
@@ -549,7 +551,8 @@ def test_exploration_members_skip_the_value_rules_but_not_the_policy(spark, tagg
     """Issue 22: a member of cpc_daily's exploration bucket is contacted whatever the ranking says: the active
     candidates its twin outside the bucket loses to no_value are not removed by a value rule, and it takes a
     contact (explorers are assigned first: capacity is 1 a channel here), recorded with explored and reasons
-    starting 'exploration; '. Opt-outs and the weekly cap still stop members: no contact."""
+    starting 'exploration; '. Opt-outs and the weekly cap still stop members: no contact. A global-holdout member
+    in the bucket is held out, not explored: its records carry no exploration flag or reason."""
     from jobs.stages.cpc.decide import decisions
 
     who = {k: v["customer_id"] for k, v in exploration_rows(conf).items()}
@@ -572,8 +575,14 @@ def test_exploration_members_skip_the_value_rules_but_not_the_policy(spark, tagg
     assert {r["outcome"] for r in rows("opted")} == {"opt_out"}
     capped = {r["outcome"] for r in rows("capped", channel_kind="active")}
     assert "frequency_cap" in capped and "contact" not in capped
-    recorded = [r.asDict() for r in decisions(frame, "run").collect() if r["customer_id"] == who["plain"] and r["outcome"] == "contact"]
+    held = rows("held", campaign_id="cpc_daily")
+    assert "global_holdout" in {r["outcome"] for r in held} and not any(r["explored"] or r["explore"] for r in held)
+    written = [r.asDict() for r in decisions(frame, "run").collect()]
+    recorded = [r for r in written if r["customer_id"] == who["plain"] and r["outcome"] == "contact"]
     assert recorded and recorded[0]["explored"] and recorded[0]["reasons"].startswith("exploration; campaign ")
+    globally = [r for r in written if r["customer_id"] == who["held"]]
+    assert globally and {r["outcome"] for r in globally} == {"global_holdout"}
+    assert not any(r["explored"] or r["reasons"].startswith("exploration") for r in globally)
 
 
 def test_harmed_rule_and_the_uplift_fit_source(spark, tagged, conf):

@@ -174,18 +174,22 @@ def _with_fits(rows):
 
 
 def _with_exploration(rows, policy):
-    """``_bucket``, the (salt, campaign, customer) hash bucket both holdout and exploration read; ``explored``:
-    the (customer, campaign) is in an offer campaign's exploration bucket; ``explore``: and the candidate is on an
-    active channel (it skips the value rules and goes to the assignment first)."""
+    """``_bucket``, the (salt, campaign, customer) hash bucket both holdout and exploration read; ``_global``, the
+    customer is in the global holdout (rule global_holdout reads it); ``explored``: the (customer, campaign) is in
+    an offer campaign's exploration bucket and the customer outside the global holdout (whose members are never
+    contacted, so never explored: their records carry no exploration flag or reason); ``explore``: and the
+    candidate is on an active channel (it skips the value rules and goes to the assignment first)."""
     from pyspark.sql import functions as F
 
     rows = rows.withColumn("_bucket", holdout_bucket_col(policy.holdout_salt, F.col("campaign_id"), F.col("customer_id")))
-    explored = (F.col("campaign_kind") == "offer") & in_exploration(policy, F.col("_bucket"))
+    rows = rows.withColumn("_global", in_global_holdout(policy, F.col("customer_id")))
+    explored = (F.col("campaign_kind") == "offer") & ~F.col("_global") & in_exploration(policy, F.col("_bucket"))
     return rows.withColumn("explored", explored).withColumn("explore", F.col("explored") & (F.col("channel_kind") == "active"))
 
 
 def _broken(policy) -> dict:
-    """Rule -> a column that is true where a candidate breaks it (row-level rules of the contact policy)."""
+    """Rule -> a column that is true where a candidate breaks it (row-level rules of the contact policy). Reads the
+    columns :func:`_with_exploration` adds (``_bucket``, ``_global``, ``explore``) and :func:`_with_fits`'."""
     from pyspark.sql import functions as F
 
     message = F.col("campaign_kind") == "message"
@@ -210,7 +214,7 @@ def _broken(policy) -> dict:
         "cooldown_after_decline": active & F.coalesce(F.col("days_since_decline") < policy.cooldown_days, F.lit(False)),
         "recently_contacted": active & F.coalesce(since_campaign < F.col("repeat_after_days"), F.lit(False)),
         "frequency_cap": active & ((F.col("recent_total") >= policy.all_channels_cap) | (on_channel >= channel_cap)),
-        "global_holdout": in_global_holdout(policy, F.col("customer_id")),
+        "global_holdout": F.col("_global"),
         "holdout": in_campaign_holdout(policy, F.col("_bucket")),
         **_value_rules(policy),
     }
