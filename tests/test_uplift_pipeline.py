@@ -1,7 +1,7 @@
 """The uplift models in the pipeline (jobs/stages/uplift.py, the CPC inputs): the campaigns pooled per family on
-the shipped configuration, the registry's reasons as the decision reads them (Spark-free); the training rows built
-from gold.campaign_outcomes and the tag snapshots on inline rows, and the nightly scoring into gold.uplift
-(Spark)."""
+the shipped configuration, the registry's reasons as the decision reads them, the weekly training's registry and
+report (Spark-free); the training rows built from gold.campaign_outcomes and the tag snapshots on inline rows,
+what the weekly training reads from the lake, and the nightly scoring into gold.uplift (Spark)."""
 
 from __future__ import annotations
 
@@ -128,3 +128,60 @@ def test_nightly_scoring_writes_tau_per_customer_and_family_and_the_decision_rea
     wide = {r["customer_id"]: r["uplift_tau"] for r in uplift_scores(spark, paths, AS_OF).collect()}
     assert wide[customers["customer_id"].iloc[0]] == {"data": pytest.approx(tau[0])}
     assert model_versions(spark, paths, AS_OF, [])["uplift_data"] == model.version
+
+
+def _weekly_history():
+    """history_frame as cpc_daily's rows of the data family (cpc_daily keeps every control row), the as-of date
+    when all 30 decision dates have matured, and the features with their types."""
+    pdf, names = history_frame(n_days=30, per_day=400)
+    pdf = pdf.assign(campaign_id="cpc_daily", category="data")
+    return pdf, [(n, "double") for n in names], max(pdf["snapshot_date"]) + dt.timedelta(days=14)
+
+
+def test_weekly_training_registers_each_family_and_writes_the_report(tmp_path, monkeypatch):
+    """Spark-free (the rows as uplift.history returns them): uplift.train registers a model for the family with
+    rows, fitted at the family's common propensity (cpc_daily's 0.02 / 0.07) with the pooling in its meta, and a
+    cold start with its reason for every other family of the offer campaigns; the report names them all; the
+    decision then reads the model's and the cold starts' reasons as of the date."""
+    from jobs.stages.cpc.inputs import uplift_notes
+
+    pdf, features, as_of = _weekly_history()
+    monkeypatch.setattr(stage, "history", lambda spark, paths, day, s, pooled: (pdf, features))
+    paths = Paths(tmp_path)
+    regs = {r.family: r for r in stage.train(None, paths, as_of, settings())}
+    products, _, _, camps, _ = cpc.load_conf()
+    assert set(regs) == set(stage.families(products, camps))
+    data = regs.pop("data")
+    assert data.has_model and data.version.startswith(f"{as_of.isoformat()}-") and data.reason.startswith("uplift: ")
+    assert data.meta["design_propensity"] == pytest.approx(0.02 / 0.07) == data.meta["propensity"]
+    assert data.meta["pooled"]["cpc_daily"]["control_kept"] == pytest.approx(1.0)
+    assert data.meta["window"]["treated_train"] > 0 and data.meta["report"] is not None
+    assert all(not r.has_model and r.reason == "cold start: propensity (no matured outcomes)" for r in regs.values())
+    report = (paths.reports / "models" / f"uplift_{as_of.isoformat()}.md").read_text()
+    assert all(f"| {f} " in report for f in ("data", *regs)) and "## data" in report
+    assert um.current(stage.registry(paths), "data", as_of).version == data.version
+    assert uplift_notes(paths, as_of) == {f: "cold start: propensity (no matured outcomes)" for f in regs}
+
+
+def test_weekly_training_reads_matured_rows_and_their_snapshots_from_the_lake(spark, tmp_path):
+    """Spark: uplift.history reads gold.campaign_outcomes and gold.customer_tags as the training takes them: the
+    same rows (cpc_daily keeps every control row), t and y as recorded, the features of each decision's snapshot,
+    their types from the tag table, sorted by date and customer."""
+    from jobs.platform import lake
+
+    pdf, features, as_of = _weekly_history()
+    paths = Paths(tmp_path)
+    outcomes = pdf.assign(campaign_kind="offer", outcome=np.where(pdf["t"] == 1, "contact", "holdout"), explored=pdf["t"] == 1,
+                          converted=pdf["y"] == 1, matured=True)
+    cols = ["snapshot_date", "customer_id", "campaign_id", "campaign_kind", "category", "outcome", "converted", "matured", "explored"]
+    lake.replace(spark.createDataFrame(outcomes[cols]), paths, "gold.campaign_outcomes", None)
+    names = [n for n, _ in features]
+    lake.replace(spark.createDataFrame(pdf.assign(msisdn_hash="x")[["customer_id", "snapshot_date", "msisdn_hash", *names]]),
+                 paths, "gold.customer_tags", None)
+    products, _, _, camps, policy = cpc.load_conf()
+    got, feats = stage.history(spark, paths, as_of, settings(), stage.pooling_rows(products, camps, policy.exploration))
+    assert feats == features and len(got) == len(pdf)
+    want = pdf.sort_values(["snapshot_date", "customer_id"]).reset_index(drop=True)
+    assert list(got["customer_id"]) == list(want["customer_id"])
+    assert (got["t"].to_numpy() == want["t"].to_numpy()).all() and (got["y"].to_numpy() == want["y"].to_numpy()).all()
+    assert np.allclose(got[names].to_numpy(), want[names].to_numpy())
