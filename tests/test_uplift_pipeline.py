@@ -185,3 +185,17 @@ def test_weekly_training_reads_matured_rows_and_their_snapshots_from_the_lake(sp
     assert list(got["customer_id"]) == list(want["customer_id"])
     assert (got["t"].to_numpy() == want["t"].to_numpy()).all() and (got["y"].to_numpy() == want["y"].to_numpy()).all()
     assert np.allclose(got[names].to_numpy(), want[names].to_numpy())
+
+
+def test_the_evaluation_window_is_read_once_for_the_evaluation_and_the_uplift_training():
+    """Spark-free: the evaluate and uplift stages (which may not import each other) read conf/policy.yaml's
+    evaluation section through one function of the CPC configuration, validated, errors naming file and field."""
+    from jobs.platform.config import business
+    from jobs.platform.errors import ConfigError
+    from jobs.stages import evaluate
+
+    assert stage.window_days() == evaluate.settings()["window_days"] == campaign_conf.evaluation_settings()["window_days"]
+    raw = dict(business("policy"))
+    assert campaign_conf.evaluation_settings({**raw, "evaluation": {"window_days": 7}}) == {"window_days": 7, "lookback_days": 28}
+    with pytest.raises(ConfigError, match=r"^conf/policy\.yaml: evaluation\.window_days: "):
+        campaign_conf.evaluation_settings({**raw, "evaluation": {"window_days": 0}})

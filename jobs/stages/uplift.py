@@ -25,8 +25,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from jobs.platform import lake
-from jobs.platform.config import Paths, business
+from jobs.platform.config import Paths
 from jobs.stages import cpc
+from jobs.stages.cpc.campaigns import evaluation_settings
 from jobs.stages.cpc.decide import holdout_bucket_col
 from jobs.stages.propensity import registry
 from models import propensity as pm
@@ -40,9 +41,10 @@ THINNING_SALT = "uplift-control"
 
 
 def window_days() -> int:
-    """The evaluation's outcome window (conf/policy.yaml ``evaluation.window_days``): a decision's outcome is
-    final after it; the training's time split purges by it."""
-    return int((business("policy").get("evaluation") or {}).get("window_days", 14))
+    """The evaluation's outcome window (conf/policy.yaml ``evaluation.window_days``, read as the evaluation reads it:
+    :func:`jobs.stages.cpc.campaigns.evaluation_settings`): a decision's outcome is final after it; the training's
+    time split purges by it."""
+    return evaluation_settings()["window_days"]
 
 
 def families(products, camps) -> list[str]:

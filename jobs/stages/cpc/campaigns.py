@@ -156,6 +156,15 @@ class PolicyConf(ConfModel):
     learning: LearningConf = Field(default_factory=LearningConf)
 
 
+def evaluation_settings(raw: dict[str, Any] | None = None) -> dict[str, int]:
+    """conf/policy.yaml ``evaluation`` (validated with the whole file): ``window_days``, the days after a decision in
+    which an order of the offered product counts (a decision's outcome is final after it; the uplift training's
+    time split purges by it), and ``lookback_days``, the decision dates the evaluation rebuilds. Read by the
+    ``evaluate`` and ``uplift`` stages, which may not import each other."""
+    r = validate(PolicyConf, raw if raw is not None else business("policy"), "conf/policy.yaml").evaluation
+    return {"window_days": r.window_days, "lookback_days": r.lookback_days}
+
+
 def load_policy(raw: dict[str, Any] | None = None) -> Policy:
     r = validate(PolicyConf, raw if raw is not None else business("policy"), "conf/policy.yaml")
     policy = Policy(

@@ -40,7 +40,8 @@ import time
 from typing import Any, NamedTuple
 
 from jobs.platform import lake
-from jobs.platform.config import Paths, business
+from jobs.platform.config import Paths
+from jobs.stages.cpc.campaigns import evaluation_settings
 from jobs.stages.cpc.decide import CHOSEN
 from jobs.stages.evaluate import report
 
@@ -52,8 +53,9 @@ EVENTS = ("delivered", "failed", "opened", "clicked", "accepted", "declined", "o
 
 
 def settings() -> dict:
-    s = business("policy").get("evaluation", {})
-    return {"window_days": int(s.get("window_days", 14)), "lookback_days": int(s.get("lookback_days", 28))}
+    """conf/policy.yaml ``evaluation`` (window_days, lookback_days): :func:`jobs.stages.cpc.campaigns.evaluation_settings`,
+    shared with the uplift training."""
+    return evaluation_settings()
 
 
 def lift(n_t: int, x_t: int, n_c: int, x_c: int, z: float = Z95) -> dict:
