@@ -452,7 +452,8 @@ TABLES: dict[str, Table] = {
                 "(control group) members (outcome holdout: the campaign's; global_holdout: held out of every campaign, "
                 "conf/policy.yaml) and the eligible not chosen (outcome not_chosen: past both holdouts, neither contacted "
                 "nor placed by the campaign, lost to the value rules, one-a-day or capacity); fits, expected value, reasons, contact_ref "
-                "(the key responses come back with) and run_id (ops.cpc_runs: input and model versions); explored: the "
+                "(the key responses come back with) and run_id (ops.cpc_runs: input and model versions); active_eligible: the "
+                "(customer, campaign) had an active candidate past the eligibility rules; explored: the "
                 "(customer, campaign) is in the campaign's exploration bucket, the customer outside the global holdout "
                 "(conf/policy.yaml exploration: contacted "
                 "whatever the ranking, the uplift models' random treated arm; reasons start with 'exploration;' on its "
@@ -466,6 +467,10 @@ TABLES: dict[str, Table] = {
             Col("cost", "double"), Col("value", "double"), Col("lifecycle_stage", "string"),
             Col("service_tier", "string"), Col("reasons", "string"), Col("contact_ref", "string"),
             Col("run_id", "string"), Col("explored", "boolean", nullable=True, doc="null on rows written before the column existed"),
+            Col("active_eligible", "boolean", nullable=True,
+                doc="the (customer, campaign) had an active candidate past the eligibility rules (1-11, before both "
+                    "holdouts) that day: it could have been contacted, whichever bucket it is in; the same on every row "
+                    "of the pair; null on rows written before the column existed"),
             ),
         ),
         Table(
@@ -502,9 +507,10 @@ TABLES: dict[str, Table] = {
             doc="What became of each decision: the responses its contact_ref came back with, whether the customer ordered "
                 "the offered product within the attribution window (holdout members and the not chosen too: "
                 "intent-to-treat), revenue, cost, group (treated: contacts and placements; holdout, not_chosen, "
-                "global_holdout), whether the window has passed (matured) and the decision's exploration flag (explored: "
-                "explored contacts against holdout members are the uplift models' training rows). Rebuilt nightly for the "
-                "last lookback_days decision dates.",
+                "global_holdout), whether the window has passed (matured), the decision's exploration flag (explored) and "
+                "active_eligible: the uplift models' training rows are the exploration pairs with active_eligible, contacted "
+                "or not (intent-to-treat), against the holdout pairs with it. Rebuilt nightly for the last lookback_days "
+                "decision dates.",
             columns=(
             Col("snapshot_date", "date"), Col("contact_ref", "string"), Col("customer_id", "string"),
             Col("campaign_id", "string"), Col("campaign_kind", "string"), Col("product_id", "string"),
@@ -516,6 +522,8 @@ TABLES: dict[str, Table] = {
             Col("converted", "boolean"), Col("converted_on", "date"), Col("revenue", "double"),
             Col("days_observed", "int"), Col("matured", "boolean"),
             Col("explored", "boolean", nullable=True, doc="null on rows written before the column existed"),
+            Col("active_eligible", "boolean", nullable=True,
+                doc="the decision's gold.cpc_decisions active_eligible; null on rows written before it existed"),
             ),
         ),
         Table(

@@ -260,22 +260,24 @@ def test_outcomes_label_treated_holdout_not_chosen_and_global_holdout(spark):
     assert sum(r["cost"] for r in out) == pytest.approx(0.10) and all(r["cost"] == 0 for r in out if r["outcome"] != "contact")
 
 
-def test_outcomes_carry_the_exploration_flag(spark):
-    """Spark (issue 22): gold.campaign_outcomes keeps each decision's explored flag (the uplift models' treated arm
-    are explored contacts), as the last column; decisions recorded before the flag existed (no column, or null)
-    read false."""
+def test_outcomes_carry_the_exploration_flag_and_active_eligible(spark):
+    """Spark (issue 22): gold.campaign_outcomes keeps each decision's explored flag and active_eligible (the uplift
+    models' arms are the exploration and holdout pairs with it), as the last two columns; decisions recorded before
+    the flags existed (no column, or null) read explored false and active_eligible null (unknown)."""
     from pyspark.sql import functions as F
 
     dec = _cell(spark, [("contact", 2), ("holdout", 2)])
     flagged = dec.withColumn("explored", F.when(F.col("customer_id") == "C000000000", F.lit(True))
                              .when(F.col("customer_id") == "C000000001", F.lit(None).cast("boolean")).otherwise(F.lit(False)))
+    flagged = flagged.withColumn("active_eligible", F.when(F.col("customer_id") == "C000000003", F.lit(None).cast("boolean"))
+                                 .otherwise(F.col("customer_id") != "C000000002"))
     none = spark.createDataFrame([], NO_RESPONSES)
     got = evaluate.outcomes(flagged, none, _orders(spark, []), DAY, 14)
-    assert got.columns[-1] == "explored"
-    assert {r["customer_id"]: r["explored"] for r in got.collect()} == {
-        "C000000000": True, "C000000001": False, "C000000002": False, "C000000003": False}
+    assert got.columns[-2:] == ["explored", "active_eligible"]
+    assert {r["customer_id"]: (r["explored"], r["active_eligible"]) for r in got.collect()} == {
+        "C000000000": (True, True), "C000000001": (False, True), "C000000002": (False, False), "C000000003": (False, None)}
     old = evaluate.outcomes(dec, none, _orders(spark, []), DAY, 14)
-    assert old.columns == got.columns and not any(r["explored"] for r in old.collect())
+    assert old.columns == got.columns and not any(r["explored"] or r["active_eligible"] is not None for r in old.collect())
 
 
 def test_three_way_reading_in_the_cube_equals_the_twin_and_the_hand_numbers(spark):

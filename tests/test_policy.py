@@ -167,6 +167,19 @@ def exploration_rows(conf):
             "twin": {"customer_id": not_holdout(conf, prefix="xt"), **ACTIVE}}
 
 
+def held_member(conf, prefix, campaign="cpc_daily"):
+    """A customer id in the campaign's holdout, outside the global holdout."""
+    return next(f"{prefix}{i}" for i in range(100_000)
+                if in_holdout(conf, f"{prefix}{i}", campaign) and not in_global_holdout(conf, f"{prefix}{i}"))
+
+
+def eligibility_rows(conf):
+    """Issue 22 review: cpc_daily's holdout and exploration buckets, each with a member whose active candidates the
+    campaign's repeat interval removes (history columns in its test) and one it does not."""
+    return {"held_blocked": {"customer_id": held_member(conf, "eh"), **ACTIVE}, "held_open": {"customer_id": held_member(conf, "ei"), **ACTIVE},
+            "explorer_blocked": {"customer_id": explorer(conf, "eb"), **ACTIVE}, "explorer_open": {"customer_id": explorer(conf, "eo"), **ACTIVE}}
+
+
 def uplift_rows(conf):
     """Issue 22: customers outside cpc_daily's holdouts and exploration bucket, for the uplift scores of their tests."""
     return {k: {"customer_id": not_holdout(conf, prefix=p), **ACTIVE} for k, p in (("hurt", "uh"), ("helped", "ug"), ("plain", "up"))}
@@ -178,7 +191,7 @@ def tagged(spark, cat, conf, people):
     decision reads its own customers from it)."""
     _, tiers = segments.rules()
     rows = (rows_of(people)[0] + frequency_rows(conf) + capacity_rows(conf) + list(exploration_rows(conf).values())
-            + list(uplift_rows(conf).values()))
+            + list(uplift_rows(conf).values()) + list(eligibility_rows(conf).values()))
     assert len({r["customer_id"] for r in rows}) == len(rows), "each test's customers are its own"
     tags = apply_tags(base_frame(spark, cat, rows), cat)
     return tags.join(segments.segment(tags, tiers).drop("snapshot_date"), on="customer_id").localCheckpoint()
@@ -583,6 +596,43 @@ def test_exploration_members_skip_the_value_rules_but_not_the_policy(spark, tagg
     globally = [r for r in written if r["customer_id"] == who["held"]]
     assert globally and {r["outcome"] for r in globally} == {"global_holdout"}
     assert not any(r["explored"] or r["reasons"].startswith("exploration") for r in globally)
+
+
+def test_active_eligible_by_hand():
+    """Spark-free (issue 22 review): a (customer, campaign) is active-eligible when one of its active candidates
+    passed the eligibility rules (1-11), whatever came after (a holdout, a value rule, capacity, a contact); passive
+    candidates do not count, and an active one removed by rule 1-11 does not either."""
+    def cand(customer, campaign, kind, outcome):
+        return {"customer_id": customer, "campaign_id": campaign, "channel_kind": kind, "outcome": outcome}
+
+    rows = [cand("a", "c", "active", "frequency_cap"), cand("a", "c", "passive", "holdout"),  # held out through a placement only
+            cand("b", "c", "active", "holdout"), cand("d", "c", "active", "no_value"), cand("e", "c", "active", "capacity"),
+            cand("f", "c", "active", "recently_contacted"), cand("f", "c", "passive", "placement"), cand("g", "c", "active", "global_holdout"),
+            cand("h", "c", "active", "opt_out"), cand("h", "x", "active", "contact")]
+    assert campaign_conf.active_eligible(rows) == {("b", "c"), ("d", "c"), ("e", "c"), ("g", "c"), ("h", "x")}
+    assert campaign_conf.ELIGIBILITY == cpc.RULES[: cpc.RULES.index("global_holdout")] and len(campaign_conf.ELIGIBILITY) == 11
+
+
+def test_active_eligible_is_recorded_on_holdout_and_exploration_rows_alike(spark, tagged, conf):
+    """Issue 22 review: gold.cpc_decisions' active_eligible, on every row of a (customer, campaign): a holdout member
+    and an explorer whose cpc_daily active candidates the repeat interval removed carry false (the holdout row
+    through their passive candidates, the explorer's placements or not-chosen row), their twins without that
+    history true; the Spark twin equals the Python one on every row."""
+    from jobs.stages.cpc.decide import decisions
+
+    who = {k: v["customer_id"] for k, v in eligibility_rows(conf).items()}
+    extra = ("customer_id string, recent_by_campaign map<string,int>",
+             [(who["held_blocked"], {"cpc_daily": 2}), (who["explorer_blocked"], {"cpc_daily": 2})])
+    frame = decided_frame(spark, tagged, conf, list(who.values()), extra).localCheckpoint()
+    want = campaign_conf.active_eligible([r.asDict() for r in frame.collect()])
+    written = [r.asDict() for r in decisions(frame, "run").collect()]
+    assert written and all(r["active_eligible"] == ((r["customer_id"], r["campaign_id"]) in want) for r in written)
+    daily = {r["customer_id"]: r for r in written if r["campaign_id"] == "cpc_daily"}
+    assert {daily[who[k]]["outcome"] for k in ("held_blocked", "held_open")} == {"holdout"}
+    assert daily[who["held_open"]]["active_eligible"] and not daily[who["held_blocked"]]["active_eligible"]
+    blocked = [r for r in written if r["customer_id"] == who["explorer_blocked"] and r["campaign_id"] == "cpc_daily"]
+    assert blocked and all(r["explored"] and not r["active_eligible"] and r["outcome"] != "contact" for r in blocked)
+    assert daily[who["explorer_open"]]["explored"] and daily[who["explorer_open"]]["active_eligible"]
 
 
 def test_harmed_rule_and_the_uplift_fit_source(spark, tagged, conf):

@@ -101,6 +101,19 @@ RULES = ("opt_out", "unreachable", "tier_no_marketing", "open_complaint", "stage
          "already_held", "quiet_period", "cooldown_after_decline", "recently_contacted", "frequency_cap",
          "global_holdout", "holdout", "harmed", "no_value", "passive_first", "one_offer_a_day", "capacity")
 
+# The eligibility rules: who may be offered what where (1-11), before both holdouts. A (customer, campaign) with an
+# active candidate past them is ``active_eligible`` (gold.cpc_decisions): in either bucket, the holdout or the
+# exploration one, it could have been contacted; the uplift models' two arms are such pairs.
+ELIGIBILITY = RULES[: RULES.index("global_holdout")]
+
+
+def active_eligible(candidates) -> set[tuple[str, str]]:
+    """The (customer_id, campaign_id) pairs with an active candidate past the eligibility rules (its outcome not one
+    of ``ELIGIBILITY``): Python twin of :func:`jobs.stages.cpc.decide.active_eligible_pairs`. ``candidates``: dicts
+    with customer_id, campaign_id, channel_kind and outcome (the first rule broken, or a later step)."""
+    return {(c["customer_id"], c["campaign_id"]) for c in candidates
+            if c["channel_kind"] == "active" and c["outcome"] not in ELIGIBILITY}
+
 
 # ---- conf/policy.yaml --------------------------------------------------------------------------------------
 class FrequencyConf(ConfModel):

@@ -9,7 +9,7 @@ import logging
 
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.assign import assign_priced, candidate_order
-from jobs.stages.cpc.campaigns import GLOBAL_HOLDOUT, RULES
+from jobs.stages.cpc.campaigns import ELIGIBILITY, GLOBAL_HOLDOUT, RULES
 
 log = logging.getLogger(__name__)
 
@@ -404,17 +404,30 @@ def not_chosen(decided):
     return lost.where("_r = 1").drop("_r").withColumn("outcome", F.lit(NOT_CHOSEN))
 
 
+def active_eligible_pairs(decided):
+    """The (customer_id, campaign_id) pairs with an active candidate past the eligibility rules (1-11: its step is
+    ``global_holdout`` or later), with ``active_eligible`` true: in the holdout or the exploration bucket alike, the
+    pair could have been contacted that day. Spark twin of :func:`jobs.stages.cpc.campaigns.active_eligible`."""
+    from pyspark.sql import functions as F
+
+    past = (F.col("channel_kind") == "active") & (F.col("step_no") >= F.lit(len(ELIGIBILITY)))
+    return decided.where(past).select("customer_id", "campaign_id").distinct().withColumn("active_eligible", F.lit(True))
+
+
 def decisions(decided, run_id: str):
     """The rows acted on: contacts, placements; and recorded, never acted on, one row per (customer, campaign)
     with the candidate it would have been offered first: in a holdout (the campaign's or the global one: the
     control groups), or eligible past both holdouts and not chosen (:func:`not_chosen`). Every eligible
     (customer, campaign) is thus treated, held out or not chosen. ``explored``: the (customer, campaign) is in the
-    campaign's exploration bucket (its contacts are the uplift models' random treated arm)."""
+    campaign's exploration bucket; ``active_eligible``: the pair had an active candidate past the eligibility rules
+    (:func:`active_eligible_pairs`), on every row of the pair: the uplift models' arms are the exploration and
+    holdout pairs with it (docs/models.md)."""
     from pyspark.sql import functions as F
 
     held = decided.where(F.col("outcome").isin(*HELD_OUT)).withColumn("_r", _rank("customer_id", "campaign_id", "outcome"))
     rows = (decided.where(F.col("outcome").isin(*CHOSEN)).unionByName(held.where("_r = 1").drop("_r"))
             .unionByName(not_chosen(decided)))
+    rows = rows.join(active_eligible_pairs(decided), on=["customer_id", "campaign_id"], how="left")
     ref = F.substring(F.sha2(F.concat_ws("|", "snapshot_date", "customer_id", "campaign_id", "product_id", "channel"), 256), 1, 20)
     return rows.select(
         "snapshot_date", "customer_id", "campaign_id", "campaign_kind", "product_id", "category", "offer_name", "price",
@@ -422,6 +435,7 @@ def decisions(decided, run_id: str):
         "fit_customer_channel", "fit_source", "cost", "value", "lifecycle_stage", "service_tier",
         reasons_col().alias("reasons"), ref.alias("contact_ref"), F.lit(run_id).alias("run_id"),
         F.coalesce(F.col("explored"), F.lit(False)).alias("explored"),
+        F.coalesce(F.col("active_eligible"), F.lit(False)).alias("active_eligible"),
     )
 
 
