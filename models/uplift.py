@@ -11,8 +11,10 @@ out (control, ``t = 0``), their features ``x`` and whether they converted within
 probability of treatment is **known by design**: the holdout is a salted hash bucket with a constant share per
 campaign (``holdout:`` in ``conf/campaigns/*.yaml``), so ``e = P(t=1)`` is that constant (or the treated share of
 the training rows), never estimated: no propensity-of-treatment model is fitted. This holds only where the
-treated arm is itself random among the eligible (the exploration contacts, or every eligible customer not held
-out, intent-to-treat); the contacts chosen by expected value are a selection, see docs/models.md "Uplift models".
+treated arm is itself random among the eligible (the pipeline's: the exploration bucket's eligible pairs, contacted
+or not, intent-to-treat); the contacts chosen by expected value are a selection, see docs/models.md "Uplift models".
+When only a share of the treated rows was contacted (``contact_rate``), the model's :meth:`UpliftModel.effect` is
+its prediction divided by that share: the effect of a contact, not of being in the arm.
 
 Two learners, both on LightGBM (``learner:`` in ``conf/models.yaml``, section ``uplift``):
 
@@ -55,8 +57,9 @@ or conversions in an arm), and :func:`train_or_fall_back` then returns no model 
 ``cold start: propensity (n treated 40 < 500)``, for the decision to fall back to the propensity fit.
 
 The pipeline's side, still without Spark: :func:`design_propensity` and :func:`pooling` (the known propensity of
-the history's rows, campaigns pooled per product family), :func:`split_dates` and :func:`train_family` (the
-time-based split, cold start, the report), the registry (:func:`save`, :func:`current`: ``<root>/models/
+the history's rows, campaigns pooled per product family), :func:`thin_dates` (one row per pair per repeat
+interval), :func:`split_dates` and :func:`train_family` (the time-based split, cold start, the contact rate, the
+report), the registry (:func:`save`, :func:`current`: ``<root>/models/
 uplift_<family>/<version>/``) and :func:`scorer` (the ``mapInPandas`` batch function of the nightly scoring).
 ``jobs/stages/uplift.py`` builds the training rows from ``gold.campaign_outcomes`` and writes ``gold.uplift``; the
 CPC decision reads them (docs/models.md, "Uplift models"). Nothing here reads the simulator.
@@ -163,17 +166,22 @@ def boost(x: np.ndarray, y: np.ndarray, objective: str, s: Settings, seed: int |
 @dataclass(frozen=True)
 class UpliftModel:
     """A fitted uplift model: its LightGBM models as text (``mu0``, ``mu1``; the X-learner adds ``tau0``,
-    ``tau1``), the propensity of treatment it was fitted with and the features in order."""
+    ``tau1``), the propensity of treatment it was fitted with, the features in order, and ``contact_rate``: the
+    share of its treated rows that were contacted (1 when the treatment is the contact itself; below 1 for the
+    pipeline's intent-to-treat arms, where the treatment is being in the exploration bucket)."""
 
     learner: str
     propensity: float
     features: tuple[str, ...]
     models: dict[str, str]
     trees: dict[str, int]
+    contact_rate: float = 1.0
 
     def predict(self, x, num_threads: int = 1) -> np.ndarray:
-        """tau(x): the predicted incremental probability of converting when contacted, one per row. ``x`` is a
-        matrix in the model's feature order, or a pandas frame holding the features (taken by name)."""
+        """tau(x): the predicted incremental probability of converting in the treated arm, one per row (the effect
+        of a contact when every treated row was contacted; the intent-to-treat effect otherwise: see
+        :meth:`effect`). ``x`` is a matrix in the model's feature order, or a pandas frame holding the features
+        (taken by name)."""
         x = _matrix(x, self.features)
 
         def run(name: str) -> np.ndarray:
@@ -183,6 +191,12 @@ class UpliftModel:
             return run("mu1") - run("mu0")
         e = self.propensity
         return e * run("tau0") + (1 - e) * run("tau1")
+
+    def effect(self, x, num_threads: int = 1) -> np.ndarray:
+        """The predicted effect of a contact: :meth:`predict` (intent-to-treat) / ``contact_rate`` (Bloom's
+        estimator: the arm's effect comes only through its contacted rows; the rate is the arm's, one number,
+        not the customer's)."""
+        return self.predict(x, num_threads=num_threads) / self.contact_rate
 
 
 @functools.lru_cache(maxsize=64)
@@ -384,13 +398,16 @@ def uplift_by_decile(y, t, score) -> list[dict[str, Any]]:
     return out
 
 
-def report(y, t, score) -> dict[str, Any]:
-    """Everything above for one ranking of held-out rows."""
+def report(y, t, score, contact_rate: float = 1.0) -> dict[str, Any]:
+    """Everything above for one ranking of held-out rows; ``ate`` is the treated arm's effect (intent-to-treat when
+    not every treated row was contacted) and ``ate_per_contact`` that / ``contact_rate``. The curves rank by
+    ``score`` (a positive scale such as the contact rate changes no ranking)."""
     t_, y_ = _arms(t, y)
     r_t = float(y_[t_].mean()) if t_.any() else float("nan")
     r_c = float(y_[~t_].mean()) if (~t_).any() else float("nan")
     return {"rows": int(len(y_)), "treated": int(t_.sum()), "control": int((~t_).sum()),
-            "rate_treated": r_t, "rate_control": r_c, "ate": r_t - r_c,
+            "rate_treated": r_t, "rate_control": r_c, "ate": r_t - r_c, "contact_rate": float(contact_rate),
+            "ate_per_contact": (r_t - r_c) / contact_rate if contact_rate > 0 else float("nan"),
             "qini_coefficient": qini_coefficient(y, t, score), "auuc": auuc(y, t, score),
             "auuc_random": (r_t - r_c) / 2, "top20_share": top_share(y, t, score, 0.2),
             "uplift_by_decile": uplift_by_decile(y, t, score)}
@@ -400,10 +417,10 @@ def report(y, t, score) -> dict[str, Any]:
 # The pipeline's history (jobs/stages/uplift.py builds the rows): arms, known propensity, pooling, time split
 # ---------------------------------------------------------------------------------------------------------
 def design_propensity(holdout: float, exploration: float) -> float:
-    """P(t=1) of one campaign's training row, known by design: its treated rows are its exploration contacts (the
-    hash bucket right above its holdout, share ``exploration`` of its eligible customers), its control rows its
-    holdout (share ``holdout``), both drawn from the same eligible customers: ``x / (x + h)``; 0 without
-    exploration (the campaign has no treated row)."""
+    """P(t=1) of one campaign's training row, known by design: its treated rows are its exploration pairs (the
+    hash bucket right above its holdout, share ``exploration`` of its eligible pairs), its control rows its
+    holdout pairs (share ``holdout``), both drawn from the same eligible pairs (``active_eligible``): ``x / (x + h)``;
+    0 without exploration (the campaign has no treated row)."""
     total = float(holdout) + float(exploration)
     return float(exploration) / total if total > 0 else 0.0
 
@@ -436,6 +453,25 @@ def split_dates(dates, report_days: int, purge_days: int) -> tuple[list, list]:
     return [d for d in ordered if d + dt.timedelta(days=purge_days) <= first], report
 
 
+def thin_dates(dates, interval: int) -> list:
+    """One row per pair per ``interval`` days: the earliest date, then each next date at least ``interval`` days
+    after the last one kept (greedy). Applied to each (customer, campaign)'s decision dates in both arms alike: a
+    contacted explorer is held back for about the interval by its own contact (repeat interval, cooldown, caps),
+    while a holdout member is eligible every day; thinned, both give one row per interval whatever happened in
+    between. Python twin of the Spark thinning in ``jobs.stages.uplift.training_rows``."""
+    kept: list = []
+    for d in sorted(set(dates)):
+        if not kept or (d - kept[-1]).days >= interval:
+            kept.append(d)
+    return kept
+
+
+def contact_rate(t, contacted) -> float:
+    """The share of the treated rows (``t`` = 1: the exploration arm) that were contacted; NaN without a treated row."""
+    t, contacted = np.asarray(t).astype(bool), np.asarray(contacted).astype(bool)
+    return float(contacted[t].mean()) if t.any() else float("nan")
+
+
 def fingerprint(x: np.ndarray, t, y, features: list[str]) -> str:
     """SHA-256 of the training rows (features in order, treatment, outcome): the registry version's suffix."""
     import hashlib
@@ -465,23 +501,33 @@ def _cold(why: str, window: dict[str, Any] | None = None) -> FamilyFit:
     return FamilyFit(None, f"cold start: propensity ({why})", None, window or {})
 
 
-def _window(pdf, is_train, is_report, train_dates, report_dates) -> dict[str, Any]:
+def _contacted(pdf) -> np.ndarray:
+    """The rows' ``contacted`` flags; without the column every treated row counts as contacted (the treatment is
+    the contact itself)."""
     t = pdf["t"].to_numpy().astype(bool)
+    return pdf["contacted"].fillna(False).to_numpy().astype(bool) & t if "contacted" in pdf.columns else t
+
+
+def _window(pdf, is_train, is_report, train_dates, report_dates) -> dict[str, Any]:
+    t, c = pdf["t"].to_numpy().astype(bool), _contacted(pdf)
     return {"train_dates": [d.isoformat() for d in train_dates], "report_dates": [d.isoformat() for d in report_dates],
             "rows_train": int(is_train.sum()), "treated_train": int((t & is_train).sum()),
             "control_train": int((~t & is_train).sum()), "rows_report": int(is_report.sum()),
             "treated_report": int((t & is_report).sum()), "control_report": int((~t & is_report).sum()),
-            "treated_share_observed": float(t[is_train].mean()) if is_train.any() else float("nan")}
+            "treated_share_observed": float(t[is_train].mean()) if is_train.any() else float("nan"),
+            "contacted_train": int((c & is_train).sum()), "contact_rate": contact_rate(t[is_train], c[is_train])}
 
 
 def train_family(pdf, features: list[str], s: Settings, propensity: float, purge_days: int) -> FamilyFit:
-    """One family's model from its training rows (pandas: ``snapshot_date``, ``customer_id``, ``t``, ``y`` and the
-    features): the time split (:func:`split_dates`), cold start on the training dates
-    (:func:`train_or_fall_back`), and the report (:func:`report`) of the model's ranking on the report dates."""
+    """One family's model from its training rows (pandas: ``snapshot_date``, ``customer_id``, ``t``, ``y``,
+    optionally ``contacted``, and the features): the time split (:func:`split_dates`), cold start on the training
+    dates (:func:`train_or_fall_back`; also when no treated row was contacted), the treated arm's contact rate on the
+    training dates (:func:`contact_rate`: the model's ``effect`` is its intent-to-treat prediction / the rate), and
+    the report (:func:`report`) of the model's ranking on the report dates."""
     if pdf is None or pdf.empty:
         return _cold("no matured outcomes")
     if not 0 < propensity < 1:
-        return _cold("no campaign with both exploration contacts and a holdout")
+        return _cold("no campaign with both an exploration bucket and a holdout")
     train_dates, report_dates = split_dates(pdf["snapshot_date"], s.report_days, purge_days)
     is_train = pdf["snapshot_date"].isin(train_dates).to_numpy()
     is_report = pdf["snapshot_date"].isin(report_dates).to_numpy()
@@ -495,10 +541,14 @@ def train_family(pdf, features: list[str], s: Settings, propensity: float, purge
                                        features=list(features))
     if model is None:
         return FamilyFit(None, reason, None, window)
-    tau = model.predict(x[is_report])
+    rate = window["contact_rate"]
+    if not rate > 0:
+        return _cold(f"no contact among the {window['treated_train']} treated rows", window)
+    model = dataclasses.replace(model, contact_rate=rate)
+    itt = model.predict(x[is_report])
     t_r, y_r = t[is_report], y[is_report]
-    rep = report(y_r, t_r, tau) if t_r.any() and (~t_r.astype(bool)).any() else None
-    heldout = pdf.loc[is_report, ["snapshot_date", "customer_id"]].assign(t=t_r, y=y_r, tau=tau)
+    rep = report(y_r, t_r, itt, rate) if t_r.any() and (~t_r.astype(bool)).any() else None
+    heldout = pdf.loc[is_report, ["snapshot_date", "customer_id"]].assign(t=t_r, y=y_r, tau_itt=itt, tau=itt / rate)
     return FamilyFit(model, reason, rep, window, fingerprint(x[is_train], t[is_train], y[is_train], features), heldout)
 
 
@@ -538,7 +588,7 @@ class Registered:
             return None
         m = self.meta
         return UpliftModel(m["learner"], float(m["propensity"]), tuple(n for n, _ in self.features), self.texts(),
-                           {k: int(v) for k, v in m["trees"].items()})
+                           {k: int(v) for k, v in m["trees"].items()}, float(m.get("contact_rate", 1.0)))
 
 
 def save(registry, family: str, as_of, fitted: FamilyFit, meta: dict[str, Any]) -> Registered:
@@ -557,7 +607,8 @@ def save(registry, family: str, as_of, fitted: FamilyFit, meta: dict[str, Any]) 
         for name, text in sorted(model.models.items()):
             (path / f"{name}.txt").write_text(text)
             boosters[name] = hashlib.sha256(text.encode()).hexdigest()
-        meta = {**meta, "learner": model.learner, "propensity": model.propensity, "trees": model.trees}
+        meta = {**meta, "learner": model.learner, "propensity": model.propensity, "trees": model.trees,
+                "contact_rate": model.contact_rate}
     meta = {**meta, "family": family, "version": version, "as_of": as_of.isoformat(), "reason": fitted.reason,
             "boosters": boosters, "report": fitted.report, "window": fitted.window, "data_fingerprint": fitted.fingerprint}
     (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
@@ -601,16 +652,17 @@ def _payload_model(m: dict[str, Any]) -> UpliftModel:
     if m["key"] not in _MODELS:
         texts = m["texts"].value if hasattr(m["texts"], "value") else m["texts"]
         _MODELS[m["key"]] = UpliftModel(m["learner"], float(m["propensity"]), tuple(m["features"]), dict(texts),
-                                        dict(m.get("trees", {})))
+                                        dict(m.get("trees", {})), float(m.get("contact_rate", 1.0)))
     return _MODELS[m["key"]]
 
 
 def scorer(models: list[dict[str, Any]]):
     """The batch function for ``mapInPandas``: each customer row -> one row per family model with ``tau``, the
-    predicted incremental probability of converting when contacted (one LightGBM thread per task: Spark already
-    runs a task per core). ``models``: per family ``key`` (unique per version), ``family``, ``version``,
-    ``learner``, ``propensity``, ``features`` (names in order), ``texts`` (booster name -> text, or a broadcast
-    of that) and ``trees``."""
+    predicted incremental probability of converting when contacted (:meth:`UpliftModel.effect`: the
+    intent-to-treat prediction / the arm's contact rate; one LightGBM thread per task: Spark already runs a task
+    per core). ``models``: per family ``key`` (unique per version), ``family``, ``version``, ``learner``,
+    ``propensity``, ``features`` (names in order), ``texts`` (booster name -> text, or a broadcast of that),
+    ``trees`` and ``contact_rate`` (1 when absent)."""
 
     def score_batches(batches: Iterator) -> Iterator:
         import pandas as pd
@@ -620,7 +672,7 @@ def scorer(models: list[dict[str, Any]]):
                 continue
             out = [pd.DataFrame({"customer_id": pdf["customer_id"].to_numpy(), "snapshot_date": pdf["snapshot_date"].to_numpy(),
                                  "category": m["family"], "model_version": m["version"],
-                                 "tau": _payload_model(m).predict(pdf, num_threads=1).astype("float64")})
+                                 "tau": _payload_model(m).effect(pdf, num_threads=1).astype("float64")})
                    for m in models]
             yield pd.concat(out, ignore_index=True)
 

@@ -63,39 +63,88 @@ def test_the_decision_reads_the_registrys_reasons(tmp_path):
 
 
 OUTCOME_COLS = ("snapshot_date date, customer_id string, campaign_id string, campaign_kind string, category string, "
-                "outcome string, converted boolean, matured boolean, explored boolean")
+                "product_id string, channel string, outcome string, expected_value double, converted boolean, matured boolean, "
+                "explored boolean, active_eligible boolean")
 
 
-def test_training_rows_take_exploration_contacts_against_holdouts_with_the_snapshot_of_the_decision(spark):
-    """Spark: from gold.campaign_outcomes only matured offer decisions whose window closed by the as-of date: an
-    explored contact is treated, a holdout member control (kept by its campaign's thinning draw: all of c1's, none
-    of c2's, and c3's half exactly as Python draws it); chosen contacts, placements, not chosen, the global
-    holdout, messages, other families and decisions without a tag snapshot are left out; the features are the
-    snapshot of the decision's date, not a later one."""
-    d, later = AS_OF - dt.timedelta(days=20), AS_OF - dt.timedelta(days=19)
-    rows = [("A", "c1", "offer", "data", "contact", True, True, True), ("B", "c1", "offer", "data", "contact", True, True, False),
-            ("C", "c1", "offer", "data", "holdout", False, True, False), ("D", "c2", "offer", "data", "holdout", True, True, False),
-            ("E", "c1", "offer", "data", "placement", True, True, True), ("F", "c1", "offer", "data", "not_chosen", False, True, True),
-            ("G", "c1", "offer", "data", "global_holdout", False, True, False), ("H", "c1", "offer", "data", "holdout", False, False, False),
-            ("J", "c1", "message", "data", "contact", True, True, True), ("K", "c1", "offer", "vas", "holdout", False, True, False),
-            ("L", "c1", "offer", "data", "contact", True, True, None), ("N", "c1", "offer", "data", "contact", True, True, True)]
-    out = [(d, c, *r) for c, *r in rows]
-    out += [(AS_OF - dt.timedelta(days=10), "I", "c1", "offer", "data", "contact", True, True, True),  # window still open
-            (AS_OF - dt.timedelta(days=200), "M", "c1", "offer", "data", "holdout", False, True, False)]  # before history_days
-    halves = [f"h{i}" for i in range(400)]
-    out += [(d, c, "c3", "offer", "data", "holdout", False, True, False) for c in halves]
-    outcomes = spark.createDataFrame(out, OUTCOME_COLS)
-    snap = [(c, d, float(i), i) for i, c in enumerate("ABCDEFGHIJKLM")] + [("A", later, 99.0, 99)] + [(c, d, 0.0, 0) for c in halves]
+def outcome_rows() -> list[dict]:
+    """gold.campaign_outcomes rows by hand (issue 22 review: intent-to-treat arms). c1 and c3 pool into data (all of
+    c1's control rows kept, half of c3's), c2's control rows are thinned away; c1's interval is 14 days."""
+    d = AS_OF - dt.timedelta(days=20)
+
+    def row(cust, outcome, *, day=d, camp="c1", kind="offer", cat="data", product="P1", channel="sms_push", ev=1.0, conv=False,
+            matured=True, explored=False, eligible=True):
+        return {"snapshot_date": day, "customer_id": cust, "campaign_id": camp, "campaign_kind": kind, "category": cat,
+                "product_id": product, "channel": channel, "outcome": outcome, "expected_value": ev, "converted": conv,
+                "matured": matured, "explored": explored, "active_eligible": eligible}
+
+    x = {"explored": True}
+    rows = [row("A", "contact", conv=True, **x), row("A", "placement", product="P2", channel="app", ev=2.0, **x),  # contacted
+            row("B", "not_chosen", ev=0.5, **x),  # an explorer lost to capacity: treated, not contacted
+            row("B2", "placement", product="P1", channel="web", ev=0.3, conv=True, **x), row("B2", "placement", product="P2", channel="app", ev=0.8, **x),
+            row("C", "holdout", conv=True), row("D", "holdout", eligible=False), row("E", "contact", eligible=False, **x),
+            row("F", "holdout", eligible=None), row("G", "global_holdout"), row("H", "contact"), row("J", "contact", kind="message", **x),
+            row("K", "holdout", matured=False), row("L", "holdout", day=AS_OF - dt.timedelta(days=10)),
+            row("M", "holdout", day=AS_OF - dt.timedelta(days=200)), row("V", "holdout", cat="vas"),
+            row("N", "holdout", camp="c2"), row("N2", "contact", camp="c2", **x)]
+    # one row per pair per 14 days: a holdout member eligible every day, an explorer held back 14 days by its contacts
+    rows += [row("P", "holdout", day=AS_OF - dt.timedelta(days=60 - i)) for i in range(30)]
+    rows += [row("Q", "contact", day=AS_OF - dt.timedelta(days=60 - i), **x) for i in (0, 14, 28)]
+    rows += [row(f"h{i}", "holdout", camp="c3") for i in range(200)]
+    return rows
+
+
+KEEP = {("c1", "data"): 1.0, ("c2", "data"): 0.0, ("c3", "data"): 0.5}
+INTERVALS = {"c1": 14, "c2": 14, "c3": 14}
+
+
+def test_training_rows_by_hand_are_the_intent_to_treat_arms():
+    """Spark-free (uplift.reference_rows, the Python twin of training_rows): exploration pairs with active_eligible,
+    contacted or not, are treated (a contacted one's row is its contact, else its not-chosen record, else its best
+    placement), holdout pairs with it control; one row per pair per 14 days in both arms; pairs not active-eligible
+    (or unknown), the global holdout, chosen contacts, messages, immature or open windows, old dates and other
+    families are left out; control rows are thinned by their campaign's pooling draw."""
+    got = stage.reference_rows(outcome_rows(), KEEP, INTERVALS, AS_OF, 14, 180)
+    by = {r["customer_id"]: r for r in got if not r["customer_id"].startswith(("h", "P", "Q"))}
+    assert {c: (r["t"], r["contacted"], r["y"]) for c, r in by.items()} == {
+        "A": (1, 1, 1), "B": (1, 0, 0), "B2": (1, 0, 0), "C": (0, 0, 1), "N2": (1, 1, 0)}
+    d0 = AS_OF - dt.timedelta(days=60)
+    want = [d0, d0 + dt.timedelta(days=14), d0 + dt.timedelta(days=28)]
+    assert [r["snapshot_date"] for r in got if r["customer_id"] == "P"] == want == [r["snapshot_date"] for r in got if r["customer_id"] == "Q"]
+    halves = {r["customer_id"] for r in got if r["customer_id"].startswith("h")}
+    assert halves == {f"h{i}" for i in range(200)
+                      if campaign_conf.holdout_bucket(stage.THINNING_SALT, "c3", f"h{i}") < campaign_conf.bucket_limit(0.5)}
+    assert 0.35 < len(halves) / 200 < 0.65
+
+
+def test_repeat_intervals_on_the_shipped_configuration(conf):
+    """Spark-free: per offer campaign the longest its own contact holds a pair back: repeat_after_days, the cooldown
+    after a decline (14) or the frequency window (7); message campaigns have none."""
+    got = stage.repeat_intervals(conf["camps"], conf["policy"])
+    camps = {c.id: c for c in conf["camps"]}
+    assert set(got) == {c for c, x in camps.items() if x.kind == "offer"}
+    assert got["cpc_daily"] == 14 and got["data_cap_alert"] == 14 and got["handset_upgrade"] == 30  # 14, 10 (the cooldown's 14), 30
+
+
+def test_training_rows_take_the_intent_to_treat_arms_with_the_snapshot_of_the_decision(spark):
+    """Spark: uplift.training_rows on the hand-written outcomes equals its Python twin (reference_rows) row for row,
+    with the features of the tag snapshot of each decision's date (not a later one); a decision without a snapshot
+    is left out."""
+    rows = outcome_rows()
+    outcomes = spark.createDataFrame([tuple(r.values()) for r in rows], OUTCOME_COLS)
+    later = AS_OF - dt.timedelta(days=19)
+    customers = sorted({(r["customer_id"], r["snapshot_date"]) for r in rows})
+    snap = [(c, d, float(i), i) for i, (c, d) in enumerate(customers) if c != "C"] + [("A", later, 99.0, 99)]
     tags = spark.createDataFrame(snap, "customer_id string, snapshot_date date, f1 double, f2 int")
-    pooled = spark.createDataFrame([("c1", "data", 1.0), ("c2", "data", 0.0), ("c3", "data", 0.5)],
-                                   "campaign_id string, category string, keep double")
-    got = stage.training_rows(outcomes, tags, pooled, ["f1", "f2"], AS_OF, 14, 180)
-    assert got.columns == ["customer_id", "snapshot_date", "campaign_id", "category", "t", "y", "f1", "f2"]
-    rows = {r["customer_id"]: r.asDict() for r in got.collect()}
-    assert {c: (r["t"], r["y"], r["f1"]) for c, r in rows.items() if not c.startswith("h")} == {"A": (1, 1, 0.0), "C": (0, 0, 2.0)}
-    kept = {c for c in rows if c.startswith("h")}
-    want = {c for c in halves if campaign_conf.holdout_bucket(stage.THINNING_SALT, "c3", c) < campaign_conf.bucket_limit(0.5)}
-    assert kept == want and 0.4 < len(kept) / len(halves) < 0.6
+    pooled = spark.createDataFrame([(c, f, k) for (c, f), k in KEEP.items()], "campaign_id string, category string, keep double")
+    got = stage.training_rows(outcomes, tags, pooled, INTERVALS, ["f1", "f2"], AS_OF, 14, 180)
+    assert got.columns == ["customer_id", "snapshot_date", "campaign_id", "category", "t", "y", "contacted", "f1", "f2"]
+    feats = {(c, d): float(i) for i, (c, d) in enumerate(customers)}
+    want = [{**r, "f1": feats[(r["customer_id"], r["snapshot_date"])]} for r in stage.reference_rows(rows, KEEP, INTERVALS, AS_OF, 14, 180)
+            if r["customer_id"] != "C"]
+    keys = ("snapshot_date", "customer_id", "campaign_id", "category", "t", "contacted", "y", "f1")
+    mine = sorted((tuple(r[k] for k in keys) for r in got.collect()), key=str)
+    assert mine == sorted((tuple(r[k] for k in keys) for r in want), key=str) and len(mine) > 100
 
 
 def test_nightly_scoring_writes_tau_per_customer_and_family_and_the_decision_reads_it(spark, tmp_path):
@@ -146,7 +195,7 @@ def test_weekly_training_registers_each_family_and_writes_the_report(tmp_path, m
     from jobs.stages.cpc.inputs import uplift_notes
 
     pdf, features, as_of = _weekly_history()
-    monkeypatch.setattr(stage, "history", lambda spark, paths, day, s, pooled: (pdf, features))
+    monkeypatch.setattr(stage, "history", lambda spark, paths, day, s, pooled, intervals=None: (pdf, features))
     paths = Paths(tmp_path)
     regs = {r.family: r for r in stage.train(None, paths, as_of, settings())}
     products, _, _, camps, _ = cpc.load_conf()
@@ -172,14 +221,17 @@ def test_weekly_training_reads_matured_rows_and_their_snapshots_from_the_lake(sp
     pdf, features, as_of = _weekly_history()
     paths = Paths(tmp_path)
     outcomes = pdf.assign(campaign_kind="offer", outcome=np.where(pdf["t"] == 1, "contact", "holdout"), explored=pdf["t"] == 1,
-                          converted=pdf["y"] == 1, matured=True)
-    cols = ["snapshot_date", "customer_id", "campaign_id", "campaign_kind", "category", "outcome", "converted", "matured", "explored"]
+                          converted=pdf["y"] == 1, matured=True, active_eligible=True, product_id="P1", channel="sms_push",
+                          expected_value=1.0)
+    cols = ["snapshot_date", "customer_id", "campaign_id", "campaign_kind", "category", "product_id", "channel", "outcome",
+            "expected_value", "converted", "matured", "explored", "active_eligible"]
     lake.replace(spark.createDataFrame(outcomes[cols]), paths, "gold.campaign_outcomes", None)
     names = [n for n, _ in features]
     lake.replace(spark.createDataFrame(pdf.assign(msisdn_hash="x")[["customer_id", "snapshot_date", "msisdn_hash", *names]]),
                  paths, "gold.customer_tags", None)
     products, _, _, camps, policy = cpc.load_conf()
-    got, feats = stage.history(spark, paths, as_of, settings(), stage.pooling_rows(products, camps, policy.exploration))
+    got, feats = stage.history(spark, paths, as_of, settings(), stage.pooling_rows(products, camps, policy.exploration),
+                               intervals=stage.repeat_intervals(camps, policy))
     assert feats == features and len(got) == len(pdf)
     want = pdf.sort_values(["snapshot_date", "customer_id"]).reset_index(drop=True)
     assert list(got["customer_id"]) == list(want["customer_id"])
