@@ -546,6 +546,12 @@ def test_exploration_share_is_checked_naming_the_file_and_field(conf):
         cpc.check_exploration([greedy], dataclasses.replace(conf["policy"], exploration=0.1))
     cpc.check_exploration([dataclasses.replace(greedy, kind="message")], dataclasses.replace(conf["policy"], exploration=0.1))
     assert conf["policy"].harm_margin == uplift_model.load_settings().harm_margin
+    # issue 22 review: the exploration priority's share of each channel's capacity, in [0, 1], 0.10 when absent
+    assert conf["policy"].exploration_capacity_share == pytest.approx(0.10)
+    assert campaign_conf.load_policy({k: v for k, v in raw.items() if k != "exploration_capacity_share"}).exploration_capacity_share == 0.10
+    for bad in (1.5, -0.1, "most"):
+        with pytest.raises(ConfigError, match=r"^conf/policy\.yaml: exploration_capacity_share: "):
+            campaign_conf.load_policy({**raw, "exploration_capacity_share": bad})
 
 
 def test_exploration_in_spark_matches_python(spark, conf):
@@ -561,17 +567,19 @@ def test_exploration_in_spark_matches_python(spark, conf):
 
 
 def test_exploration_members_skip_the_value_rules_but_not_the_policy(spark, tagged, conf):
-    """Issue 22: a member of cpc_daily's exploration bucket is contacted whatever the ranking says: the active
-    candidates its twin outside the bucket loses to no_value are not removed by a value rule, and it takes a
-    contact (explorers are assigned first: capacity is 1 a channel here), recorded with explored and reasons
-    starting 'exploration; '. Opt-outs and the weekly cap still stop members: no contact. A global-holdout member
-    in the bucket is held out, not explored: its records carry no exploration flag or reason."""
+    """Issue 22: a member of cpc_daily's exploration bucket with the exploration priority (here the whole capacity
+    of 1 a channel may go to it: exploration_capacity_share 1) is contacted whatever the ranking says, on one
+    candidate: its best explorer candidate skips the value rules and takes the contact, recorded with explored and
+    reasons starting 'exploration; '; its other candidates compete like everyone's (the value rules remove what they
+    remove for its twin outside the bucket). Opt-outs and the weekly cap still stop members: no contact. A
+    global-holdout member in the bucket is held out, not explored: its records carry no exploration flag or reason."""
     from jobs.stages.cpc.decide import decisions
 
     who = {k: v["customer_id"] for k, v in exploration_rows(conf).items()}
     extra = ("customer_id string, recent_total int, recent_by_channel map<string,int>",
              [(who["capped"], 2, {"sms_push": 1, "wechat": 1})])
-    frame = decided_frame(spark, tagged, conf, list(who.values()), extra).localCheckpoint()
+    policy = dataclasses.replace(conf["policy"], exploration_capacity_share=1.0)
+    frame = decided_frame(spark, tagged, conf, list(who.values()), extra, policy=policy).localCheckpoint()
     got = [r.asDict() for r in frame.collect()]
 
     def rows(key, **match):
@@ -581,10 +589,10 @@ def test_exploration_members_skip_the_value_rules_but_not_the_policy(spark, tagg
     assert lost, "the twin loses some active candidates to no_value"
     mine = {(r["product_id"], r["channel"]): r for r in rows("plain", campaign_id="cpc_daily")}
     assert all(r["explored"] and r["explore"] == (r["channel_kind"] == "active") for r in mine.values())
-    assert all(mine[k]["outcome"] not in ("harmed", "no_value") for k in lost), "value rules skipped"
+    first = [r for r in mine.values() if r["explore_priority"]]
+    assert len(first) == 1 and first[0]["outcome"] == "contact", "one candidate with the priority, contacted"
+    assert all(mine[k]["outcome"] == "no_value" for k in lost if not mine[k]["explore_priority"]), "the others as the twin's"
     assert not any(r["explored"] for r in rows("twin", campaign_id="cpc_daily"))
-    contact = [r for r in rows("plain") if r["outcome"] == "contact"]
-    assert len(contact) == 1 and contact[0]["explore"], "contacted, on an exploration candidate"
     assert {r["outcome"] for r in rows("opted")} == {"opt_out"}
     capped = {r["outcome"] for r in rows("capped", channel_kind="active")}
     assert "frequency_cap" in capped and "contact" not in capped
@@ -596,6 +604,26 @@ def test_exploration_members_skip_the_value_rules_but_not_the_policy(spark, tagg
     globally = [r for r in written if r["customer_id"] == who["held"]]
     assert globally and {r["outcome"] for r in globally} == {"global_holdout"}
     assert not any(r["explored"] or r["reasons"].startswith("exploration") for r in globally)
+
+
+def test_explorers_beyond_the_capacity_share_compete_like_everyone_else(spark, tagged, conf):
+    """Issue 22 review: with the shipped exploration_capacity_share (0.10 of a capacity of 1 a channel: no place), a
+    member of cpc_daily's exploration bucket gets no priority: the value rules remove exactly what they remove for
+    its twin outside the bucket (same inputs), its records say explored but no reason starts 'exploration;'."""
+    from jobs.stages.cpc.decide import decisions
+
+    who = {k: v["customer_id"] for k, v in exploration_rows(conf).items()}
+    frame = decided_frame(spark, tagged, conf, [who["plain"], who["twin"]]).localCheckpoint()
+    got = [r.asDict() for r in frame.collect()]
+
+    def value_outcomes(key):
+        return {(r["campaign_id"], r["product_id"], r["channel"]): r["outcome"] for r in got
+                if r["customer_id"] == who[key] and r["campaign_id"] == "cpc_daily" and r["outcome"] in ("harmed", "no_value")}
+
+    assert value_outcomes("plain") == value_outcomes("twin") and value_outcomes("plain")
+    assert not any(r["explore_priority"] for r in got)
+    mine = [r for r in decisions(frame, "run").collect() if r["customer_id"] == who["plain"] and r["campaign_id"] == "cpc_daily"]
+    assert mine and all(r["explored"] and not r["reasons"].startswith("exploration") for r in mine)
 
 
 def test_active_eligible_by_hand():

@@ -78,6 +78,9 @@ class Policy:
     assignment_passes: int = 10
     global_holdout: float = 0.0  # share of all customers no campaign contacts or places (0: none)
     exploration: float = 0.0  # share of each offer campaign's eligible customers contacted at random (0: none)
+    # share of each active channel's daily capacity the exploration priority may take (the explorers beyond it compete
+    # like everyone else: the value rules, the ranking)
+    exploration_capacity_share: float = 0.10
     harm_margin: float = 0.0  # conf/models.yaml uplift.harm_margin: predicted tau below -margin is harmed (set by load_conf)
 
 
@@ -160,6 +163,8 @@ class PolicyConf(ConfModel):
     global_holdout: float = Field(0.0, ge=0, lt=0.5)
     # Exploration: this share of each offer campaign's eligible customers is contacted whatever the ranking says.
     exploration: float = Field(0.0, ge=0, lt=0.5)
+    # ... within this share of each active channel's daily capacity (beyond it they compete like everyone else).
+    exploration_capacity_share: float = Field(0.10, ge=0, le=1)
     assignment: Literal["priced", "deferred_acceptance"] = "priced"
     assignment_passes: int = Field(10, ge=1)
     assignment_rounds: int = Field(ge=1)
@@ -187,7 +192,7 @@ def load_policy(raw: dict[str, Any] | None = None) -> Policy:
         passive_horizon_days=r.passive_first.horizon_days, passive_min_probability=r.passive_first.min_probability,
         holdout_salt=r.holdout_salt, assignment_rounds=r.assignment_rounds, top_offers=r.top_offers,
         placement_valid_days=r.placement_valid_days, assignment=r.assignment, assignment_passes=r.assignment_passes,
-        global_holdout=r.global_holdout, exploration=r.exploration,
+        global_holdout=r.global_holdout, exploration=r.exploration, exploration_capacity_share=r.exploration_capacity_share,
     )
     if policy.max_active_per_day != 1:
         raise ConfigError("conf/policy.yaml: max_active_contacts_per_day: only 1 is supported (one active contact a customer a day)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from jobs.stages.cpc import fits
+from jobs.stages.cpc import fits, pricing
 from jobs.stages.cpc.assign import assign_priced, candidate_order
 from jobs.stages.cpc.campaigns import ELIGIBILITY, GLOBAL_HOLDOUT, RULES
 
@@ -24,10 +24,12 @@ HELD_OUT = ("global_holdout", "holdout")
 # value rules are selection too (the holdouts are drawn before them): a (customer, campaign) whose every
 # candidate was harmed or of no value is not chosen.
 SELECTION = STEPS[STEPS.index(HELD_OUT[-1]) + 1:]  # harmed, no_value, passive_first, one_offer_a_day, capacity, placement, contact
-# The exploration bucket's active candidates go to the assignment with this added to their expected value (yuan,
-# far above any offer's value): after urgent service messages, before every other offer. The expected value
-# recorded is the candidate's own.
+# The exploration priority (one active candidate per explorer, within exploration_capacity_share of each channel's
+# capacity: explorer_priority) goes to the assignment with this added to its expected value (yuan, far above any
+# offer's value): after urgent service messages, before every other offer. The expected value recorded is the
+# candidate's own.
 EXPLORE_PRIORITY = 1_000_000.0
+KEYS = ["customer_id", "campaign_id", "product_id", "channel"]
 CHOSEN = ("placement", "contact")
 NOT_CHOSEN = "not_chosen"
 # Inputs derived from history (inputs.history, inputs.trials): null when a customer has none.
@@ -220,18 +222,19 @@ def _broken(policy) -> dict:
     }
 
 
-def _value_rules(policy) -> dict:
+def _value_rules(policy, exempt: bool = True) -> dict:
     """harmed: an uplift model predicts the contact lowers the chance of buying by more than the margin
     (``tau < -harm_margin``); no_value: expected value not positive or a zero fit (with tau, the customer-product
-    fit is tau's, so only the channel's counts). The exploration bucket's active candidates skip both."""
+    fit is tau's, so only the channel's counts). With ``exempt``, the exploration bucket's active candidates skip
+    both here: :func:`decide` applies them again to those that do not get the exploration priority."""
     from pyspark.sql import functions as F
 
-    explore = F.coalesce(F.col("explore"), F.lit(False))
+    skip = F.coalesce(F.col("explore"), F.lit(False)) if exempt else F.lit(False)
     tau = F.col("tau")
     zero_fit = (tau.isNull() & (F.col("fit_customer_product") <= 0)) | (F.col("fit_customer_channel") <= 0)
     return {
-        "harmed": ~explore & F.coalesce(tau < F.lit(-float(policy.harm_margin)), F.lit(False)),
-        "no_value": ~explore & (zero_fit | (F.col("expected_value") <= 0)),
+        "harmed": ~skip & F.coalesce(tau < F.lit(-float(policy.harm_margin)), F.lit(False)),
+        "no_value": ~skip & (zero_fit | (F.col("expected_value") <= 0)),
     }
 
 
@@ -250,8 +253,9 @@ def fit_source_col():
 def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date):
     """Pure transform: one row per customer (tags, segment, propensity, uplift, history, trial columns) -> one row
     per candidate with its fits, expected value, ``outcome`` = the first row-level rule it breaks (null when it
-    breaks none), ``explored`` / ``explore`` (the exploration bucket: the pair / its active candidate), ``valued``
-    (passes the value rules, whatever the holdouts) and ``tau`` (null without an uplift model)."""
+    breaks none), ``explored`` / ``explore`` (the exploration bucket: the pair / its active candidate),
+    ``value_rule`` (the value rule it breaks, exploration or not), ``valued`` (passes the value rules, or explores;
+    whatever the holdouts) and ``tau`` (null without an uplift model)."""
     from pyspark.sql import functions as F
 
     per_customer = _per_customer(frame, products, channels, camps, day)
@@ -265,6 +269,8 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
         outcome = F.when(broken[rule], F.lit(rule)).otherwise(outcome)
     passive_touch = 1 - F.exp(-F.col("inbound_30d") / F.lit(30.0) * F.lit(float(policy.passive_horizon_days)))
     valued = ~broken["harmed"] & ~broken["no_value"]  # passes the value rules, held out or not (gold.cpc_offers)
+    plain = _value_rules(policy, exempt=False)
+    value_rule = F.when(plain["harmed"], F.lit("harmed")).when(plain["no_value"], F.lit("no_value"))
     return rows.select(
         "customer_id", "snapshot_date", "campaign_id", "campaign_kind", "priority", "urgent", "product_id", "category", "offer_name",
         "price", "channel", "channel_kind", "cost", "value", "lifecycle_stage", "service_tier",
@@ -274,7 +280,8 @@ def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date)
         F.round("expected_value", 4).alias("expected_value"),
         fit_source_col().alias("fit_source"),
         (passive_touch >= policy.passive_min_probability).alias("likely_passive"),
-        outcome.alias("outcome"), "explored", "explore", valued.alias("valued"), F.round("tau", 4).alias("tau"),
+        outcome.alias("outcome"), "explored", "explore", value_rule.alias("value_rule"), valued.alias("valued"),
+        F.round("tau", 4).alias("tau"),
     )
 
 
@@ -334,14 +341,57 @@ def assign(active, capacity: dict[str, int], rounds: int, log=log.info):
     return held.select(*cols[:4])
 
 
-def decide(cands, channels, policy, log=log.info, customers: int = 0):
-    """Candidates with row-level outcomes -> every candidate with its final outcome (a step of ``STEPS``).
-    ``customers`` (the day's customers) sizes a capacity given as a share. The exploration bucket's active
-    candidates (``explore``) are assigned first after urgent service messages (:data:`EXPLORE_PRIORITY`)."""
+def explorer_priority(active, capacity: dict[str, int], share: float):
+    """The explorers' candidates that get the exploration priority (Spark twin of
+    :func:`jobs.stages.cpc.pricing.explorer_priority`): each explorer's best active candidate (``explore``; ranked
+    by ``assign.candidate_order``), then per channel at most ``pricing.quota`` of them, drawn by the salted hash of
+    (``snapshot_date``, customer) (ties: customer id), a distributed top-k per channel. Returns the (customer_id,
+    campaign_id, product_id, channel) keys, or None when no channel has a place for them."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    if "explore" not in cands.columns:
-        cands = cands.withColumn("explore", F.lit(False))
+    places = {ch: n for ch, n in pricing.quota(capacity, share).items() if n > 0}
+    if not places:
+        return None
+    mine = active.where(F.coalesce(F.col("explore"), F.lit(False)))
+    best = mine.withColumn("_r", F.row_number().over(Window.partitionBy("customer_id").orderBy(*candidate_order()))).where("_r = 1")
+    best = best.withColumn("_draw", holdout_bucket_col(pricing.EXPLORE_SALT, F.col("snapshot_date").cast("string"), F.col("customer_id")))
+    parts = [best.where(F.col("channel") == ch).orderBy("_draw", "customer_id").limit(n).select(*KEYS) for ch, n in sorted(places.items())]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
+
+
+def _with_priority(survived, capacity: dict[str, int], policy):
+    """The active candidates past passive-first -> with ``explore_priority`` (:func:`explorer_priority`, within
+    ``exploration_capacity_share`` of each channel's capacity). An explorer's candidate without the priority
+    competes like everyone else's: the value rule it breaks (``value_rule``, skipped in :func:`candidates`)
+    removes it now (rules 14-15 come before passive-first: its outcome, whatever passive-first said)."""
+    from pyspark.sql import functions as F
+
+    share = float(getattr(policy, "exploration_capacity_share", 0.0))
+    pending = survived.where(F.col("outcome").isNull())
+    boosted = explorer_priority(pending, capacity, share) if policy.exploration > 0 else None
+    if boosted is None:
+        flagged = survived.withColumn("explore_priority", F.lit(False))
+    else:
+        flagged = survived.join(boosted.withColumn("_p", F.lit(True)), on=KEYS, how="left").withColumn(
+            "explore_priority", F.coalesce(F.col("_p"), F.lit(False))).drop("_p")
+    demoted = F.coalesce(F.col("explore"), F.lit(False)) & ~F.col("explore_priority") & F.col("value_rule").isNotNull()
+    return flagged.withColumn("outcome", F.when(demoted, F.col("value_rule")).otherwise(F.col("outcome"))).withColumn(
+        "valued", F.when(demoted, F.lit(False)).otherwise(F.col("valued")))
+
+
+def decide(cands, channels, policy, log=log.info, customers: int = 0):
+    """Candidates with row-level outcomes -> every candidate with its final outcome (a step of ``STEPS``).
+    ``customers`` (the day's customers) sizes a capacity given as a share. The exploration priority
+    (``explore_priority``: :func:`_with_priority`) is assigned first after urgent service messages
+    (:data:`EXPLORE_PRIORITY`)."""
+    from pyspark.sql import functions as F
+
+    defaults = {"explore": F.lit(False), "value_rule": F.lit(None).cast("string"), "valued": F.lit(True)}
+    cands = cands.withColumns({c: v for c, v in defaults.items() if c not in cands.columns}).withColumn("explore_priority", F.lit(False))
     survived = cands.where(F.col("outcome").isNull())
     # Placements first: the best offer for each passive touchpoint of the customer.
     passive = survived.where(F.col("channel_kind") == "passive").withColumn("_r", _rank("customer_id", "channel"))
@@ -353,9 +403,10 @@ def decide(cands, channels, policy, log=log.info, customers: int = 0):
     survived = survived.withColumn("outcome", F.when(
         F.coalesce(F.col("_placed"), F.lit(False)) & F.col("likely_passive"), F.lit("passive_first")
     )).drop("_placed")
-    active = survived.where(F.col("outcome").isNull()).localCheckpoint()
     capacity = {c.id: fits.daily_capacity(c.capacity, customers) for c in channels if c.kind == "active"}
-    pool = active.withColumn("expected_value", F.when(F.coalesce(F.col("explore"), F.lit(False)),
+    survived = _with_priority(survived.drop("explore_priority"), capacity, policy).localCheckpoint()
+    active = survived.where(F.col("outcome").isNull())
+    pool = active.withColumn("expected_value", F.when(F.col("explore_priority"),
                                                       F.col("expected_value") + F.lit(EXPLORE_PRIORITY)).otherwise(F.col("expected_value")))
     if policy.assignment == "deferred_acceptance":
         taken = assign(pool, capacity, policy.assignment_rounds, log)
@@ -364,21 +415,21 @@ def decide(cands, channels, policy, log=log.info, customers: int = 0):
     taken = taken.withColumn("_taken", F.lit(True))
     reached = taken.select("customer_id").distinct().withColumn("_reached", F.lit(True))
     active = (
-        active.join(taken, on=["customer_id", "campaign_id", "product_id", "channel"], how="left")
+        active.join(taken, on=KEYS, how="left")
         .join(reached, on="customer_id", how="left")
         .withColumn("outcome", F.when(F.col("_taken"), F.lit("contact"))
                     .when(F.col("_reached"), F.lit("one_offer_a_day")).otherwise(F.lit("capacity")))
         .drop("_taken", "_reached")
     )
-    done = cands.where(F.col("outcome").isNotNull()).unionByName(
-        survived.where(F.col("outcome") == "passive_first")).unionByName(passive).unionByName(active)
+    done = cands.where(F.col("outcome").isNotNull()).unionByName(survived.where(F.col("outcome").isNotNull())) \
+        .unionByName(passive).unionByName(active)
     step = F.element_at(literal_map([(s, F.lit(i)) for i, s in enumerate(STEPS)]), F.col("outcome"))
     return done.withColumn("step_no", step)
 
 
 def reasons_col():
-    """The decision's reasons as text; an exploration candidate's (``explore``: contacted whatever the ranking)
-    start with ``exploration; ``."""
+    """The decision's reasons as text; a candidate with the exploration priority's (``explore_priority``:
+    contacted whatever the ranking, within the channel's exploration share) start with ``exploration; ``."""
     from pyspark.sql import functions as F
 
     text = F.format_string(
@@ -386,7 +437,7 @@ def reasons_col():
         "campaign_id", "lifecycle_stage", "fit_customer_product", "fit_source", "channel", "category",
         "fit_product_channel", "channel", "fit_customer_channel", "expected_value",
     )
-    return F.concat(F.when(F.coalesce(F.col("explore"), F.lit(False)), F.lit("exploration; ")).otherwise(F.lit("")), text)
+    return F.concat(F.when(F.coalesce(F.col("explore_priority"), F.lit(False)), F.lit("exploration; ")).otherwise(F.lit("")), text)
 
 
 def not_chosen(decided):
