@@ -93,6 +93,8 @@ class UpliftConf(ConfModel):
     min_control: int = Field(500, ge=1)  # held-out customers in the history
     min_conversions_per_arm: int = Field(50, ge=1)  # conversions among the treated and among the control
     harm_margin: float = Field(0.0, ge=0, le=1)  # predicted tau below -margin: harmed, not contacted
+    # ASSUMPTION (not measured): the share of a cold-start family's conversions a contact causes (docs/models.md)
+    cold_start_incrementality: float = Field(0.3, ge=0, le=1)
     report_days: int = Field(7, ge=1)  # the newest matured decision dates, held out for the report
     history_days: int = Field(180, ge=1)  # decision dates read for training (the newest ones)
     max_train_rows: int = Field(1_000_000, ge=1)  # a seeded sample above this goes to the driver
@@ -117,6 +119,7 @@ class Settings:
     min_control: int
     min_conversions_per_arm: int
     harm_margin: float
+    cold_start_incrementality: float
     report_days: int
     history_days: int
     max_train_rows: int
@@ -292,6 +295,28 @@ def expected_value(tau, value, cost):
 def harmed(tau, margin: float):
     """True where the contact is predicted to harm (``tau < -margin``): the customer is not contacted."""
     return np.asarray(tau, dtype=np.float64) < -float(margin)
+
+
+def measured_incrementality(treated: int, conversions: int, not_chosen: int, not_chosen_conversions: int, holdout: int,
+                            holdout_conversions: int, z: float = 1.959964) -> dict[str, float] | None:
+    """The share of the treated's conversions that the contact caused, from the evaluation's counts of one product
+    family's campaigns (gold.campaign_eval): the effect on the treated (Bloom: the intent-to-treat lift of the
+    eligible, treated + not chosen, over the holdout, divided by the treated share; its 95% interval the lift's
+    normal interval divided by the share, as jobs.stages.evaluate.three_way computes ``effect_on_treated``) over
+    the treated conversion rate, within [0, 1] (a significantly negative effect counts as 0: no contact earns
+    anything). None where a group is empty, nobody treated converted, or the interval holds zero (not measured).
+    Returns factor, effect, low, high, rate_treated."""
+    eligible, x_e = treated + not_chosen, conversions + not_chosen_conversions
+    if not treated or not holdout or not conversions:
+        return None
+    p_e, p_c = x_e / eligible, holdout_conversions / holdout
+    half = z * float(np.sqrt(p_e * (1 - p_e) / eligible + p_c * (1 - p_c) / holdout))
+    share = treated / eligible
+    effect, low, high = (p_e - p_c) / share, (p_e - p_c - half) / share, (p_e - p_c + half) / share
+    if low <= 0 <= high:
+        return None
+    rate = conversions / treated
+    return {"factor": min(max(effect / rate, 0.0), 1.0), "effect": effect, "low": low, "high": high, "rate_treated": rate}
 
 
 # ---------------------------------------------------------------------------------------------------------

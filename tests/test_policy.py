@@ -35,24 +35,25 @@ def cat():
     return load_catalogue()
 
 
-def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None):
+def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
     """Hand-written customers (their ids in ``tagged``) -> every candidate with its outcome (a DataFrame).
     ``extra`` adds per-customer input columns the pipeline derives from history (recent contacts, declines,
-    open trials, uplift scores); ``notes``: the uplift registry's cold-start reasons per family."""
+    open trials, uplift scores); ``notes``, ``factors``: per family, the cold-start text of fit_source and the
+    incrementality factor (inputs.cold_start_ranking)."""
     frame = tagged.where(F.col("customer_id").isin(sorted(ids)))
     if extra:
         frame = frame.join(spark.createDataFrame(extra[1], extra[0]), on="customer_id", how="left")
     channels = channels or conf["channels"]
     camps = camps or conf["camps"]
     policy = policy or conf["policy"]
-    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT, uplift_notes=notes)
+    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT, uplift_notes=notes, incrementality=factors)
     cands = cpc.candidates(frame, conf["products"], channels, camps, policy, combo, SNAPSHOT)
     return cpc.decide(cands, channels, policy, log=lambda *_: None)
 
 
-def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None):
+def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
     """As :func:`decided_frame`, as dicts."""
-    got = decided_frame(spark, tagged, conf, ids, extra, policy=policy, channels=channels, camps=camps, notes=notes)
+    got = decided_frame(spark, tagged, conf, ids, extra, policy=policy, channels=channels, camps=camps, notes=notes, factors=factors)
     return [r.asDict() for r in got.collect()]
 
 
@@ -714,6 +715,58 @@ def test_a_cold_start_family_says_so_in_the_fit_source(spark, tagged, conf):
         else:
             assert r["fit_source"] == before[k]["fit_source"], k
         assert (r["outcome"], r["expected_value"]) == (before[k]["outcome"], before[k]["expected_value"]), k
+
+
+def test_with_a_model_for_one_family_the_others_rank_by_propensity_x_incrementality(spark, tagged, conf):
+    """Issue 22 review: once a family (data) has an uplift model, tau x value and the propensity acceptance x value
+    must be on one scale: the other families' active offers take acceptance x the incrementality factor (the
+    assumed 0.30 here: inputs.cold_start_ranking) and say so in fit_source ('cold start: propensity x 0.30
+    (assumed) (never trained); <as before>'); the modelled family's offers rank by tau; passive candidates and
+    messages are as before."""
+    from jobs.stages.cpc.inputs import cold_start_ranking
+
+    cid = uplift_rows(conf)["plain"]["customer_id"]
+    families = campaign_conf.offer_families(conf["products"], conf["camps"])
+    notes, factors = cold_start_ranking(families, {"data": "uplift: x_learner (n treated 900, control 2000)"}, {}, 0.3)
+    extra = ("customer_id string, uplift_tau map<string,double>", [(cid, {"data": 0.2})])
+    before = {(r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, [cid])}
+    after = {(r["campaign_id"], r["product_id"], r["channel"]): r
+             for r in decide(spark, tagged, conf, [cid], extra, notes=notes, factors=factors)}
+    assert before.keys() == after.keys()
+    scaled = 0
+    for k, r in after.items():
+        was = before[k]
+        if r["campaign_kind"] == "offer" and r["channel_kind"] == "active" and r["category"] == "data":
+            assert r["fit_source"] == "uplift data tau 0.200" and r["expected_value"] == pytest.approx(0.2 * r["value"] - r["cost"], abs=1e-4)
+        elif r["campaign_kind"] == "offer" and r["channel_kind"] == "active":
+            assert r["fit_source"] == f"cold start: propensity x 0.30 (assumed) (never trained); {was['fit_source']}", k
+            assert r["expected_value"] == pytest.approx(0.3 * (was["expected_value"] + r["cost"]) - r["cost"], abs=2e-4), k
+            scaled += 1
+        else:
+            assert (r["fit_source"], r["expected_value"]) == (was["fit_source"], was["expected_value"]), k
+    assert scaled
+
+
+def test_without_a_model_and_without_exploration_the_cold_start_reasons_change_no_decision(spark, tagged, conf, people):
+    """Issue 22 review: while no family has a model nothing is scaled (cold_start_ranking gives no factor) and, with
+    exploration 0, nobody is explored: on every hand-written customer of the rule tests, the same outcomes and
+    expected values with the cold-start reasons as without them (the decision as before issue 22's models), and
+    every active offer of an offer family says 'cold start: propensity (never trained); ' first."""
+    from jobs.stages.cpc.inputs import cold_start_ranking
+
+    families = campaign_conf.offer_families(conf["products"], conf["camps"])
+    notes, factors = cold_start_ranking(families, {}, {"data": {"factor": 0.5}}, 0.3)
+    assert factors == {}
+    rows, extra = rows_of(people)
+    ids, policy = [r["customer_id"] for r in rows], dataclasses.replace(conf["policy"], exploration=0.0)
+    plain = {(r["customer_id"], r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, ids, extra, policy=policy)}
+    noted = decide(spark, tagged, conf, ids, extra, policy=policy, notes=notes, factors=factors)
+    assert len(noted) == len(plain)
+    for r in noted:
+        was = plain[(r["customer_id"], r["campaign_id"], r["product_id"], r["channel"])]
+        assert (r["outcome"], r["expected_value"], r["explored"], r["explore_priority"]) == (was["outcome"], was["expected_value"], False, False)
+        if r["campaign_kind"] == "offer" and r["channel_kind"] == "active" and r["category"] in families:
+            assert r["fit_source"] == f"cold start: propensity (never trained); {was['fit_source']}"
 
 
 def _first_choice(candidates):

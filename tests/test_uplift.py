@@ -189,6 +189,7 @@ def test_the_shipped_settings_load_and_the_propensity_file_still_validates():
     assert (s.learner, s.min_treated, s.min_control, s.min_conversions_per_arm) == ("x_learner", 500, 500, 50)
     assert s.harm_margin >= 0 and s.params["deterministic"] is True
     assert (s.report_days, s.history_days, s.max_train_rows) == (7, 180, 1_000_000)
+    assert s.cold_start_incrementality == 0.3  # an assumption, marked so in conf/models.yaml and docs/models.md
     assert pm.load_settings().models  # conf/models.yaml with its uplift section is still one valid file
     assert u.load_settings({"horizon_days": 30}) == dataclasses.replace(
         s, min_treated=500, params={}, num_boost_round=400, early_stopping_rounds=30)  # defaults without a section
@@ -201,6 +202,7 @@ def test_the_shipped_settings_load_and_the_propensity_file_still_validates():
     # the exploration share moved to conf/policy.yaml (the decision's): here it is an unknown key
     ({"exploration_share": 0.05}, r"conf/models.yaml: uplift.exploration_share: Extra inputs are not permitted"),
     ({"harm_margin": "big"}, r"conf/models.yaml: uplift.harm_margin: Input should be a valid number"),
+    ({"cold_start_incrementality": 1.2}, r"conf/models.yaml: uplift.cold_start_incrementality: Input should be less than or equal to 1"),
     ({"min_treatd": 100}, r"conf/models.yaml: uplift.min_treatd: Extra inputs are not permitted"),
 ])
 def test_a_wrong_setting_names_the_file_and_the_field(section, message):

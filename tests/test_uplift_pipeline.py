@@ -44,8 +44,10 @@ def test_campaigns_pooled_per_family_on_the_shipped_configuration(conf):
 
 def test_the_decision_reads_the_registrys_reasons(tmp_path):
     """Spark-free: inputs.uplift_status gives each family's latest reason as of the day (a model's or a cold
-    start's), uplift_notes only the cold starts (what fit_source shows); nothing before the first training."""
-    from jobs.stages.cpc.inputs import uplift_notes, uplift_status
+    start's; nothing before the first training); the decision's notes (cold_start_ranking) give every offer family
+    without a model a 'cold start:' reason, the registry's or 'never trained' (issue 22 review: a family never
+    trained said only its propensity source before), and, once one family has a model, the incrementality factor."""
+    from jobs.stages.cpc.inputs import cold_start_ranking, uplift_status
 
     paths = Paths(tmp_path)
     pdf, names = history_frame(n_days=30, per_day=400)
@@ -55,11 +57,53 @@ def test_the_decision_reads_the_registrys_reasons(tmp_path):
     um.save(reg, "data", AS_OF - dt.timedelta(days=8), cold, {})
     um.save(reg, "data", AS_OF - dt.timedelta(days=1), fitted, {})
     um.save(reg, "vas", AS_OF - dt.timedelta(days=1), cold, {})
+    families = ["data", "games", "vas"]
     assert uplift_status(paths, AS_OF - dt.timedelta(days=9)) == {}
-    assert uplift_notes(paths, AS_OF - dt.timedelta(days=2)) == {"data": "cold start: propensity (no matured outcomes)"}
+    assert cold_start_ranking(families, uplift_status(paths, AS_OF - dt.timedelta(days=9)), {}, 0.3) == (
+        {f: "cold start: propensity (never trained)" for f in families}, {}), "before any training: every family says so"
+    assert cold_start_ranking(families, uplift_status(paths, AS_OF - dt.timedelta(days=2)), {}, 0.3) == (
+        {"data": "cold start: propensity (no matured outcomes)", "games": "cold start: propensity (never trained)",
+         "vas": "cold start: propensity (never trained)"}, {})
     now = uplift_status(paths, AS_OF)
     assert now["data"].startswith("uplift: x_learner (n treated ") and now["vas"] == "cold start: propensity (no matured outcomes)"
-    assert uplift_notes(paths, AS_OF) == {"vas": "cold start: propensity (no matured outcomes)"}
+    notes, factors = cold_start_ranking(families, now, {}, 0.3)
+    assert notes == {"data": "no uplift score: propensity x 0.30 (assumed)", "games": "cold start: propensity x 0.30 (assumed) (never trained)",
+                     "vas": "cold start: propensity x 0.30 (assumed) (no matured outcomes)"}
+    assert factors == dict.fromkeys(families, 0.3)
+
+
+def test_cold_start_ranking_uses_the_measured_incrementality_where_there_is_one():
+    """Spark-free: with a model for data, a family the evaluation measured gets its factor (and says where from),
+    the others the assumed one; without any model nobody gets a factor, measured or not."""
+    from jobs.stages.cpc.inputs import cold_start_ranking
+
+    status = {"data": "uplift: x_learner (n treated 900, control 2000)", "vas": "cold start: propensity (n treated 40 < 500)"}
+    measured = {"vas": {"factor": 0.42, "eval_date": "2026-11-19"}}
+    notes, factors = cold_start_ranking(["data", "games", "vas"], status, measured, 0.3)
+    assert notes["vas"] == "cold start: propensity x 0.42 (measured, campaign_eval 2026-11-19) (n treated 40 < 500)"
+    assert notes["games"] == "cold start: propensity x 0.30 (assumed) (never trained)"
+    assert factors == {"data": 0.3, "games": 0.3, "vas": 0.42}
+    assert cold_start_ranking(["games", "vas"], {"vas": status["vas"]}, measured, 0.3) == (
+        {"games": "cold start: propensity (never trained)", "vas": "cold start: propensity (n treated 40 < 500)"}, {})
+
+
+def test_measured_incrementality_is_the_evaluations_effect_on_the_treated_over_their_rate():
+    """Spark-free: models.uplift.measured_incrementality reads the evaluation's counts as jobs.stages.evaluate's
+    three-way reading does (effect on the treated and its interval equal), then / the treated conversion rate,
+    within [0, 1]; None where the interval holds zero, a group is empty or nobody treated converted."""
+    from jobs.stages import evaluate
+
+    counts = (4000, 600, 6000, 500, 1000, 60)  # treated, conv, not chosen, conv, holdout, conv
+    got = um.measured_incrementality(*counts)
+    tw = evaluate.three_way(evaluate.Group(4000, 600), evaluate.Group(6000, 500), evaluate.Group(1000, 60), evaluate.Group(0, 0))
+    assert got["effect"] == pytest.approx(tw["effect_on_treated"]) and got["low"] == pytest.approx(tw["effect_low"])
+    assert got["high"] == pytest.approx(tw["effect_high"]) and got["low"] > 0
+    assert got["rate_treated"] == pytest.approx(0.15) and got["factor"] == pytest.approx(tw["effect_on_treated"] / 0.15)
+    assert 0 < got["factor"] < 1
+    assert um.measured_incrementality(400, 60, 600, 50, 100, 6) is None, "ten times fewer: the interval holds zero"
+    assert um.measured_incrementality(0, 0, 10, 1, 10, 1) is None and um.measured_incrementality(10, 0, 10, 1, 10, 1) is None
+    harm = um.measured_incrementality(4000, 200, 6000, 300, 1000, 150)
+    assert harm["high"] < 0 and harm["factor"] == 0.0, "a measured harm counts as no incremental conversion"
 
 
 OUTCOME_COLS = ("snapshot_date date, customer_id string, campaign_id string, campaign_kind string, category string, "
@@ -192,7 +236,7 @@ def test_weekly_training_registers_each_family_and_writes_the_report(tmp_path, m
     rows, fitted at the family's common propensity (cpc_daily's 0.02 / 0.07) with the pooling in its meta, and a
     cold start with its reason for every other family of the offer campaigns; the report names them all; the
     decision then reads the model's and the cold starts' reasons as of the date."""
-    from jobs.stages.cpc.inputs import uplift_notes
+    from jobs.stages.cpc.inputs import cold_start_ranking, uplift_status
 
     pdf, features, as_of = _weekly_history()
     monkeypatch.setattr(stage, "history", lambda spark, paths, day, s, pooled, intervals=None: (pdf, features))
@@ -209,7 +253,9 @@ def test_weekly_training_registers_each_family_and_writes_the_report(tmp_path, m
     report = (paths.reports / "models" / f"uplift_{as_of.isoformat()}.md").read_text()
     assert all(f"| {f} " in report for f in ("data", *regs)) and "## data" in report
     assert um.current(stage.registry(paths), "data", as_of).version == data.version
-    assert uplift_notes(paths, as_of) == {f: "cold start: propensity (no matured outcomes)" for f in regs}
+    notes, factors = cold_start_ranking(sorted(stage.families(products, camps)), uplift_status(paths, as_of), {}, 0.3)
+    assert {f: notes[f] for f in regs} == {f: "cold start: propensity x 0.30 (assumed) (no matured outcomes)" for f in regs}
+    assert notes["data"] == "no uplift score: propensity x 0.30 (assumed)" and set(factors) == set(notes)
 
 
 def test_weekly_training_reads_matured_rows_and_their_snapshots_from_the_lake(spark, tmp_path):
@@ -251,3 +297,46 @@ def test_the_evaluation_window_is_read_once_for_the_evaluation_and_the_uplift_tr
     assert campaign_conf.evaluation_settings({**raw, "evaluation": {"window_days": 7}}) == {"window_days": 7, "lookback_days": 28}
     with pytest.raises(ConfigError, match=r"^conf/policy\.yaml: evaluation\.window_days: "):
         campaign_conf.evaluation_settings({**raw, "evaluation": {"window_days": 0}})
+
+
+def test_the_measured_incrementality_is_read_from_the_latest_evaluation_before_the_day(spark, tmp_path):
+    """Spark: inputs.measured_incrementality sums gold.campaign_eval's campaign x product cells of the offer
+    campaigns per family (a message campaign's cells and other levels left out), from the latest evaluation before
+    the day (not the day's own: a rerun reads the same), and keeps the families whose effect interval excludes zero;
+    uplift_ranking reads it only once a family has a model."""
+    from jobs.platform import lake
+    from jobs.stages.cpc.inputs import measured_incrementality, uplift_ranking
+
+    products, _, _, camps, _ = cpc.load_conf()
+    cat = {p.id: p.category for p in products}
+    data = sorted(p for p, c in cat.items() if c == "data")[:2]
+    vas = sorted(p for p, c in cat.items() if c == "vas")[0]
+    message = next(c.id for c in camps if c.kind == "message")
+    day = AS_OF
+
+    def cell(eval_date, level, camp, product, counts):
+        return (eval_date, level, camp, product, *counts)
+
+    strong, weak = (2000, 300, 3000, 250, 500, 30), (200, 30, 300, 25, 50, 3)
+    rows = [cell(day - dt.timedelta(days=1), "campaign,product", "cpc_daily", data[0], strong),
+            cell(day - dt.timedelta(days=1), "campaign,product", "data_cap_alert", data[1], strong),
+            cell(day - dt.timedelta(days=1), "campaign,product", "cpc_daily", vas, weak),
+            cell(day - dt.timedelta(days=1), "campaign,product", message, data[0], (10**6, 10**6, 0, 0, 10, 0)),
+            cell(day - dt.timedelta(days=1), "product", "*", data[0], (10**6, 10**6, 0, 0, 10, 0)),
+            cell(day - dt.timedelta(days=2), "campaign,product", "cpc_daily", vas, strong),
+            cell(day, "campaign,product", "cpc_daily", vas, strong)]
+    schema = ("eval_date date, level string, campaign_id string, product_id string, treated bigint, conversions bigint, "
+              "not_chosen bigint, not_chosen_conversions bigint, holdout bigint, holdout_conversions bigint")
+    paths = Paths(tmp_path)
+    lake.replace(spark.createDataFrame(rows, schema), paths, "gold.campaign_eval", None)
+    got = measured_incrementality(spark, paths, day, products, camps)
+    want = um.measured_incrementality(*[2 * v for v in strong])
+    assert set(got) == {"data"} and got["data"]["factor"] == pytest.approx(want["factor"])
+    assert got["data"]["eval_date"] == (day - dt.timedelta(days=1)).isoformat()
+    notes, factors = uplift_ranking(spark, paths, day, products, camps, 0.3)
+    assert factors == {} and notes["data"] == "cold start: propensity (never trained)", "no model: not read, not applied"
+    pdf, names = history_frame(n_days=30, per_day=400)
+    um.save(stage.registry(paths), "vas", day - dt.timedelta(days=1), um.train_family(pdf, names, settings(), 0.3, 14), {})
+    notes, factors = uplift_ranking(spark, paths, day, products, camps, 0.3)
+    assert factors["data"] == pytest.approx(want["factor"]) and factors["roaming"] == 0.3
+    assert notes["data"] == f"cold start: propensity x {want['factor']:.2f} (measured, campaign_eval {(day - dt.timedelta(days=1)).isoformat()}) (never trained)"

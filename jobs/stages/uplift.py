@@ -54,9 +54,9 @@ def window_days() -> int:
 
 
 def families(products, camps) -> list[str]:
-    """The product families an uplift model is trained for: those of the products the offer campaigns name."""
-    by_id = {p.id: p.category for p in products}
-    return sorted({by_id[pid] for c in camps if c.kind == "offer" for pid in c.products if pid in by_id})
+    """The product families an uplift model is trained for: those of the products the offer campaigns name
+    (:func:`jobs.stages.cpc.campaigns.offer_families`, which the decision reads too)."""
+    return campaign_conf.offer_families(products, camps)
 
 
 def pooling_rows(products, camps, exploration: float) -> list[tuple[str, str, float, float, float]]:

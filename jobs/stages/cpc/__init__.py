@@ -82,7 +82,7 @@ from jobs.stages.cpc.inputs import (
     model_versions,
     product_channel_table,
     trials,
-    uplift_notes,
+    uplift_ranking,
 )
 from jobs.stages.tags import load_catalogue
 from models import uplift as uplift_model
@@ -135,8 +135,8 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     run_id = decision_run_id(day, deliveries_fingerprint(spark, paths, day), business_fingerprint(), used_models)
     frame = inputs(spark, paths, day, products, policy, camps)
     scales = acceptance_scales(spark, paths, day, channels)
-    combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()},
-                      uplift_notes(paths, day))
+    notes, factors = uplift_ranking(spark, paths, day, products, camps, uplift_model.load_settings().cold_start_incrementality)
+    combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors)
     cands = candidates(frame, products, channels, camps, policy, combo_df, day)
     customers = day_customers(spark, paths, day)
     decided = decide(cands.localCheckpoint(), channels, policy, customers=customers).localCheckpoint()
@@ -152,6 +152,9 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     lake.replace(record, paths, "ops.cpc_runs", cond)
     log.info(f"score {day}: capacities for {customers} customers: " + ", ".join(
         f"{c.id} {fits.daily_capacity(c.capacity, customers)}" for c in channels if c.kind == "active"))
+    if factors:
+        log.info(f"score {day}: offers without an uplift score rank by propensity x incrementality: " + "; ".join(
+            f"{f}: {notes[f]}" for f in sorted(factors)))
     log.info(f"score {day}: acceptance scales " + ", ".join(
         f"{ch} {v['scale']:.4f} ({v['accepted']}/{v['contacts']} accepted)" for ch, v in sorted(scales.items())))
     return _written(spark, paths, day, t0)

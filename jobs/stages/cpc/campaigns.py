@@ -305,6 +305,13 @@ def load(product_ids: list[str], channel_ids: list[str], known: set[str], folder
     return sorted(out.values(), key=lambda c: (c.priority, c.id))
 
 
+def offer_families(products, camps) -> list[str]:
+    """The product families of the products the offer campaigns name: those an uplift model is trained for (and,
+    until it is, in cold start). Pure."""
+    by_id = {p.id: p.category for p in products}
+    return sorted({by_id[pid] for c in camps if c.kind == "offer" for pid in c.products if pid in by_id})
+
+
 def holdout_bucket(salt: str, campaign: str, customer: str) -> int:
     """The customer's bucket (0..9999) for a campaign's holdout: the same in Python and in Spark
     (``jobs.stages.cpc.decide.holdout_bucket_col``), stable across runs and machines."""

@@ -83,13 +83,16 @@ def in_global_holdout(policy, customer):
 
 
 def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float], day: dt.date,
-           accept_scale: dict[str, float] | None = None, uplift_notes: dict[str, str] | None = None):
+           accept_scale: dict[str, float] | None = None, uplift_notes: dict[str, str] | None = None,
+           incrementality: dict[str, float] | None = None):
     """The campaign x product x channel table (small, broadcast): constants of every possible candidate.
     ``accept_scale`` (channel -> scale, :func:`acceptance_scales`) turns an offer's product of fits into an
-    acceptance probability; without it (or for a channel it does not name) the scale is 1. ``uplift_notes``
-    (family -> ``cold start: propensity (...)``, :func:`jobs.stages.cpc.inputs.uplift_status`) names, on the
-    active offers of a family whose uplift training was a cold start, why the propensity fit still ranks them."""
-    scales, notes = accept_scale or {}, uplift_notes or {}
+    acceptance probability; without it (or for a channel it does not name) the scale is 1. ``uplift_notes`` and
+    ``incrementality`` (family -> text, family -> factor: :func:`jobs.stages.cpc.inputs.cold_start_ranking`) apply
+    to the active offers of a family: why the propensity fit ranks them where no uplift model scored the customer
+    (``cold start: propensity x 0.30 (assumed) (...)``), and the share of the acceptance a contact causes (1 for
+    every other candidate, and for all while no family has a model)."""
+    scales, notes, factors = accept_scale or {}, uplift_notes or {}, incrementality or {}
     by_ch = {c.id: c for c in channels}
     rows = []
     for camp in camps:
@@ -105,16 +108,17 @@ def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float
                 value = camp.value if camp.value is not None else p.value
                 stages = list(camp.stages or p.stages)
                 scale = float(scales.get(ch, 1.0)) if camp.kind == "offer" else 1.0  # a service message is not "accepted"
-                note = notes.get(p.category) if camp.kind == "offer" and c.kind == "active" else None
+                offer = camp.kind == "offer" and c.kind == "active"
+                note, factor = (notes.get(p.category), float(factors.get(p.category, 1.0))) if offer else (None, 1.0)
                 rows.append((camp.id, camp.kind, camp.priority, camp.urgent, camp.trial, camp.holdout,
                              camp.repeat_after_days, camp.while_complaint_open, p.id, p.category, p.name_en,
                              p.price, float(value), stages, p.propensity, ch, c.kind, c.cost,
-                             float(pc_fit[(p.id, ch)]), scale, note))
+                             float(pc_fit[(p.id, ch)]), scale, note, factor))
     schema = ("campaign_id string, campaign_kind string, priority int, urgent boolean, trial boolean, "
               "holdout_share double, repeat_after_days int, while_complaint_open boolean, product_id string, "
               "category string, offer_name string, price double, value double, stages array<string>, "
               "model string, channel string, channel_kind string, cost double, fit_product_channel double, "
-              "accept_scale double, uplift_note string")
+              "accept_scale double, uplift_note string, incrementality double")
     return spark.createDataFrame(rows, schema)
 
 
@@ -161,7 +165,8 @@ def _with_fits(rows):
     effect of a contact for the candidate's product family (gold.uplift), on active offers only (the model
     learned from contacts; placements and service messages keep their fits), null where no model scored the
     customer. With tau the expected value is ``tau x value - cost`` (models.uplift.expected_value: tau replaces
-    the acceptance probability fit_cp x fit_pc x fit_cc x scale); without it, as before."""
+    the acceptance probability fit_cp x fit_pc x fit_cc x scale); without it, that acceptance x ``incrementality``
+    (the share of it a contact causes, :func:`combos`; 1 while no family has a model) x value - cost."""
     from pyspark.sql import functions as F
 
     message = F.col("campaign_kind") == "message"
@@ -169,8 +174,9 @@ def _with_fits(rows):
     learned = F.coalesce(F.element_at(F.col("cc_learned"), F.col("channel")), F.lit(1.0))  # from the customer's own responses
     fit_cc = F.least(F.coalesce(F.element_at("fit_cc", F.col("channel")), F.lit(0.0)) * learned, F.lit(1.0))
     tau = F.when(~message & (F.col("channel_kind") == "active"), F.element_at(F.col("uplift_tau"), F.col("category")))
+    factor = F.coalesce(F.col("incrementality"), F.lit(1.0)) if "incrementality" in rows.columns else F.lit(1.0)
     accept = F.coalesce(F.col("tau"), F.col("fit_customer_product") * F.col("fit_product_channel")
-                        * F.col("fit_customer_channel") * F.col("accept_scale"))
+                        * F.col("fit_customer_channel") * F.col("accept_scale") * factor)
     return rows.withColumn("fit_customer_product", fit_cp).withColumn("fit_customer_channel", fit_cc).withColumn(
         "tau", tau.cast("double")).withColumn("expected_value", accept * F.col("value") - F.col("cost"))
 
@@ -240,9 +246,9 @@ def _value_rules(policy, exempt: bool = True) -> dict:
 
 def fit_source_col():
     """Where the acceptance came from, for the reasons: ``uplift <family> tau 0.031`` where an uplift model scored
-    the customer; for a family whose latest training was a cold start (``uplift_note``, from the registry),
-    ``cold start: propensity (n treated 40 < 500); model take_data decile 7``; else the propensity decile or
-    the rule, as before."""
+    the customer; else, on an offer family's active offers, ``uplift_note`` (:func:`combos`) then the propensity
+    source, e.g. ``cold start: propensity x 0.30 (assumed) (n treated 40 < 500); model take_data decile 7``;
+    else the propensity decile or the rule, as before."""
     from pyspark.sql import functions as F
 
     own = F.coalesce(F.element_at("fit_cp_source", F.col("product_id")), F.lit("rule"))

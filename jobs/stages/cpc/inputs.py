@@ -11,6 +11,7 @@ import json
 from jobs.platform import lake
 from jobs.platform.config import CONF_DIR, Paths, business
 from jobs.stages import propensity
+from jobs.stages.cpc import campaigns as campaign_conf
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.decide import literal_map
 from models import uplift as uplift_model
@@ -186,9 +187,81 @@ def uplift_status(paths: Paths, day: dt.date) -> dict[str, str]:
     return out
 
 
-def uplift_notes(paths: Paths, day: dt.date) -> dict[str, str]:
-    """The families whose latest uplift training was a cold start -> its reason (for the decision's fit_source)."""
-    return {f: why for f, why in uplift_status(paths, day).items() if why.startswith("cold start")}
+COLD = "cold start: propensity ("
+
+
+def _why(reason: str | None) -> str:
+    """What a registry's cold-start reason says, ``n treated 40 < 500`` of ``cold start: propensity (n treated 40 <
+    500)``; ``never trained`` without one."""
+    if not reason:
+        return "never trained"
+    return reason[len(COLD):-1] if reason.startswith(COLD) and reason.endswith(")") else reason
+
+
+def cold_start_ranking(families: list[str], status: dict[str, str], measured: dict[str, dict], assumed: float
+                       ) -> tuple[dict[str, str], dict[str, float]]:
+    """Pure: how the decision ranks each offer family's active offers where no uplift model scored the customer.
+    ``families``: the offer families (campaigns.offer_families); ``status``: family -> its registry reason
+    (:func:`uplift_status`: a model's ``uplift: ...`` or ``cold start: propensity (...)``; a family never trained
+    has none); ``measured``: family -> :func:`measured_incrementality`'s reading; ``assumed``: conf/models.yaml
+    ``uplift.cold_start_incrementality``.
+
+    Returns (notes, factors): family -> the text fit_source starts with, and family -> the incrementality factor
+    that multiplies the propensity acceptance. While no family has a model every offer ranks by propensity as
+    before: no factor, notes ``cold start: propensity (<why>)``. Once one has, tau x value and acceptance x value
+    must be on one scale (acceptance counts the customers who buy anyway): every family without a model gets the
+    measured factor (else the assumed one), ``cold start: propensity x 0.30 (assumed) (<why>)``; a family with a
+    model gets it for customers its model did not score (``no uplift score: propensity x ...``)."""
+    modelled = {f for f in families if (status.get(f) or "").startswith("uplift")}
+    notes, factors = {}, {}
+    for f in families:
+        m = measured.get(f)
+        factor, how = (m["factor"], f"measured, campaign_eval {m['eval_date']}" if m.get("eval_date") else "measured") if m \
+            else (float(assumed), "assumed")
+        if f in modelled:
+            notes[f], factors[f] = f"no uplift score: propensity x {factor:.2f} ({how})", factor
+        elif modelled:
+            notes[f], factors[f] = f"cold start: propensity x {factor:.2f} ({how}) ({_why(status.get(f))})", factor
+        else:
+            notes[f] = f"{COLD}{_why(status.get(f))})"
+    return notes, factors
+
+
+def measured_incrementality(spark, paths: Paths, day: dt.date, products, camps) -> dict[str, dict]:
+    """Per offer family, the share of its treated's conversions the contact caused, as the evaluation measured it
+    for the family's offer campaigns (models.uplift.measured_incrementality on the counts of gold.campaign_eval's
+    campaign x product cells of its latest evaluation before ``day``, summed per family); families it did not
+    measure (an interval holding zero, no evaluation yet) are left out. Small: campaigns x products rows."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "gold.campaign_eval"):
+        return {}
+    cells = lake.read(spark, paths, "gold.campaign_eval").where((F.col("eval_date") < F.lit(day)) & (F.col("level") == "campaign,product"))
+    last = cells.agg(F.max("eval_date")).first()[0]
+    if last is None:
+        return {}
+    names = ("treated", "conversions", "not_chosen", "not_chosen_conversions", "holdout", "holdout_conversions")
+    offers = sorted(c.id for c in camps if c.kind == "offer")
+    rows = cells.where((F.col("eval_date") == F.lit(last)) & F.col("campaign_id").isin(offers)).select("product_id", *names).collect()
+    family = {p.id: p.category for p in products}
+    sums: dict[str, list[int]] = {}
+    for r in rows:  # campaigns x products rows
+        if r["product_id"] in family:
+            acc = sums.setdefault(family[r["product_id"]], [0] * len(names))
+            for i, n in enumerate(names):
+                acc[i] += int(r[n] or 0)
+    out = {f: uplift_model.measured_incrementality(*v) for f, v in sums.items()}
+    return {f: {**m, "eval_date": last.isoformat()} for f, m in out.items() if m is not None}
+
+
+def uplift_ranking(spark, paths: Paths, day: dt.date, products, camps, assumed: float) -> tuple[dict[str, str], dict[str, float]]:
+    """:func:`cold_start_ranking` for the day: the registry's reasons as of ``day`` and, once a family has a model,
+    the measured incrementality (:func:`measured_incrementality`; not read before: nothing uses it)."""
+    families = campaign_conf.offer_families(products, camps)
+    status = uplift_status(paths, day)
+    modelled = any((status.get(f) or "").startswith("uplift") for f in families)
+    measured = measured_incrementality(spark, paths, day, products, camps) if modelled else {}
+    return cold_start_ranking(families, status, measured, assumed)
 
 
 def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
@@ -215,8 +288,8 @@ def day_customers(spark, paths: Paths, day: dt.date, version: int | None = None)
 
 
 def input_versions(spark, paths: Paths) -> dict[str, int]:
-    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.uplift", "gold.cpc_decisions", "bronze.orders",
-              "bronze.contacts", "bronze.responses")
+    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.uplift", "gold.cpc_decisions",
+              "gold.campaign_eval", "bronze.orders", "bronze.contacts", "bronze.responses")
     return {t: lake.version(spark, paths, t) for t in tables if lake.exists(spark, paths, t)}
 
 
