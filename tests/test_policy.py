@@ -979,6 +979,25 @@ def test_trials_open_trial_and_its_day(spark, tmp_path):
     assert expired == {"H": (3, "vas")}, "a trial that expired: the win-back campaign's audience"
 
 
+def test_config_sha256_covers_the_model_settings_the_decision_reads(monkeypatch):
+    """Spark-free (issue 22 review): ops.cpc_runs' config_sha256 (campaigns.config_fingerprint) changes with
+    conf/models.yaml's harm margin and cold-start incrementality, the settings of that file the decision reads, and
+    is stable otherwise; the policy's exploration_capacity_share is in conf/policy.yaml, hashed whole."""
+    from models import uplift as uplift_model
+
+    shipped = uplift_model.load_settings()
+    base = campaign_conf.config_fingerprint()
+    assert base == campaign_conf.config_fingerprint() and len(base) == 64
+    assert campaign_conf.decision_model_settings() == {"uplift.harm_margin": shipped.harm_margin,
+                                                       "uplift.cold_start_incrementality": shipped.cold_start_incrementality}
+    for field, value in (("harm_margin", shipped.harm_margin + 0.01), ("cold_start_incrementality", 0.5)):
+        changed = dataclasses.replace(shipped, **{field: value})
+        monkeypatch.setattr(uplift_model, "load_settings", lambda raw=None, changed=changed: changed)
+        assert campaign_conf.config_fingerprint() != base, field
+    monkeypatch.setattr(uplift_model, "load_settings", lambda raw=None: dataclasses.replace(shipped, num_boost_round=7))
+    assert campaign_conf.config_fingerprint() == base, "a training setting is not the decision's"
+
+
 def test_decision_run_id_comes_from_the_inputs_not_the_clock():
     day = dt.date(2026, 11, 20)
     models = {"churn": "2026-11-19-abc", "data": "none (rule)"}

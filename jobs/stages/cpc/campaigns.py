@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -332,11 +333,24 @@ def in_exploration(salt: str, campaign: str, customer: str, holdout: float, shar
     return bucket_limit(holdout) <= b < bucket_limit(float(holdout) + float(share))
 
 
+def decision_model_settings() -> dict[str, float]:
+    """The settings of conf/models.yaml the decision itself reads (validated, defaults included): the harm margin
+    (rule harmed) and the cold-start incrementality (the ranking of a family without a model). The rest of that file
+    trains models, whose versions ops.cpc_runs and the run id record apart."""
+    from models import uplift as uplift_model
+
+    s = uplift_model.load_settings()
+    return {"uplift.harm_margin": float(s.harm_margin), "uplift.cold_start_incrementality": float(s.cold_start_incrementality)}
+
+
 def config_fingerprint() -> str:
-    """SHA-256 over the business configuration a decision depends on (policy, campaigns, products, channels)."""
+    """SHA-256 over the business configuration a decision depends on (policy, campaigns, products, channels, and
+    :func:`decision_model_settings` as canonical JSON): ``config_sha256`` of ops.cpc_runs."""
     h = hashlib.sha256()
     for f in [CONF_DIR / "policy.yaml", CONF_DIR / "products.yaml", CONF_DIR / "channels.yaml",
               *sorted((CONF_DIR / "campaigns").glob("*.yaml"))]:
         h.update(f.name.encode())
         h.update(f.read_bytes())
+    h.update(b"models.yaml")
+    h.update(json.dumps(decision_model_settings(), sort_keys=True).encode())
     return h.hexdigest()
