@@ -420,7 +420,9 @@ TABLES: dict[str, Table] = {
                 "buying the offered product within the evaluation window when contacted (the training rows' outcome: "
                 "gold.campaign_outcomes converted, an order of the recorded offer's product; negative: the contact harms). "
                 "The CPC decision's expected value of an active offer of the family is tau x value - cost; rule harmed "
-                "drops tau < -harm_margin (docs/models.md, \"Uplift models\"). Empty for a family in cold start.",
+                "drops tau < -harm_margin (docs/models.md, \"Uplift models\"). The model learns the effect of being in the "
+                "exploration arm (intent-to-treat); tau is that / the arm's contact rate (the model's meta). Empty for a "
+                "family in cold start.",
             columns=(
             Col("customer_id", "string"), Col("snapshot_date", "date"), Col("category", "string", doc="the product family"),
             Col("model_version", "string"), Col("tau", "double"),
@@ -455,9 +457,10 @@ TABLES: dict[str, Table] = {
                 "(the key responses come back with) and run_id (ops.cpc_runs: input and model versions); active_eligible: the "
                 "(customer, campaign) had an active candidate past the eligibility rules; explored: the "
                 "(customer, campaign) is in the campaign's exploration bucket, the customer outside the global holdout "
-                "(conf/policy.yaml exploration: contacted "
-                "whatever the ranking, the uplift models' random treated arm; reasons start with 'exploration;' on its "
-                "active rows). Only contact and placement rows are exported or count as contacts.",
+                "(conf/policy.yaml exploration: the uplift models' random treated arm, intent-to-treat; reasons start with "
+                "'exploration;' on the candidate that had the exploration priority, contacted whatever the ranking within "
+                "exploration_capacity_share of the channel's capacity). Only contact and placement rows are exported or "
+                "count as contacts.",
             columns=(
             Col("snapshot_date", "date"), Col("customer_id", "string"), Col("campaign_id", "string"),
             Col("campaign_kind", "string"), Col("product_id", "string"), Col("category", "string"),

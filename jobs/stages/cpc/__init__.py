@@ -12,7 +12,9 @@ campaign x product x channel that carries the product. Each candidate carries th
 and its expected value, ``fit_cp x fit_pc x fit_cc x scale x value - cost``, where the channel's ``scale``
 (:func:`acceptance_scales`, learned from responses) turns an offer's product of fits into an acceptance
 probability (service messages: scale 1). Where an uplift model of the product's family scored the customer
-(gold.uplift), an active offer's acceptance is the model's ``tau`` instead: ``tau x value - cost``. The policy
+(gold.uplift), an active offer's acceptance is the model's ``tau`` instead: ``tau x value - cost``; once a family
+has a model, the other active offers' acceptance is multiplied by an incrementality factor (measured by the
+evaluation, else assumed: inputs.cold_start_ranking), so that both rank on one scale. The policy
 (``conf/policy.yaml``) then removes candidates rule by rule, in a fixed order; the first rule a candidate breaks
 is recorded as its outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates and customers:
 
@@ -23,7 +25,7 @@ is recorded as its outcome, so ``gold.cpc_funnel`` can say which rule removed ho
     holdout            the campaign's control group: recorded, never contacted
     harmed             an uplift model predicts the contact pushes the customer away (tau < -harm_margin)
     no_value           expected value not positive
-                       (the exploration bucket's active candidates skip harmed and no_value)
+                       (an explorer's candidate with the exploration priority skips harmed and no_value)
     passive_first      a customer likely to come to a passive channel soon gets the offer placed there
     one_offer_a_day    one active contact a customer a day; one placement per passive touchpoint
     capacity           the channel's daily capacity went to other customers (a more valuable assignment)
@@ -34,7 +36,9 @@ capacity) is recorded once per campaign as ``not_chosen`` with the offer it woul
 so the evaluation can tell targeting from contact (docs/evaluation.md). Active contacts are
 assigned across all customers by per-channel prices (``jobs.stages.cpc.assign``, reference
 ``jobs.stages.cpc.pricing``; deferred acceptance, :func:`assign`, on request), never first come first served;
-the exploration bucket's (``exploration`` in conf/policy.yaml) right after urgent service messages.
+the exploration priority (``exploration`` in conf/policy.yaml: one candidate per explorer, at most
+``exploration_capacity_share`` of each channel's capacity, ``decide.explorer_priority``) right after urgent
+service messages.
 Everything is DataFrame work: per-customer maps, one explode, a broadcast join, windows by customer, and for
 capacity per-channel top-k (``orderBy().limit()``, distributed); nothing customer-sized reaches the driver.
 """

@@ -99,8 +99,9 @@ GLOBAL_HOLDOUT = "__global__"
 # the customers the ranking rejects; both are terminal, recorded and never contacted. harmed (an uplift model
 # predicts the contact lowers the chance of buying) comes before no_value, which a negative tau would otherwise
 # always take first. The exploration bucket (``exploration`` in conf/policy.yaml, right above each offer
-# campaign's holdout bucket) is not a rule: its active candidates skip harmed and no_value and go to the
-# assignment first, after urgent service messages.
+# campaign's holdout bucket) is not a rule: one active candidate of each of a random set of its members, within
+# ``exploration_capacity_share`` of each channel's capacity, skips harmed and no_value and goes to the assignment
+# first, after urgent service messages; the members' other candidates meet the value rules like everyone's.
 RULES = ("opt_out", "unreachable", "tier_no_marketing", "open_complaint", "stage_rule", "not_eligible",
          "already_held", "quiet_period", "cooldown_after_decline", "recently_contacted", "frequency_cap",
          "global_holdout", "holdout", "harmed", "no_value", "passive_first", "one_offer_a_day", "capacity")
