@@ -5,8 +5,9 @@ Turns the day's operator files into customer tags and each channel's target list
 
 `ingest` (control file, schema, Great Expectations suite; bronze Delta tables, quarantine, ledger)
 -> `conform` (silver.customer_day) -> `tags` (gold.customer_tags, gold.tag_stats) -> `segments` (lifecycle
-stage and service tier) and `propensity` (LightGBM scores of the models current on the date, gold.propensity;
-trained weekly by the `cpc_training` DAG) -> `score` (campaigns under the contact policy: gold.cpc_decisions,
+stage and service tier) and `propensity` (LightGBM scores of the models current on the date, gold.propensity
+and the uplift models' gold.uplift; trained weekly by the `cpc_training` DAG) -> `score` (campaigns under the
+contact policy, exploration contacts included: gold.cpc_decisions,
 gold.cpc_funnel) -> `export` (one list per outbound channel and the placements, published atomically) ->
 `evaluate` (responses and orders against the decisions and their holdouts: gold.campaign_outcomes,
 gold.campaign_eval, the HTML report reports/campaigns_<date>.html).

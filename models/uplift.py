@@ -11,8 +11,10 @@ out (control, ``t = 0``), their features ``x`` and whether they converted within
 probability of treatment is **known by design**: the holdout is a salted hash bucket with a constant share per
 campaign (``holdout:`` in ``conf/campaigns/*.yaml``), so ``e = P(t=1)`` is that constant (or the treated share of
 the training rows), never estimated: no propensity-of-treatment model is fitted. This holds only where the
-treated arm is itself random among the eligible (the exploration contacts, or every eligible customer not held
-out, intent-to-treat); the contacts chosen by expected value are a selection, see docs/models.md "Uplift models".
+treated arm is itself random among the eligible (the pipeline's: the exploration bucket's eligible pairs, contacted
+or not, intent-to-treat); the contacts chosen by expected value are a selection, see docs/models.md "Uplift models".
+When only a share of the treated rows was contacted (``contact_rate``), the model's :meth:`UpliftModel.effect` is
+its prediction divided by that share: the effect of a contact, not of being in the arm.
 
 Two learners, both on LightGBM (``learner:`` in ``conf/models.yaml``, section ``uplift``):
 
@@ -54,14 +56,20 @@ The decision's value: :func:`expected_value` = ``tau x value - cost``; :func:`ha
 or conversions in an arm), and :func:`train_or_fall_back` then returns no model and the reason, e.g.
 ``cold start: propensity (n treated 40 < 500)``, for the decision to fall back to the propensity fit.
 
-No Spark here, and nothing from the simulator: the integration (training from ``gold.campaign_outcomes``,
-nightly scoring, the decision) is described in docs/models.md.
+The pipeline's side, still without Spark: :func:`design_propensity` and :func:`pooling` (the known propensity of
+the history's rows, campaigns pooled per product family), :func:`thin_dates` (one row per pair per repeat
+interval), :func:`split_dates` and :func:`train_family` (the time-based split, cold start, the contact rate, the
+report), the registry (:func:`save`, :func:`current`: ``<root>/models/
+uplift_<family>/<version>/``) and :func:`scorer` (the ``mapInPandas`` batch function of the nightly scoring).
+``jobs/stages/uplift.py`` builds the training rows from ``gold.campaign_outcomes`` and writes ``gold.uplift``; the
+CPC decision reads them (docs/models.md, "Uplift models"). Nothing here reads the simulator.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,7 +93,11 @@ class UpliftConf(ConfModel):
     min_control: int = Field(500, ge=1)  # held-out customers in the history
     min_conversions_per_arm: int = Field(50, ge=1)  # conversions among the treated and among the control
     harm_margin: float = Field(0.0, ge=0, le=1)  # predicted tau below -margin: harmed, not contacted
-    exploration_share: float = Field(0.05, ge=0, le=0.5)  # eligible customers contacted at random
+    # ASSUMPTION (not measured): the share of a cold-start family's conversions a contact causes (docs/models.md)
+    cold_start_incrementality: float = Field(0.3, ge=0, le=1)
+    report_days: int = Field(7, ge=1)  # the newest matured decision dates, held out for the report
+    history_days: int = Field(180, ge=1)  # decision dates read for training (the newest ones)
+    max_train_rows: int = Field(1_000_000, ge=1)  # a seeded sample above this goes to the driver
     seed: int = 42
     valid_share: float = Field(0.2, gt=0, lt=1)  # rows of each fit kept aside for early stopping
     num_boost_round: int = Field(400, ge=1)
@@ -107,7 +119,10 @@ class Settings:
     min_control: int
     min_conversions_per_arm: int
     harm_margin: float
-    exploration_share: float
+    cold_start_incrementality: float
+    report_days: int
+    history_days: int
+    max_train_rows: int
     seed: int
     valid_share: float
     num_boost_round: int
@@ -154,17 +169,22 @@ def boost(x: np.ndarray, y: np.ndarray, objective: str, s: Settings, seed: int |
 @dataclass(frozen=True)
 class UpliftModel:
     """A fitted uplift model: its LightGBM models as text (``mu0``, ``mu1``; the X-learner adds ``tau0``,
-    ``tau1``), the propensity of treatment it was fitted with and the features in order."""
+    ``tau1``), the propensity of treatment it was fitted with, the features in order, and ``contact_rate``: the
+    share of its treated rows that were contacted (1 when the treatment is the contact itself; below 1 for the
+    pipeline's intent-to-treat arms, where the treatment is being in the exploration bucket)."""
 
     learner: str
     propensity: float
     features: tuple[str, ...]
     models: dict[str, str]
     trees: dict[str, int]
+    contact_rate: float = 1.0
 
     def predict(self, x, num_threads: int = 1) -> np.ndarray:
-        """tau(x): the predicted incremental probability of converting when contacted, one per row. ``x`` is a
-        matrix in the model's feature order, or a pandas frame holding the features (taken by name)."""
+        """tau(x): the predicted incremental probability of converting in the treated arm, one per row (the effect
+        of a contact when every treated row was contacted; the intent-to-treat effect otherwise: see
+        :meth:`effect`). ``x`` is a matrix in the model's feature order, or a pandas frame holding the features
+        (taken by name)."""
         x = _matrix(x, self.features)
 
         def run(name: str) -> np.ndarray:
@@ -174,6 +194,12 @@ class UpliftModel:
             return run("mu1") - run("mu0")
         e = self.propensity
         return e * run("tau0") + (1 - e) * run("tau1")
+
+    def effect(self, x, num_threads: int = 1) -> np.ndarray:
+        """The predicted effect of a contact: :meth:`predict` (intent-to-treat) / ``contact_rate`` (Bloom's
+        estimator: the arm's effect comes only through its contacted rows; the rate is the arm's, one number,
+        not the customer's)."""
+        return self.predict(x, num_threads=num_threads) / self.contact_rate
 
 
 @functools.lru_cache(maxsize=64)
@@ -269,6 +295,28 @@ def expected_value(tau, value, cost):
 def harmed(tau, margin: float):
     """True where the contact is predicted to harm (``tau < -margin``): the customer is not contacted."""
     return np.asarray(tau, dtype=np.float64) < -float(margin)
+
+
+def measured_incrementality(treated: int, conversions: int, not_chosen: int, not_chosen_conversions: int, holdout: int,
+                            holdout_conversions: int, z: float = 1.959964) -> dict[str, float] | None:
+    """The share of the treated's conversions that the contact caused, from the evaluation's counts of one product
+    family's campaigns (gold.campaign_eval): the effect on the treated (Bloom: the intent-to-treat lift of the
+    eligible, treated + not chosen, over the holdout, divided by the treated share; its 95% interval the lift's
+    normal interval divided by the share, as jobs.stages.evaluate.three_way computes ``effect_on_treated``) over
+    the treated conversion rate, within [0, 1] (a significantly negative effect counts as 0: no contact earns
+    anything). None where a group is empty, nobody treated converted, or the interval holds zero (not measured).
+    Returns factor, effect, low, high, rate_treated."""
+    eligible, x_e = treated + not_chosen, conversions + not_chosen_conversions
+    if not treated or not holdout or not conversions:
+        return None
+    p_e, p_c = x_e / eligible, holdout_conversions / holdout
+    half = z * float(np.sqrt(p_e * (1 - p_e) / eligible + p_c * (1 - p_c) / holdout))
+    share = treated / eligible
+    effect, low, high = (p_e - p_c) / share, (p_e - p_c - half) / share, (p_e - p_c + half) / share
+    if low <= 0 <= high:
+        return None
+    rate = conversions / treated
+    return {"factor": min(max(effect / rate, 0.0), 1.0), "effect": effect, "low": low, "high": high, "rate_treated": rate}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -375,13 +423,282 @@ def uplift_by_decile(y, t, score) -> list[dict[str, Any]]:
     return out
 
 
-def report(y, t, score) -> dict[str, Any]:
-    """Everything above for one ranking of held-out rows."""
+def report(y, t, score, contact_rate: float = 1.0) -> dict[str, Any]:
+    """Everything above for one ranking of held-out rows; ``ate`` is the treated arm's effect (intent-to-treat when
+    not every treated row was contacted) and ``ate_per_contact`` that / ``contact_rate``. The curves rank by
+    ``score`` (a positive scale such as the contact rate changes no ranking)."""
     t_, y_ = _arms(t, y)
     r_t = float(y_[t_].mean()) if t_.any() else float("nan")
     r_c = float(y_[~t_].mean()) if (~t_).any() else float("nan")
     return {"rows": int(len(y_)), "treated": int(t_.sum()), "control": int((~t_).sum()),
-            "rate_treated": r_t, "rate_control": r_c, "ate": r_t - r_c,
+            "rate_treated": r_t, "rate_control": r_c, "ate": r_t - r_c, "contact_rate": float(contact_rate),
+            "ate_per_contact": (r_t - r_c) / contact_rate if contact_rate > 0 else float("nan"),
             "qini_coefficient": qini_coefficient(y, t, score), "auuc": auuc(y, t, score),
             "auuc_random": (r_t - r_c) / 2, "top20_share": top_share(y, t, score, 0.2),
             "uplift_by_decile": uplift_by_decile(y, t, score)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pipeline's history (jobs/stages/uplift.py builds the rows): arms, known propensity, pooling, time split
+# ---------------------------------------------------------------------------------------------------------
+def design_propensity(holdout: float, exploration: float) -> float:
+    """P(t=1) of one campaign's training row, known by design: its treated rows are its exploration pairs (the
+    hash bucket right above its holdout, share ``exploration`` of its eligible pairs), its control rows its
+    holdout pairs (share ``holdout``), both drawn from the same eligible pairs (``active_eligible``): ``x / (x + h)``;
+    0 without exploration (the campaign has no treated row)."""
+    total = float(holdout) + float(exploration)
+    return float(exploration) / total if total > 0 else 0.0
+
+
+def pooling(e_by_campaign: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """One family's model pools its campaigns, whose design propensities differ (a 5% holdout against a 10% one).
+    Pooled as they are, the campaign with more treated rows would weigh on the treated side: a confounder. So
+    every treated row is kept and each campaign's control rows are thinned (a stable hash draw) to the share
+    ``keep_c = e_c (1 - e*) / ((1 - e_c) e*)``, which makes every campaign's treated share the common
+    ``e* = max e_c``. Campaigns with ``e_c`` outside (0, 1) (no exploration, or no holdout) cannot compare and are
+    left out. Returns (e*, {campaign: keep_c}); (0.0, {}) when no campaign can compare."""
+    usable = {c: float(e) for c, e in e_by_campaign.items() if 0 < e < 1}
+    if not usable:
+        return 0.0, {}
+    top = max(usable.values())
+    return top, {c: e * (1 - top) / ((1 - e) * top) for c, e in sorted(usable.items())}
+
+
+def split_dates(dates, report_days: int, purge_days: int) -> tuple[list, list]:
+    """The time-based split of the matured decision dates: the newest ``report_days`` are the report's; training
+    takes the dates whose outcome window (``purge_days``, the evaluation's window) ends by the first report date,
+    so no training label falls inside a report row's window (purged, as the propensity models' split is)."""
+    import datetime as dt
+
+    ordered = sorted(set(dates))
+    report = ordered[-report_days:] if report_days > 0 else []
+    if not report:
+        return [], []
+    first = report[0]
+    return [d for d in ordered if d + dt.timedelta(days=purge_days) <= first], report
+
+
+def thin_dates(dates, interval: int) -> list:
+    """One row per pair per ``interval`` days: the earliest date, then each next date at least ``interval`` days
+    after the last one kept (greedy). Applied to each (customer, campaign)'s decision dates in both arms alike: a
+    contacted explorer is held back for about the interval by its own contact (repeat interval, cooldown, caps),
+    while a holdout member is eligible every day; thinned, both give one row per interval whatever happened in
+    between. Python twin of the Spark thinning in ``jobs.stages.uplift.training_rows``."""
+    kept: list = []
+    for d in sorted(set(dates)):
+        if not kept or (d - kept[-1]).days >= interval:
+            kept.append(d)
+    return kept
+
+
+def contact_rate(t, contacted) -> float:
+    """The share of the treated rows (``t`` = 1: the exploration arm) that were contacted; NaN without a treated row."""
+    t, contacted = np.asarray(t).astype(bool), np.asarray(contacted).astype(bool)
+    return float(contacted[t].mean()) if t.any() else float("nan")
+
+
+def fingerprint(x: np.ndarray, t, y, features: list[str]) -> str:
+    """SHA-256 of the training rows (features in order, treatment, outcome): the registry version's suffix."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(list(features)).encode())
+    for part in (np.ascontiguousarray(x, dtype=np.float64), np.asarray(t, dtype=np.int8), np.asarray(y, dtype=np.int8)):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    """What training left for one family: the model (None in cold start), the reason for the decision (``uplift:
+    x_learner (...)`` or ``cold start: propensity (...)``), the report on the held-out dates (None without one),
+    the rows' counts and dates, and the held-out rows with their predicted tau (for the registry)."""
+
+    model: UpliftModel | None
+    reason: str
+    report: dict[str, Any] | None
+    window: dict[str, Any]
+    fingerprint: str = ""
+    heldout: Any = None
+
+
+def _cold(why: str, window: dict[str, Any] | None = None) -> FamilyFit:
+    return FamilyFit(None, f"cold start: propensity ({why})", None, window or {})
+
+
+def _contacted(pdf) -> np.ndarray:
+    """The rows' ``contacted`` flags; without the column every treated row counts as contacted (the treatment is
+    the contact itself)."""
+    t = pdf["t"].to_numpy().astype(bool)
+    return pdf["contacted"].fillna(False).to_numpy().astype(bool) & t if "contacted" in pdf.columns else t
+
+
+def _window(pdf, is_train, is_report, train_dates, report_dates) -> dict[str, Any]:
+    t, c = pdf["t"].to_numpy().astype(bool), _contacted(pdf)
+    return {"train_dates": [d.isoformat() for d in train_dates], "report_dates": [d.isoformat() for d in report_dates],
+            "rows_train": int(is_train.sum()), "treated_train": int((t & is_train).sum()),
+            "control_train": int((~t & is_train).sum()), "rows_report": int(is_report.sum()),
+            "treated_report": int((t & is_report).sum()), "control_report": int((~t & is_report).sum()),
+            "treated_share_observed": float(t[is_train].mean()) if is_train.any() else float("nan"),
+            "contacted_train": int((c & is_train).sum()), "contact_rate": contact_rate(t[is_train], c[is_train])}
+
+
+def train_family(pdf, features: list[str], s: Settings, propensity: float, purge_days: int) -> FamilyFit:
+    """One family's model from its training rows (pandas: ``snapshot_date``, ``customer_id``, ``t``, ``y``,
+    optionally ``contacted``, and the features): the time split (:func:`split_dates`), cold start on the training
+    dates (:func:`train_or_fall_back`; also when no treated row was contacted), the treated arm's contact rate on the
+    training dates (:func:`contact_rate`: the model's ``effect`` is its intent-to-treat prediction / the rate), and
+    the report (:func:`report`) of the model's ranking on the report dates."""
+    if pdf is None or pdf.empty:
+        return _cold("no matured outcomes")
+    if not 0 < propensity < 1:
+        return _cold("no campaign with both an exploration bucket and a holdout")
+    train_dates, report_dates = split_dates(pdf["snapshot_date"], s.report_days, purge_days)
+    is_train = pdf["snapshot_date"].isin(train_dates).to_numpy()
+    is_report = pdf["snapshot_date"].isin(report_dates).to_numpy()
+    window = _window(pdf, is_train, is_report, train_dates, report_dates)
+    if not train_dates:
+        n = pdf["snapshot_date"].nunique()
+        return _cold(f"{n} matured decision dates: the newest {s.report_days} are the report's and none is "
+                     f"{purge_days} days before them", window)
+    x, t, y = _matrix(pdf, tuple(features)), pdf["t"].to_numpy().astype(int), pdf["y"].to_numpy().astype(int)
+    model, reason = train_or_fall_back(x[is_train], t[is_train], y[is_train], s, propensity=propensity,
+                                       features=list(features))
+    if model is None:
+        return FamilyFit(None, reason, None, window)
+    rate = window["contact_rate"]
+    if not rate > 0:
+        return _cold(f"no contact among the {window['treated_train']} treated rows", window)
+    model = dataclasses.replace(model, contact_rate=rate)
+    itt = model.predict(x[is_report])
+    t_r, y_r = t[is_report], y[is_report]
+    rep = report(y_r, t_r, itt, rate) if t_r.any() and (~t_r.astype(bool)).any() else None
+    heldout = pdf.loc[is_report, ["snapshot_date", "customer_id"]].assign(t=t_r, y=y_r, tau_itt=itt, tau=itt / rate)
+    return FamilyFit(model, reason, rep, window, fingerprint(x[is_train], t[is_train], y[is_train], features), heldout)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry: <root>/models/uplift_<family>/<version>/{mu0,mu1[,tau0,tau1]}.txt, meta.json, report.parquet
+# ---------------------------------------------------------------------------------------------------------
+def registry_name(family: str) -> str:
+    return f"uplift_{family}"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered version of a family: a model, or a cold start (``meta["boosters"]`` empty) with its reason."""
+
+    family: str
+    version: str
+    path: Any
+    meta: dict[str, Any]
+
+    @property
+    def reason(self) -> str:
+        return str(self.meta.get("reason", ""))
+
+    @property
+    def has_model(self) -> bool:
+        return bool(self.meta.get("boosters"))
+
+    @property
+    def features(self) -> list[tuple[str, str]]:
+        return [(f["name"], f["type"]) for f in self.meta.get("features", [])]
+
+    def texts(self) -> dict[str, str]:
+        return {name: (self.path / f"{name}.txt").read_text() for name in sorted(self.meta.get("boosters", {}))}
+
+    def model(self) -> UpliftModel | None:
+        if not self.has_model:
+            return None
+        m = self.meta
+        return UpliftModel(m["learner"], float(m["propensity"]), tuple(n for n, _ in self.features), self.texts(),
+                           {k: int(v) for k, v in m["trees"].items()}, float(m.get("contact_rate", 1.0)))
+
+
+def save(registry, family: str, as_of, fitted: FamilyFit, meta: dict[str, Any]) -> Registered:
+    """Write one family's outcome of a training as of ``as_of``: the boosters' texts and ``meta.json`` (version
+    ``<as-of>-<fingerprint>``), or a cold start's ``meta.json`` alone (version ``<as-of>-cold-start``), and the
+    report rows. The same training twice lands in the same folder with the same content (``trained_at`` aside)."""
+    import hashlib
+    import json
+
+    model = fitted.model
+    version = f"{as_of.isoformat()}-{fitted.fingerprint[:10]}" if model is not None else f"{as_of.isoformat()}-cold-start"
+    path = registry / registry_name(family) / version
+    path.mkdir(parents=True, exist_ok=True)
+    boosters = {}
+    if model is not None:
+        for name, text in sorted(model.models.items()):
+            (path / f"{name}.txt").write_text(text)
+            boosters[name] = hashlib.sha256(text.encode()).hexdigest()
+        meta = {**meta, "learner": model.learner, "propensity": model.propensity, "trees": model.trees,
+                "contact_rate": model.contact_rate}
+    meta = {**meta, "family": family, "version": version, "as_of": as_of.isoformat(), "reason": fitted.reason,
+            "boosters": boosters, "report": fitted.report, "window": fitted.window, "data_fingerprint": fitted.fingerprint}
+    (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    if fitted.heldout is not None:
+        fitted.heldout.to_parquet(path / "report.parquet", index=False)
+    return Registered(family, version, path, meta)
+
+
+def versions(registry, family: str) -> list[Registered]:
+    import json
+
+    folder = registry / registry_name(family)
+    if not folder.exists():
+        return []
+    return [Registered(family, p.name, p, json.loads((p / "meta.json").read_text()))
+            for p in sorted(folder.iterdir()) if (p / "meta.json").exists()]
+
+
+def current(registry, family: str, day) -> Registered | None:
+    """The newest version trained as of ``day`` or earlier (a model or a cold start): a backfill of a past date
+    uses what existed then."""
+    usable = [r for r in versions(registry, family) if r.meta["as_of"] <= day.isoformat()]
+    return max(usable, key=lambda r: (r.meta["as_of"], r.meta.get("trained_at", ""))) if usable else None
+
+
+def families(registry) -> list[str]:
+    """Every family with a registered version."""
+    prefix = registry_name("")
+    return sorted(p.name[len(prefix):] for p in registry.glob(f"{prefix}*") if p.is_dir()) if registry.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nightly scoring: a function Spark runs on each Arrow batch (mapInPandas), as models.propensity.scorer
+# ---------------------------------------------------------------------------------------------------------
+SCORE_SCHEMA = "customer_id string, snapshot_date date, category string, model_version string, tau double"
+_MODELS: dict[str, UpliftModel] = {}
+
+
+def _payload_model(m: dict[str, Any]) -> UpliftModel:
+    """The model of one scorer payload entry, built once per executor process (its texts may be a broadcast)."""
+    if m["key"] not in _MODELS:
+        texts = m["texts"].value if hasattr(m["texts"], "value") else m["texts"]
+        _MODELS[m["key"]] = UpliftModel(m["learner"], float(m["propensity"]), tuple(m["features"]), dict(texts),
+                                        dict(m.get("trees", {})), float(m.get("contact_rate", 1.0)))
+    return _MODELS[m["key"]]
+
+
+def scorer(models: list[dict[str, Any]]):
+    """The batch function for ``mapInPandas``: each customer row -> one row per family model with ``tau``, the
+    predicted incremental probability of converting when contacted (:meth:`UpliftModel.effect`: the
+    intent-to-treat prediction / the arm's contact rate; one LightGBM thread per task: Spark already runs a task
+    per core). ``models``: per family ``key`` (unique per version), ``family``, ``version``, ``learner``,
+    ``propensity``, ``features`` (names in order), ``texts`` (booster name -> text, or a broadcast of that),
+    ``trees`` and ``contact_rate`` (1 when absent)."""
+
+    def score_batches(batches: Iterator) -> Iterator:
+        import pandas as pd
+
+        for pdf in batches:
+            if pdf.empty:
+                continue
+            out = [pd.DataFrame({"customer_id": pdf["customer_id"].to_numpy(), "snapshot_date": pdf["snapshot_date"].to_numpy(),
+                                 "category": m["family"], "model_version": m["version"],
+                                 "tau": _payload_model(m).effect(pdf, num_threads=1).astype("float64")})
+                   for m in models]
+            yield pd.concat(out, ignore_index=True)
+
+    return score_batches

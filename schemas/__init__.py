@@ -411,6 +411,24 @@ TABLES: dict[str, Table] = {
             ),
         ),
         Table(
+            name="gold.uplift",
+            grain="one row per customer per product family with an uplift model per snapshot date",
+            partition_by=("snapshot_date",),
+            keys=("customer_id", "snapshot_date", "category"),
+            doc="The uplift models current on the date (one per product family, trained weekly from gold.campaign_outcomes: "
+                "exploration contacts against the campaigns' holdouts): tau, the predicted change in the probability of "
+                "buying the offered product within the evaluation window when contacted (the training rows' outcome: "
+                "gold.campaign_outcomes converted, an order of the recorded offer's product; negative: the contact harms). "
+                "The CPC decision's expected value of an active offer of the family is tau x value - cost; rule harmed "
+                "drops tau < -harm_margin (docs/models.md, \"Uplift models\"). The model learns the effect of being in the "
+                "exploration arm (intent-to-treat); tau is that / the arm's contact rate (the model's meta). Empty for a "
+                "family in cold start.",
+            columns=(
+            Col("customer_id", "string"), Col("snapshot_date", "date"), Col("category", "string", doc="the product family"),
+            Col("model_version", "string"), Col("tau", "double"),
+            ),
+        ),
+        Table(
             name="gold.cpc_offers",
             grain="one row per customer per offer rank per snapshot date",
             partition_by=("snapshot_date",),
@@ -435,9 +453,14 @@ TABLES: dict[str, Table] = {
                 "and, never acted on, once per customer and campaign with the offer they would have had first: the holdout "
                 "(control group) members (outcome holdout: the campaign's; global_holdout: held out of every campaign, "
                 "conf/policy.yaml) and the eligible not chosen (outcome not_chosen: past both holdouts, neither contacted "
-                "nor placed by the campaign, lost to one-a-day or capacity); fits, expected value, reasons, contact_ref "
-                "(the key responses come back with) and run_id (ops.cpc_runs: input and model versions). Only contact and "
-                "placement rows are exported or count as contacts.",
+                "nor placed by the campaign, lost to the value rules, one-a-day or capacity); fits, expected value, reasons, contact_ref "
+                "(the key responses come back with) and run_id (ops.cpc_runs: input and model versions); active_eligible: the "
+                "(customer, campaign) had an active candidate past the eligibility rules; explored: the "
+                "(customer, campaign) is in the campaign's exploration bucket, the customer outside the global holdout "
+                "(conf/policy.yaml exploration: the uplift models' random treated arm, intent-to-treat; reasons start with "
+                "'exploration;' on the candidate that had the exploration priority, contacted whatever the ranking within "
+                "exploration_capacity_share of the channel's capacity). Only contact and placement rows are exported or "
+                "count as contacts.",
             columns=(
             Col("snapshot_date", "date"), Col("customer_id", "string"), Col("campaign_id", "string"),
             Col("campaign_kind", "string"), Col("product_id", "string"), Col("category", "string"),
@@ -446,7 +469,11 @@ TABLES: dict[str, Table] = {
             Col("fit_product_channel", "double"), Col("fit_customer_channel", "double"), Col("fit_source", "string"),
             Col("cost", "double"), Col("value", "double"), Col("lifecycle_stage", "string"),
             Col("service_tier", "string"), Col("reasons", "string"), Col("contact_ref", "string"),
-            Col("run_id", "string"),
+            Col("run_id", "string"), Col("explored", "boolean", nullable=True, doc="null on rows written before the column existed"),
+            Col("active_eligible", "boolean", nullable=True,
+                doc="the (customer, campaign) had an active candidate past the eligibility rules (1-11, before both "
+                    "holdouts) that day: it could have been contacted, whichever bucket it is in; the same on every row "
+                    "of the pair; null on rows written before the column existed"),
             ),
         ),
         Table(
@@ -483,7 +510,10 @@ TABLES: dict[str, Table] = {
             doc="What became of each decision: the responses its contact_ref came back with, whether the customer ordered "
                 "the offered product within the attribution window (holdout members and the not chosen too: "
                 "intent-to-treat), revenue, cost, group (treated: contacts and placements; holdout, not_chosen, "
-                "global_holdout) and whether the window has passed (matured). Rebuilt nightly for the last lookback_days decision dates.",
+                "global_holdout), whether the window has passed (matured), the decision's exploration flag (explored) and "
+                "active_eligible: the uplift models' training rows are the exploration pairs with active_eligible, contacted "
+                "or not (intent-to-treat), against the holdout pairs with it. Rebuilt nightly for the last lookback_days "
+                "decision dates.",
             columns=(
             Col("snapshot_date", "date"), Col("contact_ref", "string"), Col("customer_id", "string"),
             Col("campaign_id", "string"), Col("campaign_kind", "string"), Col("product_id", "string"),
@@ -494,6 +524,9 @@ TABLES: dict[str, Table] = {
             Col("declined", "boolean"), Col("opted_out", "boolean"), Col("complained", "boolean"),
             Col("converted", "boolean"), Col("converted_on", "date"), Col("revenue", "double"),
             Col("days_observed", "int"), Col("matured", "boolean"),
+            Col("explored", "boolean", nullable=True, doc="null on rows written before the column existed"),
+            Col("active_eligible", "boolean", nullable=True,
+                doc="the decision's gold.cpc_decisions active_eligible; null on rows written before it existed"),
             ),
         ),
         Table(

@@ -214,3 +214,68 @@ def test_spark_priced_assignment_equals_the_reference_on_a_random_instance(spark
         got = _spark_assign(spark, rows, capacity, passes)
         assert got == pricing.assign_priced(rows, capacity, passes)
         check_rules(rows, capacity, got)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The exploration priority (issue 22 review): a pre-step, within exploration_capacity_share of each channel
+# ---------------------------------------------------------------------------------------------------------
+def explorer_rows(seed=3, n=120, channels=("email", "sms_push", "wechat")):
+    """Random candidates of n customers on the channels, a third of the customers explorers (``explore``), values
+    negative to positive (explorers' candidates may have no value: they skipped the value rules)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        for ch in channels:
+            if rng.random() < 0.7:
+                for camp in ("a", "b"):
+                    rows.append({**dict(zip(pricing.FIELDS, (f"c{i:03d}", camp, f"P{rng.integers(3)}", ch, False,
+                                                             round(float(rng.normal(0.5, 1.0)), 3), 0.01, 1), strict=True)),
+                                 "explore": i % 3 == 0})
+    return rows
+
+
+def test_the_exploration_quota_by_hand():
+    """pricing.quota: the share of each channel's daily capacity, rounded down (0.29 x 100 is 29, not 28)."""
+    assert pricing.quota({"sms_push": 935, "outbound_call": 37, "email": 1, "x": 100}, 0.10) == {
+        "email": 0, "outbound_call": 3, "sms_push": 93, "x": 10}
+    assert pricing.quota({"x": 100}, 0.29) == {"x": 29} and pricing.quota({"x": 7}, 0.0) == {"x": 0}
+    assert pricing.quota({"x": 7}, 1.0) == {"x": 7}
+
+
+def test_explorer_priority_keeps_each_channel_within_its_quota_one_candidate_per_explorer():
+    """pricing.explorer_priority: only explorers' candidates, one per explorer (its best: order_key), at most the
+    quota per channel, the same set for the same day and rows whatever their order, another draw another day; with
+    room for all, every explorer gets its best candidate."""
+    import datetime as dt
+
+    rows, day = explorer_rows(), dt.date(2026, 11, 20)
+    capacity = {"email": 30, "sms_push": 50, "wechat": 20}
+    got = pricing.explorer_priority(rows, capacity, 0.1, day)
+    per = {ch: sum(1 for k in got if k[3] == ch) for ch in capacity}
+    assert per == {"email": 3, "sms_push": 5, "wechat": 2}, per
+    explorers = {r["customer_id"] for r in rows if r["explore"]}
+    assert {k[0] for k in got} <= explorers and len({k[0] for k in got}) == len(got)
+    best = {c: min((r for r in rows if r["customer_id"] == c and r["explore"]), key=pricing.order_key) for c in explorers}
+    assert all(k == tuple(best[k[0]][f] for f in ("customer_id", "campaign_id", "product_id", "channel")) for k in got)
+    assert pricing.explorer_priority(list(reversed(rows)), capacity, 0.1, day) == got
+    assert pricing.explorer_priority(rows, capacity, 0.1, day + dt.timedelta(days=1)) != got, "a new draw each day"
+    everyone = pricing.explorer_priority(rows, {ch: 1000 for ch in capacity}, 1.0, day)
+    assert {k[0] for k in everyone} == explorers
+    assert pricing.explorer_priority(rows, capacity, 0.0, day) == set()
+
+
+def test_spark_explorer_priority_equals_the_reference(spark):
+    """decide.explorer_priority (Spark: a window per customer, a distributed top-k per channel) equals
+    pricing.explorer_priority on the random candidates; None when no channel has a place."""
+    import datetime as dt
+
+    from jobs.stages.cpc.decide import explorer_priority
+
+    rows, day = explorer_rows(), dt.date(2026, 11, 20)
+    capacity = {"email": 30, "sms_push": 50, "wechat": 20}
+    df = spark.createDataFrame([(*[r[f] for f in pricing.FIELDS], r["explore"], day) for r in rows],
+                               SCHEMA + ", explore boolean, snapshot_date date")
+    for share in (0.1, 0.5):
+        got = {tuple(r) for r in explorer_priority(df, capacity, share).collect()}
+        assert got == pricing.explorer_priority(rows, capacity, share, day) and got, share
+    assert explorer_priority(df, capacity, 0.01) is None

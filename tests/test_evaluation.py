@@ -260,6 +260,26 @@ def test_outcomes_label_treated_holdout_not_chosen_and_global_holdout(spark):
     assert sum(r["cost"] for r in out) == pytest.approx(0.10) and all(r["cost"] == 0 for r in out if r["outcome"] != "contact")
 
 
+def test_outcomes_carry_the_exploration_flag_and_active_eligible(spark):
+    """Spark (issue 22): gold.campaign_outcomes keeps each decision's explored flag and active_eligible (the uplift
+    models' arms are the exploration and holdout pairs with it), as the last two columns; decisions recorded before
+    the flags existed (no column, or null) read explored false and active_eligible null (unknown)."""
+    from pyspark.sql import functions as F
+
+    dec = _cell(spark, [("contact", 2), ("holdout", 2)])
+    flagged = dec.withColumn("explored", F.when(F.col("customer_id") == "C000000000", F.lit(True))
+                             .when(F.col("customer_id") == "C000000001", F.lit(None).cast("boolean")).otherwise(F.lit(False)))
+    flagged = flagged.withColumn("active_eligible", F.when(F.col("customer_id") == "C000000003", F.lit(None).cast("boolean"))
+                                 .otherwise(F.col("customer_id") != "C000000002"))
+    none = spark.createDataFrame([], NO_RESPONSES)
+    got = evaluate.outcomes(flagged, none, _orders(spark, []), DAY, 14)
+    assert got.columns[-2:] == ["explored", "active_eligible"]
+    assert {r["customer_id"]: (r["explored"], r["active_eligible"]) for r in got.collect()} == {
+        "C000000000": (True, True), "C000000001": (False, True), "C000000002": (False, False), "C000000003": (False, None)}
+    old = evaluate.outcomes(dec, none, _orders(spark, []), DAY, 14)
+    assert old.columns == got.columns and not any(r["explored"] or r["active_eligible"] is not None for r in old.collect())
+
+
 def test_three_way_reading_in_the_cube_equals_the_twin_and_the_hand_numbers(spark):
     """CELL (test_three_way_known_answer) as decisions and orders: every cell of the cube (one campaign, channel,
     product, tier: all levels hold the same decisions) has the counts, the unchanged naive lift and the three-way

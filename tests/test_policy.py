@@ -35,24 +35,25 @@ def cat():
     return load_catalogue()
 
 
-def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None):
+def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
     """Hand-written customers (their ids in ``tagged``) -> every candidate with its outcome (a DataFrame).
     ``extra`` adds per-customer input columns the pipeline derives from history (recent contacts, declines,
-    open trials)."""
+    open trials, uplift scores); ``notes``, ``factors``: per family, the cold-start text of fit_source and the
+    incrementality factor (inputs.cold_start_ranking)."""
     frame = tagged.where(F.col("customer_id").isin(sorted(ids)))
     if extra:
         frame = frame.join(spark.createDataFrame(extra[1], extra[0]), on="customer_id", how="left")
     channels = channels or conf["channels"]
     camps = camps or conf["camps"]
     policy = policy or conf["policy"]
-    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT)
+    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT, uplift_notes=notes, incrementality=factors)
     cands = cpc.candidates(frame, conf["products"], channels, camps, policy, combo, SNAPSHOT)
     return cpc.decide(cands, channels, policy, log=lambda *_: None)
 
 
-def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None):
+def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
     """As :func:`decided_frame`, as dicts."""
-    got = decided_frame(spark, tagged, conf, ids, extra, policy=policy, channels=channels, camps=camps)
+    got = decided_frame(spark, tagged, conf, ids, extra, policy=policy, channels=channels, camps=camps, notes=notes, factors=factors)
     return [r.asDict() for r in got.collect()]
 
 
@@ -71,14 +72,26 @@ def in_holdout(conf, cid, campaign="cpc_daily"):
     return campaign_conf.holdout_bucket(conf["policy"].holdout_salt, campaign, cid) < share * 10000
 
 
+def in_exploration(conf, cid, campaign="cpc_daily"):
+    """Python's reading of the campaign's exploration bucket (conf/policy.yaml exploration, right above its holdout)."""
+    share = next(c.holdout for c in conf["camps"] if c.id == campaign)
+    return campaign_conf.in_exploration(conf["policy"].holdout_salt, campaign, cid, share, conf["policy"].exploration)
+
+
 def not_holdout(conf, campaign="cpc_daily", prefix="c"):
-    """A customer id outside the campaign's holdout and outside the global holdout (so the other rules can be
-    seen)."""
+    """A customer id outside the campaign's holdout and exploration bucket and outside the global holdout (so the
+    other rules can be seen as they apply to everyone)."""
     for i in range(1000):
         cid = f"{prefix}{i}"
-        if not in_holdout(conf, cid, campaign) and not in_global_holdout(conf, cid):
+        if not in_holdout(conf, cid, campaign) and not in_exploration(conf, cid, campaign) and not in_global_holdout(conf, cid):
             return cid
     raise AssertionError
+
+
+def explorer(conf, prefix, campaign="cpc_daily", globally=False):
+    """A customer id in the campaign's exploration bucket, outside the global holdout (``globally``: inside it)."""
+    return next(f"{prefix}{i}" for i in range(100_000)
+                if in_exploration(conf, f"{prefix}{i}", campaign) and in_global_holdout(conf, f"{prefix}{i}") == globally)
 
 
 # The rule tests below read one decision over all their hand-written customers (ids of their own, history
@@ -146,12 +159,40 @@ def capacity_rows(conf):
     return [{"customer_id": not_holdout(conf, prefix=f"k{i}_"), **ACTIVE, "email": f"k{i}@x.cn"} for i in range(6)]
 
 
+def exploration_rows(conf):
+    """Issue 22: cpc_daily's exploration bucket: a plain member, one opted out of everything, one at the weekly
+    cap (history columns in its test), one in the global holdout, and a twin outside the bucket with the same
+    inputs."""
+    return {"plain": {"customer_id": explorer(conf, "xp"), **ACTIVE}, "opted": {"customer_id": explorer(conf, "xo"), **ACTIVE, "optouts": ["all"]},
+            "capped": {"customer_id": explorer(conf, "xc"), **ACTIVE}, "held": {"customer_id": explorer(conf, "xg", globally=True), **ACTIVE},
+            "twin": {"customer_id": not_holdout(conf, prefix="xt"), **ACTIVE}}
+
+
+def held_member(conf, prefix, campaign="cpc_daily"):
+    """A customer id in the campaign's holdout, outside the global holdout."""
+    return next(f"{prefix}{i}" for i in range(100_000)
+                if in_holdout(conf, f"{prefix}{i}", campaign) and not in_global_holdout(conf, f"{prefix}{i}"))
+
+
+def eligibility_rows(conf):
+    """Issue 22 review: cpc_daily's holdout and exploration buckets, each with a member whose active candidates the
+    campaign's repeat interval removes (history columns in its test) and one it does not."""
+    return {"held_blocked": {"customer_id": held_member(conf, "eh"), **ACTIVE}, "held_open": {"customer_id": held_member(conf, "ei"), **ACTIVE},
+            "explorer_blocked": {"customer_id": explorer(conf, "eb"), **ACTIVE}, "explorer_open": {"customer_id": explorer(conf, "eo"), **ACTIVE}}
+
+
+def uplift_rows(conf):
+    """Issue 22: customers outside cpc_daily's holdouts and exploration bucket, for the uplift scores of their tests."""
+    return {k: {"customer_id": not_holdout(conf, prefix=p), **ACTIVE} for k, p in (("hurt", "uh"), ("helped", "ug"), ("plain", "up"))}
+
+
 @pytest.fixture(scope="module")
 def tagged(spark, cat, conf, people):
     """The tags and segments of every hand-written customer of this module, computed once (each test's
     decision reads its own customers from it)."""
     _, tiers = segments.rules()
-    rows = rows_of(people)[0] + frequency_rows(conf) + capacity_rows(conf)
+    rows = (rows_of(people)[0] + frequency_rows(conf) + capacity_rows(conf) + list(exploration_rows(conf).values())
+            + list(uplift_rows(conf).values()) + list(eligibility_rows(conf).values()))
     assert len({r["customer_id"] for r in rows}) == len(rows), "each test's customers are its own"
     tags = apply_tags(base_frame(spark, cat, rows), cat)
     return tags.join(segments.segment(tags, tiers).drop("snapshot_date"), on="customer_id").localCheckpoint()
@@ -457,6 +498,277 @@ def test_global_holdout_is_recorded_once_per_customer_and_campaign(day_frame, pe
     assert {r["step"]: r["count"] for r in funnel if r["step"] in ("global_holdout", "holdout")} == members
 
 
+def test_the_holdouts_come_before_the_value_rules():
+    """Spark-free (issue 22): both holdouts right after the eligibility rules (1-11), then harmed (before no_value,
+    which a negative tau would always take first), then no_value; all row rules; and past both holdouts the value
+    rules are selection (a pair they remove is not chosen, as one capacity leaves out)."""
+    from jobs.stages.cpc.decide import SELECTION
+
+    r = campaign_conf.RULES
+    assert r[r.index("frequency_cap") + 1: r.index("passive_first")] == ("global_holdout", "holdout", "harmed", "no_value")
+    assert cpc.ROW_RULES == r[: r.index("passive_first")]
+    assert SELECTION[:2] == ("harmed", "no_value")
+
+
+def test_exploration_bucket_is_stable_about_its_share_and_right_above_the_holdout(conf):
+    """Spark-free (issue 22): cpc_daily's exploration bucket is the holdout draw's buckets [500, 700) (holdout 5%,
+    exploration 2%): about 2% of 4,000 ids, the same on every call, never a holdout member; none with a share of 0."""
+    policy = conf["policy"]
+    assert policy.exploration == pytest.approx(0.02)
+    ids = [f"x{i}" for i in range(4000)]
+
+    def members(p=policy):
+        return {c for c in ids if campaign_conf.in_exploration(p.holdout_salt, "cpc_daily", c, 0.05, p.exploration)}
+
+    first = members()
+    assert first == members() and first == {c for c in ids if in_exploration(conf, c)}
+    assert 0.012 <= len(first) / len(ids) <= 0.028, len(first)
+    assert {campaign_conf.holdout_bucket(policy.holdout_salt, "cpc_daily", c) for c in first} <= set(range(500, 700))
+    assert not first & {c for c in ids if in_holdout(conf, c)}, "never in the holdout"
+    assert not members(dataclasses.replace(policy, exploration=0.0))
+    assert campaign_conf.bucket_limit(0.05 + 0.02) == 700 and campaign_conf.bucket_limit(0.1 + 0.02) == 1200
+
+
+def test_exploration_share_is_checked_naming_the_file_and_field(conf):
+    """Spark-free: exploration is a share in [0, 0.5), 0 when absent; an offer campaign's holdout and the share must
+    stay below 1 together (the campaign's file named); the policy carries conf/models.yaml's harm margin."""
+    from jobs.platform.config import business
+    from models import uplift as uplift_model
+
+    raw = dict(business("policy"))
+    assert campaign_conf.load_policy({k: v for k, v in raw.items() if k != "exploration"}).exploration == 0.0
+    for bad in (0.5, -0.01, "some"):
+        with pytest.raises(ConfigError, match=r"^conf/policy\.yaml: exploration: "):
+            campaign_conf.load_policy({**raw, "exploration": bad})
+    daily = next(c for c in conf["camps"] if c.id == "cpc_daily")
+    cpc.check_exploration(conf["camps"], conf["policy"])
+    greedy = dataclasses.replace(daily, holdout=0.9)
+    with pytest.raises(ConfigError, match=r"^conf/campaigns/cpc_daily\.yaml: holdout: 0.9 and the exploration share 0.1 "):
+        cpc.check_exploration([greedy], dataclasses.replace(conf["policy"], exploration=0.1))
+    cpc.check_exploration([dataclasses.replace(greedy, kind="message")], dataclasses.replace(conf["policy"], exploration=0.1))
+    assert conf["policy"].harm_margin == uplift_model.load_settings().harm_margin
+    # issue 22 review: the exploration priority's share of each channel's capacity, in [0, 1], 0.10 when absent
+    assert conf["policy"].exploration_capacity_share == pytest.approx(0.10)
+    assert campaign_conf.load_policy({k: v for k, v in raw.items() if k != "exploration_capacity_share"}).exploration_capacity_share == 0.10
+    for bad in (1.5, -0.1, "most"):
+        with pytest.raises(ConfigError, match=r"^conf/policy\.yaml: exploration_capacity_share: "):
+            campaign_conf.load_policy({**raw, "exploration_capacity_share": bad})
+
+
+def test_exploration_in_spark_matches_python(spark, conf):
+    """decide.in_exploration (Spark) equals campaigns.in_exploration (Python) for two campaigns and holdout shares."""
+    policy = conf["policy"]
+    ids = [f"x{i}" for i in range(400)]
+    shares = {"cpc_daily": 0.05, "vas_growth": 0.10}
+    df = spark.createDataFrame([(c, camp, h) for c in ids for camp, h in shares.items()],
+                               "customer_id string, campaign_id string, holdout_share double")
+    got = {(r["customer_id"], r["campaign_id"]): r["e"] for r in df.select("customer_id", "campaign_id", cpc.in_exploration(policy).alias("e")).collect()}
+    want = {(c, camp): campaign_conf.in_exploration(policy.holdout_salt, camp, c, h, policy.exploration) for c in ids for camp, h in shares.items()}
+    assert got == want and any(want.values())
+
+
+def test_exploration_members_skip_the_value_rules_but_not_the_policy(spark, tagged, conf):
+    """Issue 22: a member of cpc_daily's exploration bucket with the exploration priority (here the whole capacity
+    of 1 a channel may go to it: exploration_capacity_share 1) is contacted whatever the ranking says, on one
+    candidate: its best explorer candidate skips the value rules and takes the contact, recorded with explored and
+    reasons starting 'exploration; '; its other candidates compete like everyone's (the value rules remove what they
+    remove for its twin outside the bucket). Opt-outs and the weekly cap still stop members: no contact. A
+    global-holdout member in the bucket is held out, not explored: its records carry no exploration flag or reason."""
+    from jobs.stages.cpc.decide import decisions
+
+    who = {k: v["customer_id"] for k, v in exploration_rows(conf).items()}
+    extra = ("customer_id string, recent_total int, recent_by_channel map<string,int>",
+             [(who["capped"], 2, {"sms_push": 1, "wechat": 1})])
+    policy = dataclasses.replace(conf["policy"], exploration_capacity_share=1.0)
+    frame = decided_frame(spark, tagged, conf, list(who.values()), extra, policy=policy).localCheckpoint()
+    got = [r.asDict() for r in frame.collect()]
+
+    def rows(key, **match):
+        return [r for r in got if r["customer_id"] == who[key] and all(r[k] == v for k, v in match.items())]
+
+    lost = {(r["product_id"], r["channel"]) for r in rows("twin", campaign_id="cpc_daily", channel_kind="active") if r["outcome"] == "no_value"}
+    assert lost, "the twin loses some active candidates to no_value"
+    mine = {(r["product_id"], r["channel"]): r for r in rows("plain", campaign_id="cpc_daily")}
+    assert all(r["explored"] and r["explore"] == (r["channel_kind"] == "active") for r in mine.values())
+    first = [r for r in mine.values() if r["explore_priority"]]
+    assert len(first) == 1 and first[0]["outcome"] == "contact", "one candidate with the priority, contacted"
+    assert all(mine[k]["outcome"] == "no_value" for k in lost if not mine[k]["explore_priority"]), "the others as the twin's"
+    assert not any(r["explored"] for r in rows("twin", campaign_id="cpc_daily"))
+    assert {r["outcome"] for r in rows("opted")} == {"opt_out"}
+    capped = {r["outcome"] for r in rows("capped", channel_kind="active")}
+    assert "frequency_cap" in capped and "contact" not in capped
+    held = rows("held", campaign_id="cpc_daily")
+    assert "global_holdout" in {r["outcome"] for r in held} and not any(r["explored"] or r["explore"] for r in held)
+    written = [r.asDict() for r in decisions(frame, "run").collect()]
+    recorded = [r for r in written if r["customer_id"] == who["plain"] and r["outcome"] == "contact"]
+    assert recorded and recorded[0]["explored"] and recorded[0]["reasons"].startswith("exploration; campaign ")
+    globally = [r for r in written if r["customer_id"] == who["held"]]
+    assert globally and {r["outcome"] for r in globally} == {"global_holdout"}
+    assert not any(r["explored"] or r["reasons"].startswith("exploration") for r in globally)
+
+
+def test_explorers_beyond_the_capacity_share_compete_like_everyone_else(spark, tagged, conf):
+    """Issue 22 review: with the shipped exploration_capacity_share (0.10 of a capacity of 1 a channel: no place), a
+    member of cpc_daily's exploration bucket gets no priority: the value rules remove exactly what they remove for
+    its twin outside the bucket (same inputs), its records say explored but no reason starts 'exploration;'."""
+    from jobs.stages.cpc.decide import decisions
+
+    who = {k: v["customer_id"] for k, v in exploration_rows(conf).items()}
+    frame = decided_frame(spark, tagged, conf, [who["plain"], who["twin"]]).localCheckpoint()
+    got = [r.asDict() for r in frame.collect()]
+
+    def value_outcomes(key):
+        return {(r["campaign_id"], r["product_id"], r["channel"]): r["outcome"] for r in got
+                if r["customer_id"] == who[key] and r["campaign_id"] == "cpc_daily" and r["outcome"] in ("harmed", "no_value")}
+
+    assert value_outcomes("plain") == value_outcomes("twin") and value_outcomes("plain")
+    assert not any(r["explore_priority"] for r in got)
+    mine = [r for r in decisions(frame, "run").collect() if r["customer_id"] == who["plain"] and r["campaign_id"] == "cpc_daily"]
+    assert mine and all(r["explored"] and not r["reasons"].startswith("exploration") for r in mine)
+
+
+def test_active_eligible_by_hand():
+    """Spark-free (issue 22 review): a (customer, campaign) is active-eligible when one of its active candidates
+    passed the eligibility rules (1-11), whatever came after (a holdout, a value rule, capacity, a contact); passive
+    candidates do not count, and an active one removed by rule 1-11 does not either."""
+    def cand(customer, campaign, kind, outcome):
+        return {"customer_id": customer, "campaign_id": campaign, "channel_kind": kind, "outcome": outcome}
+
+    rows = [cand("a", "c", "active", "frequency_cap"), cand("a", "c", "passive", "holdout"),  # held out through a placement only
+            cand("b", "c", "active", "holdout"), cand("d", "c", "active", "no_value"), cand("e", "c", "active", "capacity"),
+            cand("f", "c", "active", "recently_contacted"), cand("f", "c", "passive", "placement"), cand("g", "c", "active", "global_holdout"),
+            cand("h", "c", "active", "opt_out"), cand("h", "x", "active", "contact")]
+    assert campaign_conf.active_eligible(rows) == {("b", "c"), ("d", "c"), ("e", "c"), ("g", "c"), ("h", "x")}
+    assert campaign_conf.ELIGIBILITY == cpc.RULES[: cpc.RULES.index("global_holdout")] and len(campaign_conf.ELIGIBILITY) == 11
+
+
+def test_active_eligible_is_recorded_on_holdout_and_exploration_rows_alike(spark, tagged, conf):
+    """Issue 22 review: gold.cpc_decisions' active_eligible, on every row of a (customer, campaign): a holdout member
+    and an explorer whose cpc_daily active candidates the repeat interval removed carry false (the holdout row
+    through their passive candidates, the explorer's placements or not-chosen row), their twins without that
+    history true; the Spark twin equals the Python one on every row."""
+    from jobs.stages.cpc.decide import decisions
+
+    who = {k: v["customer_id"] for k, v in eligibility_rows(conf).items()}
+    extra = ("customer_id string, recent_by_campaign map<string,int>",
+             [(who["held_blocked"], {"cpc_daily": 2}), (who["explorer_blocked"], {"cpc_daily": 2})])
+    frame = decided_frame(spark, tagged, conf, list(who.values()), extra).localCheckpoint()
+    want = campaign_conf.active_eligible([r.asDict() for r in frame.collect()])
+    written = [r.asDict() for r in decisions(frame, "run").collect()]
+    assert written and all(r["active_eligible"] == ((r["customer_id"], r["campaign_id"]) in want) for r in written)
+    daily = {r["customer_id"]: r for r in written if r["campaign_id"] == "cpc_daily"}
+    assert {daily[who[k]]["outcome"] for k in ("held_blocked", "held_open")} == {"holdout"}
+    assert daily[who["held_open"]]["active_eligible"] and not daily[who["held_blocked"]]["active_eligible"]
+    blocked = [r for r in written if r["customer_id"] == who["explorer_blocked"] and r["campaign_id"] == "cpc_daily"]
+    assert blocked and all(r["explored"] and not r["active_eligible"] and r["outcome"] != "contact" for r in blocked)
+    assert daily[who["explorer_open"]]["explored"] and daily[who["explorer_open"]]["active_eligible"]
+
+
+def test_harmed_rule_and_the_uplift_fit_source(spark, tagged, conf):
+    """Issue 22: with an uplift score for the family (gold.uplift's tau), a candidate an active contact would
+    harm (tau < -harm_margin) is removed by harmed, after the holdouts; a helped one's expected value is
+    tau x value - cost and its fit_source says 'uplift <family> tau 0.200'; passive candidates and customers
+    without a score keep their fits. With a margin above the harm, harmed lets it through (no_value takes it)."""
+    who = {k: v["customer_id"] for k, v in uplift_rows(conf).items()}
+    cats = sorted({p.category for p in conf["products"]})
+    extra = ("customer_id string, uplift_tau map<string,double>",
+             [(who["hurt"], dict.fromkeys(cats, -0.05)), (who["helped"], dict.fromkeys(cats, 0.2))])
+    got = decide(spark, tagged, conf, list(who.values()), extra)
+    removed = set(cpc.RULES[: cpc.RULES.index("harmed")])  # the eligibility rules and both holdouts
+
+    def offers(key, kind="active"):
+        """cpc_daily's candidates (the customers are outside its holdouts and exploration) past its holdouts."""
+        return [r for r in got if r["customer_id"] == who[key] and r["campaign_id"] == "cpc_daily" and r["channel_kind"] == kind
+                and r["outcome"] not in removed]
+
+    hurt = offers("hurt")
+    assert hurt and {r["outcome"] for r in hurt} == {"harmed"}
+    assert all(r["tau"] == pytest.approx(-0.05) and r["fit_source"] == f"uplift {r['category']} tau -0.050" for r in hurt)
+    assert "harmed" not in {r["outcome"] for r in offers("hurt", "passive")} and all(r["tau"] is None for r in offers("hurt", "passive"))
+    helped = offers("helped")
+    assert helped and "harmed" not in {r["outcome"] for r in helped}
+    for r in helped:
+        assert r["fit_source"] == f"uplift {r['category']} tau 0.200"
+        assert r["expected_value"] == pytest.approx(0.2 * r["value"] - r["cost"], abs=1e-4)
+    plain = [r for r in got if r["customer_id"] == who["plain"]]
+    assert plain and all(r["tau"] is None and not r["fit_source"].startswith("uplift") for r in plain)
+    assert "harmed" not in {r["outcome"] for r in plain}
+    lenient = dataclasses.replace(conf["policy"], harm_margin=0.1)
+    again = decide(spark, tagged, conf, [who["hurt"]], (extra[0], extra[1][:1]), policy=lenient)
+    assert "harmed" not in {r["outcome"] for r in again} and "no_value" in {r["outcome"] for r in again}
+
+
+def test_a_cold_start_family_says_so_in_the_fit_source(spark, tagged, conf):
+    """Issue 22: for a family whose latest uplift training was a cold start (the registry's reason, passed as
+    combos' uplift_notes), an active offer's fit_source reads 'cold start: propensity (<reason>); <as before>';
+    its passive candidates and the other families read as before, and nothing else changes."""
+    cid = uplift_rows(conf)["plain"]["customer_id"]
+    note = "cold start: propensity (n treated 40 < 500)"
+    before = {(r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, [cid])}
+    after = {(r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, [cid], notes={"vas": note})}
+    assert before.keys() == after.keys()
+    noted = [k for k, r in after.items() if r["category"] == "vas" and r["campaign_kind"] == "offer" and r["channel_kind"] == "active"]
+    assert noted
+    for k, r in after.items():
+        if k in noted:
+            assert r["fit_source"] == f"{note}; {before[k]['fit_source']}"
+        else:
+            assert r["fit_source"] == before[k]["fit_source"], k
+        assert (r["outcome"], r["expected_value"]) == (before[k]["outcome"], before[k]["expected_value"]), k
+
+
+def test_with_a_model_for_one_family_the_others_rank_by_propensity_x_incrementality(spark, tagged, conf):
+    """Issue 22 review: once a family (data) has an uplift model, tau x value and the propensity acceptance x value
+    must be on one scale: the other families' active offers take acceptance x the incrementality factor (the
+    assumed 0.30 here: inputs.cold_start_ranking) and say so in fit_source ('cold start: propensity x 0.30
+    (assumed) (never trained); <as before>'); the modelled family's offers rank by tau; passive candidates and
+    messages are as before."""
+    from jobs.stages.cpc.inputs import cold_start_ranking
+
+    cid = uplift_rows(conf)["plain"]["customer_id"]
+    families = campaign_conf.offer_families(conf["products"], conf["camps"])
+    notes, factors = cold_start_ranking(families, {"data": "uplift: x_learner (n treated 900, control 2000)"}, {}, 0.3)
+    extra = ("customer_id string, uplift_tau map<string,double>", [(cid, {"data": 0.2})])
+    before = {(r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, [cid])}
+    after = {(r["campaign_id"], r["product_id"], r["channel"]): r
+             for r in decide(spark, tagged, conf, [cid], extra, notes=notes, factors=factors)}
+    assert before.keys() == after.keys()
+    scaled = 0
+    for k, r in after.items():
+        was = before[k]
+        if r["campaign_kind"] == "offer" and r["channel_kind"] == "active" and r["category"] == "data":
+            assert r["fit_source"] == "uplift data tau 0.200" and r["expected_value"] == pytest.approx(0.2 * r["value"] - r["cost"], abs=1e-4)
+        elif r["campaign_kind"] == "offer" and r["channel_kind"] == "active":
+            assert r["fit_source"] == f"cold start: propensity x 0.30 (assumed) (never trained); {was['fit_source']}", k
+            assert r["expected_value"] == pytest.approx(0.3 * (was["expected_value"] + r["cost"]) - r["cost"], abs=2e-4), k
+            scaled += 1
+        else:
+            assert (r["fit_source"], r["expected_value"]) == (was["fit_source"], was["expected_value"]), k
+    assert scaled
+
+
+def test_without_a_model_and_without_exploration_the_cold_start_reasons_change_no_decision(spark, tagged, conf, people):
+    """Issue 22 review: while no family has a model nothing is scaled (cold_start_ranking gives no factor) and, with
+    exploration 0, nobody is explored: on every hand-written customer of the rule tests, the same outcomes and
+    expected values with the cold-start reasons as without them (the decision as before issue 22's models), and
+    every active offer of an offer family says 'cold start: propensity (never trained); ' first."""
+    from jobs.stages.cpc.inputs import cold_start_ranking
+
+    families = campaign_conf.offer_families(conf["products"], conf["camps"])
+    notes, factors = cold_start_ranking(families, {}, {"data": {"factor": 0.5}}, 0.3)
+    assert factors == {}
+    rows, extra = rows_of(people)
+    ids, policy = [r["customer_id"] for r in rows], dataclasses.replace(conf["policy"], exploration=0.0)
+    plain = {(r["customer_id"], r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, ids, extra, policy=policy)}
+    noted = decide(spark, tagged, conf, ids, extra, policy=policy, notes=notes, factors=factors)
+    assert len(noted) == len(plain)
+    for r in noted:
+        was = plain[(r["customer_id"], r["campaign_id"], r["product_id"], r["channel"])]
+        assert (r["outcome"], r["expected_value"], r["explored"], r["explore_priority"]) == (was["outcome"], was["expected_value"], False, False)
+        if r["campaign_kind"] == "offer" and r["channel_kind"] == "active" and r["category"] in families:
+            assert r["fit_source"] == f"cold start: propensity (never trained); {was['fit_source']}"
+
+
 def _first_choice(candidates):
     """Python's reading of assign.candidate_order: urgent first, then the highest expected value; ties: lower
     cost, campaign priority, ids."""
@@ -466,15 +778,16 @@ def _first_choice(candidates):
 
 def test_every_eligible_customer_and_campaign_is_treated_or_not_chosen_once(day_frame, day):
     """gold.cpc_decisions (decide.decisions) records every (customer, campaign) with a candidate past both
-    holdouts (a step of SELECTION: passive_first, one_offer_a_day, capacity, placement, contact) either as
-    treated (its contacts and placements) or once as not_chosen, never both: one row, its best candidate
-    (ranked as the held out are). A held-out (customer, campaign) is never not_chosen. The module's customers
-    compete for channels of capacity 1 and one contact a day, so some are not chosen."""
+    holdouts (a step of SELECTION: harmed, no_value, passive_first, one_offer_a_day, capacity, placement, contact;
+    the holdouts are drawn before the value rules) either as treated (its contacts and placements) or once as
+    not_chosen, never both: one row, its best candidate (ranked as the held out are). A held-out (customer,
+    campaign) is never not_chosen. The module's customers compete for channels of capacity 1 and one contact a
+    day, so some are not chosen."""
     from jobs.stages.cpc.decide import CHOSEN, HELD_OUT, NOT_CHOSEN, SELECTION, decisions
 
     cands = day
     got = [r.asDict() for r in decisions(day_frame, "run").collect()]
-    assert SELECTION == ("passive_first", "one_offer_a_day", "capacity", "placement", "contact")
+    assert SELECTION == ("harmed", "no_value", "passive_first", "one_offer_a_day", "capacity", "placement", "contact")
     past = {(r["customer_id"], r["campaign_id"]) for r in cands if r["outcome"] in SELECTION}
     held = {(r["customer_id"], r["campaign_id"]) for r in cands if r["outcome"] in HELD_OUT}
     treated = {(r["customer_id"], r["campaign_id"]) for r in got if r["outcome"] in CHOSEN}
@@ -488,7 +801,7 @@ def test_every_eligible_customer_and_campaign_is_treated_or_not_chosen_once(day_
     for r in lost:
         pair = [c for c in cands if (c["customer_id"], c["campaign_id"]) == (r["customer_id"], r["campaign_id"])
                 and c["outcome"] in SELECTION]
-        assert {c["outcome"] for c in pair} <= {"one_offer_a_day", "capacity"}, "lost to one-a-day or capacity"
+        assert {c["outcome"] for c in pair} <= {"harmed", "no_value", "one_offer_a_day", "capacity"}, "lost to value, one-a-day or capacity"
         best = _first_choice(pair)
         assert (r["product_id"], r["channel"]) == (best["product_id"], best["channel"]), r["customer_id"]
     refs = [r["contact_ref"] for r in got]
@@ -664,6 +977,25 @@ def test_trials_open_trial_and_its_day(spark, tmp_path):
     assert got == {"C": ("P_MUSIC", 15), "F": ("P_GAMES", 3), "G": ("P_NEWS", 4)}
     expired = {r["customer_id"]: (r["days_since_trial_expired"], r["expired_trial_category"]) for r in rows if r["days_since_trial_expired"] is not None}
     assert expired == {"H": (3, "vas")}, "a trial that expired: the win-back campaign's audience"
+
+
+def test_config_sha256_covers_the_model_settings_the_decision_reads(monkeypatch):
+    """Spark-free (issue 22 review): ops.cpc_runs' config_sha256 (campaigns.config_fingerprint) changes with
+    conf/models.yaml's harm margin and cold-start incrementality, the settings of that file the decision reads, and
+    is stable otherwise; the policy's exploration_capacity_share is in conf/policy.yaml, hashed whole."""
+    from models import uplift as uplift_model
+
+    shipped = uplift_model.load_settings()
+    base = campaign_conf.config_fingerprint()
+    assert base == campaign_conf.config_fingerprint() and len(base) == 64
+    assert campaign_conf.decision_model_settings() == {"uplift.harm_margin": shipped.harm_margin,
+                                                       "uplift.cold_start_incrementality": shipped.cold_start_incrementality}
+    for field, value in (("harm_margin", shipped.harm_margin + 0.01), ("cold_start_incrementality", 0.5)):
+        changed = dataclasses.replace(shipped, **{field: value})
+        monkeypatch.setattr(uplift_model, "load_settings", lambda raw=None, changed=changed: changed)
+        assert campaign_conf.config_fingerprint() != base, field
+    monkeypatch.setattr(uplift_model, "load_settings", lambda raw=None: dataclasses.replace(shipped, num_boost_round=7))
+    assert campaign_conf.config_fingerprint() == base, "a training setting is not the decision's"
 
 
 def test_decision_run_id_comes_from_the_inputs_not_the_clock():

@@ -56,9 +56,9 @@ def _segments(spark, paths, day):
 
 
 def _propensity(spark, paths, day):
-    from jobs.stages import propensity
+    from jobs.stages import propensity, uplift
 
-    return propensity.score(spark, paths, day)
+    return {**propensity.score(spark, paths, day), "uplift": uplift.score(spark, paths, day)}
 
 
 def _score(spark, paths, day):
@@ -80,9 +80,10 @@ def _evaluate(spark, paths, day):
 
 
 def _train(spark, paths, day):
-    from jobs.stages import propensity
+    from jobs.stages import propensity, uplift
 
-    return {r.model: r.version for r in propensity.train(spark, paths, day)}
+    out = {r.model: r.version for r in propensity.train(spark, paths, day)}
+    return {**out, **{f"uplift_{r.family}": r.version for r in uplift.train(spark, paths, day)}}
 
 
 def _maintain(spark, paths, day):
@@ -98,14 +99,16 @@ NIGHTLY: tuple[Stage, ...] = (
     Stage("conform", "bronze -> silver.customer_day (daily aggregates)", ("ingest",), _conform),
     Stage("tags", "silver + bronze state -> gold.customer_tags, gold.tag_catalogue, gold.tag_stats", ("conform",), _tags),
     Stage("segments", "tags -> gold.customer_segment (lifecycle stage, service tier)", ("tags",), _segments),
-    Stage("propensity", "tags -> gold.propensity (the LightGBM models current on the date)", ("tags",), _propensity),
+    Stage("propensity", "tags -> gold.propensity, gold.uplift (the LightGBM propensity and uplift models current on the date)",
+          ("tags",), _propensity),
     Stage("score", "the CPC decision under the contact policy -> gold.cpc_decisions, cpc_offers, cpc_funnel",
           ("segments", "propensity"), _score),
     Stage("export", "one list per outbound channel and the placements, published atomically", ("score",), _export),
     Stage("evaluate", "outcomes, lift over the holdouts, trial funnel, HTML report", ("export",), _evaluate),
 )
 WEEKLY: tuple[Stage, ...] = (
-    Stage("train", "train and register the propensity models as of the date", (), _train),
+    Stage("train", "train and register the propensity models, then the uplift models (from gold.campaign_outcomes), as of the date",
+          (), _train),
     Stage("maintain", "tag-history retention, compaction, vacuum", (), _maintain),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in (*NIGHTLY, *WEEKLY)}

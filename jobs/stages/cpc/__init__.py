@@ -11,25 +11,34 @@ campaign x product x channel that carries the product. Each candidate carries th
 
 and its expected value, ``fit_cp x fit_pc x fit_cc x scale x value - cost``, where the channel's ``scale``
 (:func:`acceptance_scales`, learned from responses) turns an offer's product of fits into an acceptance
-probability (service messages: scale 1). The policy (``conf/policy.yaml``) then
-removes candidates rule by rule, in a fixed order; the first rule a candidate breaks is recorded as its
-outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates and customers:
+probability (service messages: scale 1). Where an uplift model of the product's family scored the customer
+(gold.uplift), an active offer's acceptance is the model's ``tau`` instead: ``tau x value - cost``; once a family
+has a model, the other active offers' acceptance is multiplied by an incrementality factor (measured by the
+evaluation, else assumed: inputs.cold_start_ranking), so that both rank on one scale. The policy
+(``conf/policy.yaml``) then removes candidates rule by rule, in a fixed order; the first rule a candidate breaks
+is recorded as its outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates and customers:
 
     opt_out, unreachable, tier_no_marketing, open_complaint, stage_rule, not_eligible, already_held,
-    quiet_period, cooldown_after_decline, recently_contacted, frequency_cap, no_value
-                       (row by row, column expressions)
+    quiet_period, cooldown_after_decline, recently_contacted, frequency_cap
+                       (row by row, column expressions: who may be offered what where)
     global_holdout     a stable share of all customers no campaign contacts or places: recorded, never contacted
     holdout            the campaign's control group: recorded, never contacted
+    harmed             an uplift model predicts the contact pushes the customer away (tau < -harm_margin)
+    no_value           expected value not positive
+                       (an explorer's candidate with the exploration priority skips harmed and no_value)
     passive_first      a customer likely to come to a passive channel soon gets the offer placed there
     one_offer_a_day    one active contact a customer a day; one placement per passive touchpoint
     capacity           the channel's daily capacity went to other customers (a more valuable assignment)
 
 What survives becomes a ``placement`` (passive channels) or a ``contact`` (active channels); a customer a
-campaign could have reached past both holdouts but did not (no contact, no placement: one-a-day, capacity) is
-recorded once per campaign as ``not_chosen`` with the offer it would have had first, never acted on, so the
-evaluation can tell targeting from contact (docs/evaluation.md). Active contacts are
+campaign could have reached past both holdouts but did not (no contact, no placement: value, one-a-day,
+capacity) is recorded once per campaign as ``not_chosen`` with the offer it would have had first, never acted on,
+so the evaluation can tell targeting from contact (docs/evaluation.md). Active contacts are
 assigned across all customers by per-channel prices (``jobs.stages.cpc.assign``, reference
-``jobs.stages.cpc.pricing``; deferred acceptance, :func:`assign`, on request), never first come first served.
+``jobs.stages.cpc.pricing``; deferred acceptance, :func:`assign`, on request), never first come first served;
+the exploration priority (``exploration`` in conf/policy.yaml: one candidate per explorer, at most
+``exploration_capacity_share`` of each channel's capacity, ``decide.explorer_priority``) right after urgent
+service messages.
 Everything is DataFrame work: per-customer maps, one explode, a broadcast join, windows by customer, and for
 capacity per-channel top-k (``orderBy().limit()``, distributed); nothing customer-sized reaches the driver.
 """
@@ -40,7 +49,7 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
@@ -61,6 +70,7 @@ from jobs.stages.cpc.decide import (
     funnel_rows,
     holdout_bucket_col,
     in_campaign_holdout,
+    in_exploration,
     in_global_holdout,
     offers,
 )
@@ -76,22 +86,26 @@ from jobs.stages.cpc.inputs import (
     model_versions,
     product_channel_table,
     trials,
+    uplift_ranking,
 )
 from jobs.stages.tags import load_catalogue
+from models import uplift as uplift_model
 
 __all__ = ["HELD_OUT", "NOT_CHOSEN", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "combos", "day_customers",
-           "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_campaign_holdout", "in_global_holdout", "load_conf", "run",
-           "trials"]
+           "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_campaign_holdout", "in_exploration", "in_global_holdout",
+           "load_conf", "run", "trials"]
 log = logging.getLogger(__name__)
 
 
 def load_conf():
-    """Products, channels, categories, campaigns and policy, all checked (errors name the file)."""
+    """Products, channels, categories, campaigns and policy, all checked (errors name the file). The policy
+    carries the uplift models' harm margin (conf/models.yaml ``uplift.harm_margin``, rule harmed)."""
     known = set(load_catalogue().ids) | {"lifecycle_stage", "service_tier"}
     products, channels, categories = fits.load(known)
     stages = {s["stage"] for s in business("lifecycle")["stages"]}
     camps = campaign_conf.load([p.id for p in products], [c.id for c in channels], known, stages=stages)
-    policy = campaign_conf.load_policy()
+    policy = replace(campaign_conf.load_policy(), harm_margin=uplift_model.load_settings().harm_margin)
+    check_exploration(camps, policy)
     active = {c.id for c in channels if c.kind == "active"}
     if set(policy.per_channel_cap) - active:
         raise ConfigError(f"conf/policy.yaml: frequency.per_channel names unknown or passive channel(s) "
@@ -99,6 +113,15 @@ def load_conf():
     if policy.assignment_rounds <= len(active):
         raise ConfigError(f"conf/policy.yaml: assignment_rounds must exceed the {len(active)} active channels")
     return products, channels, categories, camps, policy
+
+
+def check_exploration(camps, policy) -> None:
+    """Each offer campaign's exploration bucket sits right above its holdout: together they must stay below every
+    customer (an error names the campaign's file and the field)."""
+    for c in camps:
+        if c.kind == "offer" and c.holdout + policy.exploration >= 1:
+            raise ConfigError(f"{c.source}: holdout: {c.holdout} and the exploration share {policy.exploration} "
+                              "(conf/policy.yaml: exploration) must together stay below 1")
 
 
 def run(spark, paths: Paths, day: dt.date) -> dict:
@@ -116,11 +139,13 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     run_id = decision_run_id(day, deliveries_fingerprint(spark, paths, day), business_fingerprint(), used_models)
     frame = inputs(spark, paths, day, products, policy, camps)
     scales = acceptance_scales(spark, paths, day, channels)
-    combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()})
+    notes, factors = uplift_ranking(spark, paths, day, products, camps, uplift_model.load_settings().cold_start_incrementality)
+    combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors)
     cands = candidates(frame, products, channels, camps, policy, combo_df, day)
     customers = day_customers(spark, paths, day)
     decided = decide(cands.localCheckpoint(), channels, policy, customers=customers).localCheckpoint()
-    lake.replace(decisions(decided, run_id), paths, "gold.cpc_decisions", cond)
+    # merge_schema: a table written before the explored column gains it (older rows read null)
+    lake.replace(decisions(decided, run_id), paths, "gold.cpc_decisions", cond, merge_schema=True)
     lake.replace(offers(decided, policy.top_offers), paths, "gold.cpc_offers", cond)
     lake.replace(funnel_rows(decided, day), paths, "gold.cpc_funnel", cond)
     record = spark.createDataFrame([(
@@ -129,21 +154,36 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
         ",".join(c.id for c in camps if c.active_on(day)),
     )], "snapshot_date date, run_id string, input_versions string, model_versions string, config_sha256 string, policy string, campaigns string")
     lake.replace(record, paths, "ops.cpc_runs", cond)
-    counts: dict[str, int] = {}
-    by_channel: dict[str, int] = {}
-    written = lake.read(spark, paths, "gold.cpc_decisions").where(cond)
-    for r in written.groupBy("outcome", "channel").count().collect():  # outcomes x channels rows
-        counts[r["outcome"]] = counts.get(r["outcome"], 0) + r["count"]
-        if r["outcome"] == "contact":
-            by_channel[r["channel"]] = r["count"]
     log.info(f"score {day}: capacities for {customers} customers: " + ", ".join(
         f"{c.id} {fits.daily_capacity(c.capacity, customers)}" for c in channels if c.kind == "active"))
+    if factors:
+        log.info(f"score {day}: offers without an uplift score rank by propensity x incrementality: " + "; ".join(
+            f"{f}: {notes[f]}" for f in sorted(factors)))
     log.info(f"score {day}: acceptance scales " + ", ".join(
         f"{ch} {v['scale']:.4f} ({v['accepted']}/{v['contacts']} accepted)" for ch, v in sorted(scales.items())))
-    log.info(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}), "
-          f"{counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts, "
-          f"{counts.get('global_holdout', 0)} global holdout records, {counts.get(NOT_CHOSEN, 0)} eligible not chosen "
-          f"-> gold.cpc_decisions, gold.cpc_funnel ({time.time() - t0:.1f}s)")
+    return _written(spark, paths, day, t0)
+
+
+def _written(spark, paths: Paths, day: dt.date, t0: float) -> dict:
+    """The day's gold.cpc_decisions counted by outcome (contacts per channel, exploration contacts among them),
+    logged and returned as the stage's summary. Small: outcomes x channels rows."""
+    from pyspark.sql import functions as F
+
+    counts: dict[str, int] = {}
+    by_channel: dict[str, int] = {}
+    explored = 0
+    written = lake.read(spark, paths, "gold.cpc_decisions").where(f"snapshot_date = '{day.isoformat()}'")
+    rows = written.groupBy("outcome", "channel").agg(F.count(F.lit(1)).alias("n"),
+                                                     F.sum(F.coalesce(F.col("explored"), F.lit(False)).cast("long")).alias("x"))
+    for r in rows.collect():  # outcomes x channels rows
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + r["n"]
+        if r["outcome"] == "contact":
+            by_channel[r["channel"]] = r["n"]
+            explored += int(r["x"] or 0)
+    log.info(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}; "
+             f"{explored} of them exploration), {counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts, "
+             f"{counts.get('global_holdout', 0)} global holdout records, {counts.get(NOT_CHOSEN, 0)} eligible not chosen "
+             f"-> gold.cpc_decisions, gold.cpc_funnel ({time.time() - t0:.1f}s)")
     return {"contacts": counts.get("contact", 0), "placements": counts.get("placement", 0),
             "holdout": counts.get("holdout", 0), "global_holdout": counts.get("global_holdout", 0),
-            "not_chosen": counts.get(NOT_CHOSEN, 0), "by_channel": by_channel}
+            "not_chosen": counts.get(NOT_CHOSEN, 0), "by_channel": by_channel, "explored_contacts": explored}

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +78,11 @@ class Policy:
     assignment: str = "priced"  # or "deferred_acceptance" (jobs.stages.cpc.decide.assign, the former method)
     assignment_passes: int = 10
     global_holdout: float = 0.0  # share of all customers no campaign contacts or places (0: none)
+    exploration: float = 0.0  # share of each offer campaign's eligible customers contacted at random (0: none)
+    # share of each active channel's daily capacity the exploration priority may take (the explorers beyond it compete
+    # like everyone else: the value rules, the ranking)
+    exploration_capacity_share: float = 0.10
+    harm_margin: float = 0.0  # conf/models.yaml uplift.harm_margin: predicted tau below -margin is harmed (set by load_conf)
 
 
 # The bucket name of the global holdout: holdout_bucket(salt, GLOBAL_HOLDOUT, customer) < share x 10000. Reserved:
@@ -86,12 +93,31 @@ GLOBAL_HOLDOUT = "__global__"
 # The contact policy's rules in the order they are applied (docs/cpc.md); the first one a candidate breaks
 # is its outcome. open_complaint follows tier_no_marketing: a customer with an open complaint gets no contact
 # and no placement whatever their tier (a VIP or key customer ranks above the open-complaint tier), unless the
-# campaign says ``while_complaint_open: true``. global_holdout comes right before holdout, after every
-# eligibility rule: its members are customers who would otherwise have been eligible (comparable with the
-# treated); both are terminal, recorded and never contacted.
+# campaign says ``while_complaint_open: true``. global_holdout and holdout come right after the eligibility rules
+# (1-11) and before the value rules (harmed, no_value): their members are customers who would otherwise have been
+# eligible, whatever a model thinks of them, so the control groups (and the uplift models' history) also cover
+# the customers the ranking rejects; both are terminal, recorded and never contacted. harmed (an uplift model
+# predicts the contact lowers the chance of buying) comes before no_value, which a negative tau would otherwise
+# always take first. The exploration bucket (``exploration`` in conf/policy.yaml, right above each offer
+# campaign's holdout bucket) is not a rule: one active candidate of each of a random set of its members, within
+# ``exploration_capacity_share`` of each channel's capacity, skips harmed and no_value and goes to the assignment
+# first, after urgent service messages; the members' other candidates meet the value rules like everyone's.
 RULES = ("opt_out", "unreachable", "tier_no_marketing", "open_complaint", "stage_rule", "not_eligible",
          "already_held", "quiet_period", "cooldown_after_decline", "recently_contacted", "frequency_cap",
-         "no_value", "global_holdout", "holdout", "passive_first", "one_offer_a_day", "capacity")
+         "global_holdout", "holdout", "harmed", "no_value", "passive_first", "one_offer_a_day", "capacity")
+
+# The eligibility rules: who may be offered what where (1-11), before both holdouts. A (customer, campaign) with an
+# active candidate past them is ``active_eligible`` (gold.cpc_decisions): in either bucket, the holdout or the
+# exploration one, it could have been contacted; the uplift models' two arms are such pairs.
+ELIGIBILITY = RULES[: RULES.index("global_holdout")]
+
+
+def active_eligible(candidates) -> set[tuple[str, str]]:
+    """The (customer_id, campaign_id) pairs with an active candidate past the eligibility rules (its outcome not one
+    of ``ELIGIBILITY``): Python twin of :func:`jobs.stages.cpc.decide.active_eligible_pairs`. ``candidates``: dicts
+    with customer_id, campaign_id, channel_kind and outcome (the first rule broken, or a later step)."""
+    return {(c["customer_id"], c["campaign_id"]) for c in candidates
+            if c["channel_kind"] == "active" and c["outcome"] not in ELIGIBILITY}
 
 
 # ---- conf/policy.yaml --------------------------------------------------------------------------------------
@@ -137,6 +163,10 @@ class PolicyConf(ConfModel):
     holdout_salt: Text
     # The global holdout: this share of all customers gets no contact and no placement from any campaign.
     global_holdout: float = Field(0.0, ge=0, lt=0.5)
+    # Exploration: this share of each offer campaign's eligible customers is contacted whatever the ranking says.
+    exploration: float = Field(0.0, ge=0, lt=0.5)
+    # ... within this share of each active channel's daily capacity (beyond it they compete like everyone else).
+    exploration_capacity_share: float = Field(0.10, ge=0, le=1)
     assignment: Literal["priced", "deferred_acceptance"] = "priced"
     assignment_passes: int = Field(10, ge=1)
     assignment_rounds: int = Field(ge=1)
@@ -144,6 +174,15 @@ class PolicyConf(ConfModel):
     placement_valid_days: int = Field(ge=1)
     evaluation: EvaluationConf = Field(default_factory=EvaluationConf)
     learning: LearningConf = Field(default_factory=LearningConf)
+
+
+def evaluation_settings(raw: dict[str, Any] | None = None) -> dict[str, int]:
+    """conf/policy.yaml ``evaluation`` (validated with the whole file): ``window_days``, the days after a decision in
+    which an order of the offered product counts (a decision's outcome is final after it; the uplift training's
+    time split purges by it), and ``lookback_days``, the decision dates the evaluation rebuilds. Read by the
+    ``evaluate`` and ``uplift`` stages, which may not import each other."""
+    r = validate(PolicyConf, raw if raw is not None else business("policy"), "conf/policy.yaml").evaluation
+    return {"window_days": r.window_days, "lookback_days": r.lookback_days}
 
 
 def load_policy(raw: dict[str, Any] | None = None) -> Policy:
@@ -155,7 +194,7 @@ def load_policy(raw: dict[str, Any] | None = None) -> Policy:
         passive_horizon_days=r.passive_first.horizon_days, passive_min_probability=r.passive_first.min_probability,
         holdout_salt=r.holdout_salt, assignment_rounds=r.assignment_rounds, top_offers=r.top_offers,
         placement_valid_days=r.placement_valid_days, assignment=r.assignment, assignment_passes=r.assignment_passes,
-        global_holdout=r.global_holdout,
+        global_holdout=r.global_holdout, exploration=r.exploration, exploration_capacity_share=r.exploration_capacity_share,
     )
     if policy.max_active_per_day != 1:
         raise ConfigError("conf/policy.yaml: max_active_contacts_per_day: only 1 is supported (one active contact a customer a day)")
@@ -268,6 +307,13 @@ def load(product_ids: list[str], channel_ids: list[str], known: set[str], folder
     return sorted(out.values(), key=lambda c: (c.priority, c.id))
 
 
+def offer_families(products, camps) -> list[str]:
+    """The product families of the products the offer campaigns name: those an uplift model is trained for (and,
+    until it is, in cold start). Pure."""
+    by_id = {p.id: p.category for p in products}
+    return sorted({by_id[pid] for c in camps if c.kind == "offer" for pid in c.products if pid in by_id})
+
+
 def holdout_bucket(salt: str, campaign: str, customer: str) -> int:
     """The customer's bucket (0..9999) for a campaign's holdout: the same in Python and in Spark
     (``jobs.stages.cpc.decide.holdout_bucket_col``), stable across runs and machines."""
@@ -275,11 +321,37 @@ def holdout_bucket(salt: str, campaign: str, customer: str) -> int:
     return int(digest[:8], 16) % 10000
 
 
+def bucket_limit(share: float) -> int:
+    """A share as a bucket bound (0..10000), rounded half up as Spark's ``round`` does (the Spark twins use it)."""
+    return int(math.floor(float(share) * 10000 + 0.5))
+
+
+def in_exploration(salt: str, campaign: str, customer: str, holdout: float, share: float) -> bool:
+    """True for a customer in an offer campaign's exploration bucket: their holdout bucket (same salt, same draw)
+    in ``[holdout, holdout + share)`` x 10000, right above the campaign's holdout, so never in it. Python twin of
+    :func:`jobs.stages.cpc.decide.in_exploration`."""
+    b = holdout_bucket(salt, campaign, customer)
+    return bucket_limit(holdout) <= b < bucket_limit(float(holdout) + float(share))
+
+
+def decision_model_settings() -> dict[str, float]:
+    """The settings of conf/models.yaml the decision itself reads (validated, defaults included): the harm margin
+    (rule harmed) and the cold-start incrementality (the ranking of a family without a model). The rest of that file
+    trains models, whose versions ops.cpc_runs and the run id record apart."""
+    from models import uplift as uplift_model
+
+    s = uplift_model.load_settings()
+    return {"uplift.harm_margin": float(s.harm_margin), "uplift.cold_start_incrementality": float(s.cold_start_incrementality)}
+
+
 def config_fingerprint() -> str:
-    """SHA-256 over the business configuration a decision depends on (policy, campaigns, products, channels)."""
+    """SHA-256 over the business configuration a decision depends on (policy, campaigns, products, channels, and
+    :func:`decision_model_settings` as canonical JSON): ``config_sha256`` of ops.cpc_runs."""
     h = hashlib.sha256()
     for f in [CONF_DIR / "policy.yaml", CONF_DIR / "products.yaml", CONF_DIR / "channels.yaml",
               *sorted((CONF_DIR / "campaigns").glob("*.yaml"))]:
         h.update(f.name.encode())
         h.update(f.read_bytes())
+    h.update(b"models.yaml")
+    h.update(json.dumps(decision_model_settings(), sort_keys=True).encode())
     return h.hexdigest()

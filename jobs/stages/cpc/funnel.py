@@ -53,11 +53,11 @@ def markdown(spark, paths: Paths, day: dt.date) -> str:
     rules = [s for s in STEPS if s not in TERMINAL]
     camp_rows = [(camp, f"{sum(steps.values()):,}", *[f"{steps[s]:,}" if steps.get(s) else "" for s in rules],
                   *[f"{steps.get(s, 0):,}" for s in TERMINAL]) for camp, steps in sorted(t["customers"].items())]
-    row_rules = STEPS[: STEPS.index(HELD_OUT[0])]
+    row_rules = STEPS[: STEPS.index(HELD_OUT[0])]  # the eligibility rules (1-11)
     passive = {c["id"] for c in business("channels")["channels"] if c["kind"] == "passive"}
     chan_rows = [(ch, *[f"{v:,}" for v in (sum(steps.values()), sum(steps[s] for s in row_rules), steps["global_holdout"],
-                                           steps["holdout"], steps["passive_first"], steps["one_offer_a_day"], steps["capacity"],
-                                           steps["contact"])])
+                                           steps["holdout"], steps["harmed"], steps["no_value"], steps["passive_first"],
+                                           steps["one_offer_a_day"], steps["capacity"], steps["contact"])])
                  for ch, steps in sorted(t["channels"].items()) if ch not in passive]
     return "\n".join([
         f"### CPC funnel {day}", "", "Candidates (customer x campaign x product x channel), removed by each rule in order:", "",
@@ -65,8 +65,8 @@ def markdown(spark, paths: Paths, day: dt.date) -> str:
         "Customers per campaign (a customer leaves a campaign at the step that removed its last candidate):", "",
         _md(("campaign", "targeted", *rules, "global holdout", "holdout", "placed", "contacted"), camp_rows), "",
         "Active channels: candidates that reached the channel and what became of them:", "",
-        _md(("channel", "candidates", "removed by the policy", "global holdout", "holdout", "passive first", "one a day",
-             "capacity", "contacted"), chan_rows),
+        _md(("channel", "candidates", "removed by the policy", "global holdout", "holdout", "harmed", "no value",
+             "passive first", "one a day", "capacity", "contacted"), chan_rows),
     ]) + "\n"
 
 

@@ -1,6 +1,6 @@
-"""What the CPC decision reads: the day's tags, segments and propensity deciles, each customer's contact history
-and open trials, the product-channel fits from order history, what is learned from responses, and the
-fingerprints its run id is derived from."""
+"""What the CPC decision reads: the day's tags, segments, propensity deciles and uplift scores (with the uplift
+registry's cold-start reasons), each customer's contact history and open trials, the product-channel fits from
+order history, what is learned from responses, and the fingerprints its run id is derived from."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import json
 from jobs.platform import lake
 from jobs.platform.config import CONF_DIR, Paths, business
 from jobs.stages import propensity
+from jobs.stages.cpc import campaigns as campaign_conf
 from jobs.stages.cpc import fits
 from jobs.stages.cpc.decide import literal_map
+from models import uplift as uplift_model
 from schemas import LEDGER
 
 TRIAL_DAYS = 35  # how far back an open trial is looked for
@@ -159,8 +161,112 @@ def product_channel_table(spark, paths: Paths, day: dt.date, products, channels,
     return fits.product_channel_fits(products, channels, categories, history_counts, contacts, s)
 
 
+def uplift_scores(spark, paths: Paths, day: dt.date):
+    """One row per customer with ``uplift_tau`` (family -> tau, gold.uplift of ``day``), or None when no uplift
+    model scored the day (the decision then ranks as before)."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "gold.uplift"):
+        return None
+    scores = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'")
+    if scores.limit(1).count() == 0:
+        return None
+    return scores.groupBy("customer_id").agg(F.map_from_entries(F.collect_list(F.struct("category", "tau"))).alias("uplift_tau"))
+
+
+def uplift_status(paths: Paths, day: dt.date) -> dict[str, str]:
+    """Per product family with a registered uplift version as of ``day`` (models.uplift.current), the reason its
+    training gave: ``uplift: x_learner (...)`` or ``cold start: propensity (n treated 40 < 500)``. Small: read
+    from the registry's meta files on the driver."""
+    reg = propensity.registry(paths)
+    out = {}
+    for family in uplift_model.families(reg):
+        r = uplift_model.current(reg, family, day)
+        if r is not None:
+            out[family] = r.reason
+    return out
+
+
+COLD = "cold start: propensity ("
+
+
+def _why(reason: str | None) -> str:
+    """What a registry's cold-start reason says, ``n treated 40 < 500`` of ``cold start: propensity (n treated 40 <
+    500)``; ``never trained`` without one."""
+    if not reason:
+        return "never trained"
+    return reason[len(COLD):-1] if reason.startswith(COLD) and reason.endswith(")") else reason
+
+
+def cold_start_ranking(families: list[str], status: dict[str, str], measured: dict[str, dict], assumed: float
+                       ) -> tuple[dict[str, str], dict[str, float]]:
+    """Pure: how the decision ranks each offer family's active offers where no uplift model scored the customer.
+    ``families``: the offer families (campaigns.offer_families); ``status``: family -> its registry reason
+    (:func:`uplift_status`: a model's ``uplift: ...`` or ``cold start: propensity (...)``; a family never trained
+    has none); ``measured``: family -> :func:`measured_incrementality`'s reading; ``assumed``: conf/models.yaml
+    ``uplift.cold_start_incrementality``.
+
+    Returns (notes, factors): family -> the text fit_source starts with, and family -> the incrementality factor
+    that multiplies the propensity acceptance. While no family has a model every offer ranks by propensity as
+    before: no factor, notes ``cold start: propensity (<why>)``. Once one has, tau x value and acceptance x value
+    must be on one scale (acceptance counts the customers who buy anyway): every family without a model gets the
+    measured factor (else the assumed one), ``cold start: propensity x 0.30 (assumed) (<why>)``; a family with a
+    model gets it for customers its model did not score (``no uplift score: propensity x ...``)."""
+    modelled = {f for f in families if (status.get(f) or "").startswith("uplift")}
+    notes, factors = {}, {}
+    for f in families:
+        m = measured.get(f)
+        factor, how = (m["factor"], f"measured, campaign_eval {m['eval_date']}" if m.get("eval_date") else "measured") if m \
+            else (float(assumed), "assumed")
+        if f in modelled:
+            notes[f], factors[f] = f"no uplift score: propensity x {factor:.2f} ({how})", factor
+        elif modelled:
+            notes[f], factors[f] = f"cold start: propensity x {factor:.2f} ({how}) ({_why(status.get(f))})", factor
+        else:
+            notes[f] = f"{COLD}{_why(status.get(f))})"
+    return notes, factors
+
+
+def measured_incrementality(spark, paths: Paths, day: dt.date, products, camps) -> dict[str, dict]:
+    """Per offer family, the share of its treated's conversions the contact caused, as the evaluation measured it
+    for the family's offer campaigns (models.uplift.measured_incrementality on the counts of gold.campaign_eval's
+    campaign x product cells of its latest evaluation before ``day``, summed per family); families it did not
+    measure (an interval holding zero, no evaluation yet) are left out. Small: campaigns x products rows."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(spark, paths, "gold.campaign_eval"):
+        return {}
+    cells = lake.read(spark, paths, "gold.campaign_eval").where((F.col("eval_date") < F.lit(day)) & (F.col("level") == "campaign,product"))
+    last = cells.agg(F.max("eval_date")).first()[0]
+    if last is None:
+        return {}
+    names = ("treated", "conversions", "not_chosen", "not_chosen_conversions", "holdout", "holdout_conversions")
+    offers = sorted(c.id for c in camps if c.kind == "offer")
+    rows = cells.where((F.col("eval_date") == F.lit(last)) & F.col("campaign_id").isin(offers)).select("product_id", *names).collect()
+    family = {p.id: p.category for p in products}
+    sums: dict[str, list[int]] = {}
+    for r in rows:  # campaigns x products rows
+        if r["product_id"] in family:
+            acc = sums.setdefault(family[r["product_id"]], [0] * len(names))
+            for i, n in enumerate(names):
+                acc[i] += int(r[n] or 0)
+    out = {f: uplift_model.measured_incrementality(*v) for f, v in sums.items()}
+    return {f: {**m, "eval_date": last.isoformat()} for f, m in out.items() if m is not None}
+
+
+def uplift_ranking(spark, paths: Paths, day: dt.date, products, camps, assumed: float) -> tuple[dict[str, str], dict[str, float]]:
+    """:func:`cold_start_ranking` for the day: the registry's reasons as of ``day`` and, once a family has a model,
+    the measured incrementality (:func:`measured_incrementality`; not read before: nothing uses it)."""
+    families = campaign_conf.offer_families(products, camps)
+    status = uplift_status(paths, day)
+    modelled = any((status.get(f) or "").startswith("uplift") for f in families)
+    measured = measured_incrementality(spark, paths, day, products, camps) if modelled else {}
+    return cold_start_ranking(families, status, measured, assumed)
+
+
 def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
-    """Tags + segments (+ propensity deciles of the models the products name, history, open trials)."""
+    """Tags + segments (+ propensity deciles of the models the products name, uplift scores, history, open
+    trials)."""
     cond = f"snapshot_date = '{day.isoformat()}'"
     tags = lake.read(spark, paths, "gold.customer_tags").where(cond)
     seg = lake.read(spark, paths, "gold.customer_segment").where(cond).drop("snapshot_date")
@@ -169,6 +275,9 @@ def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
     scores = propensity.wide(spark, paths, day, models) if models else None
     if scores is not None:
         frame = frame.join(scores, on="customer_id", how="left")
+    uplift = uplift_scores(spark, paths, day)
+    if uplift is not None:
+        frame = frame.join(uplift, on="customer_id", how="left")
     frame = frame.join(history(spark, paths, day, policy, camps), on="customer_id", how="left")
     return frame.join(trials(spark, paths, day), on="customer_id", how="left")
 
@@ -179,19 +288,23 @@ def day_customers(spark, paths: Paths, day: dt.date, version: int | None = None)
 
 
 def input_versions(spark, paths: Paths) -> dict[str, int]:
-    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.cpc_decisions", "bronze.orders", "bronze.contacts",
-              "bronze.responses")
+    tables = ("gold.customer_tags", "gold.customer_segment", "gold.propensity", "gold.uplift", "gold.cpc_decisions",
+              "gold.campaign_eval", "bronze.orders", "bronze.contacts", "bronze.responses")
     return {t: lake.version(spark, paths, t) for t in tables if lake.exists(spark, paths, t)}
 
 
 def model_versions(spark, paths: Paths, day: dt.date, products) -> dict[str, str]:
     """The propensity model version whose scores the fits used on ``day`` (read from gold.propensity), or
-    ``none (rule)`` where no model scored and the affinity rule stood in."""
-    used = {}
+    ``none (rule)`` where no model scored and the affinity rule stood in; and ``uplift_<family>`` for each uplift
+    model that scored the day (gold.uplift; none without one, so the run id is unchanged until a model exists)."""
+    used, uplift = {}, {}
     if lake.exists(spark, paths, "gold.propensity"):
         rows = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'").select("model", "model_version").distinct()
         used = {r["model"]: r["model_version"] for r in rows.collect()}  # one row per model
-    return {m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}
+    if lake.exists(spark, paths, "gold.uplift"):
+        rows = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'").select("category", "model_version").distinct()
+        uplift = {uplift_model.registry_name(r["category"]): r["model_version"] for r in rows.collect()}  # one row per family
+    return {**{m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}, **uplift}
 
 
 def deliveries_fingerprint(spark, paths: Paths, day: dt.date) -> str:

@@ -42,7 +42,11 @@ optimum; on random instances 10 passes come within 0.2% of it (tests/test_assign
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from jobs.stages.cpc.campaigns import holdout_bucket
 
 FIELDS = ("customer_id", "campaign_id", "product_id", "channel", "urgent", "expected_value", "cost", "priority")
 
@@ -172,4 +176,35 @@ def assign_priced(rows: list[dict], capacity: dict[str, int], passes: int) -> se
         if c >= 0:
             row = best[(customers[i], channels[c])]
             out.add((row["customer_id"], row["campaign_id"], row["product_id"], row["channel"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The exploration priority: a pre-step of the assignment (jobs.stages.cpc.decide.explorer_priority is the Spark twin)
+# ---------------------------------------------------------------------------------------------------------
+# The salt of the day's draw of which explorers get the priority (independent of the holdout's draw).
+EXPLORE_SALT = "cpc-explore-priority"
+
+
+def quota(capacity: dict[str, int], share: float) -> dict[str, int]:
+    """Per active channel, the places the exploration priority may take: ``share`` of its daily capacity, rounded
+    down (``exploration_capacity_share`` in conf/policy.yaml)."""
+    return {ch: int(math.floor(float(share) * int(cap) + 1e-9)) for ch, cap in sorted(capacity.items())}
+
+
+def explorer_priority(rows: list[dict], capacity: dict[str, int], share: float, day) -> set[tuple[str, str, str, str]]:
+    """The explorers' candidates that get the exploration priority (they skip the value rules and are assigned right
+    after urgent messages): each explorer's best active candidate (``explore`` rows; :func:`order_key`), then per
+    channel at most its :func:`quota`, drawn at random by ``holdout_bucket(EXPLORE_SALT, day, customer)`` (ties:
+    customer id; a new draw each day, the same on a rerun). An explorer whose best candidate's channel is full gets
+    no priority: its candidates compete like everyone else's. Returns (customer_id, campaign_id, product_id, channel)."""
+    best: dict[str, dict] = {}
+    for row in rows:
+        if row.get("explore") and (row["customer_id"] not in best or order_key(row) < order_key(best[row["customer_id"]])):
+            best[row["customer_id"]] = row
+    out = set()
+    for ch, n in quota(capacity, share).items():
+        mine = sorted((r for r in best.values() if r["channel"] == ch),
+                      key=lambda r: (holdout_bucket(EXPLORE_SALT, day.isoformat(), r["customer_id"]), r["customer_id"]))
+        out |= {(r["customer_id"], r["campaign_id"], r["product_id"], r["channel"]) for r in mine[:n]}
     return out

@@ -40,7 +40,8 @@ import time
 from typing import Any, NamedTuple
 
 from jobs.platform import lake
-from jobs.platform.config import Paths, business
+from jobs.platform.config import Paths
+from jobs.stages.cpc.campaigns import evaluation_settings
 from jobs.stages.cpc.decide import CHOSEN
 from jobs.stages.evaluate import report
 
@@ -52,8 +53,9 @@ EVENTS = ("delivered", "failed", "opened", "clicked", "accepted", "declined", "o
 
 
 def settings() -> dict:
-    s = business("policy").get("evaluation", {})
-    return {"window_days": int(s.get("window_days", 14)), "lookback_days": int(s.get("lookback_days", 28))}
+    """conf/policy.yaml ``evaluation`` (window_days, lookback_days): :func:`jobs.stages.cpc.campaigns.evaluation_settings`,
+    shared with the uplift training."""
+    return evaluation_settings()
 
 
 def lift(n_t: int, x_t: int, n_c: int, x_c: int, z: float = Z95) -> dict:
@@ -187,8 +189,14 @@ def three_way_cols(treated: Group, not_chosen: Group, holdout: Group, global_hol
 
 def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     """Pure transform: decisions x responses (by contact_ref) x orders of the offered product within the window
-    -> one row per decision with its response flags, conversion and revenue."""
+    -> one row per decision with its response flags, conversion and revenue, ``explored`` (the decision's
+    exploration flag; false for decisions recorded before the flag existed) and ``active_eligible`` (the pair had
+    an active candidate past the eligibility rules; null, unknown, for decisions recorded before it existed): the
+    uplift models' arms are the exploration and holdout pairs with it."""
     from pyspark.sql import functions as F
+
+    explored = F.coalesce(F.col("explored"), F.lit(False)) if "explored" in decisions.columns else F.lit(False)
+    eligible = F.col("active_eligible") if "active_eligible" in decisions.columns else F.lit(None).cast("boolean")
 
     flags = responses.groupBy("contact_ref").agg(*[F.max((F.col("event") == e).cast("int")).cast("boolean").alias(e) for e in EVENTS])
     dec = decisions.select(
@@ -198,6 +206,7 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
         F.when(F.col("outcome").isin(*CHOSEN), F.lit("treated")).otherwise(F.col("outcome")).alias("group"),
         F.col("outcome"),
         F.when(F.col("outcome") == "contact", F.col("cost")).otherwise(F.lit(0.0)).alias("cost"),
+        explored.alias("explored"), eligible.alias("active_eligible"),
     )
     conv = (
         dec.select("contact_ref", "customer_id", "product_id", "snapshot_date")
@@ -211,11 +220,11 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     out = dec.join(flags, on="contact_ref", how="left").join(conv, on="contact_ref", how="left")
     days_seen = F.least(F.datediff(F.lit(day), F.col("snapshot_date")), F.lit(window_days))
     return out.select(
-        *dec.columns,
+        *[c for c in dec.columns if c not in ("explored", "active_eligible")],
         *[F.coalesce(F.col(e), F.lit(False)).alias(e) for e in EVENTS],
         F.coalesce("converted", F.lit(False)).alias("converted"), "converted_on",
         F.coalesce("revenue", F.lit(0.0)).alias("revenue"),
-        days_seen.alias("days_observed"), (days_seen >= window_days).alias("matured"),
+        days_seen.alias("days_observed"), (days_seen >= window_days).alias("matured"), "explored", "active_eligible",
     )
 
 
