@@ -25,7 +25,7 @@ from pydantic import Field
 from jobs.platform import business as business_conf
 from jobs.platform.config import ConfModel, business, validate
 from jobs.platform.errors import ConfigError, ModelMismatch
-from models.uplift import UpliftConf
+from models.uplift import UpliftConf, newest_as_of
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +296,8 @@ def versions(registry: Path, model: str) -> list[Registered]:
 def current(registry: Path, model: str, day: dt.date) -> Registered | None:
     """The newest version trained as of ``day`` or earlier: a backfill of a past date scores with the
     model that existed then, never with one trained on later data."""
-    usable = [r for r in versions(registry, model) if dt.date.fromisoformat(r.meta["as_of"]) <= day]
-    return max(usable, key=lambda r: (r.meta["as_of"], r.meta.get("trained_at", ""))) if usable else None
+    return newest_as_of(versions(registry, model), day)
+
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -655,7 +655,13 @@ def versions(registry, family: str) -> list[Registered]:
 def current(registry, family: str, day) -> Registered | None:
     """The newest version trained as of ``day`` or earlier (a model or a cold start): a backfill of a past date
     uses what existed then."""
-    usable = [r for r in versions(registry, family) if r.meta["as_of"] <= day.isoformat()]
+    return newest_as_of(versions(registry, family), day)
+
+
+def newest_as_of(regs: list, day):
+    """Of registered versions (each with ``meta["as_of"]``, an ISO date), the newest trained as of ``day`` or earlier
+    (ties: the later ``trained_at``), or None; models.propensity.current reads it too."""
+    usable = [r for r in regs if r.meta["as_of"] <= day.isoformat()]
     return max(usable, key=lambda r: (r.meta["as_of"], r.meta.get("trained_at", ""))) if usable else None
 
 
