@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     late = x + dt.timedelta(days=5)  # the day its late file arrives
     all_equal = True
     boot = days[args.bootstrap_day - 1]
-    probe = {d for d in probe if d >= boot} | {boot}
+    probe = {d for d in probe if d >= boot} | ({boot} if args.bootstrap_day > 1 else set())
     for i, day in enumerate(days):
         if day < boot:
             continue
