@@ -397,7 +397,7 @@ def state_bytes(con: duckdb.DuckDBPyConnection, table: str) -> dict:
             "raw_bytes_per_customer": round(fixed + id_bytes, 1), "parquet_zstd_bytes_per_customer": round(parquet / max(n, 1), 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lake", default="/work/fresh/var/lake", help="the lake (read only)")
     ap.add_argument("--threads", type=int, default=1)
@@ -411,90 +411,98 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit", default="4GB")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
-    lake = Path(args.lake)
-    cat = load_catalogue()
-    plan = plan_of(cat)
-    spill = Path(tempfile.gettempdir()) / "incremental_reference_duckdb"
     if args.replicate > 1 and (args.tags or args.rerun):
         raise SystemExit("--tags and --rerun read the lake's customers: not with --replicate")
-    con = connect(args.threads, spill, args.memory_limit)
-    t0 = time.perf_counter()
-    src = load_daily(con, lake, args.replicate)
-    print(f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
-    first, last = src["first"], src["last"]
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    probe = {days[len(days) // 3], days[len(days) // 2], days[min(89, len(days) - 1)], last}
-    print(f"silver.customer_day v{src['version']}: {src['rows']} rows, {first}..{last} ({len(days)} days); "
-          f"catalogue: {len(cat.features)} window features, state of {len(plan.stored)} windows "
-          f"+ {len(plan.since)} last-seen dates + last_day, balance; step reads days D-{plan.offsets()}")
-    result: dict = {"source": {k: str(v) for k, v in src.items()}, "threads": args.threads,
-                    "features": len(cat.features), "offsets": plan.offsets(), "days": []}
+    return args
 
-    inc = Runner(con, cat, plan)
-    inc.empty()
-    dbl = Runner(con, cat, plan, doubles=True) if args.doubles else None
-    if dbl:
-        dbl.empty()
-    x = days[len(days) - 25]  # the day the rerun check changes (inside every window of the last day)
-    late = x + dt.timedelta(days=5)  # the day its late file arrives
-    all_equal = True
-    boot = days[args.bootstrap_day - 1]
-    probe = {d for d in probe if d >= boot} | ({boot} if args.bootstrap_day > 1 else set())
-    for i, day in enumerate(days):
+
+@dataclass
+class Run:
+    """One run of the reference: its inputs, runners and what it found so far."""
+
+    args: argparse.Namespace
+    con: duckdb.DuckDBPyConnection
+    cat: Catalogue
+    plan: Plan
+    days: list[dt.date]
+    inc: Runner
+    dbl: Runner | None
+    result: dict
+    all_equal: bool = True
+
+    @property
+    def lake(self) -> Path:
+        return Path(self.args.lake)
+
+
+def bootstrap(run: Run, boot: dt.date) -> None:
+    t0 = time.perf_counter()
+    run.con.execute(f"CREATE OR REPLACE TABLE state AS {state_full_sql(run.plan, boot)}")
+    run.result["bootstrap"] = {"day": boot.isoformat(), "seconds": round(time.perf_counter() - t0, 3)}
+    print(f"{boot}: state bootstrapped from the full recompute in {run.result['bootstrap']['seconds']}s", flush=True)
+    if run.dbl:
+        run.con.execute(f"CREATE OR REPLACE TABLE dstate AS {state_full_sql(run.plan, boot, doubles=True)}")
+
+
+def probe_day(run: Run, day: dt.date, rec: dict) -> None:
+    """A probe day: the state itself against the state from the history, and (``--tags``) every tag."""
+    con = run.con
+    s = compare(con, "SELECT * FROM state", state_full_sql(run.plan, day))
+    rec["state_equal"] = s["equal"]
+    if not s["equal"]:
+        rec["state_diff"] = s
+        print(f"{day}: state differs: {s}", flush=True)
+    run.all_equal &= s["equal"]
+    if run.args.tags:
+        register_bronze(con, run.lake)
+        t = tags_equal(con, run.lake, run.cat, day, run.inc.features(day))
+        rec["tags_equal"], rec["tag_values"], rec["tag_seconds"] = t["equal"], t["values"], t["seconds"]
+        run.all_equal &= t["equal"]
+        if not t["equal"]:
+            rec["tags_diff"] = t
+
+
+def step_days(run: Run, probe: set[dt.date], x: dt.date, late: dt.date) -> None:
+    """Every day from the bootstrap day on: the step, and the comparisons with the full recompute."""
+    con, args, inc, dbl = run.con, run.args, run.inc, run.dbl
+    boot = run.days[args.bootstrap_day - 1]
+    booting = args.bootstrap_day > 1
+    for i, day in enumerate(run.days):
         if day < boot:
             continue
-        if day == boot and args.bootstrap_day > 1:
-            t0 = time.perf_counter()
-            con.execute(f"CREATE OR REPLACE TABLE state AS {state_full_sql(plan, boot)}")
-            result["bootstrap"] = {"day": boot.isoformat(), "seconds": round(time.perf_counter() - t0, 3)}
-            print(f"{boot}: state bootstrapped from the full recompute in {result['bootstrap']['seconds']}s", flush=True)
-            if dbl:
-                con.execute(f"CREATE OR REPLACE TABLE dstate AS {state_full_sql(plan, boot, doubles=True)}")
-        if args.rerun and day == x:
-            inc.save("state_before_x")
-        if args.rerun and day == late:
-            inc.save("state_before_late")
-        step = inc.step(day) if not (day == boot and args.bootstrap_day > 1) else 0.0
-        if dbl and not (day == boot and args.bootstrap_day > 1):
+        if day == boot and booting:
+            bootstrap(run, boot)
+        if args.rerun and day in (x, late):
+            inc.save("state_before_x" if day == x else "state_before_late")
+        step = inc.step(day) if not (day == boot and booting) else 0.0
+        if dbl and not (day == boot and booting):
             dbl.step(day, check=False)
         rec = {"day": day.isoformat(), "n": i + 1, "step_s": round(step, 4),
                "state_rows": con.execute("SELECT count(*) FROM state").fetchall()[0][0]}
         if i % args.check_every == 0 or day in probe:
-            rec["full_s"] = round(time_full(con, cat, day), 4)
+            rec["full_s"] = round(time_full(con, run.cat, day), 4)
             cmp = compare(con, inc.features(day), "SELECT * FROM full_features")
-            rec["features_equal"] = cmp["equal"]
-            rec["values"] = cmp["values"]
-            all_equal &= cmp["equal"]
+            rec["features_equal"], rec["values"] = cmp["equal"], cmp["values"]
+            run.all_equal &= cmp["equal"]
             if not cmp["equal"]:
                 rec["diff"] = cmp
         if day in probe:
-            s = compare(con, "SELECT * FROM state", state_full_sql(plan, day))
-            rec["state_equal"] = s["equal"]
-            if not s["equal"]:
-                rec["state_diff"] = s
-                print(f"{day}: state differs: {s}", flush=True)
-            all_equal &= s["equal"]
-            if args.tags:
-                register_bronze(con, lake)
-                t = tags_equal(con, lake, cat, day, inc.features(day))
-                rec["tags_equal"] = t["equal"]
-                rec["tag_values"] = t["values"]
-                rec["tag_seconds"] = t["seconds"]
-                all_equal &= t["equal"]
-                if not t["equal"]:
-                    rec["tags_diff"] = t
-        result["days"].append(rec)
+            probe_day(run, day, rec)
+        run.result["days"].append(rec)
         if day in probe or i % 15 == 0:
             print(f"{day} day {i + 1}: step {step:.3f}s, full {rec.get('full_s', float('nan')):.3f}s, state {rec['state_rows']} "
                   f"rows; features equal {rec.get('features_equal')} ({rec.get('values', 0)} values)"
                   + (f", state equal {rec['state_equal']}" if "state_equal" in rec else "")
                   + (f", tags equal {rec['tags_equal']} ({rec['tag_values']} values)" if "tags_equal" in rec else ""), flush=True)
 
+
+def summarise(run: Run) -> None:
+    result = run.result
     checked = [r for r in result["days"] if "features_equal" in r]
     result["features_equal_days"] = sum(r["features_equal"] for r in checked)
     result["features_checked_days"] = len(checked)
     result["features_values_compared"] = sum(r["values"] for r in checked)
-    result["all_equal"] = all_equal
+    result["all_equal"] = run.all_equal
     late_days = [r for r in result["days"] if r["n"] >= 90 and r["step_s"]]
     result["timing"] = {
         "step_mean_s_day90_on": round(float(np.mean([r["step_s"] for r in late_days])), 4),
@@ -505,63 +513,101 @@ def main(argv: list[str] | None = None) -> int:
         if n in by_n:
             result["timing"][f"step_day{n}_s"] = by_n[n]["step_s"]
             result["timing"][f"full_day{n}_s"] = by_n[n].get("full_s")
-    result["state_size"] = state_bytes(con, "state")
+    result["state_size"] = state_bytes(run.con, "state")
     print(f"features equal on {result['features_equal_days']}/{len(checked)} days checked "
-          f"({result['features_values_compared']} customer x feature values, bit for bit); all checks equal: {all_equal}")
-    print(f"timing (threads={args.threads}): {result['timing']}")
+          f"({result['features_values_compared']} customer x feature values, bit for bit); all checks equal: {run.all_equal}")
+    print(f"timing (threads={run.args.threads}): {result['timing']}")
     print(f"state size: {result['state_size']}")
 
-    if dbl:
-        d = compare(con, dbl.features(last), duckdb_tags.features_sql(last, cat))
-        zero_flip = con.execute(
-            "SELECT " + ", ".join(f"count(*) FILTER (WHERE (f.{n} = 0) != (s.{n} = 0) OR (f.{n} > 0) != (s.{n} > 0))"
-                                    for n, (k, _, _) in cat.features.items() if k == "sum")
-            + f" FROM ({duckdb_tags.features_sql(last, cat)}) f JOIN ({dbl.features(last)}) s USING (customer_id)").fetchall()[0]
-        sums = [n for n, (k, _, _) in cat.features.items() if k == "sum"]
-        result["doubles"] = {
-            "day": last.isoformat(), "sum_features": len(sums),
-            "features_differing": {k: v for k, v in d["differing"].items()},
-            "values_differing": sum(d["differing"].values()),
-            "values_compared": len(sums) * d["customers"],
-            "max_abs": max(d["max_abs"].values(), default=0.0),
-            "zero_or_sign_flips": {n: int(c) for n, c in zip(sums, zero_flip, strict=True) if c},
-        }
-        if args.tags:
-            t = tags_equal(con, lake, cat, last, dbl.features(last))
-            result["doubles"]["tags_differing"] = t["differing"]
-        print(f"naive doubles on {last}: {result['doubles']['values_differing']} of {result['doubles']['values_compared']} "
-              f"sum values differ from the full recompute, max abs {result['doubles']['max_abs']:.3g}; "
-              f"zero/sign flips {sum(result['doubles']['zero_or_sign_flips'].values())}; "
-              f"tags differing: {result['doubles'].get('tags_differing')}")
 
-    if args.rerun:
-        change = change_day(con, x)
-        con.execute(f"CREATE OR REPLACE VIEW {DAILY} AS SELECT * FROM daily_changed")
-        # stale: the late file of X is conformed on day `late`; the state goes on from its stale self
-        inc.restore("state_before_late")
-        inc.violations = 0
-        for day in days[days.index(late):]:
-            inc.step(day, strict=False)
-        stale_violations = inc.violations
-        stale = compare(con, inc.features(last), duckdb_tags.features_sql(last, cat))
-        # invalidated: the state from X on is dropped and rebuilt forward from the state of X - 1
-        inc.restore("state_before_x")
-        t0 = time.perf_counter()
-        for day in days[days.index(x):]:
-            inc.step(day)
-        rebuilt_s = time.perf_counter() - t0
-        rebuilt = compare(con, inc.features(last), duckdb_tags.features_sql(last, cat))
-        result["rerun"] = {**change, "late_file_on": late.isoformat(),
+def doubles_report(run: Run, last: dt.date) -> None:
+    """The naive state of doubles against the full recompute on the last day: values, zero or sign flips, tags."""
+    con, cat, dbl = run.con, run.cat, run.dbl
+    d = compare(con, dbl.features(last), duckdb_tags.features_sql(last, cat))
+    zero_flip = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER (WHERE (f.{n} = 0) != (s.{n} = 0) OR (f.{n} > 0) != (s.{n} > 0))"
+                                for n, (k, _, _) in cat.features.items() if k == "sum")
+        + f" FROM ({duckdb_tags.features_sql(last, cat)}) f JOIN ({dbl.features(last)}) s USING (customer_id)").fetchall()[0]
+    sums = [n for n, (k, _, _) in cat.features.items() if k == "sum"]
+    out = run.result["doubles"] = {
+        "day": last.isoformat(), "sum_features": len(sums),
+        "features_differing": {k: v for k, v in d["differing"].items()},
+        "values_differing": sum(d["differing"].values()),
+        "values_compared": len(sums) * d["customers"],
+        "max_abs": max(d["max_abs"].values(), default=0.0),
+        "zero_or_sign_flips": {n: int(c) for n, c in zip(sums, zero_flip, strict=True) if c},
+    }
+    if run.args.tags:
+        out["tags_differing"] = tags_equal(con, run.lake, cat, last, dbl.features(last))["differing"]
+    print(f"naive doubles on {last}: {out['values_differing']} of {out['values_compared']} "
+          f"sum values differ from the full recompute, max abs {out['max_abs']:.3g}; "
+          f"zero/sign flips {sum(out['zero_or_sign_flips'].values())}; tags differing: {out.get('tags_differing')}")
+
+
+def rerun_report(run: Run, x: dt.date, late: dt.date, last: dt.date) -> None:
+    """Day ``x`` changed: the state carried on from its stale self (from the late file's day) against the state
+    rebuilt forward from the state of x - 1."""
+    con, cat, inc, days = run.con, run.cat, run.inc, run.days
+    change = change_day(con, x)
+    con.execute(f"CREATE OR REPLACE VIEW {DAILY} AS SELECT * FROM daily_changed")
+    # stale: the late file of X is conformed on day `late`; the state goes on from its stale self
+    inc.restore("state_before_late")
+    inc.violations = 0
+    for day in days[days.index(late):]:
+        inc.step(day, strict=False)
+    stale_violations = inc.violations
+    stale = compare(con, inc.features(last), duckdb_tags.features_sql(last, cat))
+    # invalidated: the state from X on is dropped and rebuilt forward from the state of X - 1
+    inc.restore("state_before_x")
+    t0 = time.perf_counter()
+    for day in days[days.index(x):]:
+        inc.step(day)
+    rebuilt_s = time.perf_counter() - t0
+    rebuilt = compare(con, inc.features(last), duckdb_tags.features_sql(last, cat))
+    run.result["rerun"] = {**change, "late_file_on": late.isoformat(),
                            "stale": {"equal": stale["equal"], "values_differing": sum(stale["differing"].values()),
                                      "features_differing": len(stale["differing"]),
                                      "invariant_violations": stale_violations},
                            "rebuilt": {"equal": rebuilt["equal"], "days": len(days) - days.index(x),
                                        "seconds": round(rebuilt_s, 2), "values": rebuilt["values"]}}
-        result["all_equal"] &= rebuilt["equal"] and not stale["equal"]
-        print(f"rerun of {x} (late file on {late}; {change}): stale state -> {result['rerun']['stale']}; "
-              f"rebuilt from {x - dt.timedelta(days=1)} -> {result['rerun']['rebuilt']}")
-        con.execute(f"CREATE OR REPLACE VIEW {DAILY} AS SELECT * FROM daily")
+    run.result["all_equal"] &= rebuilt["equal"] and not stale["equal"]
+    print(f"rerun of {x} (late file on {late}; {change}): stale state -> {run.result['rerun']['stale']}; "
+          f"rebuilt from {x - dt.timedelta(days=1)} -> {run.result['rerun']['rebuilt']}")
+    con.execute(f"CREATE OR REPLACE VIEW {DAILY} AS SELECT * FROM daily")
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cat = load_catalogue()
+    plan = plan_of(cat)
+    con = connect(args.threads, Path(tempfile.gettempdir()) / "incremental_reference_duckdb", args.memory_limit)
+    t0 = time.perf_counter()
+    src = load_daily(con, Path(args.lake), args.replicate)
+    print(f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
+    first, last = src["first"], src["last"]
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    print(f"silver.customer_day v{src['version']}: {src['rows']} rows, {first}..{last} ({len(days)} days); "
+          f"catalogue: {len(cat.features)} window features, state of {len(plan.stored)} windows "
+          f"+ {len(plan.since)} last-seen dates + last_day, balance; step reads days D-{plan.offsets()}")
+    result: dict = {"source": {k: str(v) for k, v in src.items()}, "threads": args.threads,
+                    "features": len(cat.features), "offsets": plan.offsets(), "days": []}
+    inc = Runner(con, cat, plan)
+    inc.empty()
+    dbl = Runner(con, cat, plan, doubles=True) if args.doubles else None
+    if dbl:
+        dbl.empty()
+    run = Run(args, con, cat, plan, days, inc, dbl, result)
+    x = days[max(0, len(days) - 25)]  # the day the rerun check changes (inside every window of the last day)
+    late = x + dt.timedelta(days=5)  # the day its late file arrives
+    boot = days[args.bootstrap_day - 1]
+    probe = {days[len(days) // 3], days[len(days) // 2], days[min(89, len(days) - 1)], last}
+    probe = {d for d in probe if d >= boot} | ({boot} if args.bootstrap_day > 1 else set())
+    step_days(run, probe, x, late)
+    summarise(run)
+    if dbl:
+        doubles_report(run, last)
+    if args.rerun:
+        rerun_report(run, x, late, last)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"RESULT: {'EQUAL' if result['all_equal'] else 'DIFFERENT'}")
