@@ -196,6 +196,7 @@ def test_choose_start_steps_back_before_every_rewritten_day_it_depends_on():
 def test_state_days_comes_from_the_maintenance_settings():
     assert inc.state_days() == 14
     assert inc.state_days({"tag_state_days": 3}) == 3
+    assert inc.max_steps() == 6 and inc.max_steps({"tag_state_max_steps": 2}) == 2
     with pytest.raises(Exception, match="tag_state_days"):
         inc.state_days({"tag_state_days": 0})
 

@@ -44,7 +44,8 @@ SILVER = "silver.customer_day"
 STATE_TABLE = "silver.tag_state"
 STATE_LOG = "ops.tag_state_log"
 CHECKS = "ops.tag_state_checks"
-DEFAULT_STATE_DAYS = 14
+DEFAULT_STATE_DAYS = 14  # conf/maintenance.yaml tag_state_days
+DEFAULT_MAX_STEPS = 6  # conf/maintenance.yaml tag_state_max_steps
 
 Window = tuple[int, int]
 
@@ -318,14 +319,25 @@ def choose_start(logged: dict[dt.date, int], changed_after: Callable[[int], set[
     return None
 
 
+def _setting(name: str, default: int, raw: dict | None) -> int:
+    raw = business("maintenance") if raw is None else raw
+    value = raw.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"conf/maintenance.yaml: {name}: {value!r} must be a whole number of days >= 1")
+    return value
+
+
 def state_days(raw: dict | None = None) -> int:
     """``tag_state_days`` of conf/maintenance.yaml: how many days of states are kept, and how far back the tags
     stage looks for a state to step from (an older gap means a bootstrap)."""
-    raw = business("maintenance") if raw is None else raw
-    value = raw.get("tag_state_days", DEFAULT_STATE_DAYS)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"conf/maintenance.yaml: tag_state_days: {value!r} must be a whole number of days >= 1")
-    return value
+    return _setting("tag_state_days", DEFAULT_STATE_DAYS, raw)
+
+
+def max_steps(raw: dict | None = None) -> int:
+    """``tag_state_max_steps`` of conf/maintenance.yaml: the most days the tags stage steps (rebuilds forward) to
+    reach its date; a state further back bootstraps instead (one read of the history costs about as much as six
+    steps in the DuckDB reference)."""
+    return _setting("tag_state_max_steps", DEFAULT_MAX_STEPS, raw)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,11 +388,16 @@ def start_state(spark, paths: Paths, day: dt.date, plan: Plan, retention_days: i
 
 
 def advance(spark, paths: Paths, day: dt.date, plan: Plan, daily, silver_version: int, *, full: bool = False,
-            retention_days: int | None = None):
+            retention_days: int | None = None, most_steps: int | None = None):
     """The state of ``day``, written: stepped day by day from :func:`start_state` (every state on the way written
-    too, so a later rerun can restart from any of them), or, when there is none or ``full``, from the history
-    (:func:`state_full`). ``daily`` is silver.customer_day at ``silver_version`` (recorded with each state)."""
+    too, so a later rerun can restart from any of them), or from the history (:func:`state_full`) when there is
+    none, it is more than ``most_steps`` days back, or ``full``. ``daily`` is silver.customer_day at
+    ``silver_version`` (recorded with each state). Settings default to conf/maintenance.yaml's."""
     start = None if full else start_state(spark, paths, day, plan, retention_days or state_days())
+    most_steps = most_steps or max_steps()
+    if start is not None and (day - start).days > most_steps:
+        log.info(f"tag state {day}: the state to step from ({start}) is more than {most_steps} days back: bootstrap")
+        start = None
     if start is None:
         method = "full" if full else "bootstrap"
         return write_state(spark, paths, state_full(daily, day, plan), day, plan, method, silver_version)
