@@ -304,21 +304,40 @@ def test_the_port_s_sql_equals_the_full_recompute_across_every_edge(bootstrap):
     assert {"edge0", "edge90", "back", "r1"} <= seen
 
 
+def _silver_types() -> dict[str, str]:
+    """Each measure's type in silver.customer_day as conform's SQL gives it: counts bigint, amounts double."""
+    from jobs.stages.conform import MEASURES
+    from schemas import FILES
+
+    out = {}
+    for kind, (_, measures) in MEASURES.items():
+        for m, sql in measures:
+            col = sql[4:-1] if sql.startswith("sum(") else None
+            count = sql.startswith(("count(", "sum(cast(")) or (col in FILES[kind].names and FILES[kind].col(col).type in ("int", "bigint"))
+            out[m] = "bigint" if count else "double"
+    return out
+
+
+SILVER_TYPES = _silver_types()
+
+
+def _random_measures(rng: random.Random) -> dict:
+    """A day's every measure: counts as integers, amounts with 4 decimals (some negative, some 0), a balance that
+    is sometimes null."""
+    m = {x: (rng.choice([0, 0, 1, 2]) if t == "bigint" else round(rng.uniform(-3, 300), 4) * rng.choice([0, 1, 1]))
+         for x, t in SILVER_TYPES.items()}
+    m["balance"] = None if rng.random() < 0.1 else round(rng.uniform(-20, 80), 2)
+    return m
+
+
 def _catalogue_rows(customers: int = 8, days: int = 35) -> pa.Table:
-    """Every measure of silver.customer_day for a few customers over ``days`` days: counts as integers, amounts
-    with 4 decimals (some negative), idle days, a balance that is sometimes null."""
+    """Every measure of silver.customer_day for a few customers over ``days`` days, idle days between."""
     rng = random.Random(2121)
-    counts = {m for m in MEASURE_NAMES if m.startswith(("contacts", "complaint", "purchase", "port_out", "unresolved",
-                                                        "orders", "cancels", "trials", "trial_", "device_", "topups",
-                                                        "small_topups", "out_calls", "sms_out", "usage_days"))}
     rows = []
     for c in range(customers):
         for k in range(days):
             if rng.random() < (0.3 if c % 2 else 0.8):
-                m = {x: (rng.choice([0, 0, 1, 2]) if x in counts else round(rng.uniform(-3, 300), 4) * rng.choice([0, 1, 1]))
-                     for x in MEASURE_NAMES}
-                m["balance"] = None if rng.random() < 0.1 else round(rng.uniform(-20, 80), 2)
-                rows.append({"customer_id": f"c{c}", "day": T0 + dt.timedelta(days=k), **m})
+                rows.append({"customer_id": f"c{c}", "day": T0 + dt.timedelta(days=k), **_random_measures(rng)})
     return pa.Table.from_pylist(rows)
 
 
@@ -341,3 +360,359 @@ def test_the_port_s_walk_fails_when_a_leaving_day_is_not_read(monkeypatch):
     leaves = T0 + dt.timedelta(days=7)  # the first day a row leaves the 7-day window
     with pytest.raises(AssertionError, match=rf"^\(datetime.date\({leaves.year}, {leaves.month}, {leaves.day}\), "):
         _walk(con, PortRunner(con, _small_catalogue()), T0 - dt.timedelta(days=1), T0 + dt.timedelta(days=20), False)
+
+
+# =========================================================================================================
+# With Spark. Written with the port and NOT YET RUN (docs/incremental-tags.md, Status): run them first, in the
+# order the design document gives, before trusting the nightly's incremental path.
+# =========================================================================================================
+D0 = dt.date(2026, 6, 1)
+SILVER = "silver.customer_day"
+SHORT = {"7d": (0, 2), "30d": (0, 4), "90d": (0, 6), "prev23d": (3, 4)}  # the windows shrunk: every edge in days
+
+
+def _around(d0: dt.date, until: int = 4) -> list[dict]:
+    """Rows around ``d0`` for the real windows, so that the steps d0+1 .. d0+4 cross every edge: customer
+    ``e<e>_<j>`` has one row e days before d0+1+j (on the window's last day inside, 6, 29, 89, or the day it
+    leaves, 7, 30, 90; 0: the day it enters); ``back`` returns after 97 days, ``leaver`` leaves the state on d0+1,
+    ``forgets`` keeps a row but its last call leaves the 90 days on d0+2, ``nullbal`` has a null balance today,
+    ``prec`` adds 0.1, 0.2, 0.7 daily (doubles would drift), r1..r3 every measure at random up to d0+``until``."""
+    rng = random.Random(77)
+    rows = []
+
+    def row(cid, k, **m):
+        rows.append({"customer_id": cid, "day": d0 + dt.timedelta(days=k), **{x: 0 for x in MEASURE_NAMES}, **m})
+
+    for e in (0, 6, 7, 29, 30, 89, 90):
+        for j in range(4):
+            row(f"e{e}_{j}", 1 + j - e, data_mb=0.1, total_fee=0.2, payment=-5.5, out_calls=1, contacts_in=2, balance=3.0)
+    row("back", -95, data_mb=1.2345, out_calls=2, balance=None)
+    row("back", 2, data_mb=0.3, payment=20.0, balance=1.5)
+    row("leaver", -89, payment=10.0, out_calls=1, balance=4.0)
+    row("forgets", -88, out_calls=3, balance=1.0)
+    row("forgets", -10, data_mb=2.0, balance=2.0)
+    row("nullbal", -3, data_mb=1.0, balance=5.0)
+    row("nullbal", 1, data_mb=1.0, balance=None)
+    for k in range(-35, until + 1):
+        row("prec", k, data_mb=0.1, total_fee=0.2, payment=0.7, balance=0.3)
+    for cid in ("r1", "r2", "r3"):
+        for k in range(-100, until + 1):
+            if rng.random() < 0.6:
+                rows.append({"customer_id": cid, "day": d0 + dt.timedelta(days=k), **_random_measures(rng)})
+    return rows
+
+
+def _spark_daily(spark, rows: list[dict]):
+    """silver.customer_day's rows as Spark would read them (conform's types)."""
+    ddl = ", ".join(["customer_id string", "day date", *[f"`{m}` {t}" for m, t in SILVER_TYPES.items()]])
+
+    def value(m, v):
+        return None if v is None else (int(v) if SILVER_TYPES[m] == "bigint" else float(v))
+
+    return spark.createDataFrame([(r["customer_id"], r["day"], *[value(m, r.get(m, 0)) for m in SILVER_TYPES]) for r in rows], ddl)
+
+
+def _spark_diff(got, want, limit: int = 5) -> list:
+    """Up to ``limit`` differences (customer, column, got, want) between two small frames of the same columns and
+    types, by customer: values by ``repr`` (a double's names its bits: 0.0 and -0.0 differ), null only equal to
+    null, a customer on one side only as ``(customer)``."""
+    assert got.dtypes == want.dtypes, [(a, b) for a, b in zip(got.dtypes, want.dtypes, strict=False) if a != b][:5]
+    a = {r["customer_id"]: r for r in got.collect()}  # a few dozen rows
+    b = {r["customer_id"]: r for r in want.collect()}
+    out = [(c, "(customer)", c in a, c in b) for c in sorted(set(a) ^ set(b))]
+    for c in sorted(set(a) & set(b)):
+        out += [(c, k, a[c][k], b[c][k]) for k in got.columns if repr(a[c][k]) != repr(b[c][k])]
+    return out[:limit]
+
+
+def test_spark_port_equals_window_features_across_every_edge(spark):
+    """The port in Spark, the whole catalogue: the state bootstrapped on D0 (``state_full``), then stepped over
+    D0+1 .. D0+4 with rows on every window's edge; each day its features equal ``window_features`` (columns,
+    types, customers, bits) and the state equals the state from the history."""
+    from jobs.stages.tags.engine import window_features
+
+    cat = load_catalogue()
+    plan = plan_of(cat)
+    daily = _spark_daily(spark, _around(D0)).localCheckpoint()
+    state = inc.state_full(daily, D0, plan).localCheckpoint()
+    ids = []
+    for k in range(5):
+        day = D0 + dt.timedelta(days=k)
+        if k:
+            state = inc.step(state, inc.daily_delta(daily, day, plan), day, plan).localCheckpoint()
+        assert _spark_diff(inc.features_from_state(state, day, plan), window_features(daily, day, cat)) == [], day
+        assert _spark_diff(state, inc.state_full(daily, day, plan)) == [], day
+        ids.append({r[0] for r in state.select("customer_id").collect()})
+    assert "leaver" in ids[0] and "leaver" not in ids[1] and "back" not in ids[1] and "back" in ids[2]
+    assert "e89_0" in ids[1] and "e89_0" not in ids[2], "a row 89 days back is in; the next day it has left"
+
+
+def test_spark_port_from_an_empty_state_until_every_row_has_left(spark):
+    """Windows shrunk to 3, 5 and 7 days (and days 3..4, derived): from an empty state before the first row,
+    stepped every day until every row has left, the features equal ``window_features`` and the state its
+    bootstrap every day; the state ends empty. The plan does not depend on the windows being the real ones."""
+    from jobs.stages.tags.engine import window_features
+
+    cat = Catalogue(version=1, windows=SHORT, tags=[], features=_small_catalogue().features)
+    plan = plan_of(cat)
+    assert plan.offsets() == [0, 3, 5, 7]
+    rng = random.Random(5)
+    rows = [{"customer_id": f"k{k}", "day": T0 + dt.timedelta(days=k), **{m: 0 for m in MEASURE_NAMES},
+             "data_mb": 0.1, "payment": -0.7, "out_calls": 1, "balance": None if k == 4 else 2.0} for k in range(9)]
+    rows += [{"customer_id": f"r{c}", "day": T0 + dt.timedelta(days=k), **_random_measures(rng)}
+             for c in range(3) for k in range(10) if rng.random() < 0.6]
+    daily = _spark_daily(spark, rows).localCheckpoint()
+    schema = ", ".join(["customer_id string", *[f"{c} {t}" for c, t in plan.types()]])
+    state = spark.createDataFrame([], schema)
+    for k in range(-1, 10 + 8):
+        day = T0 + dt.timedelta(days=k)
+        state = inc.step(state, inc.daily_delta(daily, day, plan), day, plan).localCheckpoint()
+        assert _spark_diff(inc.features_from_state(state, day, plan), window_features(daily, day, cat)) == [], day
+        assert _spark_diff(state, inc.state_full(daily, day, plan)) == [], day
+    assert state.count() == 0
+
+
+# --- the stored state (Delta, a private lake) -------------------------------------------------------------
+def _write_silver(spark, paths, rows: list[dict]) -> None:
+    """Replace the days of ``rows`` in silver.customer_day, as conform does (a rerun, a late file)."""
+    from jobs.platform import lake
+
+    days = {r["day"] for r in rows}
+    lake.replace(_spark_daily(spark, rows), paths, SILVER, lake.in_dates("day", days), merge_schema=True)
+
+
+def _advance(spark, paths, day: dt.date, cat: Catalogue | None = None, **kw):
+    from jobs.platform import lake
+
+    v = lake.version(spark, paths, SILVER)
+    return inc.advance(spark, paths, day, plan_of(cat or _small_catalogue()), lake.read(spark, paths, SILVER, v), v, **kw)
+
+
+def _log(spark, paths) -> dict:
+    """The valid states: date -> how each was built."""
+    from jobs.platform import lake
+
+    return {r["state_date"]: r["method"] for r in lake.read(spark, paths, inc.STATE_LOG).where("valid").collect()}
+
+
+def _equal_to_full(spark, paths, state, day: dt.date, cat: Catalogue | None = None) -> None:
+    from jobs.platform import lake
+    from jobs.stages.tags.engine import window_features
+
+    cat = cat or _small_catalogue()
+    daily = lake.read(spark, paths, SILVER)
+    assert _spark_diff(inc.features_from_state(state, day, plan_of(cat)), window_features(daily, day, cat)) == [], day
+    assert _spark_diff(state, inc.state_full(daily, day, plan_of(cat))) == [], day
+
+
+def _days(d0: dt.date, *ks: int) -> list[dt.date]:
+    return [d0 + dt.timedelta(days=k) for k in ks]
+
+
+def _silver_lake(spark, tmp_path, until: int = 4):
+    from jobs.platform.config import Paths
+
+    paths = Paths(tmp_path)
+    _write_silver(spark, paths, _around(D0, until))
+    return paths
+
+
+def test_a_rewritten_silver_day_rebuilds_the_state_forward_from_the_day_before(spark, tmp_path):
+    """States of D0 (bootstrap) .. D0+3 (steps); then silver's day X = D0+1 is rewritten (a late file conformed:
+    rows changed, one removed, one added). Stepping on from the stale state of D0+3 would differ from the full
+    recompute; the stage finds X in silver's Delta log, rebuilds X .. D0+3 from the state of D0 and steps to D0+4:
+    equal to the full recompute."""
+    from jobs.platform import lake
+
+    paths = _silver_lake(spark, tmp_path, until=5)
+    d = _days(D0, 0, 1, 2, 3, 4)
+    for day in d[:4]:
+        state = _advance(spark, paths, day)
+    assert _log(spark, paths) == {d[0]: "bootstrap", d[1]: "step", d[2]: "step", d[3]: "step"}
+    _equal_to_full(spark, paths, state, d[3])
+    version = lake.read(spark, paths, inc.STATE_LOG).where(f"state_date = '{d[3]}'").first()["silver_version"]
+    x = d[1]
+    old = [r for r in _around(D0, 5) if r["day"] == x]
+    new = [{**r, "data_mb": r["data_mb"] + 123.4567, "payment": r["payment"] + 30.0, "out_calls": r["out_calls"] + 1}
+           for r in old if r["customer_id"] not in ("e0_0",)]  # e0_0's row of X is removed
+    new.append({**{m: 0 for m in MEASURE_NAMES}, "customer_id": "late", "day": x, "data_mb": 7.5, "out_calls": 2, "balance": 1.0})
+    _write_silver(spark, paths, new)
+    assert inc.days_rewritten(paths.table(SILVER), version) == {x}
+    plan = plan_of(_small_catalogue())
+    stale = inc.step(inc.read_state(spark, paths, d[3], plan), inc.daily_delta(lake.read(spark, paths, SILVER), d[4], plan), d[4], plan)
+    with pytest.raises(AssertionError):
+        _equal_to_full(spark, paths, stale.localCheckpoint(), d[4])  # the test can fail: the stale state differs
+    state = _advance(spark, paths, d[4])
+    assert _log(spark, paths) == {d[0]: "bootstrap", d[1]: "rebuild", d[2]: "rebuild", d[3]: "rebuild", d[4]: "step"}
+    _equal_to_full(spark, paths, state, d[4])
+
+
+def test_reopen_invalidates_the_states_from_its_day_and_a_rerun_steps_from_the_day_before(spark, tmp_path):
+    """``cpc reopen --date X`` marks the states from X on invalid: the next run steps from X-1. A rerun of a day
+    whose state exists steps again from the day before it (same result)."""
+    paths = _silver_lake(spark, tmp_path)
+    d = _days(D0, 0, 1, 2, 3)
+    for day in d:
+        _advance(spark, paths, day)
+    inc.invalidate(spark, paths, d[2])
+    assert _log(spark, paths) == {d[0]: "bootstrap", d[1]: "step"}
+    state = _advance(spark, paths, d[3])
+    assert _log(spark, paths) == {d[0]: "bootstrap", d[1]: "step", d[2]: "rebuild", d[3]: "step"}
+    _equal_to_full(spark, paths, state, d[3])
+    state = _advance(spark, paths, d[3])  # a rerun of the day
+    assert _log(spark, paths)[d[3]] == "step"
+    _equal_to_full(spark, paths, state, d[3])
+
+
+def test_a_backfill_builds_the_state_as_it_goes_and_gaps_bootstrap(spark, tmp_path):
+    """Day after day from no state: one bootstrap, then steps. A state more than ``most_steps`` days back, or
+    older than the retention, or of another catalogue plan: a bootstrap. A short gap: rebuilt forward."""
+    from jobs.platform import lake
+
+    paths = _silver_lake(spark, tmp_path, until=12)
+    d = _days(D0, -2, -1, 0, 1)
+    for day in d:
+        state = _advance(spark, paths, day)
+    assert _log(spark, paths) == {d[0]: "bootstrap", d[1]: "step", d[2]: "step", d[3]: "step"}
+    _equal_to_full(spark, paths, state, d[3])
+    far, near, old, other = _days(D0, 4, 6, 10, 11)
+    state = _advance(spark, paths, far, most_steps=2)  # D0+1 is 3 days back
+    assert _log(spark, paths)[far] == "bootstrap"
+    state = _advance(spark, paths, near, most_steps=6)
+    assert (_log(spark, paths)[near - dt.timedelta(days=1)], _log(spark, paths)[near]) == ("rebuild", "step")
+    _equal_to_full(spark, paths, state, near)
+    state = _advance(spark, paths, old, retention_days=3)  # D0+6 is 4 days back, older than the retention
+    assert _log(spark, paths)[old] == "bootstrap"
+    wider = Catalogue(version=1, windows={**load_catalogue().windows, "14d": (0, 13)}, tags=[],
+                      features={**_small_catalogue().features, "data_mb_14d": ("sum", "data_mb", "14d")})
+    state = _advance(spark, paths, other, cat=wider)
+    assert _log(spark, paths)[other] == "bootstrap", "another plan: yesterday's state is not used"
+    _equal_to_full(spark, paths, state, other, wider)
+    plans = {r["plan"] for r in lake.read(spark, paths, inc.STATE_LOG).collect()}
+    assert plans == {plan_of(_small_catalogue()).fingerprint(), plan_of(wider).fingerprint()}
+
+
+def test_the_weekly_check_passes_then_fails_naming_the_first_difference(spark, tmp_path):
+    """The maintenance run checks the latest state against the full recompute (every customer here): clean, it
+    records the check and goes on; with one stored value corrupted it raises naming the feature, the customer
+    and the day, records the differences, marks every state invalid (the next run bootstraps), and deletes and
+    vacuums nothing."""
+    from jobs.platform import lake
+    from jobs.platform.errors import TagStateMismatch
+    from jobs.stages import maintenance
+
+    paths = _silver_lake(spark, tmp_path)
+    d = _days(D0, 0, 1)
+    for day in d:
+        _advance(spark, paths, day, cat=load_catalogue())
+    conf = {"vacuum_retention_hours": 168, "tag_history_days": 400, "optimize": [], "tag_state_check_per_mille": 1000}
+    out = maintenance.run(spark, paths, d[1], conf)
+    assert out["tag_state_check"]["differences"] == 0 and out["tag_state_check"]["state_date"] == str(d[1])
+    assert out["tag_state_check"]["customers"] == lake.read(spark, paths, inc.STATE_TABLE).where(f"state_date = '{d[1]}'").count()
+    plan = plan_of(load_catalogue())
+    stored = inc.read_state(spark, paths, d[1], plan).localCheckpoint()
+    broken = stored.selectExpr("customer_id", f"DATE '{d[1]}' AS state_date",
+                               *["u_data_mb_0_6 + CASE WHEN customer_id = 'prec' THEN 1 ELSE 0 END AS u_data_mb_0_6"
+                                 if c == "u_data_mb_0_6" else c for c in plan.columns()])
+    lake.replace(broken, paths, inc.STATE_TABLE, f"state_date = '{d[1]}'")
+    with pytest.raises(TagStateMismatch, match=rf"tag state of {d[1]} differs .* first: feature data_mb_7d, customer prec: "
+                                               r"stored 0\.7001, full recompute 0\.7\b"):
+        maintenance.run(spark, paths, d[1], conf)
+    row = lake.read(spark, paths, inc.CHECKS).where(f"run_date = '{d[1]}'").first()
+    assert row["differences"] == 3, "data_mb_7d, data_mb_prev23d (30d - 7d) and the state column"
+    assert {(x["kind"], x["name"]) for x in json.loads(row["examples"])} == {
+        ("feature", "data_mb_7d"), ("feature", "data_mb_prev23d"), ("state", "u_data_mb_0_6")}
+    assert _log(spark, paths) == {}, "every state invalid: the next run bootstraps"
+    assert _advance(spark, paths, d[1] + dt.timedelta(days=1), cat=load_catalogue()) is not None
+    assert _log(spark, paths) == {d[1] + dt.timedelta(days=1): "bootstrap"}
+
+
+# --- end to end: the sample run (e2e) ----------------------------------------------------------------------
+@pytest.fixture()
+def copy_of(sample, cfg, tmp_path):
+    """A private copy of the sample's storage root and its settings."""
+    import dataclasses
+    import shutil
+
+    from jobs.platform.config import Paths
+
+    def make(name: str):
+        root = tmp_path / name
+        shutil.copytree(sample["paths"].root, root, symlinks=True)
+        return dataclasses.replace(cfg, paths=Paths(root))
+    return make
+
+
+@pytest.mark.e2e
+def test_the_sample_history_every_day_every_feature_and_every_tag(spark, sample, copy_of):
+    """Over the sample's whole history, the state stepped day by day from a bootstrap on the first day: every day
+    every window feature of every customer equals the full recompute; on the last day the tag table written
+    from the state equals the one written by ``cpc tags --full``, every tag and customer. The nightly DAG's own
+    run (a bootstrap on the last day) left a state the contract test reads."""
+    from pyspark.testing import assertDataFrameEqual
+
+    from jobs.platform import lake
+    from jobs.stages import tags
+    from jobs.stages.tags.engine import window_features
+
+    cat = load_catalogue()
+    plan = plan_of(cat)
+    incremental, full = copy_of("incremental"), copy_of("full")
+    paths, end = incremental.paths, sample["spec"].end_date
+    assert lake.read(spark, paths, inc.STATE_LOG).where(f"state_date = '{end}'").first()["method"] == "bootstrap"
+    days = [end - dt.timedelta(days=k) for k in range(sample["spec"].days - 1, -1, -1)]
+    for day in days:
+        feats = inc.features(spark, paths, day, cat)
+        daily = lake.read(spark, paths, SILVER)
+        diffs = inc.differences(feats, window_features(daily, day, cat), [f[0] for f in plan.features] + ["balance"], "feature")
+        assert diffs.count() == 0, (day, [r.asDict() for r in diffs.limit(5).collect()])
+    assert _log(spark, paths) == {days[0]: "bootstrap", **{d: "step" for d in days[1:]}}
+    tags.run(spark, paths, end, stats=False)
+    tags.run(spark, full.paths, end, stats=False, full=True)
+    assert lake.read(spark, full.paths, inc.STATE_LOG).where(f"state_date = '{end}'").first()["method"] == "full"
+    cond = f"snapshot_date = '{end}'"
+    assertDataFrameEqual(lake.read(spark, paths, "gold.customer_tags").where(cond),
+                         lake.read(spark, full.paths, "gold.customer_tags").where(cond), checkRowOrder=False)
+
+
+@pytest.mark.e2e
+def test_a_late_file_through_reopen_rebuilds_the_state_forward(spark, sample, copy_of):
+    """A corrected usage file for a day X inside the history: `cpc reopen` (closed days, and the tag states from
+    X on), ingest and conform X; the next tags run rebuilds the states from X on and its features equal the full
+    recompute (the corrected data), which differ from the features before the correction."""
+    import gzip
+    import hashlib
+
+    from jobs.platform import lake
+    from jobs.stages import conform, ingest
+    from jobs.stages.tags.engine import window_features
+    from schemas import FILES
+
+    cat = load_catalogue()
+    plan = plan_of(cat)
+    run = copy_of("late")
+    paths, end = run.paths, sample["spec"].end_date
+    x = end - dt.timedelta(days=3)
+    for day in [x - dt.timedelta(days=1), *_days(x, 0, 1, 2)]:
+        inc.features(spark, paths, day, cat)
+    before = inc.read_state(spark, paths, end - dt.timedelta(days=1), plan).localCheckpoint()
+    name = FILES["usage"].file_name(x)
+    lines = gzip.decompress((paths.landing_day(x) / name).read_bytes()).decode().splitlines()
+    col = FILES["usage"].names.index("data_mb")
+    fields = lines[1].split("|")
+    fields[col] = f"{float(fields[col]) + 321.1234:.4f}"
+    lines[1] = "|".join(fields)
+    data = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+    (paths.landing_day(x) / name).write_bytes(data)
+    (paths.landing_day(x) / FILES["usage"].control_name(x)).write_text(f"rows={len(lines) - 1}\nmd5={hashlib.md5(data).hexdigest()}\n")
+    ingest.reopen(spark, paths, x)
+    inc.invalidate(spark, paths, x)  # what `cpc reopen --date X` does besides
+    ingest.ingest(spark, paths, [x], ["usage"])
+    conform.run(spark, paths, [x])
+    feats = inc.features(spark, paths, end, cat)
+    assert _log(spark, paths)[x] == "rebuild" and _log(spark, paths)[end] == "step"
+    daily = lake.read(spark, paths, SILVER)
+    names = [f[0] for f in plan.features] + ["balance"]
+    assert inc.differences(feats, window_features(daily, end, cat), names, "feature").count() == 0
+    changed = inc.differences(before, inc.read_state(spark, paths, end - dt.timedelta(days=1), plan), plan.columns(), "state")
+    assert changed.where("name = 'u_data_mb_0_6'").count() == 1, "the corrected customer's 7-day data sum moved"
