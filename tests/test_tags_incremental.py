@@ -170,6 +170,8 @@ def test_days_rewritten_skips_compaction_and_reads_a_path_without_partition_valu
     _commit(log, 2, removes=["2026-11-02"], path_only=True)  # a remove may leave out partitionValues
     assert days_rewritten(tmp_path, 0) == {dt.date(2026, 11, 2)}
     assert days_rewritten(tmp_path, 7) is None, "a table older than the version the state read: re-created"
+    assert days_rewritten(tmp_path, 0, current_version=1) == set(), "commits after the version read are not counted"
+    assert days_rewritten(tmp_path, 0, current_version=3) is None, "a commit not in _delta_log yet: cannot tell"
 
 
 def test_choose_start_steps_back_before_every_rewritten_day_it_depends_on():

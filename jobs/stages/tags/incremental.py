@@ -265,15 +265,19 @@ def _partition_of(action: dict, partition: str) -> str | None:
     return None
 
 
-def days_rewritten(table_path: str | Path, after_version: int, partition: str = "day") -> set[dt.date] | None:
+def days_rewritten(table_path: str | Path, after_version: int, partition: str = "day",
+                   current_version: int | None = None) -> set[dt.date] | None:
     """The ``partition`` values of every file added or removed with a change of data (not a compaction:
-    ``dataChange`` false) by the Delta commits after ``after_version``, read from the table's ``_delta_log``
-    JSON commits. None when the log cannot tell: a commit file missing (cleaned up), a table older than the
-    version (re-created), or a file without its partition; the caller then bootstraps."""
+    ``dataChange`` false) by the Delta commits after ``after_version`` (up to ``current_version`` when given),
+    read from the table's ``_delta_log`` JSON commits. None when the log cannot tell: a commit file missing
+    (cleaned up, or not yet in ``_delta_log``), a table older than the version (re-created), or a file without
+    its partition; the caller then bootstraps."""
     log_dir = Path(table_path) / "_delta_log"
     versions = sorted(int(p.stem) for p in log_dir.glob("*.json") if p.stem.isdigit())
-    if not versions or versions[-1] < after_version:
+    if not versions or versions[-1] < max(after_version, current_version or 0):
         return None
+    if current_version is not None:
+        versions = [v for v in versions if v <= current_version]
     later = [v for v in versions if v > after_version]
     if later and later != list(range(after_version + 1, later[-1] + 1)):
         return None
@@ -378,13 +382,13 @@ def logged_states(spark, paths: Paths, plan: Plan, before: dt.date, since: dt.da
     return {r["state_date"]: int(r["silver_version"]) for r in rows}
 
 
-def start_state(spark, paths: Paths, day: dt.date, plan: Plan, retention_days: int) -> dt.date | None:
+def start_state(spark, paths: Paths, day: dt.date, plan: Plan, retention_days: int, silver_version: int) -> dt.date | None:
     """The date of the stored state :func:`advance` steps from towards ``day``, or None (bootstrap): the latest
     valid state of this plan before ``day`` and within ``retention_days``, moved back before any silver day
-    rewritten since it was built (:func:`choose_start`)."""
+    rewritten since it was built, up to ``silver_version`` (the version the step reads; :func:`choose_start`)."""
     logged = logged_states(spark, paths, plan, day, day - dt.timedelta(days=retention_days))
     table = paths.table(SILVER)
-    return choose_start(logged, lambda version: days_rewritten(table, version), plan.longest)
+    return choose_start(logged, lambda v: days_rewritten(table, v, current_version=silver_version), plan.longest)
 
 
 def advance(spark, paths: Paths, day: dt.date, plan: Plan, daily, silver_version: int, *, full: bool = False,
@@ -393,7 +397,7 @@ def advance(spark, paths: Paths, day: dt.date, plan: Plan, daily, silver_version
     too, so a later rerun can restart from any of them), or from the history (:func:`state_full`) when there is
     none, it is more than ``most_steps`` days back, or ``full``. ``daily`` is silver.customer_day at
     ``silver_version`` (recorded with each state). Settings default to conf/maintenance.yaml's."""
-    start = None if full else start_state(spark, paths, day, plan, retention_days or state_days())
+    start = None if full else start_state(spark, paths, day, plan, retention_days or state_days(), silver_version)
     most_steps = most_steps or max_steps()
     if start is not None and (day - start).days > most_steps:
         log.info(f"tag state {day}: the state to step from ({start}) is more than {most_steps} days back: bootstrap")
@@ -406,7 +410,7 @@ def advance(spark, paths: Paths, day: dt.date, plan: Plan, daily, silver_version
         log.info(f"tag state {day}: rebuilding forward from the state of {start} ({(day - start).days} steps)")
     for k in range(1, (day - start).days + 1):
         d = start + dt.timedelta(days=k)
-        method = "step" if k == 1 and d == day else "rebuild"
+        method = "step" if d == day else "rebuild"  # rebuild: a day before ``day`` built again
         state = write_state(spark, paths, step(state, daily_delta(daily, d, plan), d, plan), d, plan, method,
                             silver_version)
     return state
