@@ -110,7 +110,8 @@ NIGHTLY: tuple[Stage, ...] = (
 WEEKLY: tuple[Stage, ...] = (
     Stage("train", "train and register the propensity models, then the uplift models (from gold.campaign_outcomes), as of the date",
           (), _train),
-    Stage("maintain", "tag-history retention, compaction, vacuum", (), _maintain),
+    Stage("maintain", "tag-state check against the full recompute, tag-state and tag-history retention, compaction, vacuum",
+          (), _maintain),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in (*NIGHTLY, *WEEKLY)}
 NIGHTLY_NAMES: tuple[str, ...] = tuple(s.name for s in NIGHTLY)
