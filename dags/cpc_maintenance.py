@@ -1,7 +1,9 @@
 """
 ### CPC table maintenance (weekly)
 
-Deletes tag snapshots older than `tag_history_days`, compacts the large tables and vacuums every table with
+Checks the incremental tag state against the full recompute on a sample of customers (fails on any
+difference, before anything is deleted), deletes tag states older than `tag_state_days` and tag snapshots
+older than `tag_history_days`, compacts the large tables and vacuums every table with
 `vacuum_retention_hours` (`conf/maintenance.yaml`). Keyed by the logical date like every task. The DAG only
 wires; the work is in `jobs/stages/maintenance.py`.
 """

@@ -148,8 +148,23 @@ def _stage_command(stage: Stage) -> None:
 
 
 for _stage in STAGES.values():
-    if _stage.name not in ("ingest", "conform"):  # those two take a range (above)
+    if _stage.name not in ("ingest", "conform", "tags"):  # those two take a range (above), tags has options (below)
         _stage_command(_stage)
+
+
+@app.command("tags", help=f"Run the tags stage for one date: {STAGES['tags'].doc}. The window features are read "
+                          "from the incremental state (silver.tag_state), stepped from the day before or bootstrapped "
+                          "from the history (docs/incremental-tags.md).")
+def tags(
+    date: Date,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Recompute the window features from the history (the reference) and rebuild the date's "
+                       "state from it, instead of stepping the state.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Then compare the date's state and its features with the full recompute for every "
+                        "customer; fail naming the first difference.")] = False,
+) -> None:
+    STAGES["tags"](date, settings(), full=full, check=check)
 
 
 @app.command(help="Print a date's summary: where everything is, rows per table, tags, list sizes per channel "
@@ -158,13 +173,17 @@ def summary(date: Date) -> None:
     _print_summary(date, settings())
 
 
-@app.command(help="Reopen a closed delivery date so that its files can be ingested again.")
+@app.command(help="Reopen a closed delivery date so that its files can be ingested again; the tag states from "
+                  "that date on are marked invalid (the next tags run rebuilds them from the day before).")
 def reopen(date: Date) -> None:
     from jobs.platform.spark import get_spark
     from jobs.stages import ingest as stage
+    from jobs.stages.tags import incremental
 
     cfg = settings()
-    stage.reopen(get_spark(cfg), cfg.paths, date)
+    spark = get_spark(cfg)
+    stage.reopen(spark, cfg.paths, date)
+    incremental.invalidate(spark, cfg.paths, date)
 
 
 @app.command(help="Print a date's CPC funnel (which policy rule removed how many) as markdown.")

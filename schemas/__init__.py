@@ -351,6 +351,18 @@ TABLES: dict[str, Table] = {
             open_columns="one column per daily measure of jobs/stages/conform.py MEASURES (bigint counts, double sums)",
         ),
         Table(
+            name="silver.tag_state",
+            grain="one row per customer with a daily row in the longest tag window per state date",
+            partition_by=("state_date",),
+            keys=("customer_id", "state_date"),
+            doc="The tags stage's incremental window state (docs/incremental-tags.md): per customer, each stored "
+                "window's sum in whole 1/10,000 units, days-with counts, last-seen dates, the last row's date and "
+                "balance; one complete state per day, the next night steps from it.",
+            columns=(Col("customer_id", "string"), Col("state_date", "date")),
+            open_columns="one column per state column of the catalogue's plan (jobs/stages/tags/incremental.py "
+                         "Plan.types: u_* bigint, n_* int, seen_* date, last_day date, balance double)",
+        ),
+        Table(
             name="gold.customer_tags",
             grain="one row per customer per snapshot date",
             partition_by=("snapshot_date",),
@@ -608,6 +620,33 @@ TABLES: dict[str, Table] = {
             doc="Each stage of each date that finished, and when: backfills resume from it.",
             columns=(
             Col("run_date", "date"), Col("stage", "string"), Col("status", "string"), Col("finished_at", "timestamp"),
+            ),
+        ),
+        Table(
+            name="ops.tag_state_log",
+            grain="one row per tag state date (the latest build)",
+            partition_by=("state_date",),
+            keys=("state_date",),
+            doc="How each state of silver.tag_state was built: bootstrap (from the history), step (from the day "
+                "before), rebuild (a day built again: a rewritten silver day, a missed night), full (`cpc tags "
+                "--full`); the silver.customer_day version read, the catalogue plan's fingerprint, and whether the "
+                "state may still be stepped from (valid: false after `cpc reopen` or a failed weekly check).",
+            columns=(
+            Col("state_date", "date"), Col("method", "string"), Col("silver_version", "bigint"), Col("plan", "string"),
+            Col("rows", "bigint"), Col("seconds", "double"), Col("built_at", "timestamp"), Col("valid", "boolean"),
+            ),
+        ),
+        Table(
+            name="ops.tag_state_checks",
+            grain="one row per weekly check of the tag state (per run date, the latest)",
+            partition_by=("run_date",),
+            keys=("run_date",),
+            doc="The weekly check of the incremental tag state against the full recompute on a sample of customers: "
+                "the state checked, the sample, the differences (0 when equal) and up to 20 of them as JSON.",
+            columns=(
+            Col("run_date", "date"), Col("state_date", "date"), Col("silver_version", "bigint"), Col("per_mille", "int"),
+            Col("customers", "bigint"), Col("columns", "int"), Col("differences", "bigint"), Col("examples", "string"),
+            Col("seconds", "double"), Col("checked_at", "timestamp"),
             ),
         ),
         Table(

@@ -137,13 +137,35 @@ def test_bad_date_names_the_expected_format(capsys):
 def test_a_stage_command_runs_the_registry_stage(monkeypatch):
     calls = []
     for name in ("tags", "train", "maintain"):
-        monkeypatch.setitem(registry.STAGES, name, lambda day, cfg, name=name: calls.append((name, day, cfg.env)))
+        monkeypatch.setitem(registry.STAGES, name, lambda day, cfg, name=name, **kw: calls.append((name, day, cfg.env, kw)))
     assert cli.main(["tags", "--date", "2026-11-20"]) == 0
     assert cli.main(["train", "--date", "2026-11-12"]) == 0
     assert cli.main(["maintain", "--date", "2026-11-15"]) == 0
     env = settings().env
-    assert calls == [("tags", dt.date(2026, 11, 20), env), ("train", dt.date(2026, 11, 12), env),
-                     ("maintain", dt.date(2026, 11, 15), env)]
+    assert calls == [("tags", dt.date(2026, 11, 20), env, {"full": False, "check": False}),
+                     ("train", dt.date(2026, 11, 12), env, {}), ("maintain", dt.date(2026, 11, 15), env, {})]
+
+
+def test_tags_full_and_check_reach_the_stage(monkeypatch):
+    calls = []
+    monkeypatch.setitem(registry.STAGES, "tags", lambda day, cfg, **kw: calls.append((day, kw)))
+    assert cli.main(["tags", "--date", "2026-11-20", "--full"]) == 0
+    assert cli.main(["tags", "--date", "2026-11-21", "--check"]) == 0
+    assert calls == [(dt.date(2026, 11, 20), {"full": True, "check": False}),
+                     (dt.date(2026, 11, 21), {"full": False, "check": True})]
+
+
+def test_reopen_also_invalidates_the_tag_states_from_that_date(monkeypatch):
+    from jobs.platform import spark as spark_module
+    from jobs.stages import ingest
+    from jobs.stages.tags import incremental
+
+    calls = []
+    monkeypatch.setattr(spark_module, "get_spark", lambda cfg=None, app_name="": "no-spark")
+    monkeypatch.setattr(ingest, "reopen", lambda spark, paths, day: calls.append(("reopen", day)))
+    monkeypatch.setattr(incremental, "invalidate", lambda spark, paths, since=None: calls.append(("invalidate", since)))
+    assert cli.main(["reopen", "--date", "2026-11-03"]) == 0
+    assert calls == [("reopen", dt.date(2026, 11, 3)), ("invalidate", dt.date(2026, 11, 3))]
 
 
 def test_ingest_passes_the_range_and_the_kinds(monkeypatch):

@@ -49,6 +49,11 @@ def _open_columns(name: str) -> list[tuple[str, str]]:
         from jobs.stages.tags import load_catalogue
 
         return [(t.id, t.type) for t in load_catalogue().tags]
+    if name == "silver.tag_state":
+        from jobs.stages.tags import load_catalogue
+        from jobs.stages.tags.incremental import plan_of
+
+        return plan_of(load_catalogue()).types()
     return []
 
 

@@ -22,6 +22,7 @@ from jobs.platform import lake
 from jobs.platform.config import Paths
 from jobs.serving import analyst
 from jobs.stages import export, ingest, maintenance
+from jobs.stages.tags import incremental
 
 pytestmark = pytest.mark.e2e
 GOLD = ("gold.customer_tags", "gold.customer_segment", "gold.cpc_offers")
@@ -44,6 +45,9 @@ def test_backfill_equals_day_by_day_and_resumes(spark, sample, copy_of, caplog):
     for day in days:  # one date after the other, as the nightly schedule would
         pipeline.nightly(day, by_day, from_stage="tags")
     assert pipeline.backfill(days[0], days[1], backfilled, force=True, from_stage="tags") == days
+    for run in (by_day, backfilled):  # the tag state is built as the dates go: bootstrapped, then stepped
+        built = {r["state_date"]: r["method"] for r in lake.read(spark, run.paths, incremental.STATE_LOG).collect()}
+        assert built == {days[0]: "bootstrap", days[1]: "step"}, built
     for table in GOLD:
         cond = lake.in_dates("snapshot_date", days)
         assertDataFrameEqual(lake.read(spark, backfilled.paths, table).where(cond), lake.read(spark, by_day.paths, table).where(cond))

@@ -23,9 +23,10 @@ class Stage:
     after: tuple[str, ...]  # the stages whose output it reads (the DAG's upstream tasks)
     call: Callable[..., object]  # (spark, paths, day) -> summary
 
-    def __call__(self, day: dt.date | str, cfg: Settings | None = None):
+    def __call__(self, day: dt.date | str, cfg: Settings | None = None, **options):
+        """Run the stage for ``day``; ``options`` go to the stage's function (``cpc tags --full``: full=True)."""
         cfg = cfg or settings()
-        return self.call(get_spark(cfg), cfg.paths, parse_date(day))
+        return self.call(get_spark(cfg), cfg.paths, parse_date(day), **options)
 
 
 def _ingest(spark, paths, day):
@@ -43,10 +44,10 @@ def _conform(spark, paths, day):
     return conform.run(spark, paths, [day])
 
 
-def _tags(spark, paths, day):
+def _tags(spark, paths, day, full=False, check=False):
     from jobs.stages import tags
 
-    return tags.run(spark, paths, day)
+    return tags.run(spark, paths, day, full=full, check=check)
 
 
 def _segments(spark, paths, day):
@@ -109,7 +110,8 @@ NIGHTLY: tuple[Stage, ...] = (
 WEEKLY: tuple[Stage, ...] = (
     Stage("train", "train and register the propensity models, then the uplift models (from gold.campaign_outcomes), as of the date",
           (), _train),
-    Stage("maintain", "tag-history retention, compaction, vacuum", (), _maintain),
+    Stage("maintain", "tag-state check against the full recompute, tag-state and tag-history retention, compaction, vacuum",
+          (), _maintain),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in (*NIGHTLY, *WEEKLY)}
 NIGHTLY_NAMES: tuple[str, ...] = tuple(s.name for s in NIGHTLY)

@@ -52,6 +52,11 @@ class ModelMismatch(DataError, ValueError):
     """A registered model does not fit the tag table it is asked to score."""
 
 
+class TagStateMismatch(DataError, RuntimeError):
+    """The incremental tag state differs from the full recompute (the weekly check); the message names the first
+    differing feature or state column, customer and day."""
+
+
 class JarsMissing(CpcError, RuntimeError):
     """Delta's jars are not in the project's cache: run ``make setup``."""
 

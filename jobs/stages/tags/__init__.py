@@ -1,7 +1,8 @@
 """The tags stage: the catalogue in ``conf/tags.yaml`` -> ``gold.customer_tags`` for one snapshot date, then
 ``gold.tag_catalogue`` and the day's statistics (``gold.tag_stats``).
 
-``catalogue`` loads and checks the catalogue, ``engine`` holds the pure transforms, ``stats`` the daily
+``catalogue`` loads and checks the catalogue, ``engine`` holds the pure transforms, ``incremental`` the window
+state the features are read from (stepped from the day before, docs/incremental-tags.md), ``stats`` the daily
 statistics and drift, ``doc`` the generated docs/tags.md.
 """
 
@@ -16,6 +17,7 @@ from jobs.platform.config import Paths, settings
 from jobs.platform.errors import CatalogueError
 from jobs.platform.expressions import check_expression
 from jobs.platform.privacy import hash_key
+from jobs.stages.tags import incremental
 from jobs.stages.tags import stats as tagstats
 from jobs.stages.tags.catalogue import (
     Catalogue,
@@ -46,14 +48,19 @@ def previous_snapshot(spark, paths: Paths, day: dt.date):
     return None if last is None else table.where(F.col("snapshot_date") == F.lit(last))
 
 
-def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True) -> dict[str, int]:
+def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True, full: bool = False,
+        check: bool = False) -> dict[str, int]:
     """Compute and write the tag snapshot for ``day``, the catalogue table and (unless ``stats`` is off) the
-    day's tag statistics."""
+    day's tag statistics. The window features come from the incremental state, which is stepped to ``day`` (or
+    bootstrapped) and written on the way; ``full`` recomputes them from the history instead (the reference) and
+    rebuilds the state of ``day`` from the history; ``check`` then compares the state of ``day`` and its features
+    with the full recompute for every customer (raises on a difference)."""
     t0 = time.time()
     cat = cat or load_catalogue()
     check_types(spark, cat)
     key = hash_key(settings().env, paths.root)
-    tags = apply_tags(base_frame(spark, paths, day, cat, key), cat)
+    feats = incremental.features(spark, paths, day, cat, full=full)
+    tags = apply_tags(base_frame(spark, paths, day, cat, key, feats=feats), cat)
     tags = carry_forward(tags, previous_snapshot(spark, paths, day), cat)
     lake.replace(tags, paths, "gold.customer_tags", f"snapshot_date = '{day.isoformat()}'", merge_schema=True)
     spark.catalog.clearCache()
@@ -63,4 +70,6 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: 
     log.info(f"tags {day}: {len(cat.tags)} tags for {n} customers -> gold.customer_tags ({time.time() - t0:.1f}s)")
     if stats:
         tagstats.run(spark, paths, day, cat)
+    if check:
+        incremental.check(spark, paths, day, cat, per_mille=1000, state_date=day)
     return {"customers": n, "tags": len(cat.tags)}

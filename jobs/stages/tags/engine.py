@@ -116,12 +116,15 @@ def state_asof(spark, paths: Paths, day: dt.date):
     return complaints, devices, holdings, optouts
 
 
-def base_frame(spark, paths: Paths, day: dt.date, cat: Catalogue, hash_key: bytes | None = None):
-    """Every column a tag may use, one row per customer open on ``day``."""
+def base_frame(spark, paths: Paths, day: dt.date, cat: Catalogue, hash_key: bytes | None = None, feats=None):
+    """Every column a tag may use, one row per customer open on ``day``. ``feats``: the window features (the
+    frame of :func:`window_features`; the tags stage reads them from the incremental state), else the full
+    recompute."""
     from pyspark.sql import functions as F
 
     profile = profile_asof(spark, paths, day).where(F.col("status") != "closed").where(F.col("activation_date") <= F.lit(day))
-    feats = window_features(lake.read(spark, paths, "silver.customer_day"), day, cat)
+    if feats is None:
+        feats = window_features(lake.read(spark, paths, "silver.customer_day"), day, cat)
     df = profile.join(feats, on="customer_id", how="left")
     for part in state_asof(spark, paths, day):
         df = df.join(part, on="customer_id", how="left")
