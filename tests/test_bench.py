@@ -51,3 +51,16 @@ def test_growth_exponent_fits_complete_runs_of_the_same_length(tmp_path):
     result(900_000, 10.0, days=30)  # so is a run of another length
     got = nightly_bench.growth(tmp_path, 90)
     assert got["sizes"] == [100_000, 400_000] and got["exponent"] == pytest.approx(0.5)
+
+
+def test_the_nightly_tags_step_is_compared_with_the_full_stage_and_duckdb():
+    bench = object.__new__(nightly_bench.NightlyBench)  # the ratios read only what the phases recorded
+    bench.stages = [{"phase": "state", "stage": "tags", "seconds": 90.0}, {"phase": "nightly", "stage": "tags", "seconds": 30.0},
+                    {"phase": "alternatives", "stage": "tags --full", "seconds": 120.0}]
+    bench.alternatives, bench.ge, bench.phases = {"duckdb_seconds": 20.0}, {}, {}
+    got = bench.ratios(0.0, 0.0)
+    assert got["tags_stage_over_full_stage"] == 0.25, "the nightly's step, not the state phase's bootstrap"
+    assert got["tags_stage_over_duckdb"] == 1.5
+    assert nightly_bench.targets(None, None, got)["tags_stage_over_duckdb"]["missed_by"] == "1.50x"
+    bench.alternatives = {}
+    assert bench.ratios(0.0, 0.0)["tags_stage_over_duckdb"] is None, "no DuckDB figure: not measured"
