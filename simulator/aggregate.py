@@ -303,7 +303,7 @@ def markdown(agg: dict) -> str:
              f"retraining every {agg['settings']['train_every']} days (0: never), lost customer months {agg['settings']['lost_customer_months']}"
              + (f"; {pv['seconds']:,.0f} s" if pv.get("seconds") else "") + ".", ""]
     for name, p in agg["profiles"].items():
-        lines += [f"## {name} ({p['n']} seeds: {', '.join(map(str, p['seeds']))})", ""]
+        lines += [f"## {name} ({p['n']} seed{'' if p['n'] == 1 else 's'}: {', '.join(map(str, p['seeds']))})", ""]
         rows = [[LABELS[m], _m(p["figures_per_1000"][m]["incremental_conversions"], ".2f"), _m(p["figures_per_1000"][m]["gross_value"]),
                  _m(p["figures_per_1000"][m]["closures"], ".2f"), _m(p["figures_per_1000"][m]["net_incremental_value"])] for m in MAKERS]
         lines += [tabulate(rows, ["per 1,000 contacts", "incremental conversions", "gross value", "closures caused", "net incremental value"],

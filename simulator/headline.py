@@ -375,7 +375,7 @@ def headline(paths: Paths, spec: SimSpec, loop_days: list[dt.date], meta: dict, 
     summary = summarise(per_day, realised)
     uplift = uplift_in_root(paths.root, loop_days[0], loop_days[-1])
     uplift["first_day_possible"] = uplift_first_day(int(meta.get("train_every") or 0))
-    summary.update({**meta, "days": len(loop_days), "loop_days": [d.isoformat() for d in loop_days], "root": str(paths.root),
+    summary.update({**meta, "profile": meta.get("profile", spec.profile), "days": len(loop_days), "loop_days": [d.isoformat() for d in loop_days], "root": str(paths.root),
                     "lost_customer_months": world.params.lost_customer_months, "uplift": uplift,
                     "display": display(summary, spec, len(loop_days)), "per_day": per_day})
     out = paths.reports / "loop"
