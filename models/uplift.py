@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,6 +94,7 @@ class UpliftConf(ConfModel):
     min_control: int = Field(500, ge=1)  # held-out customers in the history
     min_conversions_per_arm: int = Field(50, ge=1)  # conversions among the treated and among the control
     harm_margin: float = Field(0.0, ge=0, le=1)  # predicted tau below -margin: harmed, not contacted
+    rank: bool = True  # false: the decision ignores gold.uplift and ranks by propensity (RANK_ENV overrides it)
     # ASSUMPTION (not measured): the share of a cold-start family's conversions a contact causes (docs/models.md)
     cold_start_incrementality: float = Field(0.3, ge=0, le=1)
     report_days: int = Field(7, ge=1)  # the newest matured decision dates, held out for the report
@@ -119,6 +121,7 @@ class Settings:
     min_control: int
     min_conversions_per_arm: int
     harm_margin: float
+    rank: bool
     cold_start_incrementality: float
     report_days: int
     history_days: int
@@ -130,11 +133,21 @@ class Settings:
     params: dict[str, Any]
 
 
+# Overrides ``uplift.rank`` for one process and its children without editing conf/ (``true`` or ``false``): the
+# closed loop's propensity-ranked arm (``python -m simulator loops``, docs/evaluation.md "Headline") sets it to false.
+RANK_ENV = "CPC_UPLIFT_RANK"
+
+
 def load_settings(raw: dict[str, Any] | None = None) -> Settings:
     """The uplift settings of ``conf/models.yaml`` (or of ``raw``, the whole file as a mapping); a wrong value
-    is a ConfigError naming the file and the field, e.g. ``conf/models.yaml: uplift.min_treated: ...``."""
+    is a ConfigError naming the file and the field, e.g. ``conf/models.yaml: uplift.min_treated: ...``.
+    ``CPC_UPLIFT_RANK`` (:data:`RANK_ENV`), when set, replaces ``uplift.rank``; the decision records the setting
+    it used in ops.cpc_runs (``config_sha256``, jobs.stages.cpc.campaigns.decision_model_settings)."""
     data = raw if raw is not None else business("models")
-    conf = validate(_ModelsFileUplift, data, SOURCE).uplift
+    override = os.environ.get(RANK_ENV)
+    if override is not None:
+        data = {**(data or {}), "uplift": {**((data or {}).get("uplift") or {}), "rank": override}}
+    conf = validate(_ModelsFileUplift, data, SOURCE if override is None else f"{SOURCE} with {RANK_ENV}={override}").uplift
     return Settings(**{f.name: getattr(conf, f.name) for f in dataclasses.fields(Settings)})
 
 

@@ -2,7 +2,9 @@
 
 - ``simulate``: an operator's daily files and the hidden truth, into the environment's landing folder;
 - ``respond``: the campaign platform's responses on a date to the lists published before it;
-- ``loop``: the closed loop over several days in its own root, and its headline (CPC vs blast vs oracle).
+- ``loop``: the closed loop over several days in its own root, and its headline (CPC vs blast vs oracle);
+- ``loops``: several loops (seeds x profiles, optionally a propensity-ranked arm), then their aggregate headline;
+- ``headline``: the aggregate headline of finished loops (no Spark).
 
 Same conventions as ``cpc`` (:func:`jobs.cli.run`): plain log lines, a global ``--debug``, one-line errors, exit
 codes 0 ok, 1 error, 2 usage error.
@@ -19,7 +21,7 @@ import typer
 
 from jobs.cli import DEBUG_HELP, date_option, run
 from jobs.platform import logs
-from jobs.platform.config import settings
+from jobs.platform.config import PROJECT_DIR, settings
 
 PROG = "python -m simulator"
 PROFILE_HELP = ("The operator's behaviour: easy, realistic or hard (simulator/profiles.py, docs/simulator.md; "
@@ -102,6 +104,12 @@ def respond(
     answer(cfg.paths, spec, date)
 
 
+OUT_HELP = ("Folder of the aggregate headline.json and headline.md (default: bench/results; a copy of the JSON goes to "
+            "<storage root>/reports/loop/, which the campaign report shows).")
+TRAIN_EVERY_HELP = ("Run the weekly training stage every this many loop days (as of the day before), as the weekly DAG "
+                    "would; 0: only the training before the loop, so no uplift model can leave cold start.")
+
+
 @app.command(help="Closed loop over several days in its own root (emptied first): responses, nightly run, "
                   "evaluation; then the headline, CPC vs blast vs oracle.")
 def loop(
@@ -118,23 +126,96 @@ def loop(
     root: Annotated[Path | None, typer.Option(
         "--root", help="Storage root, emptied first (default: <storage root>/loop).", show_default=False)] = None,
     profile: Annotated[str | None, typer.Option("--profile", help=PROFILE_HELP, show_default=False)] = None,
+    train_every: Annotated[int, typer.Option("--train-every", help=TRAIN_EVERY_HELP, min=0)] = 0,
 ) -> None:
     from simulator import loop as closed_loop
 
     cfg = settings()
     root = root or cfg.paths.root / "loop"
     if headline_only:
-        from jobs.platform.config import Paths
-        from simulator.generate import SimSpec
-
-        spec = SimSpec.of(Paths(root))
-        loop_days = spec.dates()[-days:]
-        meta = {"customers": spec.customers, "history_days": spec.days - days, "seed": spec.seed, "profile": spec.profile,
-                "models_trained": (root / "models").exists() and any((root / "models").iterdir())}
-        closed_loop.headline(Paths(root.resolve()), spec, loop_days, meta)
+        _headline_only(root.resolve(), days)
         return
     closed_loop.run(customers, history_days, days, root.resolve(), seed, cfg=cfg, train=not no_train,
-                    profile=_profile_name(profile, cfg))
+                    profile=_profile_name(profile, cfg), train_every=train_every)
+
+
+def _headline_only(root: Path, days: int) -> None:
+    """The headline of a finished loop again, keeping what only the loop knew (time, ranking, retraining) from its
+    earlier headline.json."""
+    import json
+
+    from jobs.platform.config import Paths
+    from simulator.generate import SimSpec
+    from simulator.headline import headline
+
+    paths = Paths(root)
+    spec = SimSpec.of(paths)
+    earlier = paths.reports / "loop" / "headline.json"
+    old = json.loads(earlier.read_text()) if earlier.exists() else {}
+    meta = {k: old[k] for k in ("seconds", "uplift_rank", "train_every") if k in old}
+    meta.update({"customers": spec.customers, "history_days": spec.days - days, "seed": spec.seed, "profile": spec.profile,
+                 "models_trained": (root / "models").exists() and any((root / "models").iterdir())})
+    headline(paths, spec, spec.dates()[-days:], meta)
+
+
+def _numbers(text: str, what: str) -> list[str]:
+    items = [x for x in text.replace(",", " ").split() if x]
+    if not items:
+        raise typer.BadParameter(f"give at least one {what}", param_hint=f"--{what}s")
+    return items
+
+
+@app.command(help="Several closed loops in sequence (seeds x profiles, each in <storage root>/loops/<profile>-seed<seed>, "
+                  "emptied first; with --propensity-arm the same seed ranked by propensity too), then their aggregate "
+                  "headline in --out.")
+def loops(
+    seeds: Annotated[str, typer.Option("--seeds", help="Random seeds, separated by spaces or commas.")] = "42 43 44",
+    profiles: Annotated[str, typer.Option("--profiles", help="Profiles, separated by spaces or commas (easy, realistic, "
+                                                             "hard).")] = "realistic",
+    customers: Annotated[int, typer.Option("--customers", help="Simulated customers per loop.")] = 20000,
+    days: Annotated[int, typer.Option("--days", help="Loop days per loop.")] = 8,
+    history_days: Annotated[int, typer.Option("--history-days", help="Days loaded before each loop.")] = 105,
+    train_every: Annotated[int, typer.Option("--train-every", help=TRAIN_EVERY_HELP, min=0)] = 0,
+    propensity_arm: Annotated[bool, typer.Option(
+        "--propensity-arm", help="Run each seed a second time with the uplift ranking off (CPC_UPLIFT_RANK=false), for "
+                                 "the uplift vs propensity comparison (doubles the time).")] = False,
+    base: Annotated[Path | None, typer.Option(
+        "--base", help="Folder of the loops' roots (default: <storage root>/loops).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help=OUT_HELP, show_default=False)] = None,
+) -> None:
+    import sys
+    import time
+
+    from simulator import aggregate
+
+    cfg = settings()
+    t0 = time.time()
+    names = [_profile_name(p, cfg) for p in _numbers(profiles, "profile")]
+    try:
+        numbers = [int(x) for x in _numbers(seeds, "seed")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"seeds are whole numbers: {seeds!r}", param_hint="--seeds") from exc
+    roots = aggregate.run_loops(numbers, names, customers, days, history_days, (base or cfg.paths.root / "loops").resolve(),
+                                cfg, train_every=train_every, propensity_arm=propensity_arm)
+    agg = aggregate.aggregate(roots, [PROG, *sys.argv[1:]], time.time() - t0)
+    path = aggregate.write(agg, out or PROJECT_DIR / "bench" / "results", cfg.paths.root)
+    print(f"loops: {len(roots)} loops -> {path}\n\n{aggregate.markdown(agg)}")
+
+
+@app.command(help="The aggregate headline of finished loops (each ROOT's reports/loop/headline.json and uplift "
+                  "registry; no Spark): means and 95% intervals over seeds, the targets, uplift vs propensity.")
+def headline(
+    roots: Annotated[list[Path], typer.Argument(help="Roots of finished loops (e.g. var/loops/*).", show_default=False)],
+    out: Annotated[Path | None, typer.Option("--out", help=OUT_HELP, show_default=False)] = None,
+) -> None:
+    import sys
+
+    from simulator import aggregate
+
+    cfg = settings()
+    agg = aggregate.aggregate([r.resolve() for r in roots], [PROG, *sys.argv[1:]])
+    path = aggregate.write(agg, out or PROJECT_DIR / "bench" / "results", cfg.paths.root)
+    print(f"headline: {len(roots)} loops -> {path}\n\n{aggregate.markdown(agg)}")
 
 
 @app.command(help="The simulator's behaviour parameters per profile, each with its source or assumption "

@@ -170,6 +170,14 @@ TABLE: tuple[Param, ...] = (
     P("fatigue_optout_growth", "Opt-out probability x (1 + growth x earlier contacts in the window)",
       "per earlier contact", {"easy": 0.0, "realistic": 0.5, "hard": 0.8},
       assumption="opt-outs rise with repeated contact; no published telecom figure"),
+    # --- what the headline counts (simulator/headline.py); no effect on the files ---------------------------
+    P("lost_customer_months", "What a closure provoked by a contact costs in the closed loop's headline (net "
+      "incremental value): this many months of the customer's plan fee (18, 58 or 128 yuan a month by brand, "
+      "simulator/generate.py PLANS), against a conversion's value (conf/products.yaml: one month's margin of an "
+      "acceptance)", "months", {"easy": 12, "realistic": 12, "hard": 12},
+      assumption="a year of the plan fee: between the one month a conversion's value stands for and the about four "
+                 "years a customer stays at 25% annual churn, the fee being revenue, not margin; no published figure. "
+                 "The headline also gives the expected closures, to revalue at another horizon"),
 )
 del P
 

@@ -32,8 +32,10 @@ does not change anyone's unprompted orders, P(convert) is also each contact's tr
 (:meth:`World.uplift`). A sleeping dog never accepts; a delivered contact makes one opt out
 ``dog_optout_multiplier`` times as often and leave with ``dog_contact_churn_prob``, ``dog_churn_lag_days``
 later: the line's closure is added to that day's CRM file and the customer's rows leave that and every later
-day's files (``truth/contact_churn.parquet`` records each provoked closure). The same function gives the blind
-blast and the oracle their expected conversions (``simulator/loop.py``).
+day's files (``truth/contact_churn.parquet`` records each provoked closure). The same functions give the blind
+blast, the oracles and the CPC lists their expected conversions, opt-outs and closures in the closed loop's
+headline (:meth:`World.p_convert`, :meth:`World.p_optout`, :meth:`World.p_leave`, :meth:`World.harm`;
+``simulator/headline.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from simulator.generate import (
     ARROW_TYPES,
     INBOUND,
     PERSUADABLE,
+    PLANS,
     RESPONSE_FAMILIES,
     SimSpec,
     _customers,
@@ -171,6 +174,46 @@ class World:
         if held is not None:
             p[held[idx, prod]] = 0.0
         return p
+
+    def p_optout(self, idx: np.ndarray, ch: str, prior: np.ndarray | None = None) -> np.ndarray:
+        """Probability that a delivered contact through outbound channel ``ch`` that is not accepted makes the
+        customer opt out: complaint-prone customers 5x, calls and IVR 2.5x, a sleeping dog ``dog_optout_multiplier``
+        x, and with fatigue (1 + ``fatigue_optout_growth`` x earlier contacts in the window). The responder draws
+        its opt-outs with it; the headline's expected opt-outs (:meth:`harm`) are computed from it."""
+        prof = self.params
+        prone = self.c["complaint_prone"][idx]
+        dog = self.c["sleeping_dog"][idx]
+        p = 0.002 * (1 + 4 * prone) * (2.5 if ch.startswith("outbound") else 1) * np.where(dog, prof.dog_optout_multiplier, 1.0)
+        return p if prior is None else p * (1 + prof.fatigue_optout_growth * prior)
+
+    def p_leave(self, idx: np.ndarray) -> np.ndarray:
+        """Probability that a delivered contact makes the customer leave (``dog_contact_churn_prob`` for a sleeping
+        dog, 0 for anyone else), ``dog_churn_lag_days`` later; the responder draws its closures with it."""
+        return np.where(self.c["sleeping_dog"][idx], float(self.params.dog_contact_churn_prob), 0.0)
+
+    def harm(self, idx: np.ndarray, prod: np.ndarray, channel: np.ndarray, day: dt.date,
+             held: np.ndarray | None = None, prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per contact (sent the day after ``day``), the expected opt-outs and the expected closures it causes,
+        from the responder's own probabilities: opt-out = :meth:`p_optout` x P(delivered and not accepted) =
+        p_optout x (P(delivered) - :meth:`p_convert`); closure = P(delivered) x :meth:`p_leave`. Without the
+        contact neither happens (the simulator's own opt-outs and churn do not depend on contacts). Zero for a
+        customer closed by the next day, as :meth:`p_convert`."""
+        optouts, closures = np.zeros(len(idx)), np.zeros(len(idx))
+        p = self.p_convert(idx, prod, channel, day, held, prior)
+        for ch in OUTBOUND:
+            m = channel == ch
+            if m.any():
+                mine = None if prior is None else prior[m]
+                optouts[m] = self.p_optout(idx[m], ch, mine) * (DELIVER[ch] - p[m])
+                closures[m] = DELIVER[ch] * self.p_leave(idx[m])
+        alive = self.alive(day + dt.timedelta(days=1))[idx]
+        return optouts * alive, closures * alive
+
+    def lost_value(self, idx: np.ndarray) -> np.ndarray:
+        """What a closure a contact provokes costs in the headline: ``lost_customer_months`` x the customer's
+        monthly plan fee (simulator/generate.py PLANS, by brand)."""
+        fee = np.array([PLANS[b][1] for b in self.c["brand"][idx]], dtype=np.float64)
+        return fee * float(self.params.lost_customer_months)
 
     def uplift(self, idx: np.ndarray, prod: np.ndarray, channel: np.ndarray, day: dt.date,
                held: np.ndarray | None = None, prior: np.ndarray | None = None) -> np.ndarray:
@@ -330,15 +373,10 @@ def events_for(world: World, lists: dict[str, np.ndarray], decided: dt.date, hel
         clicked = opened & (u[2] < 0.4) & np.isin(ch, ("sms_push", "wechat", "email"))
         accepted = opened & (u[3] < p_accept_given_open)
         declined = opened & ~accepted & (u[4] < DECLINE[ch])
-        prone = world.c["complaint_prone"][idx]
-        dog = world.c["sleeping_dog"][idx]
-        p_optout = 0.002 * (1 + 4 * prone) * (2.5 if ch.startswith("outbound") else 1) * np.where(dog, prof.dog_optout_multiplier, 1.0)
-        if mine is not None:
-            p_optout = p_optout * (1 + prof.fatigue_optout_growth * mine)
-        opted_out = delivered & ~accepted & (u[5] < p_optout)
-        complained = delivered & ~accepted & prone & (u[6] < 0.01)
+        opted_out = delivered & ~accepted & (u[5] < world.p_optout(idx, ch, mine))
+        complained = delivered & ~accepted & world.c["complaint_prone"][idx] & (u[6] < 0.01)
         drng = np.random.default_rng([world.spec.seed, 9000 + decided.toordinal() % 100000, k])
-        leaves = delivered & dog & (drng.random(n) < prof.dog_contact_churn_prob)
+        leaves = delivered & (drng.random(n) < world.p_leave(idx))
         d_leave = drng.integers(lag_lo, lag_hi + 1, n)
         for event, mask, delay in (
             ("delivered", delivered, 0), ("failed", ~delivered, 0), ("opened", opened, d_open), ("clicked", clicked, d_open),

@@ -989,13 +989,41 @@ def test_config_sha256_covers_the_model_settings_the_decision_reads(monkeypatch)
     base = campaign_conf.config_fingerprint()
     assert base == campaign_conf.config_fingerprint() and len(base) == 64
     assert campaign_conf.decision_model_settings() == {"uplift.harm_margin": shipped.harm_margin,
-                                                       "uplift.cold_start_incrementality": shipped.cold_start_incrementality}
-    for field, value in (("harm_margin", shipped.harm_margin + 0.01), ("cold_start_incrementality", 0.5)):
+                                                       "uplift.cold_start_incrementality": shipped.cold_start_incrementality,
+                                                       "uplift.rank": shipped.rank}
+    for field, value in (("harm_margin", shipped.harm_margin + 0.01), ("cold_start_incrementality", 0.5),
+                         ("rank", not shipped.rank)):
         changed = dataclasses.replace(shipped, **{field: value})
         monkeypatch.setattr(uplift_model, "load_settings", lambda raw=None, changed=changed: changed)
         assert campaign_conf.config_fingerprint() != base, field
     monkeypatch.setattr(uplift_model, "load_settings", lambda raw=None: dataclasses.replace(shipped, num_boost_round=7))
     assert campaign_conf.config_fingerprint() == base, "a training setting is not the decision's"
+
+
+def test_the_uplift_ranking_switch_and_its_override_are_recorded(monkeypatch):
+    """Spark-free (issue 22, item 4): conf/models.yaml ``uplift.rank`` (shipped true) and the CPC_UPLIFT_RANK override
+    the closed loop's propensity-ranked arm sets; the setting in force enters config_sha256, and the override the
+    run id's configuration fingerprint; a wrong value names the override; with ranking off every offer family ranks
+    by propensity and says why."""
+    from jobs.stages.cpc.inputs import business_fingerprint, ranking_off
+    from models import uplift as uplift_model
+
+    monkeypatch.delenv(uplift_model.RANK_ENV, raising=False)
+    assert uplift_model.load_settings().rank is True
+    base, files = campaign_conf.config_fingerprint(), business_fingerprint()
+    monkeypatch.setenv(uplift_model.RANK_ENV, "false")
+    assert uplift_model.load_settings().rank is False
+    assert campaign_conf.decision_model_settings()["uplift.rank"] is False
+    assert campaign_conf.config_fingerprint() != base and business_fingerprint() != files
+    monkeypatch.setenv(uplift_model.RANK_ENV, "perhaps")
+    with pytest.raises(ConfigError, match=r"conf/models.yaml with CPC_UPLIFT_RANK=perhaps: uplift.rank: Input should be a valid boolean"):
+        uplift_model.load_settings()
+    monkeypatch.delenv(uplift_model.RANK_ENV)
+    assert campaign_conf.config_fingerprint() == base and business_fingerprint() == files
+    products, _, _, camps, _ = cpc.load_conf()
+    notes, factors = ranking_off(products, camps)
+    assert factors == {} and set(notes) == set(campaign_conf.offer_families(products, camps))
+    assert all(n == "propensity (uplift ranking off: uplift.rank false)" for n in notes.values())
 
 
 def test_decision_run_id_comes_from_the_inputs_not_the_clock():

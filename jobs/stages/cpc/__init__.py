@@ -14,7 +14,9 @@ and its expected value, ``fit_cp x fit_pc x fit_cc x scale x value - cost``, whe
 probability (service messages: scale 1). Where an uplift model of the product's family scored the customer
 (gold.uplift), an active offer's acceptance is the model's ``tau`` instead: ``tau x value - cost``; once a family
 has a model, the other active offers' acceptance is multiplied by an incrementality factor (measured by the
-evaluation, else assumed: inputs.cold_start_ranking), so that both rank on one scale. The policy
+evaluation, else assumed: inputs.cold_start_ranking), so that both rank on one scale; with ``uplift.rank:
+false`` in conf/models.yaml (or ``CPC_UPLIFT_RANK=false``) the decision reads no uplift score and every offer
+ranks by propensity, as before the uplift models (the closed loop's comparison). The policy
 (``conf/policy.yaml``) then removes candidates rule by rule, in a fixed order; the first rule a candidate breaks
 is recorded as its outcome, so ``gold.cpc_funnel`` can say which rule removed how many candidates and customers:
 
@@ -85,6 +87,7 @@ from jobs.stages.cpc.inputs import (
     inputs,
     model_versions,
     product_channel_table,
+    ranking_off,
     trials,
     uplift_ranking,
 )
@@ -135,11 +138,13 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     lake.replace(pc_df, paths, "gold.fit_product_channel", cond)
     pc_fit = {(r["product_id"], r["channel"]): r["fit"] for r in pc_rows}
     versions = input_versions(spark, paths)
-    used_models = model_versions(spark, paths, day, products)
+    s = uplift_model.load_settings()
+    used_models = model_versions(spark, paths, day, products, uplift=s.rank)
     run_id = decision_run_id(day, deliveries_fingerprint(spark, paths, day), business_fingerprint(), used_models)
-    frame = inputs(spark, paths, day, products, policy, camps)
+    frame = inputs(spark, paths, day, products, policy, camps, uplift=s.rank)
     scales = acceptance_scales(spark, paths, day, channels)
-    notes, factors = uplift_ranking(spark, paths, day, products, camps, uplift_model.load_settings().cold_start_incrementality)
+    notes, factors = uplift_ranking(spark, paths, day, products, camps, s.cold_start_incrementality) if s.rank \
+        else ranking_off(products, camps)
     combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors)
     cands = candidates(frame, products, channels, camps, policy, combo_df, day)
     customers = day_customers(spark, paths, day)

@@ -334,14 +334,16 @@ def in_exploration(salt: str, campaign: str, customer: str, holdout: float, shar
     return bucket_limit(holdout) <= b < bucket_limit(float(holdout) + float(share))
 
 
-def decision_model_settings() -> dict[str, float]:
-    """The settings of conf/models.yaml the decision itself reads (validated, defaults included): the harm margin
-    (rule harmed) and the cold-start incrementality (the ranking of a family without a model). The rest of that file
-    trains models, whose versions ops.cpc_runs and the run id record apart."""
+def decision_model_settings() -> dict[str, float | bool]:
+    """The settings of conf/models.yaml the decision itself reads (validated, defaults included, with the
+    ``CPC_UPLIFT_RANK`` override applied): the harm margin (rule harmed), the cold-start incrementality (the ranking
+    of a family without a model) and whether it ranks by the uplift models at all (``uplift.rank``). The rest of that
+    file trains models, whose versions ops.cpc_runs and the run id record apart."""
     from models import uplift as uplift_model
 
     s = uplift_model.load_settings()
-    return {"uplift.harm_margin": float(s.harm_margin), "uplift.cold_start_incrementality": float(s.cold_start_incrementality)}
+    return {"uplift.harm_margin": float(s.harm_margin), "uplift.cold_start_incrementality": float(s.cold_start_incrementality),
+            "uplift.rank": bool(s.rank)}
 
 
 def config_fingerprint() -> str:

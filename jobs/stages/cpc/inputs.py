@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 
 from jobs.platform import lake
 from jobs.platform.config import CONF_DIR, Paths, business
@@ -254,6 +255,13 @@ def measured_incrementality(spark, paths: Paths, day: dt.date, products, camps) 
     return {f: {**m, "eval_date": last.isoformat()} for f, m in out.items() if m is not None}
 
 
+def ranking_off(products, camps) -> tuple[dict[str, str], dict[str, float]]:
+    """Pure: the notes and factors of :func:`cold_start_ranking` when conf/models.yaml ``uplift.rank`` is false (or
+    ``CPC_UPLIFT_RANK=false``): every offer family ranks by propensity, no incrementality factor, and the reasons
+    say why."""
+    return {f: "propensity (uplift ranking off: uplift.rank false)" for f in campaign_conf.offer_families(products, camps)}, {}
+
+
 def uplift_ranking(spark, paths: Paths, day: dt.date, products, camps, assumed: float) -> tuple[dict[str, str], dict[str, float]]:
     """:func:`cold_start_ranking` for the day: the registry's reasons as of ``day`` and, once a family has a model,
     the measured incrementality (:func:`measured_incrementality`; not read before: nothing uses it)."""
@@ -264,9 +272,9 @@ def uplift_ranking(spark, paths: Paths, day: dt.date, products, camps, assumed: 
     return cold_start_ranking(families, status, measured, assumed)
 
 
-def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
-    """Tags + segments (+ propensity deciles of the models the products name, uplift scores, history, open
-    trials)."""
+def inputs(spark, paths: Paths, day: dt.date, products, policy, camps, uplift: bool = True):
+    """Tags + segments (+ propensity deciles of the models the products name, uplift scores unless ``uplift`` is
+    false (conf/models.yaml ``uplift.rank``), history, open trials)."""
     cond = f"snapshot_date = '{day.isoformat()}'"
     tags = lake.read(spark, paths, "gold.customer_tags").where(cond)
     seg = lake.read(spark, paths, "gold.customer_segment").where(cond).drop("snapshot_date")
@@ -275,9 +283,9 @@ def inputs(spark, paths: Paths, day: dt.date, products, policy, camps):
     scores = propensity.wide(spark, paths, day, models) if models else None
     if scores is not None:
         frame = frame.join(scores, on="customer_id", how="left")
-    uplift = uplift_scores(spark, paths, day)
-    if uplift is not None:
-        frame = frame.join(uplift, on="customer_id", how="left")
+    scored = uplift_scores(spark, paths, day) if uplift else None
+    if scored is not None:
+        frame = frame.join(scored, on="customer_id", how="left")
     frame = frame.join(history(spark, paths, day, policy, camps), on="customer_id", how="left")
     return frame.join(trials(spark, paths, day), on="customer_id", how="left")
 
@@ -293,15 +301,16 @@ def input_versions(spark, paths: Paths) -> dict[str, int]:
     return {t: lake.version(spark, paths, t) for t in tables if lake.exists(spark, paths, t)}
 
 
-def model_versions(spark, paths: Paths, day: dt.date, products) -> dict[str, str]:
+def model_versions(spark, paths: Paths, day: dt.date, products, uplift: bool = True) -> dict[str, str]:
     """The propensity model version whose scores the fits used on ``day`` (read from gold.propensity), or
     ``none (rule)`` where no model scored and the affinity rule stood in; and ``uplift_<family>`` for each uplift
-    model that scored the day (gold.uplift; none without one, so the run id is unchanged until a model exists)."""
+    model that scored the day (gold.uplift; none without one, so the run id is unchanged until a model exists; none
+    when ``uplift`` is false: the decision does not read them)."""
     used, uplift = {}, {}
     if lake.exists(spark, paths, "gold.propensity"):
         rows = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'").select("model", "model_version").distinct()
         used = {r["model"]: r["model_version"] for r in rows.collect()}  # one row per model
-    if lake.exists(spark, paths, "gold.uplift"):
+    if uplift and lake.exists(spark, paths, "gold.uplift"):
         rows = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'").select("category", "model_version").distinct()
         uplift = {uplift_model.registry_name(r["category"]): r["model_version"] for r in rows.collect()}  # one row per family
     return {**{m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}, **uplift}
@@ -320,12 +329,16 @@ def deliveries_fingerprint(spark, paths: Paths, day: dt.date) -> str:
 
 
 def business_fingerprint() -> str:
-    """SHA-256 over every business configuration file (conf/**/*.yaml but where things run, conf/env/)."""
+    """SHA-256 over every business configuration file (conf/**/*.yaml but where things run, conf/env/), and the
+    ``CPC_UPLIFT_RANK`` override of conf/models.yaml when it is set (unset, the fingerprint is the files')."""
     h = hashlib.sha256()
     for f in sorted(CONF_DIR.rglob("*.yaml")):
         if "env" not in f.relative_to(CONF_DIR).parts[:1]:
             h.update(str(f.relative_to(CONF_DIR)).encode())
             h.update(f.read_bytes())
+    override = os.environ.get(uplift_model.RANK_ENV)
+    if override is not None:
+        h.update(f"{uplift_model.RANK_ENV}={override}".encode())
     return h.hexdigest()
 
 

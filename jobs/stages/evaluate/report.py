@@ -5,7 +5,8 @@ and linked from the run's summary. Charts: the response funnel, lift over the ho
 channel with 95% confidence intervals, and conversion rates by decision date for the treated and the holdout;
 the three-way reading (all campaigns, each campaign, each campaign x channel: the contact's effect on the
 treated, the selection gap, incremental conversions and value, the programme's lift over the global holdout,
-with their intervals); then the campaign x channel table. Everything it draws comes from ``gold.campaign_eval`` and
+with their intervals); then the campaign x channel table; and, where the simulator's closed loop left its headline in
+the storage root (``reports/loop/headline.json``), CPC against a blind blast and oracles per 1,000 contacts. Everything it draws comes from ``gold.campaign_eval`` and
 ``gold.campaign_outcomes`` aggregates (a few hundred rows at most).
 
 The page is the Jinja2 template ``templates/report.html.j2`` (autoescaped); the charts are drawn by matplotlib
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import json
 import os
 import re
 from collections.abc import Callable
@@ -233,8 +235,37 @@ def context(day: dt.date, rows: list[dict], trend: list[dict], s: dict, unmatche
     }
 
 
-def render(day: dt.date, rows: list[dict], trend: list[dict], s: dict, unmatched: int, trials: list[dict] | None = None) -> str:
-    return _env().get_template("report.html.j2").render(context(day, rows, trend, s, unmatched, trials or []))
+def render(day: dt.date, rows: list[dict], trend: list[dict], s: dict, unmatched: int, trials: list[dict] | None = None,
+           bench: dict | None = None) -> str:
+    """The page; ``bench``: the closed loop's headline (:func:`benchmark`), shown in a section of its own."""
+    return _env().get_template("report.html.j2").render({**context(day, rows, trend, s, unmatched, trials or []), "bench": bench})
+
+
+BENCH_ROW = ("profile", "maker", "n", "incremental_conversions", "incremental_conversions_low", "incremental_conversions_high",
+             "net_incremental_value", "net_incremental_value_low", "net_incremental_value_high")
+
+
+def _number(v):
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and v == v else None
+
+
+def benchmark(paths: Paths) -> dict | None:
+    """The closed loop's headline for this storage root, when the simulator's benchmark wrote one
+    (``reports/loop/headline.json``: ``python -m simulator loop``, or the aggregate of ``python -m simulator loops``
+    / ``headline``): only its ``display`` block (a title and, per list maker, incremental conversions and net
+    incremental value per 1,000 contacts, with a 95% interval over seeds when aggregated). The file is the
+    benchmark's output, read for display only; the pipeline never reads the simulator's truth. None without one (or
+    with one the page cannot read)."""
+    f = paths.reports / "loop" / "headline.json"
+    try:
+        block = json.loads(f.read_text(encoding="utf-8")).get("display") if f.exists() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(block, dict) or not isinstance(block.get("rows"), list) or not block["rows"]:
+        return None
+    rows = [{k: (str(r.get(k) or "") if k in ("profile", "maker") else _number(r.get(k))) for k in BENCH_ROW}
+            for r in block["rows"] if isinstance(r, dict)]
+    return {"title": str(block.get("title") or ""), "rows": rows, "file": str(f.relative_to(paths.root))}
 
 
 def _replace(path: Path, text: str) -> None:
@@ -248,6 +279,6 @@ def write(paths: Paths, day: dt.date, rows: list[dict], trend: list[dict], s: di
           trials: list[dict] | None = None) -> Path:
     paths.reports.mkdir(parents=True, exist_ok=True)
     out = paths.reports / f"campaigns_{day.isoformat()}.html"
-    _replace(out, render(day, rows, trend, s, unmatched, trials))
+    _replace(out, render(day, rows, trend, s, unmatched, trials, benchmark(paths)))
     _replace(paths.reports / "campaigns_latest.html", out.read_text(encoding="utf-8"))
     return out
