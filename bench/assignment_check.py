@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,8 +73,9 @@ def one_decision(cands, channels, policy, customers: int, method: str) -> dict:
 
 
 def commit() -> str:
-    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
-    return run.stdout.strip() or "unknown"
+    from jobs.platform.provenance import git_state
+
+    return (git_state()["commit"] or "unknown")[:7]
 
 
 def main(argv: list[str] | None = None) -> int:

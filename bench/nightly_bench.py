@@ -215,6 +215,9 @@ class NightlyBench:
         self.ge: dict = {}
         self.alternatives: dict = {}
         self.result_file = Path(__file__).resolve().parent / "results" / f"nightly_{self.name}.json"
+        from jobs.platform.provenance import git_state
+
+        self.code = git_state()  # at the start: the code measured (the run writes its result into the tree)
 
     def timed(self, phase: str, stage: str, fn, count=None, unit: str = ""):
         t0 = time.time()
@@ -336,7 +339,7 @@ class NightlyBench:
                 "targets": targets(nightly, nightly_peak, ratios),
                 "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
                            + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else ""),
-                "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+                "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **self.code}
 
     def save(self, result: dict) -> None:
         result_file = self.result_file

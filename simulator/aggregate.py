@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from jobs.platform.config import PROJECT_DIR, Settings
+from jobs.platform.config import Settings
+from jobs.platform.provenance import git_state
 from simulator.headline import LABELS, MAKERS, TARGETS, uplift_first_day, uplift_in_root
 
 log = logging.getLogger(__name__)
@@ -260,13 +260,7 @@ def profile_block(runs: list[dict]) -> dict:
 
 def provenance(argv: list[str], seconds: float | None = None) -> dict:
     """The commit (and whether the work tree had changes), the command line and the time taken."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain")),
+    return {**git_state(),
             "command": " ".join(argv), "seconds": None if seconds is None else round(seconds, 1),
             "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 

@@ -64,3 +64,11 @@ def test_the_nightly_tags_step_is_compared_with_the_full_stage_and_duckdb():
     assert nightly_bench.targets(None, None, got)["tags_stage_over_duckdb"]["missed_by"] == "1.50x"
     bench.alternatives = {}
     assert bench.ratios(0.0, 0.0)["tags_stage_over_duckdb"] is None, "no DuckDB figure: not measured"
+
+
+def test_results_record_the_commit_that_measured_them():
+    from jobs.platform.provenance import git_state
+
+    got = git_state()
+    assert got["commit"] and len(got["commit"]) == 40 and int(got["commit"], 16) >= 0, got
+    assert isinstance(got["dirty"], bool)
