@@ -306,14 +306,14 @@ def model_versions(spark, paths: Paths, day: dt.date, products, uplift: bool = T
     ``none (rule)`` where no model scored and the affinity rule stood in; and ``uplift_<family>`` for each uplift
     model that scored the day (gold.uplift; none without one, so the run id is unchanged until a model exists; none
     when ``uplift`` is false: the decision does not read them)."""
-    used, uplift = {}, {}
+    used, scored = {}, {}
     if lake.exists(spark, paths, "gold.propensity"):
         rows = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'").select("model", "model_version").distinct()
         used = {r["model"]: r["model_version"] for r in rows.collect()}  # one row per model
     if uplift and lake.exists(spark, paths, "gold.uplift"):
         rows = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'").select("category", "model_version").distinct()
-        uplift = {uplift_model.registry_name(r["category"]): r["model_version"] for r in rows.collect()}  # one row per family
-    return {**{m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}, **uplift}
+        scored = {uplift_model.registry_name(r["category"]): r["model_version"] for r in rows.collect()}  # one row per family
+    return {**{m: used.get(m, "none (rule)") for m in sorted({p.propensity for p in products if p.propensity})}, **scored}
 
 
 def deliveries_fingerprint(spark, paths: Paths, day: dt.date) -> str:
