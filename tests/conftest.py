@@ -82,3 +82,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture()
+def copy_of(sample, cfg, tmp_path):
+    """A private copy of the sample's storage root (Delta tables are plain folders) and its settings:
+    ``copy_of(name)`` -> the settings of ``tmp_path / name``."""
+    import dataclasses
+    import shutil
+
+    from jobs.platform.config import Paths
+
+    def make(name: str):
+        root = tmp_path / name
+        shutil.copytree(sample["paths"].root, root, symlinks=True)
+        return dataclasses.replace(cfg, paths=Paths(root))
+    return make

@@ -4,13 +4,11 @@ maintenance keeps what it must, and analysts reach the tables with Spark SQL and
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import gzip
 import hashlib
 import json
 import logging
-import shutil
 
 import pytest
 from pyspark.sql import functions as F
@@ -19,23 +17,12 @@ from pyspark.testing import assertDataFrameEqual
 from jobs.orchestration import pipeline
 from jobs.orchestration.registry import STAGES
 from jobs.platform import lake
-from jobs.platform.config import Paths
 from jobs.serving import analyst
 from jobs.stages import export, ingest, maintenance
 from jobs.stages.tags import incremental
 
 pytestmark = pytest.mark.e2e
 GOLD = ("gold.customer_tags", "gold.customer_segment", "gold.cpc_offers")
-
-
-@pytest.fixture()
-def copy_of(sample, cfg, tmp_path):
-    """A private copy of the sample's storage root (Delta tables are plain folders) and its settings."""
-    def make(name: str):
-        root = tmp_path / name
-        shutil.copytree(sample["paths"].root, root, symlinks=True)
-        return dataclasses.replace(cfg, paths=Paths(root))
-    return make
 
 
 def test_backfill_equals_day_by_day_and_resumes(spark, sample, copy_of, caplog):

@@ -630,21 +630,6 @@ def test_the_weekly_check_passes_then_fails_naming_the_first_difference(spark, t
 
 
 # --- end to end: the sample run (e2e) ----------------------------------------------------------------------
-@pytest.fixture()
-def copy_of(sample, cfg, tmp_path):
-    """A private copy of the sample's storage root and its settings."""
-    import dataclasses
-    import shutil
-
-    from jobs.platform.config import Paths
-
-    def make(name: str):
-        root = tmp_path / name
-        shutil.copytree(sample["paths"].root, root, symlinks=True)
-        return dataclasses.replace(cfg, paths=Paths(root))
-    return make
-
-
 @pytest.mark.e2e
 def test_the_sample_history_every_day_every_feature_and_every_tag(spark, sample, copy_of):
     """Over the sample's whole history, the state stepped day by day from a bootstrap on the first day: every day
