@@ -151,6 +151,50 @@ def test_a_contract_that_gains_columns_keeps_earlier_deliveries(spark, root):
     assert conform.run(spark, root, [DAY1, DAY2]) > 0
 
 
+def _versions(spark, paths: Paths, table: str) -> int:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, paths.table(table)).history().count()
+
+
+def test_a_clean_night_commits_nothing_to_the_quarantine_and_a_rerun_clears_it(spark, root):
+    """The quarantine is written only where it has rows to add or to replace: a clean delivery leaves it alone,
+    a bad one adds its rows, and the corrected delivery's rerun of the same day removes them."""
+    ingest.ingest(spark, root, [DAY2], KINDS)
+    before = _versions(spark, root, "bronze.quarantine")
+    ingest.ingest(spark, root, [DAY2], KINDS)
+    assert _versions(spark, root, "bronze.quarantine") == before, "a clean rerun commits nothing to the quarantine"
+    landed = root.landing_day(DAY2) / FILES["usage"].file_name(DAY2)
+    control = root.landing_day(DAY2) / FILES["usage"].control_name(DAY2)
+    good = landed.read_bytes(), control.read_text()
+    rewrite(root, "usage", DAY2, lambda lines: lines + [f"C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0{APPS}"])
+    ingest.ingest(spark, root, [DAY2], KINDS)
+    in_quarantine = lake.read(spark, root, "bronze.quarantine").where(F.col("delivery_date") == F.lit(DAY2))
+    assert in_quarantine.count() == 1
+    landed.write_bytes(good[0])
+    control.write_text(good[1])
+    ingest.ingest(spark, root, [DAY2], KINDS)
+    assert lake.read(spark, root, "bronze.quarantine").where(F.col("delivery_date") == F.lit(DAY2)).count() == 0
+
+
+@pytest.mark.e2e  # every file kind of two days, twice
+def test_kinds_side_by_side_give_the_same_tables_as_one_after_another(spark, tmp_path):
+    """Every file kind of a day, with bad rows in two of them, ingested by two workers and by one: the same
+    bronze tables, quarantine and ledger (the ledger's rows in the same order)."""
+    roots = {}
+    for workers in (1, 2):
+        paths = roots[workers] = Paths(tmp_path / f"workers{workers}")
+        generate(paths, SPEC, progress=False)
+        ingest.ingest(spark, paths, [DAY1])
+        rewrite(paths, "usage", DAY2, lambda lines: lines + [f"C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0{APPS}"])
+        rewrite(paths, "billing", DAY2, lambda lines: lines + [lines[1]])
+        report = ingest.ingest(spark, paths, [DAY2], workers=workers)
+        assert [f["kind"] for f in report.files][:2] == ["crm_profile", "billing"]
+    for table in ["bronze.quarantine", "ops.ingest_ledger", *(f"bronze.{k}" for k in FILES)]:
+        assertDataFrameEqual(lake.read(spark, roots[2], table), lake.read(spark, roots[1], table))
+    assert lake.read(spark, roots[2], "bronze.quarantine").where(F.col("delivery_date") == F.lit(DAY2)).count() == 2
+
+
 # ---- driver-side checks, no Spark ---------------------------------------------------------------------------
 
 USAGE_HEADER = "|".join(FILES["usage"].names).encode()
@@ -300,3 +344,33 @@ def test_volume_band_against_recent_deliveries():
     assert _volume(18000, history, band) == (None, None)
     assert _volume(0, [50] * 10, band) == (None, None), "small kinds are not judged by volume"
     assert _volume(0, history, None) == (None, None), "a kind without a band"
+
+
+def test_deliveries_give_md5s_and_recent_volumes_per_kind():
+    from jobs.stages.ingest.ledger import Deliveries
+
+    d = dt.date(2026, 11, 1)
+    rows = [("usage", d + dt.timedelta(days=i), f"usage_{i}.csv.gz", f"m{i}", 100 + i) for i in range(6)]
+    rows += [("billing", d, "billing_0.csv.gz", None, 7)]
+    seen = Deliveries(tuple(sorted(rows)))
+    assert seen.by_md5()["m2"] == ("usage_2.csv.gz", d + dt.timedelta(days=2))
+    assert len(seen.by_md5()) == 6, "a file without an MD5 is not recognised by one"
+    assert seen.recent_volumes("usage", d + dt.timedelta(days=4), 3) == [101, 102, 103]
+    assert seen.recent_volumes("usage", d, 3) == []
+    assert seen.recent_volumes("billing", d + dt.timedelta(days=9), 14) == [7]
+    assert Deliveries().recent_volumes("usage", d, 14) == [] and Deliveries().by_md5() == {}
+
+
+def test_kinds_run_side_by_side_for_a_night_and_one_at_a_time_for_a_backfill():
+    class Context:
+        defaultParallelism = 2
+
+    class Session:
+        sparkContext = Context()
+
+    night, backfill = [DAY1], [DAY1 + dt.timedelta(days=i) for i in range(ingest.SIDE_BY_SIDE_MAX_DAYS + 1)]
+    assert ingest.workers_for(Session(), night) == 2
+    assert ingest.workers_for(Session(), backfill) == 1
+    assert ingest.workers_for(Session(), backfill, workers=3) == 3
+    Context.defaultParallelism = 64
+    assert ingest.workers_for(Session(), night) == 4

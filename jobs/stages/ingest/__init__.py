@@ -18,6 +18,12 @@ For each file kind and each delivery date given:
 Several dates of one kind are parsed and validated together (a backfill), one Great Expectations run per
 kind and call: its fixed cost (about 2 s on Spark) would otherwise dominate a backfill of small files.
 
+A night's kinds share one pass of the rest (:class:`_Call`): the ledger is read once for every kind's MD5 and
+volume checks, the CRM's known customers are aggregated once (after the CRM file, which comes first) and cached,
+and the quarantine is committed only for a kind that has rows to add or to replace there. After the CRM, the
+kinds of a short range of dates run side by side (:func:`workers_for`: as many as Spark has cores, at most 4),
+so one kind's small Spark jobs and Delta commits overlap another's; Great Expectations runs one suite at a time.
+
 The package reads extract -> transform -> load: ``files`` (the driver-side file checks, no Spark),
 ``transform`` (the pure Spark transformations: parse, the bronze and quarantine rows), ``ledger`` (the ingest
 ledger and the closed days); ``quality`` holds the Great Expectations suites. This module runs them per kind.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -38,11 +45,10 @@ from jobs.platform.logs import progress
 from jobs.stages.ingest import quality
 from jobs.stages.ingest.files import FileCheck, archive, check_file, scan_gzip, unrecognised
 from jobs.stages.ingest.ledger import (
+    Deliveries,
     close_day,
     closed_deliveries,
-    earlier_deliveries,
     ledger_row,
-    recent_volumes,
     reopen,
     write_ledger,
 )
@@ -107,12 +113,58 @@ def _known_customers(spark, paths: Paths):
     )
 
 
-def _parse_and_validate(spark, paths: Paths, schema: FileSchema, readable: list[FileCheck], report: IngestReport):
+@dataclass
+class _Call:
+    """What one ingest call reads once and every file kind shares, instead of a query per kind: the closed days,
+    the accepted deliveries so far (MD5s and volumes), the kinds with quarantined rows on the call's dates, and
+    the CRM's known customers (aggregated over the CRM's history once, after the CRM file is ingested, and
+    cached for the kinds that check their customers)."""
+
+    spark: object
+    paths: Paths
+    days: list[dt.date]
+    closed: dict[tuple[str, dt.date], str] = field(default_factory=dict)
+    deliveries: Deliveries = field(default_factory=Deliveries)
+    quarantined: set[str] | None = None  # None: no quarantine table yet
+    _known: object = None
+    # Kinds run side by side (:func:`ingest`): Great Expectations runs, quarantine writes and the shared state
+    # above are taken one at a time.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    gx_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, spark, paths: Paths, days: list[dt.date]) -> _Call:
+        quarantined = None
+        if lake.exists(spark, paths, "bronze.quarantine"):
+            rows = (lake.read(spark, paths, "bronze.quarantine").where(lake.in_dates("delivery_date", days))
+                    .select("kind").distinct().collect())  # at most one row per file kind
+            quarantined = {r["kind"] for r in rows}
+        return cls(spark, paths, days, closed_deliveries(spark, paths, days), Deliveries.read(spark, paths), quarantined)
+
+    def known(self):
+        with self.lock:
+            if self._known is None:
+                self._known = _known_customers(self.spark, self.paths).cache()
+            return self._known
+
+    def wrote(self, kind: str) -> None:
+        """A kind's bronze partitions were replaced: the CRM's known customers are read again if it was the CRM."""
+        if kind == "crm_profile":
+            self.close()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._known is not None:
+                self._known.unpersist()
+                self._known = None
+
+
+def _parse_and_validate(spark, call: _Call, schema: FileSchema, readable: list[FileCheck], report: IngestReport):
     """Parse the readable files together (cached): (parsed rows, per file {"received", "bad"}, the Great
     Expectations summary of the kind's suite run on them)."""
     from pyspark.sql import functions as F
 
-    known = _known_customers(spark, paths) if schema.checks_customer else None
+    known = call.known() if schema.checks_customer else None
     parsed = parse(spark, schema, [c.path for c in readable], known).cache()
     rows = (
         parsed.groupBy("_source_file")
@@ -120,9 +172,10 @@ def _parse_and_validate(spark, paths: Paths, schema: FileSchema, readable: list[
         .collect()  # one row per file
     )
     stats = {r["_source_file"]: {"received": int(r["received"]), "bad": int(r["bad"] or 0)} for r in rows}
-    t0 = time.time()
-    validation = quality.validate(schema.kind, parsed.select(*schema.names))
-    report.validation_seconds[schema.kind] = time.time() - t0
+    with call.gx_lock:
+        t0 = time.time()
+        validation = quality.validate(schema.kind, parsed.select(*schema.names))
+        report.validation_seconds[schema.kind] = time.time() - t0
     return parsed, stats, validation
 
 
@@ -184,12 +237,13 @@ def _judge_files(checks: list[FileCheck], stats: dict[str, dict], validation: di
     return accepted, rejected
 
 
-def _write_bronze_and_quarantine(spark, paths: Paths, schema: FileSchema, days: list[dt.date], checks: list[FileCheck],
-                                 parsed, accepted: set[str], rejected: dict[str, str]) -> None:
+def _write_bronze_and_quarantine(spark, call: _Call, schema: FileSchema, checks: list[FileCheck], parsed,
+                                 stats: dict[str, dict], accepted: set[str], rejected: dict[str, str]) -> None:
     """Good rows of accepted files replace their dates in ``bronze.<kind>``; bad rows, every row of a rejected
     file and every line of a file rejected before parsing (but readable) replace the kind's dates in the
-    quarantine."""
-    kind = schema.kind
+    quarantine. The quarantine is not written when the kind has nothing in it on these dates and nothing to add
+    (a clean night commits nothing there)."""
+    kind, paths, days = schema.kind, call.paths, call.days
     bad_parts = []
     if parsed is not None:
         bad_parts.append(bad_rows(parsed, schema, accepted, rejected))
@@ -201,28 +255,36 @@ def _write_bronze_and_quarantine(spark, paths: Paths, schema: FileSchema, days: 
         good = good_rows(parsed, schema, accepted)  # a file is accepted only once parsed
         # merge_schema: a contract that gains a column keeps the earlier deliveries (their rows read it as null).
         lake.replace(good, paths, f"bronze.{kind}", lake.in_dates("delivery_date", accepted_days), merge_schema=True)
-    bad = spark.createDataFrame([], QUARANTINE_DDL)
-    for part in bad_parts:
-        bad = bad.unionByName(part)
-    lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}", merge_schema=True)
+        call.wrote(kind)
+    adds = bool(rejected) or bool(unparsed) or any(s["bad"] for s in stats.values())
+    with call.lock:
+        if not adds and call.quarantined is not None and kind not in call.quarantined:
+            return
+        bad = spark.createDataFrame([], QUARANTINE_DDL)
+        for part in bad_parts:
+            bad = bad.unionByName(part)
+        lake.replace(bad, paths, "bronze.quarantine", f"kind = '{kind}' AND {lake.in_dates('delivery_date', days)}",
+                     merge_schema=True)
+        call.quarantined = (call.quarantined or set()) | {kind}
 
 
-def ingest_kind(spark, paths: Paths, kind: str, days: list[dt.date], report: IngestReport,
-                closed: dict[tuple[str, dt.date], str] | None = None, earlier: dict | None = None) -> None:
-    """Ingest one file kind for the given delivery dates (see the module's docstring)."""
+def ingest_kind(spark, call: _Call, kind: str, report: IngestReport) -> None:
+    """Ingest one file kind for the call's delivery dates (see the module's docstring)."""
     schema = FILES[kind]
     suite = quality.load_suite(kind)
+    paths, days = call.paths, call.days
     checks = []
+    earlier = call.deliveries.by_md5()
     for day in days:
         archive(paths, schema, day)
-        checks.append(check_file(paths, schema, day, (closed or {}).get((kind, day)), earlier))
+        checks.append(check_file(paths, schema, day, call.closed.get((kind, day)), earlier))
     readable = [c for c in checks if c.problem is None]
     parsed, stats, validation = None, {}, None
     if readable:
-        parsed, stats, validation = _parse_and_validate(spark, paths, schema, readable, report)
-    history = recent_volumes(spark, paths, kind, min(days), int((suite.volume or VOLUME_DEFAULTS)["history"]))
+        parsed, stats, validation = _parse_and_validate(spark, call, schema, readable, report)
+    history = call.deliveries.recent_volumes(kind, min(days), int((suite.volume or VOLUME_DEFAULTS)["history"]))
     accepted, rejected = _judge_files(checks, stats, validation, suite, report, history)
-    _write_bronze_and_quarantine(spark, paths, schema, days, checks, parsed, accepted, rejected)
+    _write_bronze_and_quarantine(spark, call, schema, checks, parsed, stats, accepted, rejected)
     _report_files(checks, report, first_reasons(parsed) if parsed is not None else {})
     if parsed is not None:
         parsed.unpersist()
@@ -263,19 +325,28 @@ def _unrecognised(paths: Paths, days: list[dt.date], report: IngestReport) -> No
             log.warning(f"ingest {day} {c.name}: NOT INGESTED: {c.problem} (kept in {paths.archive_day(day) / 'unrecognised'})")
 
 
-def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = None, strict: bool = True) -> IngestReport:
-    """Ingest the given delivery dates. Raises IngestError naming every rejected file when ``strict``, and
-    ConfigError naming an unknown file kind (before Spark is used)."""
-    _check_kinds(kinds)
-    kinds = [k for k in FILE_ORDER if kinds is None or k in kinds]
-    report = IngestReport()
-    days = sorted(set(days))
-    closed = closed_deliveries(spark, paths, days)
-    earlier = earlier_deliveries(spark, paths)
-    label = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"
-    for kind in progress(kinds, f"ingest {label}"):
+# Kinds ingested side by side for a short range of dates (the nightly: one day, where each kind's time is mostly
+# fixed cost: planning, small Spark jobs, Delta commits, Great Expectations); a longer range (a backfill) parses
+# many days of one kind at once and caches them, so its kinds run one after another to bound memory.
+SIDE_BY_SIDE_MAX_DAYS = 7
+
+
+def workers_for(spark, days: list[dt.date], workers: int | None = None) -> int:
+    """How many file kinds run at once: ``workers`` if given, else the cores Spark has (at most 4) for a range of
+    up to ``SIDE_BY_SIDE_MAX_DAYS`` dates, else 1."""
+    if workers is not None:
+        return max(1, int(workers))
+    if len(days) > SIDE_BY_SIDE_MAX_DAYS:
+        return 1
+    return max(1, min(4, int(spark.sparkContext.defaultParallelism)))
+
+
+def _run_kinds(spark, call: _Call, kinds: list[str], report: IngestReport, label: str, workers: int) -> None:
+    """Ingest the kinds, the CRM first (the others check their customers against it), the rest ``workers`` at a
+    time; each kind's line is logged as it ends. An error in one kind lets the others finish, then is raised."""
+    def one(kind: str) -> None:
         t0 = time.time()
-        ingest_kind(spark, paths, kind, days, report, closed, earlier)
+        ingest_kind(spark, call, kind, report)
         report.seconds[kind] = time.time() - t0
         mine = [f for f in report.files if f["kind"] == kind]
         log.info(
@@ -284,6 +355,44 @@ def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = N
             f"{sum(f['status'] == 'rejected' for f in mine)} files rejected ({report.seconds[kind]:.1f}s, "
             f"Great Expectations {report.validation_seconds.get(kind, 0.0):.1f}s)",
         )
+
+    first = [k for k in kinds if not FILES[k].checks_customer]
+    rest = [k for k in kinds if FILES[k].checks_customer]
+    for kind in progress(first, f"ingest {label}"):
+        one(kind)
+    if workers <= 1 or len(rest) <= 1:
+        for kind in progress(rest, f"ingest {label}"):
+            one(kind)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        futures = [pool.submit(one, kind) for kind in rest]
+        for future in progress(futures, f"ingest {label}"):
+            future.exception()  # wait for each; the first error is raised once all have ended
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+
+
+def ingest(spark, paths: Paths, days: list[dt.date], kinds: list[str] | None = None, strict: bool = True,
+           workers: int | None = None) -> IngestReport:
+    """Ingest the given delivery dates. Raises IngestError naming every rejected file when ``strict``, and
+    ConfigError naming an unknown file kind (before Spark is used). ``workers``: file kinds run at once
+    (:func:`workers_for`)."""
+    _check_kinds(kinds)
+    kinds = [k for k in FILE_ORDER if kinds is None or k in kinds]
+    report = IngestReport()
+    days = sorted(set(days))
+    call = _Call.open(spark, paths, days)
+    label = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"
+    try:
+        _run_kinds(spark, call, kinds, report, label, workers_for(spark, days, workers))
+    finally:
+        call.close()
+    # the ledger and the report in one order whatever order the kinds ended in
+    order = {k: i for i, k in enumerate(FILE_ORDER)}
+    report.files.sort(key=lambda f: (order.get(f["kind"], len(order)), f["delivery_date"], f["file"]))
     _unrecognised(paths, days, report)
     write_ledger(spark, paths, report, [*kinds, "unrecognised"], days)
     if strict and report.rejected:

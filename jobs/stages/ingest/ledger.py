@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from dataclasses import dataclass
 
 from jobs.platform import lake
 from jobs.platform.config import Paths
@@ -40,27 +41,44 @@ def ledger_row(check: FileCheck, stats: dict, problem: str | None, validation: d
     }
 
 
-def earlier_deliveries(spark, paths: Paths) -> dict[str, tuple[str, dt.date]]:
-    """MD5 -> (file, delivery date) of every file accepted so far: a file delivered again under a new name or
-    date is recognised (one row per file ingested: small next to the data)."""
-    from pyspark.sql import functions as F
+@dataclass(frozen=True)
+class Deliveries:
+    """The accepted deliveries so far, read from the ledger once per ingest call (one row per file ingested:
+    small next to the data, and growing by one row per file kind a day): what the MD5 check and the volume
+    check need, for every kind, without a query per kind."""
 
-    if not lake.exists(spark, paths, LEDGER.name):
-        return {}
-    rows = lake.read(spark, paths, LEDGER.name).where((F.col("status") == "accepted") & F.col("md5").isNotNull())
-    return {r["md5"]: (r["file"], r["delivery_date"]) for r in rows.select("md5", "file", "delivery_date").collect()}
+    rows: tuple[tuple[str, dt.date, str, str | None, int], ...] = ()  # (kind, delivery date, file, md5, rows received)
+
+    @classmethod
+    def read(cls, spark, paths: Paths) -> Deliveries:
+        from pyspark.sql import functions as F
+
+        if not lake.exists(spark, paths, LEDGER.name):
+            return cls()
+        rows = (lake.read(spark, paths, LEDGER.name).where(F.col("status") == "accepted")
+                .select("kind", "delivery_date", "file", "md5", "rows_received").collect())  # one row per file
+        return cls(tuple(sorted((r["kind"], r["delivery_date"], r["file"], r["md5"], int(r["rows_received"] or 0))
+                                for r in rows)))
+
+    def by_md5(self) -> dict[str, tuple[str, dt.date]]:
+        """MD5 -> (file, delivery date) of every file accepted so far: a file delivered again under a new name or
+        date is recognised."""
+        return {md5: (file, day) for _, day, file, md5, _ in self.rows if md5 is not None}
+
+    def recent_volumes(self, kind: str, before: dt.date, n: int) -> list[int]:
+        """Rows received by the kind's last ``n`` accepted deliveries before ``before``, oldest first."""
+        mine = [(day, received) for k, day, _, _, received in self.rows if k == kind and day < before]
+        return [received for _, received in sorted(mine)[-n:]] if n > 0 else []
+
+
+def earlier_deliveries(spark, paths: Paths) -> dict[str, tuple[str, dt.date]]:
+    """MD5 -> (file, delivery date) of every file accepted so far (:meth:`Deliveries.by_md5`)."""
+    return Deliveries.read(spark, paths).by_md5()
 
 
 def recent_volumes(spark, paths: Paths, kind: str, before: dt.date, n: int) -> list[int]:
     """Rows received by the kind's last ``n`` accepted deliveries before ``before``, oldest first."""
-    from pyspark.sql import functions as F
-
-    if not lake.exists(spark, paths, LEDGER.name):
-        return []
-    rows = (lake.read(spark, paths, LEDGER.name)
-            .where((F.col("kind") == kind) & (F.col("status") == "accepted") & (F.col("delivery_date") < F.lit(before)))
-            .orderBy(F.col("delivery_date").desc()).limit(n).select("rows_received").collect())  # at most n rows
-    return [int(r[0]) for r in reversed(rows)]
+    return Deliveries.read(spark, paths).recent_volumes(kind, before, n)
 
 
 def write_ledger(spark, paths: Paths, report, kinds: list[str], days: list[dt.date]) -> None:
