@@ -47,8 +47,10 @@ def stats(tags, cat: Catalogue):
         parts.append(counted.select("tag_id", "value", F.col("customers").cast("long"), share.alias("share"),
                                     F.lit(None).cast("double").alias("mean")))
     if numeric:
-        n = tags.count()
-        agg = tags.agg(*[F.count(c).alias(f"n_{c}") for c in numeric], *[F.avg(c).alias(f"m_{c}") for c in numeric]).first()
+        # One scan of the partition for the customers and every numeric tag's count and mean (was a count, then this).
+        agg = tags.agg(F.count(F.lit(1)).alias("_customers"), *[F.count(c).alias(f"n_{c}") for c in numeric],
+                       *[F.avg(c).alias(f"m_{c}") for c in numeric]).first()
+        n = agg["_customers"]
         rows = [(c, "(non-null)", int(agg[f"n_{c}"]), (agg[f"n_{c}"] / n) if n else 0.0,
                  None if agg[f"m_{c}"] is None else float(agg[f"m_{c}"])) for c in numeric]
         parts.append(tags.sparkSession.createDataFrame(rows, "tag_id string, value string, customers long, share double, mean double"))
@@ -72,27 +74,39 @@ def compare(today, previous, limit: float):
 
 
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue) -> dict:
+    """Write the statistics of ``day`` (``gold.tag_stats`` partition) from that day's tag snapshot, against the
+    latest earlier snapshot of the statistics. The result is small (bounded by the catalogue: at most
+    ``TOP_VALUES`` + 1 rows per tag, not by customers), so it is computed once, collected, written from the
+    collected rows, and the log's figures (drift, empty tags, rows) are read from them: no read back."""
     from pyspark.sql import functions as F
 
     t0 = time.time()
     tags = lake.read(spark, paths, "gold.customer_tags").where(F.col("snapshot_date") == F.lit(day)).select("customer_id", *cat.ids)
     previous = None
-    if lake.exists(spark, paths, "gold.tag_stats"):
-        hist = lake.read(spark, paths, "gold.tag_stats")
-        last = hist.where(F.col("snapshot_date") < F.lit(day)).agg(F.max("snapshot_date")).first()[0]
-        if last is not None:
-            previous = hist.where(F.col("snapshot_date") == F.lit(last))
+    last = lake.last_partition_before(spark, paths, "gold.tag_stats", "snapshot_date", day)
+    if last is not None:
+        previous = lake.read(spark, paths, "gold.tag_stats").where(F.col("snapshot_date") == F.lit(last))
     out = compare(stats(tags, cat), previous, cat.drift_limit).select(F.lit(day).cast("date").alias("snapshot_date"), "*")
-    lake.replace(out, paths, "gold.tag_stats", f"snapshot_date = '{day.isoformat()}'")
-    written = lake.read(spark, paths, "gold.tag_stats").where(F.col("snapshot_date") == F.lit(day))
-    drift = written.where("drift").orderBy(F.abs("share_change").desc()).limit(10).collect()  # at most 10 rows
-    empty = [r["tag_id"] for r in written.where(
-        ((F.col("value") == "(null)") & (F.col("share") >= 1.0)) | ((F.col("value") == "(non-null)") & (F.col("customers") == 0))
-    ).select("tag_id").collect()]  # tag ids only
+    rows = out.collect()  # bounded by the catalogue (above), not by customers
+    lake.replace(spark.createDataFrame(rows, out.schema), paths, "gold.tag_stats", f"snapshot_date = '{day.isoformat()}'")
+    drift, empty = drifting(rows), empty_tags(rows)
     for r in drift:
         log.info(f"tag drift {day}: {r['tag_id']} = {r['value']}: share {r['prev_share'] or 0:.3f} -> {r['share']:.3f} "
               f"(limit {cat.drift_limit:.2f})")
     if empty:
         log.info(f"tag stats {day}: WARNING {len(empty)} tag(s) empty for every customer: {', '.join(sorted(empty)[:20])}")
-    log.info(f"tag stats {day}: {written.count()} rows -> gold.tag_stats, {len(drift)} drift warning(s) ({time.time() - t0:.1f}s)")
+    log.info(f"tag stats {day}: {len(rows)} rows -> gold.tag_stats, {len(drift)} drift warning(s) ({time.time() - t0:.1f}s)")
     return {"drift": len(drift), "empty": empty}
+
+
+def drifting(rows, most: int = 10) -> list:
+    """The rows flagged ``drift``, the largest change first, at most ``most`` (what the log shows)."""
+    return sorted((r for r in rows if r["drift"]), key=lambda r: abs(r["share_change"]), reverse=True)[:most]
+
+
+def empty_tags(rows) -> list[str]:
+    """Tags empty for every customer: a flag, text or band whose ``(null)`` value has the whole share, a number
+    with no ``(non-null)`` customer."""
+    return [r["tag_id"] for r in rows
+            if (r["value"] == "(null)" and r["share"] is not None and r["share"] >= 1.0)
+            or (r["value"] == "(non-null)" and r["customers"] == 0)]
