@@ -15,6 +15,7 @@ import time
 
 from jobs.platform import lake
 from jobs.platform.config import Paths
+from jobs.platform.expressions import quoted, sql_string
 from jobs.stages.tags.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
@@ -23,19 +24,21 @@ TOP_VALUES = 50
 
 
 def stats(tags, cat: Catalogue):
-    """Pure transform: one snapshot of the tag table -> (tag_id, family, value, customers, share, mean)."""
+    """Pure transform: one snapshot of the tag table -> (tag_id, family, value, customers, share, mean).
+
+    The wide projections are SQL text, one call to Spark each: as Columns, the catalogue's ~360 tags cost
+    thousands of calls between Python and the JVM (seconds of driver time a night; the same expressions)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    family = F.create_map(*[x for t in cat.tags for x in (F.lit(t.id), F.lit(t.family))])
+    family = F.expr(f"map({', '.join(f'{sql_string(t.id)}, {sql_string(t.family)}' for t in cat.tags)})")
     categorical = [t.id for t in cat.tags if t.type in ("boolean", "string", "date")]
     numeric = [t.id for t in cat.tags if t.type in ("int", "bigint", "double")]
     parts = []
     if categorical:
-        long = tags.select(F.explode(F.array(*[
-            F.struct(F.lit(c).alias("tag_id"), F.coalesce(F.col(c).cast("string"), F.lit("(null)")).alias("value"))
-            for c in categorical
-        ])).alias("kv")).select("kv.tag_id", "kv.value")
+        pairs = ", ".join(f"named_struct('tag_id', {sql_string(c)}, 'value', coalesce(CAST({quoted(c)} AS STRING), '(null)'))"
+                          for c in categorical)
+        long = tags.selectExpr(f"explode(array({pairs})) AS kv").select("kv.tag_id", "kv.value")
         counted = long.groupBy("tag_id", "value").agg(F.count(F.lit(1)).alias("customers"))
         w = Window.partitionBy("tag_id").orderBy(F.col("customers").desc(), "value")
         counted = (
@@ -47,9 +50,9 @@ def stats(tags, cat: Catalogue):
         parts.append(counted.select("tag_id", "value", F.col("customers").cast("long"), share.alias("share"),
                                     F.lit(None).cast("double").alias("mean")))
     if numeric:
-        # One scan of the partition for the customers and every numeric tag's count and mean (was a count, then this).
-        agg = tags.agg(F.count(F.lit(1)).alias("_customers"), *[F.count(c).alias(f"n_{c}") for c in numeric],
-                       *[F.avg(c).alias(f"m_{c}") for c in numeric]).first()
+        # One scan of the partition for the customers and every numeric tag's count and mean (a global aggregate).
+        agg = tags.selectExpr("count(1) AS _customers", *[f"count({quoted(c)}) AS {quoted(f'n_{c}')}" for c in numeric],
+                              *[f"avg({quoted(c)}) AS {quoted(f'm_{c}')}" for c in numeric]).first()
         n = agg["_customers"]
         rows = [(c, "(non-null)", int(agg[f"n_{c}"]), (agg[f"n_{c}"] / n) if n else 0.0,
                  None if agg[f"m_{c}"] is None else float(agg[f"m_{c}"])) for c in numeric]
