@@ -27,7 +27,10 @@ from jobs.stages.tags.catalogue import (
     check_types,
     definition,
     load_catalogue,
+    mark_types_checked,
     product_categories,
+    types_checked,
+    types_fingerprint,
 )
 from jobs.stages.tags.engine import apply_tags, base_frame, carry_forward, profile_asof, window_features
 
@@ -57,7 +60,10 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: 
     with the full recompute for every customer (raises on a difference)."""
     t0 = time.time()
     cat = cat or load_catalogue()
-    check_types(spark, cat)
+    types = types_fingerprint(cat, spark)
+    if not types_checked(paths, types):  # a catalogue is checked once (catalogue.py, above types_fingerprint)
+        check_types(spark, cat)
+        mark_types_checked(paths, types)
     key = hash_key(settings().env, paths.root)
     feats = incremental.features(spark, paths, day, cat, full=full)
     tags = apply_tags(base_frame(spark, paths, day, cat, key, feats=feats), cat)
