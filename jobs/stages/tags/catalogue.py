@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -502,17 +503,29 @@ def mark_types_checked(paths: Paths, fingerprint: str) -> None:
                     f"the next process checks again")
 
 
-def catalogue_frame(spark, cat: Catalogue):
-    rows = [
+CATALOGUE_SCHEMA = ("tag_id string, name_en string, name_zh string, family string, kind string, value_type string, "
+                    "grain string, definition string, description string, owner string, version int, empty_rule string, "
+                    "default_value string")
+
+
+def catalogue_rows(cat: Catalogue) -> list[tuple]:
+    """``gold.tag_catalogue``'s rows, one per tag, in :data:`CATALOGUE_SCHEMA`'s order."""
+    return [
         (t.id, t.name_en, t.name_zh, t.family, t.kind, t.type, t.grain, definition(t), t.description, t.owner,
          t.version, t.empty, t.default)
         for t in cat.tags
     ]
-    return spark.createDataFrame(
-        rows,
-        "tag_id string, name_en string, name_zh string, family string, kind string, value_type string, grain string, "
-        "definition string, description string, owner string, version int, empty_rule string, default_value string",
-    )
+
+
+def catalogue_frame(spark, cat: Catalogue):
+    return spark.createDataFrame(catalogue_rows(cat), CATALOGUE_SCHEMA)
+
+
+def same_catalogue(columns: list[tuple[str, str]], rows: list[tuple], cat: Catalogue) -> bool:
+    """Whether a table with ``columns`` ((name, Spark simple type) pairs, in order) holding ``rows`` is exactly
+    what :func:`catalogue_frame` writes for ``cat``: the same columns and the same rows, in any order."""
+    expected = [tuple(c.split()) for c in CATALOGUE_SCHEMA.split(", ")]
+    return [tuple(c) for c in columns] == expected and Counter(map(tuple, rows)) == Counter(catalogue_rows(cat))
 
 
 def definition(t: Tag) -> str:
