@@ -88,8 +88,8 @@ class Target:
 STAGE = "jobs.stages.tags"
 TARGETS: tuple[Target, ...] = (
     # jobs/stages/tags/__init__.py: run and what it calls, in its order
-    *(Target(STAGE, a) for a in ("run", "load_catalogue", "check_types", "base_frame", "apply_tags",
-                                 "previous_snapshot", "carry_forward", "catalogue_frame")),
+    *(Target(STAGE, a) for a in ("run", "load_catalogue", "types_checked", "check_types", "base_frame", "apply_tags",
+                                 "previous_snapshot", "carry_forward", "catalogue_unchanged", "catalogue_frame")),
     # incremental.py: the window features from the state, stepped (or bootstrapped) and written on the way
     *(Target(f"{STAGE}.incremental", a) for a in ("features", "plan_of", "advance", "start_state", "logged_states",
                                                   "days_rewritten", "read_state", "write_state", "daily_delta",
@@ -100,7 +100,8 @@ TARGETS: tuple[Target, ...] = (
     # stats.py: the day's tag statistics
     *(Target(f"{STAGE}.stats", a) for a in ("run", "stats", "compare")),
     # jobs/platform/lake.py: each Delta table opened, versioned or written
-    *(Target("jobs.platform.lake", a, by_table=True) for a in ("exists", "read", "version", "replace")),
+    *(Target("jobs.platform.lake", a, by_table=True) for a in ("exists", "read", "version", "replace", "last_commit_rows",
+                                                               "last_partition_before")),
     # what starts Spark jobs (count, collect: first, head and take end in collect), plans (cache) or analyses
     *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr")),
     Target("pyspark.sql.group:GroupedData", "agg"),

@@ -594,6 +594,30 @@ def test_a_backfill_builds_the_state_as_it_goes_and_gaps_bootstrap(spark, tmp_pa
     assert plans == {plan_of(_small_catalogue()).fingerprint(), plan_of(wider).fingerprint()}
 
 
+def test_the_log_row_counts_the_state_from_its_commit_without_reading_it_back(spark, tmp_path, monkeypatch):
+    """write_state takes the log row's count from the Delta commit (no count of the partition it just wrote): with
+    DataFrame.count refused, a bootstrap and a step still write their states and log rows, whose counts equal
+    the partitions'; the state returned is the partition as written."""
+    from pyspark.sql.classic.dataframe import DataFrame
+
+    from jobs.platform import lake
+
+    paths = _silver_lake(spark, tmp_path)
+    d = _days(D0, 0, 1)
+
+    def refused(self):
+        raise AssertionError("a count of the state")
+
+    monkeypatch.setattr(DataFrame, "count", refused)
+    states = [_advance(spark, paths, day) for day in d]
+    monkeypatch.undo()
+    logged = {r["state_date"]: r["rows"] for r in lake.read(spark, paths, inc.STATE_LOG).collect()}
+    stored = {day: lake.read(spark, paths, inc.STATE_TABLE).where(f"state_date = '{day}'").count() for day in d}
+    assert logged == stored and all(n > 0 for n in stored.values())
+    assert [s.count() for s in states] == [stored[day] for day in d]
+    _equal_to_full(spark, paths, states[1], d[1])
+
+
 def test_the_weekly_check_passes_then_fails_naming_the_first_difference(spark, tmp_path):
     """The maintenance run checks the latest state against the full recompute (every customer here): clean, it
     records the check and goes on; with one stored value corrupted it raises naming the feature, the customer

@@ -38,6 +38,49 @@ def version(spark, paths: Paths, table: str) -> int:
     return int(DeltaTable.forPath(spark, _path(paths, table)).history(1).select("version").first()[0])
 
 
+def last_commit_rows(spark, paths: Paths, table: str, predicate: str | None) -> int | None:
+    """The rows the table's latest commit wrote, when that commit is the :func:`replace` just made with
+    ``predicate`` (None: the whole table): Delta's ``operationMetrics.numOutputRows`` of the WRITE, read from
+    the table's history (the commit's JSON, no scan of the data). None when the latest commit is something
+    else (another writer in between, an OPTIMIZE) or carries no metrics
+    (``spark.databricks.delta.history.metricsEnabled`` off): the caller then counts the rows."""
+    from delta.tables import DeltaTable
+
+    row = (DeltaTable.forPath(spark, _path(paths, table)).history(1)
+           .select("operation", "operationParameters", "operationMetrics").first())
+    return None if row is None else commit_rows(row["operation"], row["operationParameters"], row["operationMetrics"],
+                                                predicate)
+
+
+def commit_rows(operation: str | None, parameters: dict | None, metrics: dict | None, predicate: str | None) -> int | None:
+    """:func:`last_commit_rows`' reading of one commit (pure): ``numOutputRows`` of a WRITE whose replaceWhere
+    predicate (``operationParameters.predicate``, absent for a whole-table overwrite) is ``predicate``. For a
+    replaceWhere on partition columns Delta counts the rows the commit wrote (not the rows it replaced:
+    ``numDeletedRows``), which is the partition's row count after the write."""
+    metrics = metrics or {}
+    if operation != "WRITE" or (parameters or {}).get("predicate") != predicate:
+        return None
+    if metrics.get("numCopiedRows", "0") != "0":  # rows of partly replaced files copied: not this table's case
+        return None
+    value = metrics.get("numOutputRows")
+    return None if value is None else int(value)
+
+
+def last_partition_before(spark, paths: Paths, table: str, column: str, day: dt.date, within_days: int = 7) -> dt.date | None:
+    """The latest value of the date partition column ``column`` before ``day`` (None: none, or no table): the
+    same answer as ``max(column) WHERE column < day`` over the whole table, found first among the partitions of
+    the ``within_days`` days before ``day`` (partition pruning: a nightly finds yesterday there, reading a few
+    partitions instead of every one), and only when none is there over the whole table."""
+    from pyspark.sql import functions as F
+
+    if not exists(spark, paths, table):
+        return None
+    df, col = read(spark, paths, table), F.col(column)
+    before = col < F.lit(day)
+    recent = df.where(before & (col >= F.lit(day - dt.timedelta(days=within_days)))).agg(F.max(col)).first()[0]
+    return recent if recent is not None else df.where(before).agg(F.max(col)).first()[0]
+
+
 def in_dates(column: str, days: Iterable[dt.date]) -> str:
     days = sorted(set(days))
     if not days:

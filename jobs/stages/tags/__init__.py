@@ -27,7 +27,11 @@ from jobs.stages.tags.catalogue import (
     check_types,
     definition,
     load_catalogue,
+    mark_types_checked,
     product_categories,
+    same_catalogue,
+    types_checked,
+    types_fingerprint,
 )
 from jobs.stages.tags.engine import apply_tags, base_frame, carry_forward, profile_asof, window_features
 
@@ -38,14 +42,22 @@ __all__ = ["Catalogue", "CatalogueError", "Tag", "apply_tags", "base_frame", "ca
 
 
 def previous_snapshot(spark, paths: Paths, day: dt.date):
-    """The tag table's last snapshot before ``day``, or None."""
+    """The tag table's last snapshot before ``day``, or None (its date: ``lake.last_partition_before``, which
+    looks among the last days' partitions first)."""
     from pyspark.sql import functions as F
 
-    if not lake.exists(spark, paths, "gold.customer_tags"):
-        return None
-    table = lake.read(spark, paths, "gold.customer_tags")
-    last = table.where(F.col("snapshot_date") < F.lit(day)).agg(F.max("snapshot_date")).first()[0]
-    return None if last is None else table.where(F.col("snapshot_date") == F.lit(last))
+    last = lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", day)
+    return None if last is None else lake.read(spark, paths, "gold.customer_tags").where(F.col("snapshot_date") == F.lit(last))
+
+
+def catalogue_unchanged(spark, paths: Paths, cat: Catalogue) -> bool:
+    """Whether ``gold.tag_catalogue`` already holds exactly what :func:`catalogue_frame` writes for ``cat`` (the
+    same columns, the same rows): then the stage does not rewrite it (one small read, a row per tag, instead of
+    an overwrite and a new Delta version every night)."""
+    if not lake.exists(spark, paths, "gold.tag_catalogue"):
+        return False
+    table = lake.read(spark, paths, "gold.tag_catalogue")
+    return same_catalogue([(f.name, f.dataType.simpleString()) for f in table.schema.fields], table.collect(), cat)
 
 
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True, full: bool = False,
@@ -57,16 +69,24 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: 
     with the full recompute for every customer (raises on a difference)."""
     t0 = time.time()
     cat = cat or load_catalogue()
-    check_types(spark, cat)
+    types = types_fingerprint(cat, spark)
+    if not types_checked(paths, types):  # a catalogue is checked once (catalogue.py, above types_fingerprint)
+        check_types(spark, cat)
+        mark_types_checked(paths, types)
     key = hash_key(settings().env, paths.root)
     feats = incremental.features(spark, paths, day, cat, full=full)
     tags = apply_tags(base_frame(spark, paths, day, cat, key, feats=feats), cat)
     tags = carry_forward(tags, previous_snapshot(spark, paths, day), cat)
-    lake.replace(tags, paths, "gold.customer_tags", f"snapshot_date = '{day.isoformat()}'", merge_schema=True)
+    where = f"snapshot_date = '{day.isoformat()}'"
+    lake.replace(tags, paths, "gold.customer_tags", where, merge_schema=True)
+    n = lake.last_commit_rows(spark, paths, "gold.customer_tags", where)  # the rows written: one per customer
     spark.catalog.clearCache()
-    lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
-    written = lake.read(spark, paths, "gold.customer_tags").where(f"snapshot_date = '{day.isoformat()}'")
-    n = written.count()
+    if catalogue_unchanged(spark, paths, cat):
+        log.info(f"tags {day}: gold.tag_catalogue unchanged, not rewritten")
+    else:
+        lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
+    if n is None:  # the commit did not tell (lake.last_commit_rows): count the partition written
+        n = lake.read(spark, paths, "gold.customer_tags").where(where).count()
     log.info(f"tags {day}: {len(cat.tags)} tags for {n} customers -> gold.customer_tags ({time.time() - t0:.1f}s)")
     if stats:
         tagstats.run(spark, paths, day, cat)

@@ -8,7 +8,13 @@ functions, circular references, the tags Python code reads by name (:data:`CODE_
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,10 +23,12 @@ from pydantic import Discriminator, Field, TypeAdapter
 from pydantic import Tag as Member
 
 from jobs.platform import business
-from jobs.platform.config import CONF_DIR, ConfModel, Text, load_yaml, relative, validate
+from jobs.platform.config import CONF_DIR, ConfModel, Paths, Text, load_yaml, relative, validate
 from jobs.platform.errors import CatalogueError, UnsafeExpression
 from jobs.platform.expressions import ALLOWED_FUNCTIONS, identifiers
 from jobs.stages.conform import MEASURE_NAMES
+
+log = logging.getLogger(__name__)
 
 FAMILIES = {"social", "value", "service", "marketing", "contact", "lifecycle", "tier", "model"}
 TYPES = {"boolean", "int", "bigint", "double", "string", "date"}
@@ -443,17 +451,81 @@ def check_types(spark, cat: Catalogue) -> None:
         df = df.select("*", *[F.expr(t.expr).cast(t.type).alias(t.id) for t in layer])
 
 
-def catalogue_frame(spark, cat: Catalogue):
-    rows = [
+# check_types costs seconds of driver time (every expression analysed by Spark) and its verdict depends only on
+# what types_fingerprint hashes, so the tags stage checks a catalogue once: a fingerprint checked is remembered in
+# the process and, across processes (each Airflow task is one), by a marker file under the storage root. Bump
+# TYPES_CHECK_VERSION when check_types changes what it checks: every catalogue is then checked again.
+TYPES_CHECK_VERSION = 1
+_TYPES_CHECKED: set[str] = set()
+
+
+def types_fingerprint(cat: Catalogue, spark=None) -> str:
+    """What :func:`check_types`' verdict depends on, hashed: the base columns and their types, each layer's tags
+    (id, type, kind, expression) and :data:`TYPES_CHECK_VERSION`; with ``spark``, its version and ANSI mode (type
+    coercion differs). Another catalogue, products, lifecycle or tier rules, or Spark: another fingerprint."""
+    engine = None if spark is None else [spark.version, spark.conf.get("spark.sql.ansi.enabled", None)]
+    text = json.dumps({"check": TYPES_CHECK_VERSION, "engine": engine,
+                       "base": [["customer_id", "string"], *[[k, v] for k, v in cat.base_columns().items()]],
+                       "layers": [[[t.id, t.type, t.kind, t.expr] for t in layer] for layer in cat.layers]})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def types_marker(paths: Paths, fingerprint: str) -> Path:
+    """The file that says a catalogue of this fingerprint passed :func:`check_types`: ``<root>/lake/_checks/``."""
+    return paths.lake / "_checks" / f"tag_types_{fingerprint}.ok"
+
+
+def types_checked(paths: Paths, fingerprint: str) -> bool:
+    """Whether a catalogue of ``fingerprint`` passed :func:`check_types` already: in this process, or in any
+    process on this storage root (its marker)."""
+    if fingerprint in _TYPES_CHECKED:
+        return True
+    if types_marker(paths, fingerprint).exists():
+        _TYPES_CHECKED.add(fingerprint)
+        return True
+    return False
+
+
+def mark_types_checked(paths: Paths, fingerprint: str) -> None:
+    """Remember that ``fingerprint`` passed :func:`check_types` (call it only after the check passed): in the
+    process, and by its marker, written atomically. A marker that cannot be written only means the next
+    process checks again."""
+    _TYPES_CHECKED.add(fingerprint)
+    marker = types_marker(paths, fingerprint)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "check": TYPES_CHECK_VERSION,
+                                   "checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}) + "\n")
+        os.replace(tmp, marker)
+    except OSError as exc:
+        log.warning(f"tag catalogue: type check passed, but its marker {marker} could not be written ({exc}): "
+                    f"the next process checks again")
+
+
+CATALOGUE_SCHEMA = ("tag_id string, name_en string, name_zh string, family string, kind string, value_type string, "
+                    "grain string, definition string, description string, owner string, version int, empty_rule string, "
+                    "default_value string")
+
+
+def catalogue_rows(cat: Catalogue) -> list[tuple]:
+    """``gold.tag_catalogue``'s rows, one per tag, in :data:`CATALOGUE_SCHEMA`'s order."""
+    return [
         (t.id, t.name_en, t.name_zh, t.family, t.kind, t.type, t.grain, definition(t), t.description, t.owner,
          t.version, t.empty, t.default)
         for t in cat.tags
     ]
-    return spark.createDataFrame(
-        rows,
-        "tag_id string, name_en string, name_zh string, family string, kind string, value_type string, grain string, "
-        "definition string, description string, owner string, version int, empty_rule string, default_value string",
-    )
+
+
+def catalogue_frame(spark, cat: Catalogue):
+    return spark.createDataFrame(catalogue_rows(cat), CATALOGUE_SCHEMA)
+
+
+def same_catalogue(columns: list[tuple[str, str]], rows: list[tuple], cat: Catalogue) -> bool:
+    """Whether a table with ``columns`` ((name, Spark simple type) pairs, in order) holding ``rows`` is exactly
+    what :func:`catalogue_frame` writes for ``cat``: the same columns and the same rows, in any order."""
+    expected = [tuple(c.split()) for c in CATALOGUE_SCHEMA.split(", ")]
+    return [tuple(c) for c in columns] == expected and Counter(map(tuple, rows)) == Counter(catalogue_rows(cat))
 
 
 def definition(t: Tag) -> str:

@@ -15,6 +15,7 @@ import time
 
 from jobs.platform import lake
 from jobs.platform.config import Paths
+from jobs.platform.expressions import quoted, sql_string
 from jobs.stages.tags.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
@@ -23,19 +24,21 @@ TOP_VALUES = 50
 
 
 def stats(tags, cat: Catalogue):
-    """Pure transform: one snapshot of the tag table -> (tag_id, family, value, customers, share, mean)."""
+    """Pure transform: one snapshot of the tag table -> (tag_id, family, value, customers, share, mean).
+
+    The wide projections are SQL text, one call to Spark each: as Columns, the catalogue's ~360 tags cost
+    thousands of calls between Python and the JVM (seconds of driver time a night; the same expressions)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    family = F.create_map(*[x for t in cat.tags for x in (F.lit(t.id), F.lit(t.family))])
+    family = F.expr(f"map({', '.join(f'{sql_string(t.id)}, {sql_string(t.family)}' for t in cat.tags)})")
     categorical = [t.id for t in cat.tags if t.type in ("boolean", "string", "date")]
     numeric = [t.id for t in cat.tags if t.type in ("int", "bigint", "double")]
     parts = []
     if categorical:
-        long = tags.select(F.explode(F.array(*[
-            F.struct(F.lit(c).alias("tag_id"), F.coalesce(F.col(c).cast("string"), F.lit("(null)")).alias("value"))
-            for c in categorical
-        ])).alias("kv")).select("kv.tag_id", "kv.value")
+        pairs = ", ".join(f"named_struct('tag_id', {sql_string(c)}, 'value', coalesce(CAST({quoted(c)} AS STRING), '(null)'))"
+                          for c in categorical)
+        long = tags.selectExpr(f"explode(array({pairs})) AS kv").select("kv.tag_id", "kv.value")
         counted = long.groupBy("tag_id", "value").agg(F.count(F.lit(1)).alias("customers"))
         w = Window.partitionBy("tag_id").orderBy(F.col("customers").desc(), "value")
         counted = (
@@ -47,8 +50,10 @@ def stats(tags, cat: Catalogue):
         parts.append(counted.select("tag_id", "value", F.col("customers").cast("long"), share.alias("share"),
                                     F.lit(None).cast("double").alias("mean")))
     if numeric:
-        n = tags.count()
-        agg = tags.agg(*[F.count(c).alias(f"n_{c}") for c in numeric], *[F.avg(c).alias(f"m_{c}") for c in numeric]).first()
+        # One scan of the partition for the customers and every numeric tag's count and mean (a global aggregate).
+        agg = tags.selectExpr("count(1) AS _customers", *[f"count({quoted(c)}) AS {quoted(f'n_{c}')}" for c in numeric],
+                              *[f"avg({quoted(c)}) AS {quoted(f'm_{c}')}" for c in numeric]).first()
+        n = agg["_customers"]
         rows = [(c, "(non-null)", int(agg[f"n_{c}"]), (agg[f"n_{c}"] / n) if n else 0.0,
                  None if agg[f"m_{c}"] is None else float(agg[f"m_{c}"])) for c in numeric]
         parts.append(tags.sparkSession.createDataFrame(rows, "tag_id string, value string, customers long, share double, mean double"))
@@ -72,27 +77,39 @@ def compare(today, previous, limit: float):
 
 
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue) -> dict:
+    """Write the statistics of ``day`` (``gold.tag_stats`` partition) from that day's tag snapshot, against the
+    latest earlier snapshot of the statistics. The result is small (bounded by the catalogue: at most
+    ``TOP_VALUES`` + 1 rows per tag, not by customers), so it is computed once, collected, written from the
+    collected rows, and the log's figures (drift, empty tags, rows) are read from them: no read back."""
     from pyspark.sql import functions as F
 
     t0 = time.time()
     tags = lake.read(spark, paths, "gold.customer_tags").where(F.col("snapshot_date") == F.lit(day)).select("customer_id", *cat.ids)
     previous = None
-    if lake.exists(spark, paths, "gold.tag_stats"):
-        hist = lake.read(spark, paths, "gold.tag_stats")
-        last = hist.where(F.col("snapshot_date") < F.lit(day)).agg(F.max("snapshot_date")).first()[0]
-        if last is not None:
-            previous = hist.where(F.col("snapshot_date") == F.lit(last))
+    last = lake.last_partition_before(spark, paths, "gold.tag_stats", "snapshot_date", day)
+    if last is not None:
+        previous = lake.read(spark, paths, "gold.tag_stats").where(F.col("snapshot_date") == F.lit(last))
     out = compare(stats(tags, cat), previous, cat.drift_limit).select(F.lit(day).cast("date").alias("snapshot_date"), "*")
-    lake.replace(out, paths, "gold.tag_stats", f"snapshot_date = '{day.isoformat()}'")
-    written = lake.read(spark, paths, "gold.tag_stats").where(F.col("snapshot_date") == F.lit(day))
-    drift = written.where("drift").orderBy(F.abs("share_change").desc()).limit(10).collect()  # at most 10 rows
-    empty = [r["tag_id"] for r in written.where(
-        ((F.col("value") == "(null)") & (F.col("share") >= 1.0)) | ((F.col("value") == "(non-null)") & (F.col("customers") == 0))
-    ).select("tag_id").collect()]  # tag ids only
+    rows = out.collect()  # bounded by the catalogue (above), not by customers
+    lake.replace(spark.createDataFrame(rows, out.schema), paths, "gold.tag_stats", f"snapshot_date = '{day.isoformat()}'")
+    drift, empty = drifting(rows), empty_tags(rows)
     for r in drift:
         log.info(f"tag drift {day}: {r['tag_id']} = {r['value']}: share {r['prev_share'] or 0:.3f} -> {r['share']:.3f} "
               f"(limit {cat.drift_limit:.2f})")
     if empty:
         log.info(f"tag stats {day}: WARNING {len(empty)} tag(s) empty for every customer: {', '.join(sorted(empty)[:20])}")
-    log.info(f"tag stats {day}: {written.count()} rows -> gold.tag_stats, {len(drift)} drift warning(s) ({time.time() - t0:.1f}s)")
+    log.info(f"tag stats {day}: {len(rows)} rows -> gold.tag_stats, {len(drift)} drift warning(s) ({time.time() - t0:.1f}s)")
     return {"drift": len(drift), "empty": empty}
+
+
+def drifting(rows, most: int = 10) -> list:
+    """The rows flagged ``drift``, the largest change first, at most ``most`` (what the log shows)."""
+    return sorted((r for r in rows if r["drift"]), key=lambda r: abs(r["share_change"]), reverse=True)[:most]
+
+
+def empty_tags(rows) -> list[str]:
+    """Tags empty for every customer: a flag, text or band whose ``(null)`` value has the whole share, a number
+    with no ``(non-null)`` customer."""
+    return [r["tag_id"] for r in rows
+            if (r["value"] == "(null)" and r["share"] is not None and r["share"] >= 1.0)
+            or (r["value"] == "(non-null)" and r["customers"] == 0)]
