@@ -82,11 +82,11 @@ def run(days: int, cfg: Settings | None = None, models: bool = True) -> list[dt.
     (``sample.end_date``), in the environment's storage root. ``models``: check that the history let the models
     train (``make run`` trains them before the warm-up). Returns the warm-up days run."""
     cfg = cfg or settings()
-    run_date = cfg.sample_end_date
     if days == 0:
-        log.info(f"warm-up: 0 days, nothing to do ({run_date} is the first decision day: its campaign report has no "
-                 f"outcomes yet)")
+        log.info("warm-up: 0 days, nothing to do (the run date is the first decision day: its campaign report has no "
+                 "outcomes yet)")
         return []
+    run_date = cfg.sample_end_date
     days_ = warmup_days(run_date, days)
     spec = spec_of(cfg.paths)
     check(spec, run_date, days, cfg.paths, models)

@@ -96,6 +96,7 @@ def test_no_warm_up_does_nothing_and_a_missing_operator_is_named_before_any_spar
     monkeypatch.setattr(warmup, "respond", refuse)
     cfg = _cfg(tmp_path / "root")
     assert warmup.run(0, cfg) == []
+    assert warmup.run(0, dataclasses.replace(cfg, sample={})) == [], "an environment without a sample has nothing to warm up"
     assert not (tmp_path / "root").exists(), "0 days: no response for the run date, nothing written"
     with pytest.raises(ConfigError, match="no simulated operator .* run `python -m simulator simulate` first"):
         warmup.run(2, cfg)
