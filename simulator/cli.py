@@ -116,7 +116,7 @@ def warmup(
                               "nothing).", show_default=False)] = None,
     no_models: Annotated[bool, typer.Option(
         "--no-models", help="Do not require the history the models' training needs before the first warm-up day (a "
-                            "sample too short to train: the warm-up days decide with the rule-based fits).")] = False,
+                            "sample too short to train: without models the decisions use the rule-based fits).")] = False,
 ) -> None:
     from simulator import warmup as warm
 
