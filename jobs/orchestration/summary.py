@@ -85,8 +85,7 @@ def evaluation(spark, paths, day: dt.date) -> dict:
 def evaluation_line(e: dict | None) -> str:
     """The summary's line on the evaluation (:func:`evaluation`)."""
     if not e or not e.get("decision_days"):
-        return ("Evaluation: covers no decision day with outcomes yet (a day's lists are answered on the days after it; "
-                "`make run` warms up WARMUP_DAYS days before the run date)")
+        return "Evaluation: covers no decision day with outcomes yet (a day's lists are answered on the days after it)"
     n = e["decision_days"]
     text = f"Evaluation: covers {n} decision day{'s' if n != 1 else ''} with outcomes ({e['first']}..{e['last']})"
     if e.get("treated") is not None:
