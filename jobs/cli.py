@@ -295,7 +295,7 @@ def catalogue_doc() -> None:
 
 @app.command(help="Print a setting of the environment (CPC_ENV), e.g. `cpc conf sample.end_date`.")
 def conf(key: Annotated[str, typer.Argument(
-        help="Dotted name: env, root, master, sample, sample.<name> (customers, days, end_date, seed, ...).",
+        help="Dotted name: env, root, master, sample, sample.<name> (customers, days, end_date, seed, profile, warmup_days).",
         show_default=False)]) -> None:
     cfg = settings()
     value = {"sample": cfg.sample, "root": str(cfg.paths.root), "master": cfg.spark_master, "env": cfg.env}

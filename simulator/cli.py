@@ -2,6 +2,9 @@
 
 - ``simulate``: an operator's daily files and the hidden truth, into the environment's landing folder;
 - ``respond``: the campaign platform's responses on a date to the lists published before it;
+- ``warmup``: ``make run``'s warm-up: the nightly runs of the ``--days`` days before the sample's run date
+  (default: its ``warmup_days``), each after the campaign platform's responses, then the run date's responses, so
+  that the run date's campaign report has outcomes (``simulator/warmup.py``);
 - ``loop``: the closed loop over several days in its own root, and its headline (CPC vs blast vs oracle);
 - ``loops``: several loops (seeds x profiles, optionally a propensity-ranked arm), then their aggregate headline;
 - ``headline``: the aggregate headline of finished loops (no Spark).
@@ -102,6 +105,23 @@ def respond(
         raise typer.BadParameter(f"the files in {cfg.paths.landing} were simulated with profile {spec.profile!r}, not "
                                  f"{profile!r}; simulate again with --profile {profile}", param_hint="--profile")
     answer(cfg.paths, spec, date)
+
+
+@app.command(help="make run's warm-up, after the history and the training: the nightly runs of the days before the "
+                  "sample's run date (sample.end_date), each after the campaign platform's responses to the earlier "
+                  "lists, then the run date's responses, so that the run date's campaign report has outcomes.")
+def warmup(
+    days: Annotated[int | None, typer.Option(
+        "--days", min=0, help="Warm-up days before the run date (default: the sample's warmup_days, else 0; 0 does "
+                              "nothing).", show_default=False)] = None,
+    no_models: Annotated[bool, typer.Option(
+        "--no-models", help="Do not require the history the models' training needs before the first warm-up day (a "
+                            "sample too short to train: without models the decisions use the rule-based fits).")] = False,
+) -> None:
+    from simulator import warmup as warm
+
+    cfg = settings()
+    warm.run(int(cfg.sample.get("warmup_days", 0)) if days is None else days, cfg, models=not no_models)
 
 
 OUT_HELP = ("Folder of the aggregate headline.json and headline.md (default: bench/results; a copy of the JSON goes to "

@@ -6,9 +6,10 @@
    propensity and uplift models the day before it (as ``make run`` does; needs 105 days of history, see
    ``Settings.history_days`` in ``models/propensity.py``; the uplift models start in cold start: no decision has
    an outcome yet);
-2. for each loop day: the campaign platform answers the lists published on earlier days (``simulator/responder.py``
-   writes the day's responses and adds the accepted orders and opt-outs to its files), then the nightly runs
-   every stage (ingest ... export, evaluate), so each day's decisions see the responses so far: cooldown after
+2. for each loop day (:func:`day_step`, which ``make run``'s warm-up, ``simulator/warmup.py``, runs too): the
+   campaign platform answers the lists published on earlier days (``simulator/responder.py`` writes the day's
+   responses and adds the accepted orders and opt-outs to its files), then the nightly runs every stage
+   (ingest ... export, evaluate), so each day's decisions see the responses so far: cooldown after
    a decline, opt-outs, product-channel and customer-channel fits learned from outcomes. With ``train_every``
    (``--train-every``) the weekly ``train`` stage also runs every that many loop days, as of the day before, as
    the weekly DAG would: without it no uplift model can leave cold start during the loop
@@ -42,7 +43,7 @@ from simulator.responder import World, respond
 log = logging.getLogger(__name__)
 MARKER = ".cpc-loop"
 
-__all__ = ["MARKER", "headline", "run"]
+__all__ = ["MARKER", "day_step", "headline", "history_needed", "run"]
 
 
 def _fresh(root: Path) -> None:
@@ -57,14 +58,34 @@ def _fresh(root: Path) -> None:
     marker.write_text("made by python -m simulator loop: emptied at the start of each loop\n")
 
 
-def _trainable(history_days: int, train_day: dt.date, train: bool) -> bool:
+def history_needed(train_day: dt.date) -> int:
+    """Days of deliveries up to ``train_day`` that training as of it needs (``Settings.history_days`` in
+    ``models/propensity.py``: back to the oldest snapshot, and the 30-day tag windows behind it)."""
     from models import propensity as pm
 
-    needed = pm.load_settings().history_days(train_day)
+    return pm.load_settings().history_days(train_day)
+
+
+def _trainable(history_days: int, train_day: dt.date, train: bool) -> bool:
+    needed = history_needed(train_day)
     if train and history_days < needed:
         log.info(f"loop: {history_days} days of history are too few to train the models (they need {needed}); "
                  f"the CPC uses the rule-based fits")
     return train and history_days >= needed
+
+
+def day_step(label: str, day: dt.date, cfg: Settings, spec: SimSpec, world: World, started: float | None = None) -> None:
+    """One day of the simulated operator, as the closed loop and ``make run``'s warm-up (``simulator/warmup.py``)
+    run it: the campaign platform answers the lists published before ``day`` (its responses, orders and opt-outs
+    must be in the day's files before the day is ingested), then the nightly runs every stage for ``day``. Logs
+    ``<label> <day>: ...`` and the seconds since ``started`` (default: the step's own start)."""
+    from jobs.orchestration import pipeline
+
+    started = time.time() if started is None else started
+    log.info(f"{label} {day}: responses to earlier lists, then the nightly run")
+    respond(cfg.paths, spec, day, world)
+    pipeline.nightly(day, cfg)
+    log.info(f"{label} {day}: done ({time.time() - started:.0f}s)")
 
 
 def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42, end: dt.date | None = None,
@@ -96,10 +117,7 @@ def run(customers: int, history_days: int, days: int, root: Path, seed: int = 42
         if trained and train_every > 0 and k > 1 and (k - 1) % train_every == 0:
             log.info(f"loop [{k}/{len(loop_days)}] {day}: the weekly training as of {day - dt.timedelta(days=1)}")
             STAGES["train"](day - dt.timedelta(days=1), cfg)
-        log.info(f"loop [{k}/{len(loop_days)}] {day}: responses to earlier lists, then the nightly run")
-        respond(paths, spec, day, world)
-        pipeline.nightly(day, cfg)
-        log.info(f"loop [{k}/{len(loop_days)}] {day}: done ({time.time() - t1:.0f}s)")
+        day_step(f"loop [{k}/{len(loop_days)}]", day, cfg, spec, world, started=t1)
     meta = {"customers": customers, "history_days": history_days, "seed": seed, "profile": spec.profile,
             "seconds": round(time.time() - t0, 1), "models_trained": trained, "train_every": train_every if trained else 0,
             "uplift_rank": um.load_settings().rank}

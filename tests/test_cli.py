@@ -24,7 +24,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 COMMANDS = {"ingest", "conform", "nightly", "tags", "segments", "propensity", "score", "export", "evaluate", "summary",
             "reopen", "maintain", "train", "funnel", "backfill", "rebuild-list", "history", "sql", "serve",
             "catalogue-doc", "conf"}
-SIMULATOR_COMMANDS = {"simulate", "respond", "loop", "loops", "headline", "params"}
+SIMULATOR_COMMANDS = {"simulate", "respond", "warmup", "loop", "loops", "headline", "params"}
 
 
 @pytest.fixture(autouse=True)

@@ -133,7 +133,8 @@ def test_environment_overrides_still_win(monkeypatch):
     cfg = settings("local")
     assert cfg.paths.root.as_posix() == "/tmp/cpc-root"
     assert cfg.spark_conf["spark.sql.shuffle.partitions"] == "3" and cfg.spark_conf["spark.driver.memory"] == "6g"
-    assert cfg.sample == {"customers": 20000, "days": 105, "end_date": "2026-11-20", "seed": 42, "profile": "realistic"}
+    assert cfg.sample == {"customers": 20000, "days": 107, "end_date": "2026-11-20", "seed": 42, "profile": "realistic",
+                          "warmup_days": 2}
     monkeypatch.setenv("CPC_SPARK_CONF_JSON", "[1]")
     with pytest.raises(ConfigError, match="CPC_SPARK_CONF_JSON"):
         settings("local")

@@ -486,4 +486,6 @@ def test_the_nightly_dag_evaluates_and_writes_the_report(sample, spark):
     assert page.exists() and "<svg" in page.read_text()
     from jobs.orchestration import summary
 
-    assert summary.summary(day)["campaign_report"] == str(page)
+    out = summary.summary(day)
+    assert out["campaign_report"] == str(page)
+    assert out["evaluation"]["decision_days"] == 0, "the sample's one decision day has no outcome yet"

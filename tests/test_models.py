@@ -218,16 +218,20 @@ def test_no_training_label_falls_after_a_validation_snapshot(validation):
 
 
 def test_the_sample_runs_have_the_history_training_needs():
-    """`make run` (local) and the submit environment train the day before their last date: their samples must
-    reach back to the oldest snapshot and 30 days of tag history behind it (104 days with conf/models.yaml)."""
+    """`make run` (local) and the submit environment train the day before their first nightly run (the first
+    warm-up day, ``sample.warmup_days`` before the last date; without a warm-up the last date): their samples must
+    reach back from it to the oldest snapshot and 30 days of tag history behind it (104 days with conf/models.yaml)."""
     from jobs.platform.config import settings
 
     s = pm.load_settings()
     for env in ("local", "submit"):
         cfg = settings(env)
-        as_of = cfg.sample_end_date - dt.timedelta(days=1)
+        warmup = int(cfg.sample.get("warmup_days", 0))
+        as_of = cfg.sample_end_date - dt.timedelta(days=warmup + 1)
         assert s.history_days(as_of) == 104
-        assert int(cfg.sample["days"]) - 1 >= s.history_days(as_of), env
+        # deliveries up to as_of: the sample's days less the warm-up days and the last date
+        assert int(cfg.sample["days"]) - warmup - 1 >= s.history_days(as_of), env
+    assert int(settings("local").sample["warmup_days"]) == 2
 
 
 def test_model_settings_are_checked():

@@ -1,5 +1,5 @@
-"""After a run: where everything is, rows per table for the date, tags computed, list sizes per channel,
-written to ``reports/run_<date>.json`` and printed for a person."""
+"""After a run: where everything is, rows per table for the date, tags computed, list sizes per channel, what the
+date's evaluation covers, written to ``reports/run_<date>.json`` and printed for a person."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from jobs.platform import lake
 from jobs.platform.config import Settings, parse_date, settings
 from jobs.platform.spark import get_spark
 from jobs.stages.cpc import funnel
+from jobs.stages.cpc.campaigns import evaluation_settings
 from jobs.stages.tags.catalogue import load_catalogue
 from schemas import FILES, TABLES
 
@@ -47,10 +48,51 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
         campaigns = funnel.short(spark, paths, day)
     report = paths.reports / f"campaigns_{day.isoformat()}.html"
     out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports,
-           "ingest": ledger, "campaigns": campaigns, "campaign_report": str(report) if report.exists() else None}
+           "ingest": ledger, "campaigns": campaigns, "evaluation": evaluation(spark, paths, day),
+           "campaign_report": str(report) if report.exists() else None}
     paths.reports.mkdir(parents=True, exist_ok=True)
     (paths.reports / f"run_{day.isoformat()}.json").write_text(json.dumps(out, indent=2))
     return out
+
+
+EVAL_FIGURES = ("treated", "holdout", "conversions", "holdout_conversions", "lift", "lift_low", "lift_high")
+
+
+def evaluation(spark, paths, day: dt.date) -> dict:
+    """What the date's evaluation covers: the decision days before it (within ``lookback_days``, as the evaluate
+    stage reads them) whose decisions have an outcome in gold.campaign_outcomes (a response or an order), and the
+    ``all`` cell of gold.campaign_eval (treated, holdout, conversions, lift with its 95% interval)."""
+    from pyspark.sql import functions as F
+
+    out: dict = {"decision_days": 0, "first": None, "last": None}
+    if not lake.exists(spark, paths, "gold.campaign_outcomes"):
+        return out
+    since = day - dt.timedelta(days=int(evaluation_settings()["lookback_days"]))
+    rows = lake.read(spark, paths, "gold.campaign_outcomes").where(
+        (F.col("snapshot_date") > F.lit(since)) & (F.col("snapshot_date") < F.lit(day))).where(
+        F.col("delivered") | F.col("failed") | F.col("converted")).select("snapshot_date").distinct().collect()  # <= lookback_days rows
+    days = sorted(r["snapshot_date"] for r in rows)
+    if days:
+        out.update(decision_days=len(days), first=days[0].isoformat(), last=days[-1].isoformat())
+    if lake.exists(spark, paths, "gold.campaign_eval"):
+        total = lake.read(spark, paths, "gold.campaign_eval").where(
+            (F.col("eval_date") == F.lit(day)) & (F.col("level") == "all")).select(*EVAL_FIGURES).collect()  # one row
+        if total:
+            out.update(total[0].asDict())
+    return out
+
+
+def evaluation_line(e: dict | None) -> str:
+    """The summary's line on the evaluation (:func:`evaluation`)."""
+    if not e or not e.get("decision_days"):
+        return "Evaluation: covers no decision day with outcomes yet (a day's lists are answered on the days after it)"
+    n = e["decision_days"]
+    text = f"Evaluation: covers {n} decision day{'s' if n != 1 else ''} with outcomes ({e['first']}..{e['last']})"
+    if e.get("treated") is not None:
+        text += f": {e['treated']:,} treated, {e['conversions']:,} conversions; {e['holdout']:,} held out, {e['holdout_conversions']:,} conversions"
+    if e.get("lift") is not None:
+        text += f"; lift {e['lift']:+.4f} [{e['lift_low']:+.4f}, {e['lift_high']:+.4f}]"
+    return text
 
 
 def print_summary(s: dict) -> None:
@@ -74,6 +116,8 @@ def print_summary(s: dict) -> None:
     print("Lists for downstream systems:")
     for ch, e in s["exports"].items():
         print(f"  {ch:<14} {e['rows']:>7} rows  {e['path']}")
+    if "evaluation" in s:
+        print(evaluation_line(s["evaluation"]))
     if s.get("campaign_report"):
         print(f"Campaign report (responses, conversions, lift over the holdouts): {s['campaign_report']}")
     print(f"Summary JSON: {root / 'reports' / ('run_' + s['run_date'] + '.json')}")
