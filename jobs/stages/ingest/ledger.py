@@ -71,16 +71,6 @@ class Deliveries:
         return [received for _, received in sorted(mine)[-n:]] if n > 0 else []
 
 
-def earlier_deliveries(spark, paths: Paths) -> dict[str, tuple[str, dt.date]]:
-    """MD5 -> (file, delivery date) of every file accepted so far (:meth:`Deliveries.by_md5`)."""
-    return Deliveries.read(spark, paths).by_md5()
-
-
-def recent_volumes(spark, paths: Paths, kind: str, before: dt.date, n: int) -> list[int]:
-    """Rows received by the kind's last ``n`` accepted deliveries before ``before``, oldest first."""
-    return Deliveries.read(spark, paths).recent_volumes(kind, before, n)
-
-
 def write_ledger(spark, paths: Paths, report, kinds: list[str], days: list[dt.date]) -> None:
     """Replace the ledger rows of the given kinds and dates with the report's (an ``IngestReport``)."""
     from pyspark.sql import types as T
