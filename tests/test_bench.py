@@ -72,3 +72,62 @@ def test_results_record_the_commit_that_measured_them():
     got = git_state()
     assert got["commit"] and len(got["commit"]) == 40 and int(got["commit"], 16) >= 0, got
     assert isinstance(got["dirty"], bool)
+
+
+# --- bench/model_profiles.py: the models' quality per simulator profile -----------------------------------------
+def _validation(n: int = 400, seed: int = 1):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    label = (rng.random(n) < 0.1).astype(int)
+    return pd.DataFrame({"label": label, "probability": np.clip(0.1 + 0.3 * label + rng.normal(0, 0.15, n), 0, 1)})
+
+
+def test_the_auc_interval_brackets_the_auc_and_is_repeatable():
+    import math
+
+    import numpy as np
+
+    from bench import model_profiles
+    from models.propensity import roc_auc
+
+    v = _validation()
+    y, p = v["label"].to_numpy(), v["probability"].to_numpy()
+    low, high = model_profiles.auc_interval(y, p, seed=3)
+    assert low < roc_auc(y, p) < high <= 1.0
+    assert (low, high) == model_profiles.auc_interval(y, p, seed=3), "seeded: the same interval on a rerun"
+    assert all(math.isnan(x) for x in model_profiles.auc_interval(np.zeros(20), np.linspace(0, 1, 20))), \
+        "no positive: no interval"
+
+
+def test_a_model_s_figures_come_from_its_validation_rows_and_its_report():
+    from bench import model_profiles
+    from models.propensity import quality
+
+    v = _validation()
+    q = quality(v["label"].to_numpy(), v["probability"].to_numpy())
+    meta = {"metrics": q, "best_iteration": 57, "training_window": {"validation": ["2026-10-21"]},
+            "top_features_by_gain": [{"feature": f, "gain": 1.0} for f in ("a", "b", "c", "d")]}
+    f = model_profiles.model_figures(meta, v)
+    assert f["positives"] == int(v["label"].sum()) and f["rows"] == len(v)
+    assert f["roc_auc"] == q["roc_auc"] and f["roc_auc_low"] < f["roc_auc"] < f["roc_auc_high"]
+    assert f["top_decile_share"] == q["lift_by_decile"][0]["positives"] / q["positives"]
+    assert f["top_features"] == ["a", "b", "c"] and f["trees"] == 57 and f["validation_snapshot"] == "2026-10-21"
+
+
+def test_the_profiles_page_shows_each_profile_and_a_failed_one_says_why(tmp_path):
+    from bench import model_profiles
+
+    f = {"rows": 400, "positives": 40, "base_rate": 0.1, "roc_auc": 0.8123, "roc_auc_low": 0.75, "roc_auc_high": 0.86,
+         "pr_auc": 0.3, "top_decile_lift": 3.2, "top_decile_share": 0.32, "trees": 10, "top_features": ["x", "y"],
+         "validation_snapshot": "2026-10-21"}
+    result = {"provenance": {"commit": "abc", "dirty": False}, "command": "python bench/model_profiles.py",
+              "settings": {"profiles": ["easy", "hard"], "customers": 1000, "days": 105, "end_date": "2026-11-20", "seed": 42},
+              "profiles": {"easy": {"models": {"churn": f}, "seconds": {"simulate": 1, "history": 2, "train": 3}},
+                           "hard": {"error": "TrainingError: model churn: no positive labels"}}}
+    model_profiles.write(result, tmp_path / "out.json")
+    md = (tmp_path / "out.md").read_text()
+    assert "0.812 (0.750 to 0.860)" in md and "40 (10.00%)" in md and "32%" in md
+    assert "TrainingError: model churn: no positive labels" in md
+    assert json.loads((tmp_path / "out.json").read_text())["profiles"]["easy"]["models"]["churn"]["roc_auc"] == 0.8123
