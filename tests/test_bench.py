@@ -131,3 +131,10 @@ def test_the_profiles_page_shows_each_profile_and_a_failed_one_says_why(tmp_path
     assert "0.812 (0.750 to 0.860)" in md and "40 (10.00%)" in md and "32%" in md
     assert "TrainingError: model churn: no positive labels" in md
     assert json.loads((tmp_path / "out.json").read_text())["profiles"]["easy"]["models"]["churn"]["roc_auc"] == 0.8123
+
+
+def test_the_ingest_workers_ratio_is_one_after_another_over_side_by_side():
+    from bench import ingest_workers
+
+    got = ingest_workers.summary({"one_at_a_time": [30.0, 28.0, 31.0], "side_by_side": [20.0, 21.0, 19.0]})
+    assert got == {"median_seconds": {"one_at_a_time": 30.0, "side_by_side": 20.0}, "one_at_a_time_over_side_by_side": 1.5}
