@@ -8,7 +8,7 @@ write are timed.
 
     .venv/bin/python bench/score_bench.py --date 2026-11-20 --customers 1000000 [--reason-codes 0]
 
-Prints one markdown row and writes ``bench/results/score_<customers>.json``.
+Prints one markdown row and writes ``bench/results/score_<customers>_reasons<k>.json`` (k: the reason codes kept).
 """
 
 from __future__ import annotations
