@@ -125,6 +125,14 @@ def _customers(spec: SimSpec) -> dict[str, np.ndarray]:
     return c
 
 
+def contract_end_days(spec: SimSpec) -> np.ndarray:
+    """Each customer's contract end as a day index (0 = the first simulated day; no contract: a very large number),
+    as :func:`_customers` draws it. ``truth/customers.parquet`` does not hold it (the CRM files carry the date); it
+    is redrawn from the seed: :func:`_profile` makes the first draws of the first stream, and nothing else."""
+    profile, _ = _profile(spec, np.random.default_rng([spec.seed, 1]))
+    return profile["contract_end_day"]
+
+
 def _profile(spec: SimSpec, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """What the CRM knows of a customer (demographics, brand, tenure, contract), and whose contract ends soon."""
     n = spec.customers
