@@ -11,10 +11,12 @@ of files ending ``--end-date`` (``python -m simulator simulate``'s function), th
 conf/models.yaml). Everything runs in one process and one Spark session, one profile after the other.
 
 Each model's figures come from its own held-out validation rows (the registry's ``validation.parquet``): ROC-AUC
-with a bootstrap interval over those rows, PR-AUC, base rate, the top decile's lift and the share of the
-positives it holds (the training report's deciles), and the three strongest features. Nothing reads the simulator's hidden truth: the figures
-are what an operator's data scientist would see. Writes ``--out`` (default ``bench/results/model_profiles.json``)
-after each profile, with the commit, and a markdown table beside it (``.md``).
+with a bootstrap interval over those rows, PR-AUC, base rate, the top tenth's lift and the share of the
+positives it holds (ties at the cut shared out), and the three strongest features: what an operator's data
+scientist would see. Beside them, the oracle's ROC-AUC on the same rows (``bench/model_check.py``: the simulator's
+true probability of the event, from the root's hidden truth; the pipeline never reads it, this benchmark does).
+``--measure-only`` measures the roots of an earlier run again without Spark. Writes ``--out`` (default
+``bench/results/model_profiles.json``) after each profile, with the commit, and a markdown table beside it (``.md``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,23 @@ def auc_interval(y: np.ndarray, p: np.ndarray, resamples: int = BOOTSTRAP, seed:
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
+def top_decile(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(lift, share of all positives) of the tenth of the rows with the highest scores. Rows tied with the score
+    at the cut count in proportion to the places left for them (the expectation over random tie-breaks), so a
+    model with few distinct scores gets neither more nor less than a tenth of the rows. (nan, nan) without a
+    positive."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    if len(y) == 0 or y.sum() == 0:
+        return float("nan"), float("nan")
+    k = len(y) / 10
+    cut = np.sort(p)[::-1][max(0, int(np.ceil(k)) - 1)]
+    above, tied = p > cut, p == cut
+    left = k - above.sum()
+    hits = y[above].sum() + y[tied].sum() * left / tied.sum()
+    share = float(hits / y.sum())
+    return share * y.sum() / k / y.mean(), share
+
+
 def model_figures(meta: dict, validation, seed: int = 0) -> dict:
     """One registered model's row: its validation figures (``validation``: a frame with ``label`` and
     ``probability``) and what its registry metadata says (metrics, trees, strongest features)."""
@@ -69,11 +88,10 @@ def model_figures(meta: dict, validation, seed: int = 0) -> dict:
 
     y, p = validation["label"].to_numpy(), validation["probability"].to_numpy()
     low, high = auc_interval(y, p, seed=seed)
-    lift = meta["metrics"]["lift_by_decile"][0]
+    lift, share = top_decile(y, p)
     return {"rows": int(len(y)), "positives": int(y.sum()), "base_rate": float(y.mean()) if len(y) else float("nan"),
             "roc_auc": roc_auc(y, p), "roc_auc_low": low, "roc_auc_high": high, "pr_auc": pr_auc(y, p),
-            "top_decile_lift": float(lift["lift"]),
-            "top_decile_share": float(lift["positives"] / y.sum()) if y.sum() else float("nan"),
+            "top_decile_lift": lift, "top_decile_share": share,
             "trees": int(meta["best_iteration"]),
             "top_features": [f["feature"] for f in meta.get("top_features_by_gain", [])[:3]],
             "validation_snapshot": meta["training_window"]["validation"][0]}
@@ -100,11 +118,13 @@ def markdown(result: dict) -> str:
         row = [m]
         for p in profiles:
             f = result["profiles"][p].get("models", {}).get(m)
-            row += (["-"] * 4 if f is None else
-                    [f"{f['roc_auc']:.3f} ({f['roc_auc_low']:.3f} to {f['roc_auc_high']:.3f})", f"{f['positives']:,} ({f['base_rate']:.2%})",
+            row += (["-"] * 5 if f is None else
+                    [f"{f['roc_auc']:.3f} ({f['roc_auc_low']:.3f} to {f['roc_auc_high']:.3f})",
+                     f"{f['oracle_roc_auc']:.3f}" if "oracle_roc_auc" in f else "-", f"{f['positives']:,} ({f['base_rate']:.2%})",
                      f"{f['top_decile_lift']:.2f}", f"{f['top_decile_share']:.0%}"])
         rows.append(row)
-    headers = ["model"] + [f"{h} {p}" for p in profiles for h in ("ROC-AUC", "positives", "top-decile lift", "top-decile share")]
+    headers = ["model"] + [f"{h} {p}" for p in profiles for h in ("ROC-AUC", "oracle ROC-AUC", "positives", "top-decile lift",
+                                                                     "top-decile share")]
     lines += [tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
     feats = [[m] + [", ".join(result["profiles"][p].get("models", {}).get(m, {}).get("top_features", [])) or "-" for p in profiles]
              for m in models]
@@ -124,10 +144,38 @@ def write(result: dict, out: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------------------
-def run_profile(cfg, name: str, customers: int, days: int, end: dt.date, seed: int, root: Path) -> dict:
-    """Simulate, load and train one profile in ``root`` (emptied first); its figures and timings."""
+def measure(root: Path, as_of: dt.date, seed: int) -> dict:
+    """The figures of every model trained as of ``as_of`` in ``root`` (none trained: left out), each beside the
+    oracle's ROC-AUC on the same validation rows (``bench/model_check.py``: the simulator's true probability of the
+    event, read from the root's hidden truth, which only this benchmark reads)."""
     import pandas as pd
 
+    from bench import model_check
+    from jobs.platform.config import Paths, business
+    from jobs.stages.propensity import registry
+    from models import propensity as pm
+
+    paths = Paths(root)
+    truth = pd.read_parquet(paths.truth / "customers.parquet")
+    sim = json.loads((paths.truth / "simulation.json").read_text())
+    products = business("products")["products"]
+    ced = None if sim.get("profile", "easy") == "easy" else model_check.contract_end_day(sim, truth)
+    out = {}
+    for spec in pm.load_settings().models:
+        reg = pm.current(registry(paths), spec.id, as_of)
+        if reg is None:
+            continue
+        valid = pd.read_parquet(Path(reg.path) / "validation.parquet")
+        f = model_figures(reg.meta, valid, seed=seed)
+        truth_p = model_check.oracle(reg.meta, valid, truth, sim, products, paths, ced=ced)
+        f["oracle_roc_auc"] = pm.roc_auc(valid["label"].to_numpy(), truth_p)
+        f["gap"] = f["oracle_roc_auc"] - f["roc_auc"]
+        out[spec.id] = f
+    return out
+
+
+def run_profile(cfg, name: str, customers: int, days: int, end: dt.date, seed: int, root: Path) -> dict:
+    """Simulate, load and train one profile in ``root`` (emptied first); its figures and timings."""
     from jobs.orchestration import pipeline
     from jobs.platform.config import Paths
     from jobs.platform.spark import get_spark
@@ -145,12 +193,9 @@ def run_profile(cfg, name: str, customers: int, days: int, end: dt.date, seed: i
     pipeline.history(end + dt.timedelta(days=1), cfg)
     out["seconds"]["history"] = round(time.time() - t, 1)
     t = time.time()
-    regs = propensity.train(get_spark(cfg), cfg.paths, end)
+    propensity.train(get_spark(cfg), cfg.paths, end)
     out["seconds"]["train"] = round(time.time() - t, 1)
-    out["models"] = {}
-    for reg in regs:
-        meta = json.loads((Path(reg.path) / "meta.json").read_text())
-        out["models"][reg.model] = model_figures(meta, pd.read_parquet(Path(reg.path) / "validation.parquet"), seed=seed)
+    out["models"] = measure(root, end, seed)
     log.info(f"model profiles: {name}: " + ", ".join(f"{m} {f['roc_auc']:.3f}" for m, f in out["models"].items()))
     return out
 
@@ -170,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=PROJECT_DIR / "var" / "bench" / "model_profiles",
                     help="one storage root per profile under it (emptied first)")
     ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument("--measure-only", action="store_true",
+                    help="no simulation or training: measure the models already trained in each root again (no Spark); "
+                         "the timings are kept from --out")
     args = ap.parse_args(argv)
     setup()
     cfg = settings()
@@ -177,6 +225,16 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {"profiles": args.profiles, "customers": args.customers, "days": args.days,
                            "end_date": args.end_date.isoformat(), "seed": args.seed, "env": cfg.env},
               "profiles": {}}
+    if args.measure_only:
+        before = json.loads(args.out.read_text()) if args.out.exists() else {}
+        for name in args.profiles:
+            kept = before.get("profiles", {}).get(name, {})
+            result["profiles"][name] = {**kept, "root": str(args.root / name),
+                                        "models": measure(args.root / name, args.end_date, args.seed)}
+        result["measured_again"] = {"from": before.get("provenance"), "command": before.get("command")}
+        write(result, args.out)
+        print(markdown(result))
+        return 0
     t0 = time.time()
     for name in args.profiles:
         try:

@@ -112,8 +112,19 @@ def test_a_model_s_figures_come_from_its_validation_rows_and_its_report():
     f = model_profiles.model_figures(meta, v)
     assert f["positives"] == int(v["label"].sum()) and f["rows"] == len(v)
     assert f["roc_auc"] == q["roc_auc"] and f["roc_auc_low"] < f["roc_auc"] < f["roc_auc_high"]
-    assert f["top_decile_share"] == q["lift_by_decile"][0]["positives"] / q["positives"]
+    assert abs(f["top_decile_lift"] - 10 * f["top_decile_share"] / 1.0) < 1e-9, "a tenth of the rows: lift = 10 x share"
     assert f["top_features"] == ["a", "b", "c"] and f["trees"] == 57 and f["validation_snapshot"] == "2026-10-21"
+
+
+def test_the_top_tenth_shares_out_ties_at_the_cut():
+    import numpy as np
+
+    from bench import model_profiles
+
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0] * 2)
+    assert model_profiles.top_decile(y, np.arange(20)[::-1] / 20) == (5.0, 0.5), "the two best rows: one of two positives"
+    lift, share = model_profiles.top_decile(y, np.ones(20))
+    assert abs(share - 0.1) < 1e-12 and abs(lift - 1.0) < 1e-12, "all tied: a tenth of the positives, lift 1"
 
 
 def test_the_profiles_page_shows_each_profile_and_a_failed_one_says_why(tmp_path):
@@ -129,6 +140,8 @@ def test_the_profiles_page_shows_each_profile_and_a_failed_one_says_why(tmp_path
     model_profiles.write(result, tmp_path / "out.json")
     md = (tmp_path / "out.md").read_text()
     assert "0.812 (0.750 to 0.860)" in md and "40 (10.00%)" in md and "32%" in md
+    churn = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("| churn")][0]
+    assert churn[1:3] == ["0.812 (0.750 to 0.860)", "-"], "no oracle figure: a dash"
     assert "TrainingError: model churn: no positive labels" in md
     assert json.loads((tmp_path / "out.json").read_text())["profiles"]["easy"]["models"]["churn"]["roc_auc"] == 0.8123
 
