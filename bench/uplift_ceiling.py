@@ -49,7 +49,9 @@ truth file does not hold (contract end, WeChat, e-mail).
   0, the others' ``base`` x share_persuadable / (share_persuadable + share_lost_cause) x (1 - share_sleeping_dog)).
   Sure things buy unprompted, so the orders files reveal many of them; this ranking knows all of them, and so
   bounds what a model can learn from the orders (before any contact, persuadables, lost causes and dogs leave the
-  same traces: none);
+  same traces: none). Where a closed loop ran, its responses reveal a little more (an acceptance: a persuadable
+  who is not a dog; an opt-out or a provoked closure is likelier for a dog), which no ranking here uses: the
+  accepted offers in the files and the closures contacts provoked are counted beside the figures;
 - ``random``: contacts at random (its expectation, exact).
 
 **Figures**: the share of all the true incremental conversions (value) the top 20% of pairs hold (Criteo's
@@ -58,7 +60,9 @@ conversions (value) captured, per 1,000 contacts, as a share of the oracle's at 
 random's; the expected closures (P(delivered) x ``dog_contact_churn_prob`` for a sleeping dog, ``World.harm``) and
 opt-outs caused per 1,000 contacts, each contact counted on its own; and, for value, the net value per 1,000
 contacts (value - closures x ``World.lost_value``, ``lost_customer_months`` of the plan fee, an assumption of
-the profile table). Ties at a cut are shared out (the expected figure under random tie-breaking).
+the profile table); for net value, each ranking also by its expected net value (the observable ideal's: its
+expected value - the dog share's expected closures x the lost value), with the number of pairs where that is
+positive. Ties at a cut are shared out (the expected figure under random tie-breaking).
 
     .venv/bin/python bench/uplift_ceiling.py --root var/bench/model_profiles --root var
 
@@ -332,6 +336,8 @@ def measure_root(root: Path) -> dict:
                                "persuadable_not_dog": float((pairs["persuadable"] & ~pairs["dog"]).mean())}
     info["channels_chosen"] = {m: pairs[f"channel_{m}"][pairs[f"base_{m}"] > 0].value_counts().to_dict() for m in CONTACT_KINDS}
     info["pooled"] = measure_set(pairs, sh["q"], sh["q_not_sure"])
+    _, keys, _ = arrays(pairs, "net_value", sh["q"], sh["q_not_sure"])
+    info["positive_expected_net_pairs"] = {name: int((keys[name][0] > 0).sum()) for name in keys if name != "oracle"}
     info["families"] = {fam: measure_set(pairs[pairs["family"] == fam], sh["q"], sh["q_not_sure"]) for fam in RESPONSE_FAMILIES}
     info["seconds"] = round(time.time() - t0, 1)
     return info
@@ -401,7 +407,9 @@ def markdown(result: dict) -> str:
                   f"{sh['share_persuadable']:g}, sure thing {sh['share_sure_thing']:g}, sleeping dog {sh['share_sleeping_dog']:g} "
                   f"(q = {sh['q']:.4f}; measured: persuadable and not a dog {r['measured_shares']['persuadable_not_dog']:.4f} of "
                   f"the pairs, pairs with an effect > 0 {r['pooled']['responders']:.4f}). Offers accepted in the files: "
-                  f"{r['accepted_offers_in_files']:,}; closures provoked by contacts: {r['closed_by_contact']:,}.", ""]
+                  f"{r['accepted_offers_in_files']:,}; closures provoked by contacts: {r['closed_by_contact']:,}. Pairs whose "
+                  f"expected net value is positive for the observable ideal: {r['positive_expected_net_pairs']['observable']:,} "
+                  f"(knowing the sure things: {r['positive_expected_net_pairs']['observable_knows_sure_things']:,}).", ""]
         for m, title in (("conversions", "incremental conversions"), ("value", "gross incremental value (yuan)"),
                          ("net_value", "net incremental value (yuan: value - closures x lost value)")):
             f = r["pooled"][m]

@@ -203,6 +203,7 @@ def test_realistic_measured_shares_and_a_ceiling_below_the_oracle(roots):
     assert r["pooled"]["conversions"]["oracle"]["top20_share"] == pytest.approx(1.0)
     assert _at(r["pooled"], "conversions", "observable", 0.01)["of_oracle"] < 0.7
     assert set(r["families"]) == set(RESPONSE_FAMILIES)
+    assert 0 <= r["positive_expected_net_pairs"]["observable"] <= r["pooled"]["pairs"]
 
 
 def test_the_command_finds_roots_skips_fresh_ones_and_writes_its_files(roots, tmp_path, capsys):
