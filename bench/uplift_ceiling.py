@@ -64,7 +64,10 @@ the profile table); for net value, each ranking also by its expected net value (
 expected value - the dog share's expected closures x the lost value), with the number of pairs where that is
 positive. Ties at a cut are shared out (the expected figure under random tie-breaking).
 
-    .venv/bin/python bench/uplift_ceiling.py --root var/bench/model_profiles --root var
+With ``--channel CH`` (repeatable), the pooled figures again with every contact through that one channel, over
+the customers it reaches and the families it carries (as the headline compares at equal volume per channel).
+
+    .venv/bin/python bench/uplift_ceiling.py --root var/bench/model_profiles --root var --channel sms_push
 
 Writes ``--out`` (default ``bench/results/uplift_ceiling.json``) with the commit and a markdown table beside it
 (``.md``). ``--root`` is a storage root (``truth/simulation.json``) or a folder of them (one per profile, as
@@ -247,9 +250,10 @@ def _accepted(paths, spec) -> int:
     return n
 
 
-def root_pairs(root: Path) -> tuple[pd.DataFrame, dict]:
+def root_pairs(root: Path, channel: str | None = None) -> tuple[pd.DataFrame, dict]:
     """Every (customer, family) pair of the root's reference day (the module's docstring) with its figures'
-    columns, and what was checked and counted on the way."""
+    columns, and what was checked and counted on the way; with ``channel``, contacts through that channel only
+    (the families it does not carry left out)."""
     from jobs.platform.config import Paths, business
     from simulator.generate import PERSUADABLE, RESPONSE_FAMILIES, SURE_THING, SimSpec
     from simulator.headline import _optouts, _reachable
@@ -266,6 +270,8 @@ def root_pairs(root: Path) -> tuple[pd.DataFrame, dict]:
     optout = _optouts(paths, world, nxt)
     reach = {ch: _reachable(world, day, ch, optout) for ch in OUTBOUND}
     pool = reach["sms_push"]  # alive on the day and the next, not opted out of all marketing
+    if channel is not None:
+        pool = pool & reach[channel]  # (WeChat, e-mail: only the customers who have them)
     idx = np.flatnonzero(pool)
     info.update({"decision_date": day.isoformat(), "pool": len(idx), "held_pairs": int(held.sum()),
                  "accepted_offers_in_files": _accepted(paths, spec), "closed_by_contact": len(world.closed_by_contact)})
@@ -282,9 +288,11 @@ def root_pairs(root: Path) -> tuple[pd.DataFrame, dict]:
     frames = []
     for f, fam in enumerate(RESPONSE_FAMILIES):
         combos = [(j, ch) for j, p in enumerate(world.products) if p["category"] == fam
-                  for ch in OUTBOUND if ch in cats[fam]]
+                  for ch in OUTBOUND if ch in cats[fam] and channel in (None, ch)]
         if not combos:
-            raise ValueError(f"no outbound channel carries family {fam}")
+            if channel is None:
+                raise ValueError(f"no outbound channel carries family {fam}")
+            continue
         base = np.zeros((len(combos), len(idx)))
         responds = (world.c["response"][idx, f] == PERSUADABLE) & ~world.c["sleeping_dog"][idx]
         for k, (j, ch) in enumerate(combos):
@@ -322,8 +330,9 @@ def root_pairs(root: Path) -> tuple[pd.DataFrame, dict]:
     return pd.concat(frames, ignore_index=True), info
 
 
-def measure_root(root: Path) -> dict:
-    """The figures of one root: the profile's shares, the pairs' make-up, every family's and the pooled figures."""
+def measure_root(root: Path, channels: tuple[str, ...] = ()) -> dict:
+    """The figures of one root: the profile's shares, the pairs' make-up, every family's and the pooled figures;
+    for each of ``channels``, the pooled figures with every contact through that channel (``by_channel``)."""
     from jobs.platform.config import Paths
     from simulator.generate import RESPONSE_FAMILIES, SimSpec
 
@@ -339,6 +348,10 @@ def measure_root(root: Path) -> dict:
     _, keys, _ = arrays(pairs, "net_value", sh["q"], sh["q_not_sure"])
     info["positive_expected_net_pairs"] = {name: int((keys[name][0] > 0).sum()) for name in keys if name != "oracle"}
     info["families"] = {fam: measure_set(pairs[pairs["family"] == fam], sh["q"], sh["q_not_sure"]) for fam in RESPONSE_FAMILIES}
+    info["by_channel"] = {}
+    for ch in channels:
+        only, _ = root_pairs(root, ch)
+        info["by_channel"][ch] = {"families": sorted(set(only["family"])), **measure_set(only, sh["q"], sh["q_not_sure"])}
     info["seconds"] = round(time.time() - t0, 1)
     return info
 
@@ -433,6 +446,15 @@ def markdown(result: dict) -> str:
                          *(_x(c["observable"]["at"][v]["over_random"]) for v in vols)])
         lines += ["**Per family** (conversions unless said):", "",
                   tabulate(rows, head, tablefmt="pipe", disable_numparse=True, colalign=["left"] + ["right"] * (len(head) - 1)), ""]
+        if r.get("by_channel"):
+            head = ["channel only", "measure", "pairs", "observable: top 20% holds", *(f"observable of oracle @{v}" for v in vol_names),
+                    *(f"observable over random @{v}" for v in vol_names)]
+            rows = [[ch, m, f"{b['pairs']:,}", _pct(b[m]["observable"]["top20_share"]),
+                     *(_pct(b[m]["observable"]["at"][v]["of_oracle"]) for v in vols),
+                     *(_x(b[m]["observable"]["at"][v]["over_random"]) for v in vols)]
+                    for ch, b in r["by_channel"].items() for m in ("conversions", "value")]
+            lines += ["**Every contact through one channel** (pooled over the families it carries):", "",
+                      tabulate(rows, head, tablefmt="pipe", disable_numparse=True, colalign=["left", "left"] + ["right"] * (len(head) - 2)), ""]
     lines += ["", "Pairs: customer x product family, each with its best single contact on the decision date (no earlier "
               "contact). Effect: `World.uplift` of that contact (true conversion probability; value: x the product's "
               "value). Observable ideal: ranks by the effect with the persuadable-and-not-dog indicator replaced by its "
@@ -453,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a storage root, or a folder of roots (one per profile); repeatable "
                          "(default: var/bench/model_profiles)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (a .md table is written beside it)")
+    ap.add_argument("--channel", action="append", default=[], choices=["sms_push", "wechat", "email", "outbound_ivr", "outbound_call"],
+                    help="also measure with every contact through this channel (the families it carries); repeatable")
     ap.add_argument("--min-age", type=float, default=60.0,
                     help="skip a root whose files changed less than this many seconds ago (default 60)")
     args = ap.parse_args(argv)
@@ -461,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"provenance": git_state(),
               "command": "python bench/uplift_ceiling.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "volumes": list(VOLUMES), "top": TOP, "criteo_top20": CRITEO_TOP20, "skipped": skipped,
-              "roots": [measure_root(r) for r in roots]}
+              "roots": [measure_root(r, tuple(args.channel)) for r in roots]}
     result["seconds"] = round(time.time() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -177,6 +177,16 @@ def test_the_pairs_of_a_simulated_root(roots):
     assert set(value.dropna().round(6)) == {15.0}
 
 
+def test_one_channel_only(roots):
+    pairs, info = uc.root_pairs(roots / "realistic", "email")
+    assert set(pairs["channel_conversions"]) == set(pairs["channel_value"]) == {"email"}
+    assert "handset" not in set(pairs["family"])  # e-mail does not carry handsets (conf/products.yaml)
+    everyone, _ = uc.root_pairs(roots / "realistic")
+    assert info["pool"] < everyone["customer"].nunique()  # only the customers with an e-mail address
+    r = uc.measure_root(roots / "realistic", ("email",))
+    assert r["by_channel"]["email"]["pairs"] == len(pairs)
+
+
 def test_a_changed_truth_is_refused(roots, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(roots / "realistic", copy)
