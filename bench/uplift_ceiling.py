@@ -482,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.time()
     roots, skipped = find_roots(args.root or [PROJECT_DIR / "var" / "bench" / "model_profiles"], args.min_age)
+    if not roots:
+        print("no root to measure (nothing written):\n" + "\n".join(f"  {s['root']}: {s['reason']}" for s in skipped),
+              file=sys.stderr)
+        return 1
     result = {"provenance": git_state(),
               "command": "python bench/uplift_ceiling.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "volumes": list(VOLUMES), "top": TOP, "criteo_top20": CRITEO_TOP20, "skipped": skipped,

@@ -222,6 +222,8 @@ def test_the_command_finds_roots_skips_fresh_ones_and_writes_its_files(roots, tm
     found, skipped = uc.find_roots([roots, tmp_path / "nothing"], min_age=0)
     assert found == [roots / "easy", roots / "realistic"] and skipped[0]["root"] == str(tmp_path / "nothing")
     out = tmp_path / "res" / "ceiling.json"
+    assert uc.main(["--root", str(roots / "not_a_root"), "--out", str(out)]) == 1 and not out.exists()
+    assert "not_a_root" in capsys.readouterr().err
     assert uc.main(["--root", str(roots), "--root", str(roots / "realistic"), "--out", str(out), "--min-age", "0"]) == 0
     result = json.loads(out.read_text())
     assert [r["profile"] for r in result["roots"]] == ["easy", "realistic", "realistic"]
