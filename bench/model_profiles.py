@@ -115,16 +115,17 @@ def markdown(result: dict) -> str:
     models = sorted({m for p in profiles for m in result["profiles"][p].get("models", {})})
     rows = []
     for m in models:
-        row = [m]
         for p in profiles:
             f = result["profiles"][p].get("models", {}).get(m)
-            row += (["-"] * 5 if f is None else
-                    [f"{f['roc_auc']:.3f} ({f['roc_auc_low']:.3f} to {f['roc_auc_high']:.3f})",
-                     f"{f['oracle_roc_auc']:.3f}" if "oracle_roc_auc" in f else "-", f"{f['positives']:,} ({f['base_rate']:.2%})",
-                     f"{f['top_decile_lift']:.2f}", f"{f['top_decile_share']:.0%}"])
-        rows.append(row)
-    headers = ["model"] + [f"{h} {p}" for p in profiles for h in ("ROC-AUC", "oracle ROC-AUC", "positives", "top-decile lift",
-                                                                     "top-decile share")]
+            if f is None:
+                rows.append([m, p, *["-"] * 6])
+                continue
+            oracle = f.get("oracle_roc_auc")
+            rows.append([m, p, f"{f['roc_auc']:.3f} ({f['roc_auc_low']:.3f} to {f['roc_auc_high']:.3f})",
+                         "-" if oracle is None else f"{oracle:.3f}", "-" if oracle is None else f"{oracle - f['roc_auc']:+.3f}",
+                         f"{f['positives']:,} ({f['base_rate']:.2%})", f"{f['top_decile_lift']:.2f}", f"{f['top_decile_share']:.0%}"])
+    headers = ["model", "profile", "ROC-AUC (95% interval)", "oracle ROC-AUC", "gap", "positives (base rate)",
+               "top-tenth lift", "top-tenth share of positives"]
     lines += [tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
     feats = [[m] + [", ".join(result["profiles"][p].get("models", {}).get(m, {}).get("top_features", [])) or "-" for p in profiles]
              for m in models]

@@ -141,7 +141,7 @@ def test_the_profiles_page_shows_each_profile_and_a_failed_one_says_why(tmp_path
     md = (tmp_path / "out.md").read_text()
     assert "0.812 (0.750 to 0.860)" in md and "40 (10.00%)" in md and "32%" in md
     churn = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("| churn")][0]
-    assert churn[1:3] == ["0.812 (0.750 to 0.860)", "-"], "no oracle figure: a dash"
+    assert churn[1:4] == ["easy", "0.812 (0.750 to 0.860)", "-"], "no oracle figure: a dash"
     assert "TrainingError: model churn: no positive labels" in md
     assert json.loads((tmp_path / "out.json").read_text())["profiles"]["easy"]["models"]["churn"]["roc_auc"] == 0.8123
 
