@@ -112,6 +112,10 @@ def markdown(result: dict) -> str:
              f"`{result['command']}`; {s['customers']:,} customers, {s['days']} days of files ending {s['end_date']}, "
              f"seed {s['seed']}, trained as of {s['end_date']}; ROC-AUC intervals: {int(LEVEL * 100)}% bootstrap over "
              f"the validation rows ({BOOTSTRAP} resamples). Written by `bench/model_profiles.py`.", ""]
+    again = result.get("measured_again")
+    if again:
+        lines += [f"Simulated and trained by `{(again.get('command') or '').strip()}` at {(again.get('from') or {}).get('commit')}; "
+                  "the figures above measured again from its roots (`--measure-only`).", ""]
     models = sorted({m for p in profiles for m in result["profiles"][p].get("models", {})})
     rows = []
     for m in models:
