@@ -250,14 +250,61 @@ def _accepted(paths, spec) -> int:
     return n
 
 
+def _family_pairs(ctx: dict, f: int, fam: str, combos: list[tuple[int, str]]) -> pd.DataFrame:
+    """One family's pairs (:func:`root_pairs`): the base effect of each product x channel ``combos`` (checked to be
+    the true effect over the persuadable-and-not-a-dog indicator), then each contact kind's best contact."""
+    from simulator.generate import PERSUADABLE, SURE_THING
+
+    world, idx, reach = ctx["world"], ctx["idx"], ctx["reach"]
+    base = np.zeros((len(combos), len(idx)))
+    responds = (world.c["response"][idx, f] == PERSUADABLE) & ~world.c["sleeping_dog"][idx]
+    for k, (j, ch) in enumerate(combos):
+        prod, chan = np.full(len(idx), j), np.full(len(idx), ch, dtype=object)
+        b = ctx["world_all"].p_convert(idx, prod, chan, ctx["day"], ctx["held"])
+        true = world.p_convert(idx, prod, chan, ctx["day"], ctx["held"])
+        if not np.array_equal(true, b * responds):
+            raise AssertionError(f"World.p_convert is not the indicator x the base effect for {fam}, {ch}")
+        base[k] = np.where(reach[ch][idx], b, -1.0)  # a channel that cannot reach the customer is never chosen
+    row = {"customer": idx, "family": fam, "sure": world.c["response"][idx, f] == SURE_THING,
+           "persuadable": world.c["response"][idx, f] == PERSUADABLE, "dog": world.c["sleeping_dog"][idx],
+           "lost_value": ctx["lost"]}
+    for m in CONTACT_KINDS:
+        row.update(_best_contact(ctx, m, base, combos))
+    return pd.DataFrame(row)
+
+
+def _best_contact(ctx: dict, m: str, base: np.ndarray, combos: list[tuple[int, str]]) -> dict:
+    """The columns of contact kind ``m`` (by conversions or by value): each pair's best product and channel by the
+    base effect, with its true effect, the harm the world draws for it and the harm expected from the shares."""
+    from simulator.responder import DELIVER
+
+    world, idx, value, day, held = ctx["world"], ctx["idx"], ctx["value"], ctx["day"], ctx["held"]
+    weight = np.array([value[j] for j, _ in combos])[:, None] if m == "value" else 1.0
+    best = np.argmax(base * weight, axis=0)
+    prod = np.array([combos[k][0] for k in best])
+    chan = np.array([combos[k][1] for k in best], dtype=object)
+    b = np.maximum(base[best, np.arange(len(idx))], 0.0)
+    true = np.zeros(len(idx))
+    optouts, closures = np.zeros(len(idx)), np.zeros(len(idx))
+    for k in np.unique(best):
+        sel = best == k
+        true[sel] = world.p_convert(idx[sel], prod[sel], chan[sel], day, held)
+        optouts[sel], closures[sel] = world.harm(idx[sel], prod[sel], chan[sel], day, held)
+    w = value[prod] if m == "value" else 1.0
+    deliver = np.array([DELIVER[ch] for ch in chan])
+    return {f"base_{m}": b * w, f"effect_{m}": true * w, f"closure_{m}": closures, f"optout_{m}": optouts,
+            f"harm_expected_{m}": ctx["dog_share"] * deliver * ctx["dog_churn"], f"channel_{m}": chan,
+            f"product_{m}": np.array([world.products[j]["id"] for j in prod])}
+
+
 def root_pairs(root: Path, channel: str | None = None) -> tuple[pd.DataFrame, dict]:
     """Every (customer, family) pair of the root's reference day (the module's docstring) with its figures'
     columns, and what was checked and counted on the way; with ``channel``, contacts through that channel only
     (the families it does not carry left out)."""
     from jobs.platform.config import Paths, business
-    from simulator.generate import PERSUADABLE, RESPONSE_FAMILIES, SURE_THING, SimSpec
+    from simulator.generate import PERSUADABLE, RESPONSE_FAMILIES, SimSpec
     from simulator.headline import _optouts, _reachable
-    from simulator.responder import DELIVER, OUTBOUND, World, held_before
+    from simulator.responder import OUTBOUND, World, held_before
 
     paths = Paths(Path(root))
     spec = SimSpec.of(paths)
@@ -283,8 +330,10 @@ def root_pairs(root: Path, channel: str | None = None) -> tuple[pd.DataFrame, di
     cats = business("products")["categories"]
     value = np.array([float(p["value"]) for p in world.products])
     prof = world.params
-    dog_share = float(prof.share_sleeping_dog)
     lost = world.lost_value(idx)
+    ctx = {"world": world, "world_all": world_all, "idx": idx, "reach": reach, "held": held, "day": day,
+           "value": value, "lost": lost, "dog_share": float(prof.share_sleeping_dog),
+           "dog_churn": float(prof.dog_contact_churn_prob)}
     frames = []
     for f, fam in enumerate(RESPONSE_FAMILIES):
         combos = [(j, ch) for j, p in enumerate(world.products) if p["category"] == fam
@@ -293,40 +342,7 @@ def root_pairs(root: Path, channel: str | None = None) -> tuple[pd.DataFrame, di
             if channel is None:
                 raise ValueError(f"no outbound channel carries family {fam}")
             continue
-        base = np.zeros((len(combos), len(idx)))
-        responds = (world.c["response"][idx, f] == PERSUADABLE) & ~world.c["sleeping_dog"][idx]
-        for k, (j, ch) in enumerate(combos):
-            prod, chan = np.full(len(idx), j), np.full(len(idx), ch, dtype=object)
-            b = world_all.p_convert(idx, prod, chan, day, held)
-            true = world.p_convert(idx, prod, chan, day, held)
-            if not np.array_equal(true, b * responds):
-                raise AssertionError(f"World.p_convert is not the indicator x the base effect for {fam}, {ch}")
-            base[k] = np.where(reach[ch][idx], b, -1.0)  # a channel that cannot reach the customer is never chosen
-        row = {"customer": idx, "family": fam, "sure": world.c["response"][idx, f] == SURE_THING,
-               "persuadable": world.c["response"][idx, f] == PERSUADABLE, "dog": world.c["sleeping_dog"][idx],
-               "lost_value": lost}
-        for m in CONTACT_KINDS:
-            weight = np.array([value[j] for j, _ in combos])[:, None] if m == "value" else 1.0
-            best = np.argmax(base * weight, axis=0)
-            prod = np.array([combos[k][0] for k in best])
-            chan = np.array([combos[k][1] for k in best], dtype=object)
-            b = np.maximum(base[best, np.arange(len(idx))], 0.0)
-            true = np.zeros(len(idx))
-            optouts, closures = np.zeros(len(idx)), np.zeros(len(idx))
-            for k in np.unique(best):
-                sel = best == k
-                true[sel] = world.p_convert(idx[sel], prod[sel], chan[sel], day, held)
-                optouts[sel], closures[sel] = world.harm(idx[sel], prod[sel], chan[sel], day, held)
-            w = value[prod] if m == "value" else 1.0
-            row[f"base_{m}"] = b * w
-            row[f"effect_{m}"] = true * w
-            row[f"closure_{m}"] = closures
-            row[f"optout_{m}"] = optouts
-            deliver = np.array([DELIVER[ch] for ch in chan])
-            row[f"harm_expected_{m}"] = dog_share * deliver * float(prof.dog_contact_churn_prob)
-            row[f"channel_{m}"] = chan
-            row[f"product_{m}"] = np.array([world.products[j]["id"] for j in prod])
-        frames.append(pd.DataFrame(row))
+        frames.append(_family_pairs(ctx, f, fam, combos))
     return pd.concat(frames, ignore_index=True), info
 
 
@@ -401,6 +417,35 @@ def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}x"
 
 
+def _breakdown_tables(r: dict, vols: list[str], vol_names: list[str]) -> list[str]:
+    """:func:`markdown`'s tables of one root per family and, when measured, per channel alone."""
+    from tabulate import tabulate
+
+    lines = []
+    head = ["family", "pairs with effect > 0", "oracle: top 20% holds", "observable: top 20% holds",
+            *(f"observable of oracle @{v}" for v in vol_names), *(f"value: observable of oracle @{v}" for v in vol_names),
+            *(f"observable over random @{v}" for v in vol_names)]
+    rows = []
+    for fam, f in r["families"].items():
+        c, v_ = f["conversions"], f["value"]
+        rows.append([fam, _pct(f["responders"]), _pct(c["oracle"]["top20_share"]), _pct(c["observable"]["top20_share"]),
+                     *(_pct(c["observable"]["at"][v]["of_oracle"]) for v in vols),
+                     *(_pct(v_["observable"]["at"][v]["of_oracle"]) for v in vols),
+                     *(_x(c["observable"]["at"][v]["over_random"]) for v in vols)])
+    lines += ["**Per family** (conversions unless said):", "",
+              tabulate(rows, head, tablefmt="pipe", disable_numparse=True, colalign=["left"] + ["right"] * (len(head) - 1)), ""]
+    if r.get("by_channel"):
+        head = ["channel only", "measure", "pairs", "observable: top 20% holds", *(f"observable of oracle @{v}" for v in vol_names),
+                *(f"observable over random @{v}" for v in vol_names)]
+        rows = [[ch, m, f"{b['pairs']:,}", _pct(b[m]["observable"]["top20_share"]),
+                 *(_pct(b[m]["observable"]["at"][v]["of_oracle"]) for v in vols),
+                 *(_x(b[m]["observable"]["at"][v]["over_random"]) for v in vols)]
+                for ch, b in r["by_channel"].items() for m in ("conversions", "value")]
+        lines += ["**Every contact through one channel** (pooled over the families it carries):", "",
+                  tabulate(rows, head, tablefmt="pipe", disable_numparse=True, colalign=["left", "left"] + ["right"] * (len(head) - 2)), ""]
+    return lines
+
+
 def markdown(result: dict) -> str:
     """The results as markdown tables: per root, the pooled figures of each measure, then per family."""
     from tabulate import tabulate
@@ -434,27 +479,7 @@ def markdown(result: dict) -> str:
                      *(_num(f[n]["at"][v]["closures_per_1000"], ".1f") for v in vols)] for n in RANKINGS]
             lines += [f"**All pairs pooled, {title}** (total {_num(f['total'], ',.1f')}):", "",
                       tabulate(rows, head, tablefmt="pipe", disable_numparse=True, colalign=["left"] + ["right"] * (len(head) - 1)), ""]
-        head = ["family", "pairs with effect > 0", "oracle: top 20% holds", "observable: top 20% holds",
-                *(f"observable of oracle @{v}" for v in vol_names), *(f"value: observable of oracle @{v}" for v in vol_names),
-                *(f"observable over random @{v}" for v in vol_names)]
-        rows = []
-        for fam, f in r["families"].items():
-            c, v_ = f["conversions"], f["value"]
-            rows.append([fam, _pct(f["responders"]), _pct(c["oracle"]["top20_share"]), _pct(c["observable"]["top20_share"]),
-                         *(_pct(c["observable"]["at"][v]["of_oracle"]) for v in vols),
-                         *(_pct(v_["observable"]["at"][v]["of_oracle"]) for v in vols),
-                         *(_x(c["observable"]["at"][v]["over_random"]) for v in vols)])
-        lines += ["**Per family** (conversions unless said):", "",
-                  tabulate(rows, head, tablefmt="pipe", disable_numparse=True, colalign=["left"] + ["right"] * (len(head) - 1)), ""]
-        if r.get("by_channel"):
-            head = ["channel only", "measure", "pairs", "observable: top 20% holds", *(f"observable of oracle @{v}" for v in vol_names),
-                    *(f"observable over random @{v}" for v in vol_names)]
-            rows = [[ch, m, f"{b['pairs']:,}", _pct(b[m]["observable"]["top20_share"]),
-                     *(_pct(b[m]["observable"]["at"][v]["of_oracle"]) for v in vols),
-                     *(_x(b[m]["observable"]["at"][v]["over_random"]) for v in vols)]
-                    for ch, b in r["by_channel"].items() for m in ("conversions", "value")]
-            lines += ["**Every contact through one channel** (pooled over the families it carries):", "",
-                      tabulate(rows, head, tablefmt="pipe", disable_numparse=True, colalign=["left", "left"] + ["right"] * (len(head) - 2)), ""]
+        lines += _breakdown_tables(r, vols, vol_names)
     lines += ["", "Pairs: customer x product family, each with its best single contact on the decision date (no earlier "
               "contact). Effect: `World.uplift` of that contact (true conversion probability; value: x the product's "
               "value). Observable ideal: ranks by the effect with the persuadable-and-not-dog indicator replaced by its "
