@@ -227,11 +227,11 @@ def _oracle_easy(kind: str, t, ti: int, horizon: int, days: int, family: list[di
         later = t["churn_probability"].to_numpy() * (t["tenure"].to_numpy() > 100) * inside
         return np.where(fading, known, later)
     if kind == "device_change":
-        daily = 0.0004 + 0.004 * t["handset_intent"].to_numpy() + 0.006 * t["freq_changer"].to_numpy()
+        daily = HANDSET_DAILY[0] + HANDSET_DAILY[1] * t["handset_intent"].to_numpy() + HANDSET_DAILY[2] * t["freq_changer"].to_numpy()
         return 1 - (1 - daily) ** horizon
     none = np.ones(n)
     for k, p in enumerate(family):
-        aff = t[f"affinity_{p['category']}"].to_numpy() if f"affinity_{p['category']}" in t else np.full(n, 0.05)
+        aff = t[f"affinity_{p['category']}"].to_numpy() if f"affinity_{p['category']}" in t else np.full(n, DEFAULT_AFFINITY)
         none *= np.where(held[:, k], 1.0, (1 - aff * 0.004) ** horizon)
     return 1 - none
 
@@ -266,11 +266,30 @@ def oracle(model_meta: dict, rows, truth, sim: dict, products: list[dict], paths
     return true_probability(kind, t, ti, horizon, days, profile(name), ced_rows, family, held_m)
 
 
-def main(argv: list[str] | None = None) -> int:
+def scored_validation(paths, as_of: dt.date) -> Iterator[tuple[str, object, object, np.ndarray | None]]:
+    """For each model of conf/models.yaml: (model id, its version current on ``as_of`` or None, its validation rows
+    or None, the oracle's probability of each row or None), reading the root's truth once."""
     import pandas as pd
 
-    from jobs.platform.config import Paths, business, settings
+    from jobs.platform.config import business
     from jobs.stages.propensity import registry
+    from models import propensity as pm
+
+    truth = pd.read_parquet(paths.truth / "customers.parquet")
+    sim = json.loads((paths.truth / "simulation.json").read_text())
+    products = business("products")["products"]
+    ced = None if sim.get("profile", "easy") == "easy" else contract_end_day(sim, truth)
+    for spec in pm.load_settings().models:
+        reg = pm.current(registry(paths), spec.id, as_of)
+        if reg is None:
+            yield spec.id, None, None, None
+            continue
+        valid = pd.read_parquet(Path(reg.path) / "validation.parquet")
+        yield spec.id, reg, valid, oracle(reg.meta, valid, truth, sim, products, paths, ced=ced)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.platform.config import Paths, settings
     from models import propensity as pm
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -280,29 +299,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="result file (default: <root>/reports/models/oracle_<as-of>.json)")
     args = ap.parse_args(argv)
     paths = Paths(args.root) if args.root is not None else settings().paths
-    truth = pd.read_parquet(paths.truth / "customers.parquet")
     sim = json.loads((paths.truth / "simulation.json").read_text())
-    products = business("products")["products"]
-    ced = None if sim.get("profile", "easy") == "easy" else contract_end_day(sim, truth)
     print(f"{paths.root}: profile {sim.get('profile', 'easy')}, {sim['customers']} customers, {sim['days']} days "
           f"{sim['start_date']} to {sim['end_date']}\n")
     rows_out = []
     print("| model | validation rows | positives | model ROC-AUC | oracle ROC-AUC | gap | within 0.05 | model PR-AUC | oracle PR-AUC |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for spec in pm.load_settings().models:
-        reg = pm.current(registry(paths), spec.id, args.as_of)
+    for model, reg, valid, o in scored_validation(paths, args.as_of):
         if reg is None:
-            print(f"| {spec.id} | no model trained as of {args.as_of} | | | | | | | |")
+            print(f"| {model} | no model trained as of {args.as_of} | | | | | | | |")
             continue
-        valid = pd.read_parquet(reg.path / "validation.parquet")
-        o = oracle(reg.meta, valid, truth, sim, products, paths, ced=ced)
         y = valid["label"].to_numpy()
         m_auc, o_auc = pm.roc_auc(y, valid["probability"].to_numpy()), pm.roc_auc(y, o)
-        row = {"model": spec.id, "version": reg.version, "rows": len(valid), "positives": int(y.sum()),
+        row = {"model": model, "version": reg.version, "rows": len(valid), "positives": int(y.sum()),
                "model_roc_auc": m_auc, "oracle_roc_auc": o_auc, "gap": o_auc - m_auc, "within": bool(o_auc - m_auc <= REACH),
                "model_pr_auc": pm.pr_auc(y, valid["probability"].to_numpy()), "oracle_pr_auc": pm.pr_auc(y, o)}
         rows_out.append(row)
-        print(f"| {spec.id} | {row['rows']} | {row['positives']} | {m_auc:.3f} | {o_auc:.3f} | {row['gap']:+.3f} | "
+        print(f"| {model} | {row['rows']} | {row['positives']} | {m_auc:.3f} | {o_auc:.3f} | {row['gap']:+.3f} | "
               f"{'yes' if row['within'] else 'no'} | {row['model_pr_auc']:.3f} | {row['oracle_pr_auc']:.3f} |")
     out = args.out if args.out is not None else paths.reports / "models" / f"oracle_{args.as_of.isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -153,29 +153,18 @@ def measure(root: Path, as_of: dt.date, seed: int) -> dict:
     """The figures of every model trained as of ``as_of`` in ``root`` (none trained: left out), each beside the
     oracle's ROC-AUC on the same validation rows (``bench/model_check.py``: the simulator's true probability of the
     event, read from the root's hidden truth, which only this benchmark reads)."""
-    import pandas as pd
-
     from bench import model_check
-    from jobs.platform.config import Paths, business
-    from jobs.stages.propensity import registry
+    from jobs.platform.config import Paths
     from models import propensity as pm
 
-    paths = Paths(root)
-    truth = pd.read_parquet(paths.truth / "customers.parquet")
-    sim = json.loads((paths.truth / "simulation.json").read_text())
-    products = business("products")["products"]
-    ced = None if sim.get("profile", "easy") == "easy" else model_check.contract_end_day(sim, truth)
     out = {}
-    for spec in pm.load_settings().models:
-        reg = pm.current(registry(paths), spec.id, as_of)
+    for model, reg, valid, truth_p in model_check.scored_validation(Paths(root), as_of):
         if reg is None:
             continue
-        valid = pd.read_parquet(Path(reg.path) / "validation.parquet")
         f = model_figures(reg.meta, valid, seed=seed)
-        truth_p = model_check.oracle(reg.meta, valid, truth, sim, products, paths, ced=ced)
         f["oracle_roc_auc"] = pm.roc_auc(valid["label"].to_numpy(), truth_p)
         f["gap"] = f["oracle_roc_auc"] - f["roc_auc"]
-        out[spec.id] = f
+        out[model] = f
     return out
 
 
