@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from jobs.platform.config import settings
@@ -25,6 +27,16 @@ def test_submit_leaves_the_master_to_spark_submit(monkeypatch):
     assert "spark.master" not in options  # a master set in code would win over spark-submit --master
     assert options["spark.sql.shuffle.partitions"] == "400"
     assert "io.delta.sql.DeltaSparkSessionExtension" in options["spark.sql.extensions"]
+
+
+def test_the_driver_keeps_a_bounded_status_history_unless_the_environment_says_otherwise(monkeypatch):
+    """The status store's defaults (1,000 SQL executions with their plan text) filled the test session's heap."""
+    monkeypatch.delenv("CPC_SPARK_MASTER", raising=False)
+    options = session_builder(settings("local"))._options
+    assert options["spark.sql.ui.retainedExecutions"] == "50"
+    cfg = settings("local")
+    cfg = dataclasses.replace(cfg, spark_conf={**cfg.spark_conf, "spark.sql.ui.retainedExecutions": "500"})
+    assert session_builder(cfg)._options["spark.sql.ui.retainedExecutions"] == "500"
 
 
 def test_unknown_environment_names_the_known_ones():

@@ -13,6 +13,17 @@ from jobs.platform.jars import local_jars
 
 SUBMIT = "submit"  # the master named by spark-submit (YARN, Kubernetes; docs/cluster.md)
 
+# With the UI off the driver still keeps its status store (jobs, stages, SQL executions with their plan text) up to
+# 1,000 of each by default. A long process (a backfill over months, the test suite's one session) then holds
+# hundreds of MB of the plan text of 300-column tag queries: the suite's session ran out of its 2 GB in a broadcast
+# after an hour (CI at c0d0857). The nightly reads none of it back; the environment's ``conf`` can raise these.
+STATUS_RETENTION = {
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.ui.retainedJobs": "200",
+    "spark.ui.retainedStages": "200",
+    "spark.ui.dagGraph.retainedRootRDDs": "200",
+}
+
 
 def get_spark(cfg: Settings | None = None, app_name: str = "cpc-factory"):
     """The active session, or a new one built from ``conf/env/<CPC_ENV>.yaml``.
@@ -51,6 +62,8 @@ def session_builder(cfg: Settings, app_name: str = "cpc-factory"):
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")
     )
+    for key, value in STATUS_RETENTION.items():
+        builder = builder.config(key, value)
     for key, value in cfg.spark_conf.items():
         builder = builder.config(key, value)
     archive = jvm.driver_options(cfg.spark_master, cfg.class_archive)
