@@ -44,6 +44,21 @@ def spark(cfg):
     session.stop()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _drop_cached_frames():
+    """Frames a module left cached are dropped when it ends. ``apply_tags`` caches its wide frame for the band cut
+    points and the tags stage clears it after its write; a test that calls ``apply_tags`` does not. Each such
+    cache kept its 300-column plan and the broadcast relations that plan holds (a 1 MB page each at least) for the
+    rest of the session: about 110 of them by the middle of the suite, and the session's 2 GB driver filled
+    (CI at c0d0857: a broadcast failed in the last test). Starts no session of its own."""
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.catalog.clearCache()
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """Airflow's metadata database (SQLite in the session's private AIRFLOW_HOME), migrated once."""
