@@ -15,7 +15,10 @@ Phases, in one run on the same data:
 5. ``nightly``: every nightly stage on the last date (day ``--days``); its tags stage steps the state by a day;
 6. ``alternatives``: the tags stage again with ``--full`` (window features recomputed from the history, the
    reference), the tag engine alone, one query per tag (a sample, extrapolated; ``--per-tag-sample 0`` skips
-   them) and DuckDB over the same files (``bench/tag_alternatives.py``).
+   them) and DuckDB over the same files (``bench/tag_alternatives.py``);
+7. ``processes``: each nightly stage on the last date again, each in a fresh process as a scheduler's task runs
+   it (``bench/stage_processes.py``): its seconds against the warm session's, and its own peak memory
+   (``--no-processes`` skips it).
 
 Ratios: (1) per-tag queries / engine, (2) Spark engine / DuckDB, (3) the day-1 stages on the last day / on
 day 1, (4) Great Expectations validation / ingest time in the nightly's ingest stage, (5) the nightly's tags
@@ -60,13 +63,9 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        total = 0
-        for p in [self._me, *self._me.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except Exception:  # noqa: BLE001 - a child may end between listing and reading
-                pass
-        return total
+        from bench.stage_processes import tree_rss
+
+        return tree_rss(self._me)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -176,6 +175,11 @@ def markdown(r: dict) -> str:
     by_stage = r.get("ratio_details", {}).get("day_n_over_day_1_by_stage")
     if by_stage:
         lines += ["", "Day " + str(r["days"]) + " / day 1 by stage: " + ", ".join(f"{k} {v}" for k, v in by_stage.items())]
+    if r.get("processes"):
+        from bench.stage_processes import table
+
+        lines += ["", "Each nightly stage in a fresh process, as a scheduler's task runs it, against the same stage in "
+                  "the warm session above:", "", table(r["processes"])]
     rows = [[k, f"{t.get('way', '')} {t['limit']}", str(t["value"]),
              "n/a" if t["met"] is None else ("yes" if t["met"] else f"no ({t['missed_by']})")] for k, t in r["targets"].items()]
     lines += ["", _table(["target", "limit", "measured", "met"], rows, right=(1, 2))]
@@ -193,6 +197,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep-data", action="store_true", help="reuse the landing files of an earlier run of this size")
     ap.add_argument("--per-tag-sample", type=int, default=PER_TAG_SAMPLE,
                     help="tags timed one query each for ratio 1 (0: skip the tag alternatives)")
+    ap.add_argument("--processes", action=argparse.BooleanOptionalAction, default=True,
+                    help="last, each nightly stage again in a fresh process, as a scheduler's task runs it "
+                         "(bench/stage_processes.py; --no-processes skips it)")
     return ap.parse_args(argv)
 
 
@@ -214,6 +221,7 @@ class NightlyBench:
         self.phases: dict[str, dict] = {}
         self.ge: dict = {}
         self.alternatives: dict = {}
+        self.process_rows: list[dict] = []
         self.result_file = Path(__file__).resolve().parent / "results" / f"nightly_{self.name}.json"
         from jobs.platform.provenance import git_state
 
@@ -305,6 +313,22 @@ class NightlyBench:
                                              self.args.per_tag_sample))
         self.phase_done("alternatives", mem)
 
+    def processes(self, spark, mem: PeakMemory) -> None:
+        """Each nightly stage on the last day again, each in a fresh process as a scheduler's task runs it
+        (``bench/stage_processes.py``), after this process's session is stopped: per stage its seconds, its peak
+        memory, and its seconds against the same stage in this warm session (the cold start a task pays)."""
+        from bench import stage_processes
+        from jobs.orchestration.registry import NIGHTLY_NAMES
+
+        spark.stop()  # its JVM stays up, idle; the stages' peaks are of their own process trees
+        rows = stage_processes.run_stages(self.root, self.end, list(NIGHTLY_NAMES))
+        warm = {s["stage"]: s["seconds"] for s in self.stages if s["phase"] == "nightly"}
+        self.process_rows = stage_processes.against_session(rows, warm)
+        for r in rows:
+            self.stages.append({"phase": "processes", "stage": r["stage"], "seconds": r["seconds"], "count": None,
+                                "unit": "", "per_second": None})
+        self.phase_done("processes", mem)
+
     # --- the result ------------------------------------------------------------------------------------
     def ratios(self, day1: float, day_n: float) -> dict:
         alternatives, ge = self.alternatives, self.ge
@@ -336,9 +360,10 @@ class NightlyBench:
                 "ratios": ratios, "ratio_details": {"day_1_stages": list(DAY_ONE_STAGES), "day_1_seconds": round(day1, 1),
                                                     "day_n_seconds": round(day_n, 1), "day_n_over_day_1_by_stage": per_stage,
                                                     "ingest": self.ge, "tags": self.alternatives},
-                "targets": targets(nightly, nightly_peak, ratios),
+                "targets": targets(nightly, nightly_peak, ratios), "processes": self.process_rows,
                 "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
-                           + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else ""),
+                           + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else "")
+                           + ("" if args.processes else " --no-processes"),
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **self.code}
 
     def save(self, result: dict) -> None:
@@ -369,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.state(mem)
         bench.nightly(mem)
         bench.tag_alternatives(spark, mem)
+        if args.processes:
+            bench.processes(spark, mem)
     result = bench.build()
     bench.save(result)
     print()

@@ -151,3 +151,53 @@ def test_the_ingest_workers_ratio_is_one_after_another_over_side_by_side():
 
     got = ingest_workers.summary({"one_at_a_time": [30.0, 28.0, 31.0], "side_by_side": [20.0, 21.0, 19.0]})
     assert got == {"median_seconds": {"one_at_a_time": 30.0, "side_by_side": 20.0}, "one_at_a_time_over_side_by_side": 1.5}
+
+
+# ---- each stage in a fresh process (bench/stage_processes.py) ---------------------------------------------
+
+def test_a_stage_process_is_timed_and_its_peak_memory_is_that_of_its_process_tree(tmp_path):
+    """A child that holds 200 MB in a grandchild for a second: the peak counts the grandchild, the time the wait."""
+    import sys
+
+    from bench import stage_processes
+
+    grandchild = "b = bytearray(200 * 2**20); import time; time.sleep(1.5)"
+    child = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', {grandchild!r}]))"
+    got = stage_processes.run_measured([sys.executable, "-c", child], tmp_path / "log" / "x.log", every=0.1)
+    assert got["returncode"] == 0 and got["seconds"] >= 1.5
+    assert got["peak_memory_gib"] >= 0.19, got
+
+
+def test_stage_processes_stop_at_a_failing_stage_naming_its_log(tmp_path, monkeypatch):
+    import sys
+
+    from bench import stage_processes
+
+    ran = []
+
+    def command(stage, day):
+        ran.append(stage)
+        return [sys.executable, "-c", f"import sys; print('stage {stage}'); sys.exit({int(stage == 'tags')})"]
+
+    monkeypatch.setattr(stage_processes, "cpc_command", command)
+    with pytest.raises(RuntimeError, match=r"`cpc tags --date 2026-11-20` failed \(exit 1\): see .*tags\.log"):
+        stage_processes.run_stages(tmp_path, __import__("datetime").date(2026, 11, 20), ["ingest", "tags", "score"],
+                                   progress=False)
+    assert ran == ["ingest", "tags"], "nothing runs after the stage that failed"
+    assert (tmp_path / "work" / "stage_processes" / "ingest.log").read_text().strip() == "stage ingest"
+
+
+def test_stage_processes_are_compared_with_the_warm_session_in_the_bench_page():
+    from bench import stage_processes
+
+    rows = stage_processes.against_session(
+        [{"stage": "ingest", "seconds": 60.0, "peak_memory_gib": 2.5, "returncode": 0},
+         {"stage": "tags", "seconds": 45.0, "peak_memory_gib": 3.1, "returncode": 0}], {"ingest": 30.0, "tags": 30.0})
+    assert [r["process_over_session"] for r in rows] == [2.0, 1.5]
+    md = nightly_bench.markdown({"customers": 1000, "days": 9, "machine": {"cores": 2, "memory_gib": 23.5},
+                                 "spark_master": "local[2]", "nightly_seconds": 60.0, "nightly_peak_memory_gib": 5.0,
+                                 "complete": True, "stages": [], "phases": {}, "targets": {}, "processes": rows})
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("|")]
+    assert ["ingest", "60.0", "30.0", "2.0", "2.5"] in cells
+    assert ["all stages", "105.0", "60.0", "", "3.1"] in cells
+    assert stage_processes.against_session([{"stage": "export", "seconds": 9.0}], {})[0]["process_over_session"] is None
