@@ -48,7 +48,7 @@ def spark(cfg):
 def _drop_cached_frames():
     """Frames a module left cached are dropped when it ends. ``apply_tags`` caches its wide frame for the band cut
     points and the tags stage clears it after its write; a test that calls ``apply_tags`` does not. Each such
-    cache kept its 300-column plan and the broadcast relations that plan holds (a 1 MB page each at least) for the
+    cache kept its 300-column plan and the broadcast relations that plan holds for the
     rest of the session: about 110 of them by the middle of the suite, and the session's 2 GB driver filled
     (CI at c0d0857: a broadcast failed in the last test). Starts no session of its own."""
     yield
