@@ -145,7 +145,9 @@ def apply_tags(base, cat: Catalogue):
     """Base columns -> customer_id, snapshot_date and one column per tag (declared types).
 
     One ``select`` per dependency layer. Quantile bands come last: one aggregation computes every band's cut
-    points (a handful of numbers to the driver), then one more ``select``. The cut points are exact percentiles
+    points (a handful of numbers to the driver), then one more ``select``. The wide frame is cached for that
+    aggregation and stays cached for the result: the caller drops it once the result is written
+    (``spark.catalog.clearCache()``, as ``tags.run`` and ``bench/tag_alternatives.py`` do). The cut points are exact percentiles
     of the value rounded to ``BAND_DECIMALS`` places: exact, so a cluster and a laptop cut the same bands
     whatever the partitioning (approximate percentiles did not); rounded, so the aggregation holds one count
     per distinct value (bounded) rather than one per customer.
