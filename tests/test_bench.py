@@ -161,7 +161,7 @@ def test_a_stage_process_is_timed_and_its_peak_memory_is_that_of_its_process_tre
 
     from bench import stage_processes
 
-    grandchild = "b = bytearray(200 * 2**20); import time; time.sleep(1.5)"
+    grandchild = "b = b'x' * (200 * 2**20); import time; time.sleep(1.5)"  # written bytes: resident, not lazily mapped
     child = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', {grandchild!r}]))"
     got = stage_processes.run_measured([sys.executable, "-c", child], tmp_path / "log" / "x.log", every=0.1)
     assert got["returncode"] == 0 and got["seconds"] >= 1.5

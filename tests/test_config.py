@@ -30,7 +30,8 @@ def test_submit_leaves_the_master_to_spark_submit(monkeypatch):
 
 
 def test_the_driver_keeps_a_bounded_status_history_unless_the_environment_says_otherwise(monkeypatch):
-    """The status store's defaults (1,000 SQL executions with their plan text) filled the test session's heap."""
+    """The status store's defaults (1,000 SQL executions with their plan text, kept with the UI off) held part of the
+    test session's heap for the whole suite."""
     monkeypatch.delenv("CPC_SPARK_MASTER", raising=False)
     options = session_builder(settings("local"))._options
     assert options["spark.sql.ui.retainedExecutions"] == "50"

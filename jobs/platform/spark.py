@@ -14,9 +14,9 @@ from jobs.platform.jars import local_jars
 SUBMIT = "submit"  # the master named by spark-submit (YARN, Kubernetes; docs/cluster.md)
 
 # With the UI off the driver still keeps its status store (jobs, stages, SQL executions with their plan text) up to
-# 1,000 of each by default. A long process (a backfill over months, the test suite's one session) then holds
-# hundreds of MB of the plan text of 300-column tag queries: the suite's session ran out of its 2 GB in a broadcast
-# after an hour (CI at c0d0857). The nightly reads none of it back; the environment's ``conf`` can raise these.
+# 1,000 of each by default, for as long as the process lives (a backfill over months, the test suite's one session).
+# It was one of three holders of the test session's heap when CI at c0d0857 ran out of its 2 GB (the others: frames
+# left cached, broadcast pages; CHANGELOG). The nightly reads none of it back; the environment's ``conf`` can raise these.
 STATUS_RETENTION = {
     "spark.sql.ui.retainedExecutions": "50",
     "spark.ui.retainedJobs": "200",
