@@ -1,23 +1,33 @@
-"""Where the nightly tags stage's time goes (issue 21, "fixed overhead cut"): each part of ``jobs/stages/tags``
-timed on an existing storage root, in wall seconds and in Spark jobs.
+"""Where a nightly stage's time goes (issue 21, "fixed overhead cut"): each part of the tags stage
+(``jobs/stages/tags``, the default), the score stage (``--stage score``: ``jobs/stages/cpc``) or another nightly
+stage timed on an existing storage root, in wall seconds and in Spark jobs.
 
     .venv/bin/python bench/tags_breakdown.py --root var --date 2026-11-20 \\
         --driver-log var/tags_breakdown.log 2> var/tags_breakdown.log
+    .venv/bin/python bench/tags_breakdown.py --stage score --root var --date 2026-11-20 \\
+        --driver-log var/score_breakdown.log 2> var/score_breakdown.log
 
-The stage runs as the nightly runs it (``jobs.orchestration.registry.STAGES["tags"]``), in one session from
+The stage runs as the nightly runs it (``jobs.orchestration.registry.STAGES[stage]``), in one session from
 ``jobs.platform.spark.get_spark`` with the settings of ``--root``, ``--repeat`` times (the first cold, the
-others warm). The functions it calls are wrapped for the run (:data:`TARGETS`: module and class attributes
-replaced by a timing wrapper and put back afterwards), so the breakdown follows the stage's own code path and
-cannot drift from it. Each part reports its calls, wall seconds (with and without the parts inside it), the
-Spark jobs and stages it started (the DAG scheduler's counters before and after) and the seconds Spark spent
+others warm). The functions it calls are wrapped for the run (:data:`TARGETS`, per stage: module and class
+attributes replaced by a timing wrapper and put back afterwards), so the breakdown follows the stage's own code
+path and cannot drift from it. Each part reports its calls, wall seconds (with and without the parts inside it),
+the Spark jobs and stages it started (the DAG scheduler's counters before and after) and the seconds Spark spent
 compiling generated code inside it.
+
+The stages (``--stage``, :data:`TARGETS`): ``tags`` and ``score`` in detail (every function their ``run`` calls,
+and those inside that start Spark jobs: for score the inputs it reads, the candidates, the placements, the
+exploration priority, the assignment's passes, repair and fill); ``conform``, ``segments``, ``propensity``,
+``export`` and ``evaluate`` cheaply (the registry's call and the functions it calls). Every stage also times the
+lake's reads, versions and writes by table and the DataFrame calls that start jobs, plan or analyse
+(:data:`COMMON`). Not ingest: it runs its file kinds on worker threads, and the tree of timed parts is one thread's.
 
 Also:
 
-- a plan probe before each Delta write (``lake.replace``): the frame about to be written is optimised and
-  planned once more, apart, with adaptive execution off so that the physical plan shows which operators
-  whole-stage code generation covers (an operator with more than ``spark.sql.codegen.maxFields`` input or
-  output columns is left out, silently). ``--codegen-stats`` also compiles each whole-stage subtree and
+- a plan probe before each Delta write (``lake.replace``, ``lake.append``): the frame about to be written is
+  optimised and planned once more, apart, with adaptive execution off so that the physical plan shows which
+  operators whole-stage code generation covers (an operator with more than ``spark.sql.codegen.maxFields``
+  input or output columns is left out, silently). ``--codegen-stats`` also compiles each whole-stage subtree and
   records its largest generated method: HotSpot does not JIT-compile a method over 8,000 bytes of bytecode,
   and Spark gives up whole-stage code generation for a subtree over ``spark.sql.codegen.hugeMethodLimit``
   (65,535 by default; SPARK-21603). Its compilations fill Spark's code cache, so the writes that follow compile
@@ -28,11 +38,15 @@ Also:
   code generation loggers are raised to INFO for the run and the file is searched afterwards for the messages
   of :data:`LOG_PATTERNS`, in total and per part.
 
-The tags of ``--date`` are recomputed in place (the stage replaces its own partitions). A nightly steps the
-incremental tag state from the day before; when the root has no valid state of the day before (after
-``make run`` there is only the run date's, a bootstrap), it is built first, once, outside the timed repeats
-(``prepare`` in the result; ``--no-prepare`` times whatever the stage does). Writes ``--out`` (default
-``bench/results/tags_breakdown.json``) after every repeat, and prints a table.
+The stage's output for ``--date`` is recomputed in place (each stage replaces its own partitions; export
+republishes the day's lists and appends its audit rows, as a rerun does). The root must hold the tables the stage
+reads (:data:`SETUPS`: for score, the day's ``gold.customer_tags`` and ``gold.customer_segment``, and
+``bronze.orders`` and ``bronze.contacts``). Tags only: a nightly steps the incremental tag state from the day
+before; when the root has no valid state of the day before (after ``make run`` there is only the run date's, a
+bootstrap), it is built first, once, outside the timed repeats (``prepare`` in the result; ``--no-prepare``
+times whatever the stage does), and ``--full`` breaks down ``cpc tags --full``; the other stages are called
+without options and prepare nothing. Writes ``--out`` (default ``bench/results/<stage>_breakdown.json``) after
+every repeat, and prints a table.
 """
 
 from __future__ import annotations
@@ -55,7 +69,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-RESULT = Path(__file__).resolve().parent / "results" / "tags_breakdown.json"
+RESULT = Path(__file__).resolve().parent / "results" / "tags_breakdown.json"  # another stage's: <stage>_breakdown.json
 JIT_LIMIT = 8000  # HotSpot's HugeMethodLimit: a longer method is never JIT-compiled (-XX:+DontCompileHugeMethods)
 
 
@@ -85,28 +99,86 @@ class Target:
         return f"{base} {self.table(args, kwargs)}" if self.by_table else base
 
 
-STAGE = "jobs.stages.tags"
-TARGETS: tuple[Target, ...] = (
-    # jobs/stages/tags/__init__.py: run and what it calls, in its order
-    *(Target(STAGE, a) for a in ("run", "load_catalogue", "types_checked", "check_types", "base_frame", "apply_tags",
-                                 "previous_snapshot", "carry_forward", "catalogue_unchanged", "catalogue_frame")),
-    # incremental.py: the window features from the state, stepped (or bootstrapped) and written on the way
-    *(Target(f"{STAGE}.incremental", a) for a in ("features", "plan_of", "advance", "start_state", "logged_states",
-                                                  "days_rewritten", "read_state", "write_state", "daily_delta",
-                                                  "step", "state_full", "features_from_state")),
-    Target(f"{STAGE}.incremental", "window_features", "engine.window_features"),  # `cpc tags --full`
-    # engine.py: the inputs as of the day, read by base_frame
-    *(Target(f"{STAGE}.engine", a) for a in ("profile_asof", "state_asof", "window_features")),
-    # stats.py: the day's tag statistics
-    *(Target(f"{STAGE}.stats", a) for a in ("run", "stats", "compare")),
-    # jobs/platform/lake.py: each Delta table opened, versioned or written
+# Timed in every stage: each Delta table opened, versioned or written (jobs/platform/lake.py), and the DataFrame
+# calls that start Spark jobs (count, collect: first, head and take end in collect; localCheckpoint and checkpoint,
+# eager), plan (cache) or analyse
+COMMON: tuple[Target, ...] = (
     *(Target("jobs.platform.lake", a, by_table=True) for a in ("exists", "read", "version", "replace", "last_commit_rows",
-                                                               "last_partition_before")),
-    # what starts Spark jobs (count, collect: first, head and take end in collect), plans (cache) or analyses
-    *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr")),
+                                                               "last_partition_before", "append")),
+    *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr",
+                                                                     "localCheckpoint", "checkpoint")),
     Target("pyspark.sql.group:GroupedData", "agg"),
     Target("pyspark.sql.catalog:Catalog", "clearCache"),
 )
+
+TAGS = "jobs.stages.tags"
+TAGS_TARGETS: tuple[Target, ...] = (
+    # jobs/stages/tags/__init__.py: run and what it calls, in its order
+    *(Target(TAGS, a) for a in ("run", "load_catalogue", "types_checked", "check_types", "base_frame", "apply_tags",
+                                "previous_snapshot", "carry_forward", "catalogue_unchanged", "catalogue_frame")),
+    # incremental.py: the window features from the state, stepped (or bootstrapped) and written on the way
+    *(Target(f"{TAGS}.incremental", a) for a in ("features", "plan_of", "advance", "start_state", "logged_states",
+                                                 "days_rewritten", "read_state", "write_state", "daily_delta",
+                                                 "step", "state_full", "features_from_state")),
+    Target(f"{TAGS}.incremental", "window_features", "engine.window_features"),  # `cpc tags --full`
+    # engine.py: the inputs as of the day, read by base_frame
+    *(Target(f"{TAGS}.engine", a) for a in ("profile_asof", "state_asof", "window_features")),
+    # stats.py: the day's tag statistics
+    *(Target(f"{TAGS}.stats", a) for a in ("run", "stats", "compare")),
+)
+
+CPC = "jobs.stages.cpc"
+SCORE_TARGETS: tuple[Target, ...] = (
+    # jobs/stages/cpc/__init__.py: run and what it calls, in its order; the functions it imports from inputs.py
+    # and decide.py are looked up in its namespace, so they are wrapped there
+    *(Target(CPC, a) for a in ("run", "load_conf", "load_catalogue", "product_channel_table", "input_versions")),
+    Target("models.uplift", "load_settings", "models.uplift.load_settings"),  # in load_conf and run
+    *(Target(CPC, a) for a in ("model_versions", "deliveries_fingerprint", "business_fingerprint", "decision_run_id",
+                               "inputs", "acceptance_scales", "uplift_ranking", "ranking_off", "combos", "candidates",
+                               "day_customers", "decide", "decisions", "offers", "funnel_rows")),
+    Target(f"{CPC}.campaigns", "config_fingerprint"),  # ops.cpc_runs' row
+    Target(CPC, "_written"),  # the summary: gold.cpc_decisions read back and counted
+    Target("pyspark.sql.session:SparkSession", "createDataFrame"),  # gold.fit_product_channel, ops.cpc_runs, combos
+    # inputs.py: what inputs, acceptance_scales and uplift_ranking read
+    *(Target(f"{CPC}.inputs", a) for a in ("history", "channel_learning", "trials", "uplift_scores", "uplift_status",
+                                           "measured_incrementality")),
+    Target("jobs.stages.propensity", "wide"),  # the propensity deciles, read by inputs
+    # decide.py: the candidates' per-customer frame, fits and exploration; decide's exploration priority and
+    # assignment (conf/policy.yaml assignment: priced, or deferred_acceptance: decide.assign); what decisions adds
+    *(Target(f"{CPC}.decide", a) for a in ("_per_customer", "_with_fits", "_with_exploration", "_with_priority",
+                                           "explorer_priority", "assign", "not_chosen", "active_eligible_pairs")),
+    Target(f"{CPC}.decide", "assign_priced", "assign.assign_priced"),
+    # assign.py: the priced assignment's table of customers, its tiers, passes (evaluate: one action each),
+    # repair and fill (localCheckpoint), and counts
+    *(Target(f"{CPC}.assign", a) for a in ("pruned", "customers_table", "tier", "tier_prices", "evaluate", "repair",
+                                           "fill", "counts")),
+)
+
+# The other nightly stages, cheaply: the registry's call, the functions it calls, and COMMON. Not ingest: it runs
+# its file kinds on worker threads (the recorder's tree is one thread's).
+OTHER_TARGETS: dict[str, tuple[Target, ...]] = {
+    "conform": tuple(Target("jobs.stages.conform", a) for a in ("run", "customer_day")),
+    "segments": tuple(Target("jobs.stages.segments", a) for a in ("run", "rules", "segment")),
+    "propensity": (Target("jobs.stages.propensity", "score"),
+                   Target("models.propensity", "current", "models.propensity.current"),
+                   Target("jobs.stages.uplift", "score"), Target("jobs.stages.uplift", "_payload"),
+                   Target("models.uplift", "current", "models.uplift.current")),
+    "export": (*(Target("jobs.stages.export", a) for a in ("run", "decision_run", "decided_counts", "contactable",
+                                                           "list_stats", "_publish", "write_list", "write_day_manifest",
+                                                           "audit_rows")),
+               Target("jobs.stages.export", "load_conf", "cpc.load_conf"),
+               Target("jobs.stages.export", "profile_asof", "engine.profile_asof"),
+               Target("jobs.stages.export", "day_customers", "inputs.day_customers"),
+               Target("jobs.stages.export", "close_day", "ledger.close_day")),
+    "evaluate": (*(Target("jobs.stages.evaluate", a) for a in ("run", "settings", "outcomes", "evaluation", "trial_funnel",
+                                                               "headline")),
+                 Target("jobs.stages.evaluate.report", "write")),
+}
+
+# Per stage (jobs.orchestration.registry.STAGES' names, in the nightly's order): every target of its run
+_OWN = {"tags": TAGS_TARGETS, "score": SCORE_TARGETS, **OTHER_TARGETS}
+TARGETS: dict[str, tuple[Target, ...]] = {
+    name: (*_OWN[name], *COMMON) for name in ("conform", "tags", "segments", "propensity", "score", "export", "evaluate")}
 
 # Substrings of the driver's log: whole-stage codegen given up, methods too long for the JIT, compile failures.
 LOG_PATTERNS: dict[str, str] = {
@@ -355,10 +427,10 @@ def plan_probe(spark, df, codegen_stats: bool = False, clock: Callable[[], float
 
 
 def probe_hook(rec: Recorder, spark, plans: list[dict], repeat: int, codegen_stats: bool) -> Callable:
-    """A ``before`` for :meth:`Recorder.patched`: each Delta write's frame probed (:func:`plan_probe`) as a
-    ``[probe]`` part just before the write's own part."""
+    """A ``before`` for :meth:`Recorder.patched`: each Delta write's frame (``lake.replace``, ``lake.append``)
+    probed (:func:`plan_probe`) as a ``[probe]`` part just before the write's own part."""
     def before(target: Target, args: tuple, kwargs: dict) -> None:
-        if (target.owner, target.attr) != ("jobs.platform.lake", "replace"):
+        if target.owner != "jobs.platform.lake" or target.attr not in ("replace", "append"):
             return
         table = target.table(args, kwargs)
         with rec.part(f"[probe] plan {table}", probe=True):
@@ -479,7 +551,7 @@ def _row(r: dict) -> list[str]:
 
 
 def state_method(tree: Node) -> str:
-    """How the stage got the state of its date: from the history (a bootstrap, or ``--full``), or stepped."""
+    """How the tags stage got the state of its date: from the history (a bootstrap, or ``--full``), or stepped."""
     calls = Counter()
     for node in tree.walk():
         calls[node.label] += node.calls
@@ -489,10 +561,11 @@ def state_method(tree: Node) -> str:
     return "none" if not steps else ("step" if steps == 1 else f"rebuilt forward over {steps} days")
 
 
-def totals(tree: Node) -> dict:
+def totals(tree: Node, state: Callable[[Node], str] | None = state_method) -> dict:
     """A repeat's totals: seconds, jobs, stages and compile seconds of the stage, the probes' share of them
     (outermost probe parts), and the seconds of the outermost parts that started no Spark job (driver work:
-    building, analysing and planning frames, reading Delta logs, calls between Python and the JVM)."""
+    building, analysing and planning frames, reading Delta logs, calls between Python and the JVM); with
+    ``state`` (the tags stage's :func:`state_method`), how the stage got its state."""
     top = list(tree.children.values())
     measured = top[0].counters if top else {}
     probes = _outermost(tree, lambda n: n.probe)
@@ -501,7 +574,7 @@ def totals(tree: Node) -> dict:
             **{k: _total(top, k) if k in measured else None for k in ("jobs", "stages", "compile_seconds")},
             "probe_seconds": round(sum(n.seconds for n in probes), 3),
             "no_job_seconds": round(sum(n.seconds for n in idle), 3) if "jobs" in measured else None,
-            "timed_calls": sum(n.calls for n in tree.walk()), "state": state_method(tree)}
+            "timed_calls": sum(n.calls for n in tree.walk()), **({"state": state(tree)} if state else {})}
 
 
 def _total(nodes: list[Node], key: str) -> float | int:
@@ -530,7 +603,8 @@ def summary_line(i: int, t: dict, cold: bool) -> str:
     if t.get("no_job_seconds") is not None:
         parts.append(f"{t['no_job_seconds']:.1f} s in parts that started no Spark job")
     parts.append(f"probes {t['probe_seconds']:.1f} s, {t['timed_calls']} timed calls")
-    return f"repeat {i} ({'cold' if cold else 'warm'}): {', '.join(parts)}; state: {t['state']}"
+    state = f"; state: {t['state']}" if "state" in t else ""
+    return f"repeat {i} ({'cold' if cold else 'warm'}): {', '.join(parts)}{state}"
 
 
 def plans_table(plans: list[dict]) -> str:
@@ -557,21 +631,29 @@ def _repeat_count(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=list(TARGETS), default="tags",
+                    help="the nightly stage broken down (jobs.orchestration.registry.STAGES; default: tags)")
     ap.add_argument("--root", type=Path, default=None,
                     help="a storage root that has been through a nightly (default: $CPC_ROOT or conf/env's, var/)")
     ap.add_argument("--date", required=True, type=dt.date.fromisoformat,
-                    help="the run date; its tags are recomputed in place (the stage is idempotent per date)")
+                    help="the run date; the stage's output for it is recomputed in place (each stage is idempotent per date)")
     ap.add_argument("--repeat", type=_repeat_count, default=2, help="runs of the stage in one session (the first cold)")
-    ap.add_argument("--out", type=Path, default=RESULT, help="the result (JSON)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the result (JSON; default: bench/results/<stage>_breakdown.json)")
     ap.add_argument("--driver-log", type=Path, default=None,
                     help="the file the driver's standard error goes to (redirect it: 2> FILE), searched afterwards")
-    ap.add_argument("--full", action="store_true", help="break down `cpc tags --full` (features from the history)")
+    ap.add_argument("--full", action="store_true", help="break down `cpc tags --full` (features from the history; tags only)")
     ap.add_argument("--no-prepare", dest="prepare", action="store_false",
-                    help="do not build the state of the day before when missing (the stage then bootstraps)")
+                    help="tags: do not build the state of the day before when missing (the stage then bootstraps)")
     ap.add_argument("--no-plan-probe", dest="plan_probe", action="store_false", help="no plan probe before each write")
     ap.add_argument("--codegen-stats", action="store_true",
                     help="the probes also compile each whole-stage subtree (its largest method); skews compile times")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.full and not SETUPS[args.stage].full:
+        ap.error(f"--full: the {args.stage} stage has no full mode (only tags has)")
+    if args.out is None:
+        args.out = RESULT if args.stage == "tags" else RESULT.with_name(f"{args.stage}_breakdown.json")
+    return args
 
 
 def prepare_state(spark, paths, day: dt.date) -> dict:
@@ -592,26 +674,55 @@ def prepare_state(spark, paths, day: dt.date) -> dict:
     return out
 
 
-def check_root(paths) -> None:
-    missing = [t for t in ("silver.customer_day", "gold.customer_tags") if not (Path(paths.table(t)) / "_delta_log").is_dir()]
+def check_root(paths, tables: tuple[str, ...] = ("silver.customer_day", "gold.customer_tags")) -> None:
+    missing = [t for t in tables if not (Path(paths.table(t)) / "_delta_log").is_dir()]
     if missing:
         raise SystemExit(f"{paths.root}: no {', '.join(missing)}: run a nightly there first (make run)")
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What the breakdown of a stage needs besides its :data:`TARGETS`: the tables the root must hold (what the
+    stage reads without looking first), a preparation run once before the repeats, untimed (``prepare(spark,
+    paths, day) -> dict``, in the result), how a repeat's tree says the way the stage got its state (``state(tree)
+    -> str``, in the totals), and whether the stage takes ``--full`` (the registry passes it as ``full=``)."""
+
+    tables: tuple[str, ...]
+    prepare: Callable[..., dict] | None = None
+    state: Callable[[Node], str] | None = None
+    full: bool = False
+
+
+SETUPS: dict[str, Setup] = {
+    "conform": Setup(tuple(f"bronze.{k}" for k in ("usage", "billing", "contacts", "complaints", "orders", "devices"))),
+    "tags": Setup(("silver.customer_day", "gold.customer_tags"), prepare_state, state_method, full=True),
+    "segments": Setup(("gold.customer_tags",)),
+    "propensity": Setup(("gold.customer_tags",)),
+    # inputs: the day's tags and segments; product_channel_table, history and trials: orders and contacts
+    "score": Setup(("gold.customer_tags", "gold.customer_segment", "bronze.orders", "bronze.contacts")),
+    "export": Setup(("gold.cpc_decisions", "gold.customer_tags", "gold.customer_segment", "bronze.crm_profile",
+                     "ops.cpc_runs", "ops.ingest_ledger")),
+    "evaluate": Setup(("gold.cpc_decisions", "gold.customer_tags", "bronze.orders")),
+}
+
+
 def run_repeat(spark, cfg, args, counters: Counters, i: int, trees: list[Node], plans: list[dict]) -> None:
-    """One run of the tags stage through the registry, every target timed; its tree is in ``trees`` from the
-    start, so a run that fails keeps what it measured."""
+    """One run of the stage through the registry, every target of it timed; its tree is in ``trees`` from the
+    start, so a run that fails keeps what it measured. Only a stage that takes ``--full`` is given it."""
     from jobs.orchestration.registry import STAGES
 
     rec = Recorder(counters=counters, log_size=log_size(args.driver_log))
     trees.append(rec.root)
     before = probe_hook(rec, spark, plans, i, args.codegen_stats) if args.plan_probe else None
-    with rec.patched(TARGETS, before), rec.part("registry: tags"):
-        STAGES["tags"](args.date, cfg, full=args.full)
+    options = {"full": args.full} if SETUPS[args.stage].full else {}
+    with rec.patched(TARGETS[args.stage], before), rec.part(f"registry: {args.stage}"):
+        STAGES[args.stage](args.date, cfg, **options)
 
 
-def build(result: dict, trees: list[Node], plans: list[dict], cold_first: bool) -> dict:
-    result["repeats"] = [{"repeat": i, "cold": i == 1 and cold_first, **totals(t)} for i, t in enumerate(trees, start=1)]
+def build(result: dict, trees: list[Node], plans: list[dict], cold_first: bool,
+          state: Callable[[Node], str] | None = state_method) -> dict:
+    result["repeats"] = [{"repeat": i, "cold": i == 1 and cold_first, **totals(t, state)}
+                         for i, t in enumerate(trees, start=1)]
     result["parts"], result["plans"] = merged_rows(trees), plans
     return result
 
@@ -634,11 +745,12 @@ def start(args: argparse.Namespace, argv: list[str]) -> tuple:
 
     logs.setup()
     code, cfg = git_state(), settings()  # the commit at the start: the code measured
-    check_root(cfg.paths)
+    check_root(cfg.paths, SETUPS[args.stage].tables)
     log_start = log_size(args.driver_log)()
     t0 = time.perf_counter()
-    spark = get_spark(cfg, app_name="cpc-tags-breakdown")
-    result = {"root": str(cfg.paths.root), "date": args.date.isoformat(), "full": args.full, "repeat": args.repeat,
+    spark = get_spark(cfg, app_name=f"cpc-{args.stage}-breakdown")
+    result = {"stage": args.stage, "root": str(cfg.paths.root), "date": args.date.isoformat(), "full": args.full,
+              "repeat": args.repeat,
               "session_seconds": round(time.perf_counter() - t0, 1), "spark_master": cfg.spark_master,
               "machine": machine(), "command": shlex.join([".venv/bin/python", "bench/tags_breakdown.py", *argv]),
               "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
@@ -670,9 +782,10 @@ def main(argv: list[str] | None = None) -> int:
     # each timed call reads the counters twice: about timed_calls x 2 x read_ms of a repeat is the breakdown's own
     result["counters"] = {"read": counters.used, "missing": counters.missing,
                           "read_ms": round((time.perf_counter() - t0) / 20 * 1000, 3)}
-    if args.prepare and not args.full:
-        result["prepare"] = prepare_state(spark, cfg.paths, args.date)
-        print(f"tags breakdown: state of the day before: {result['prepare']}", flush=True)
+    setup = SETUPS[args.stage]
+    if setup.prepare is not None and args.prepare and not args.full:
+        result["prepare"] = setup.prepare(spark, cfg.paths, args.date)
+        print(f"{args.stage} breakdown: prepared, untimed: {result['prepare']}", flush=True)
     cold_first = not (result.get("prepare") or {}).get("built")  # a state built first warmed the session
     trees: list[Node] = []
     plans: list[dict] = []
@@ -680,10 +793,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_repeat(spark, cfg, args, counters, i, trees, plans)
         finally:
-            save(args.out, build(result, trees, plans, cold_first))
-        print("tags breakdown: " + summary_line(i, result["repeats"][-1], i == 1 and cold_first), flush=True)
+            save(args.out, build(result, trees, plans, cold_first, setup.state))
+        print(f"{args.stage} breakdown: " + summary_line(i, result["repeats"][-1], i == 1 and cold_first), flush=True)
     result["driver_log"] = driver_log(args.driver_log, log_start, trees)
-    save(args.out, build(result, trees, plans, cold_first))
+    save(args.out, build(result, trees, plans, cold_first, setup.state))
     print()
     print(table(result["parts"]))
     print()

@@ -1,6 +1,7 @@
-"""The tags stage's breakdown (bench/tags_breakdown.py) without Spark: its arguments, the timing wrapper on
-plain functions (nested parts, calls added up, originals put back), the counters, the driver log's search,
-the plan text's codegen coverage and the table. The run itself needs Spark and a storage root."""
+"""The stages' breakdown (bench/tags_breakdown.py: tags by default, score and the other nightly stages with
+--stage) without Spark: its arguments, every stage's targets, the timing wrapper on plain functions (nested parts,
+calls added up, originals put back), the counters, the driver log's search, the plan text's codegen coverage and
+the table. The run itself needs Spark and a storage root."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def fake_stage(monkeypatch):
 
 def test_arguments_and_their_defaults(tmp_path):
     args = tb.parse_args(["--root", str(tmp_path), "--date", "2026-11-20"])
-    assert (args.root, args.date, args.repeat) == (tmp_path, dt.date(2026, 11, 20), 2)
+    assert (args.stage, args.root, args.date, args.repeat) == ("tags", tmp_path, dt.date(2026, 11, 20), 2)
     assert args.out == tb.RESULT and args.out.name == "tags_breakdown.json" and args.out.parent.name == "results"
     assert (args.driver_log, args.full, args.prepare, args.plan_probe, args.codegen_stats) == (None, False, True, True, False)
     args = tb.parse_args(["--date", "2026-11-20", "--repeat", "3", "--out", "x.json", "--driver-log", "d.log",
@@ -68,7 +69,17 @@ def test_arguments_and_their_defaults(tmp_path):
     assert (args.full, args.prepare, args.plan_probe, args.codegen_stats) == (True, False, False, True)
 
 
-@pytest.mark.parametrize("bad", [["--repeat", "0", "--date", "2026-11-20"], ["--date", "2026-13-01"], []])
+def test_another_stage_has_its_own_result_and_no_full_mode():
+    args = tb.parse_args(["--stage", "score", "--date", "2026-11-20"])
+    assert args.stage == "score" and args.out == tb.RESULT.with_name("score_breakdown.json")
+    assert args.out.parent == tb.RESULT.parent
+    assert tb.parse_args(["--stage", "score", "--date", "2026-11-20", "--out", "x.json"]).out == Path("x.json")
+    assert list(tb.TARGETS) == ["conform", "tags", "segments", "propensity", "score", "export", "evaluate"]
+
+
+@pytest.mark.parametrize("bad", [["--repeat", "0", "--date", "2026-11-20"], ["--date", "2026-13-01"], [],
+                                 ["--stage", "score", "--date", "2026-11-20", "--full"],
+                                 ["--stage", "ingest", "--date", "2026-11-20"]])
 def test_bad_arguments_are_refused(bad):
     with pytest.raises(SystemExit):
         tb.parse_args(bad)
@@ -142,16 +153,73 @@ def test_the_lakes_functions_are_labelled_with_their_table():
         == "engine.window_features"
 
 
-def test_every_target_is_a_function_of_the_current_stage():
-    """The breakdown wraps the stage's real functions: one renamed or removed fails here, not in a long run."""
-    for t in tb.TARGETS:
-        assert callable(getattr(t.resolve(), t.attr, None)), f"{t.owner}.{t.attr}"
+def test_every_target_of_every_stage_is_a_function_of_the_current_code():
+    """The breakdown wraps the stages' real functions: one renamed or removed fails here, not in a long run."""
+    from jobs.orchestration.registry import NIGHTLY_NAMES
+
+    assert set(tb.TARGETS) == set(tb.SETUPS) and set(tb.TARGETS) <= set(NIGHTLY_NAMES)
+    for stage, targets in tb.TARGETS.items():
+        for t in targets:
+            assert callable(getattr(t.resolve(), t.attr, None)), f"{stage}: {t.owner}.{t.attr}"
+        assert len({(t.owner, t.attr) for t in targets}) == len(targets), f"{stage}: a target twice"
+        assert set(tb.COMMON) <= set(targets), f"{stage}: the lake and DataFrame targets are every stage's"
+    entries = {"conform": "jobs.stages.conform", "tags": "jobs.stages.tags", "segments": "jobs.stages.segments",
+               "score": "jobs.stages.cpc", "export": "jobs.stages.export", "evaluate": "jobs.stages.evaluate"}
+    for stage, module in entries.items():
+        assert (module, "run") in {(t.owner, t.attr) for t in tb.TARGETS[stage]}, f"{stage}: its run is timed"
+    assert {("jobs.stages.propensity", "score"), ("jobs.stages.uplift", "score")} <= {
+        (t.owner, t.attr) for t in tb.TARGETS["propensity"]}, "the propensity stage scores both kinds of model"
+
+
+def test_the_tags_targets_are_those_of_the_tags_stage():
     import jobs.stages.tags as stage
 
     called = {"load_catalogue", "check_types", "base_frame", "apply_tags", "previous_snapshot", "carry_forward",
               "catalogue_frame"}
     assert called <= set(stage.run.__code__.co_names), "run() calls each of them by its module-level name"
-    assert {(t.owner, t.attr) for t in tb.TARGETS} >= {("jobs.stages.tags", a) for a in called}
+    assert {(t.owner, t.attr) for t in tb.TARGETS["tags"]} >= {("jobs.stages.tags", a) for a in called}
+    assert tb.TARGETS["tags"] == (*tb.TAGS_TARGETS, *tb.COMMON)
+
+
+def _project_functions_called(fn, namespace) -> set[str]:
+    """The names ``fn`` calls that are the project's functions in ``namespace`` (its module's globals)."""
+    import inspect
+
+    found = {n: vars(namespace).get(n) for n in fn.__code__.co_names}
+    return {n for n, f in found.items() if inspect.isfunction(f) and f.__module__.split(".")[0] in ("jobs", "models")}
+
+
+def test_the_score_targets_are_every_function_its_run_and_decide_call():
+    """A function cpc.run calls is looked up in jobs.stages.cpc's namespace (imported there from inputs.py and
+    decide.py): wrapped there, not where it is defined, or the breakdown would not see the call."""
+    import importlib
+
+    import jobs.stages.cpc as cpc
+
+    # the modules themselves: jobs.stages.cpc's attributes inputs and decide are the functions it imports
+    assign_module, decide_module, inputs_module = (importlib.import_module(f"jobs.stages.cpc.{m}")
+                                                   for m in ("assign", "decide", "inputs"))
+    targets = {(t.owner, t.attr) for t in tb.TARGETS["score"]}
+    called = _project_functions_called(cpc.run, cpc)
+    assert {"product_channel_table", "inputs", "decide", "funnel_rows", "_written"} <= called
+    assert {("jobs.stages.cpc", a) for a in called} <= targets
+    assert {("jobs.stages.cpc.inputs", a) for a in _project_functions_called(inputs_module.inputs, inputs_module)} <= targets
+    inner = _project_functions_called(decide_module.decide, decide_module) - {"_rank", "literal_map"}
+    assert {"assign_priced", "_with_priority"} <= inner and {("jobs.stages.cpc.decide", a) for a in inner} <= targets
+    for fn in (assign_module.assign_priced, assign_module.tier, assign_module.tier_prices):
+        assert {("jobs.stages.cpc.assign", a) for a in _project_functions_called(fn, assign_module)
+                if a not in ("_greatest", "choice_col", "margin_col", "_surplus")} <= targets
+    assert ("pyspark.sql.classic.dataframe:DataFrame", "localCheckpoint") in targets
+
+
+def test_each_stage_checks_its_own_tables_and_only_tags_prepares(tmp_path):
+    root = tmp_path / "root"
+    paths = types.SimpleNamespace(root=root, table=lambda t: str(root / "lake" / t.replace(".", "/")))
+    (root / "lake" / "gold" / "customer_tags" / "_delta_log").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no gold.customer_segment, bronze.orders, bronze.contacts"):
+        tb.check_root(paths, tb.SETUPS["score"].tables)
+    tb.check_root(paths, tb.SETUPS["segments"].tables)
+    assert [s for s, setup in tb.SETUPS.items() if setup.prepare or setup.state or setup.full] == ["tags"]
 
 
 def test_a_counter_falls_back_or_is_reported_missing():
@@ -344,3 +412,41 @@ def test_a_whole_run_with_the_stage_stubbed_writes_the_result_and_prints_the_tab
     assert "prepare" not in got and [r["cold"] for r in got["repeats"]] == [True, False]
     printed = capsys.readouterr().out
     assert "  tags.load_catalogue" in printed and "repeat 2 (warm)" in printed and str(out) in printed
+
+
+def test_a_whole_run_of_the_score_stage_stubbed_passes_no_option_and_prepares_nothing(tmp_path, monkeypatch, capsys):
+    """main() with --stage score without Spark: the registry's score stage replaced by one that calls two of the
+    real stage's functions through its namespace (wrapped for the run); no --full, no state, no preparation."""
+    from jobs.orchestration import registry
+    from jobs.platform import logs
+    from jobs.platform import spark as spark_module
+
+    root = tmp_path / "root"
+    for table in tb.SETUPS["score"].tables:
+        (root / "lake" / table.replace(".", "/") / "_delta_log").mkdir(parents=True)
+    monkeypatch.setenv("CPC_ROOT", "set by the run")  # put back after the test
+    monkeypatch.setattr(logs, "setup", lambda *a, **k: None)
+    session = types.SimpleNamespace(conf=FakeConf(), sparkContext=types.SimpleNamespace())
+    names = []
+    monkeypatch.setattr(spark_module, "get_spark", lambda cfg=None, app_name="": names.append(app_name) or session)
+    seen = []
+
+    def stage(day, cfg=None, **options):
+        from jobs.stages import cpc
+
+        seen.append(options)
+        cpc.load_conf()
+        return cpc.business_fingerprint()
+
+    monkeypatch.setitem(registry.STAGES, "score", stage)
+    out = tmp_path / "result.json"
+    assert tb.main(["--stage", "score", "--root", str(root), "--date", "2026-11-20", "--out", str(out), "--repeat", "1"]) == 0
+    assert seen == [{}] and names == ["cpc-score-breakdown"]
+    got = __import__("json").loads(out.read_text())
+    assert (got["stage"], got["full"], "prepare" in got) == ("score", False, False)
+    assert "state" not in got["repeats"][0] and got["repeats"][0]["cold"]
+    paths = [r["path"] for r in got["parts"]]
+    assert paths[:2] == ["registry: score", "registry: score > cpc.load_conf"]
+    assert {"registry: score > cpc.load_conf > cpc.load_catalogue", "registry: score > cpc.business_fingerprint"} <= set(paths)
+    printed = capsys.readouterr().out
+    assert "score breakdown: repeat 1 (cold)" in printed and "state:" not in printed
