@@ -295,10 +295,12 @@ def catalogue_doc() -> None:
 
 @app.command(help="Print a setting of the environment (CPC_ENV), e.g. `cpc conf sample.end_date`.")
 def conf(key: Annotated[str, typer.Argument(
-        help="Dotted name: env, root, master, sample, sample.<name> (customers, days, end_date, seed, profile, warmup_days).",
+        help="Dotted name: env, root, master, nightly_tasks, sample, sample.<name> (customers, days, end_date, seed, profile, "
+             "warmup_days).",
         show_default=False)]) -> None:
     cfg = settings()
-    value = {"sample": cfg.sample, "root": str(cfg.paths.root), "master": cfg.spark_master, "env": cfg.env}
+    value = {"sample": cfg.sample, "root": str(cfg.paths.root), "master": cfg.spark_master, "env": cfg.env,
+             "nightly_tasks": cfg.nightly_tasks}
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             raise ConfigError(f"no setting {key!r} in environment {cfg.env!r}; settings: {', '.join(_names(value))}")

@@ -88,6 +88,8 @@ def test_the_production_cli_has_no_simulator_command(capsys):
 def test_conf_prints_a_setting(capsys):
     assert cli.main(["conf", "sample.end_date"]) == 0
     assert capsys.readouterr().out.strip() == settings().sample_end_date.isoformat()
+    assert cli.main(["conf", "nightly_tasks"]) == 0
+    assert capsys.readouterr().out.strip() == settings().nightly_tasks
 
 
 def test_an_error_is_one_line_on_stderr_with_exit_1(capsys):
