@@ -126,14 +126,23 @@ def conform(date: OptDate = None, start: Start = None, end: End = None) -> None:
 
 @app.command(help="Run every nightly stage for a date or a range, in order, without Airflow; then print the "
                   "last date's summary.")
-def nightly(date: OptDate = None, start: Start = None, end: End = None) -> None:
+def nightly(
+    date: OptDate = None,
+    start: Start = None,
+    end: End = None,
+    show_summary: Annotated[bool, typer.Option(
+        "--summary/--no-summary", help="Print the last date's summary (it reads every table); --no-summary: the "
+                                       "stages only, as the nightly DAG runs them.")]
+        = True,
+) -> None:
     days = _dates(date, start, end)
     from jobs.orchestration import pipeline
 
     cfg = settings()
     for day in days:
         pipeline.nightly(day, cfg)
-    _print_summary(days[-1], cfg)
+    if show_summary:
+        _print_summary(days[-1], cfg)
 
 
 # --- the stages of one date, from the registry -------------------------------------------------------------

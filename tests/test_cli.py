@@ -193,6 +193,8 @@ def test_nightly_runs_each_date_then_prints_the_last_date_s_summary(monkeypatch)
     assert cli.main(["nightly", "--start", "2026-11-18", "--end", "2026-11-20"]) == 0
     assert ran == [dt.date(2026, 11, 18), dt.date(2026, 11, 19), dt.date(2026, 11, 20)]
     assert summarised == [{"day": dt.date(2026, 11, 20)}]
+    assert cli.main(["nightly", "--date", "2026-11-21", "--no-summary"]) == 0
+    assert ran[-1] == dt.date(2026, 11, 21) and len(summarised) == 1, "the stages ran, no summary"
 
 
 def test_main_sets_up_plain_log_lines(capsys):
