@@ -284,3 +284,21 @@ def test_the_bench_saves_the_one_process_phase_beside_the_stage_processes(tmp_pa
     assert saved["processes_one_process"]["stage_processes_seconds"] == 60.0
     assert "one process" in saved["phases"] and saved["processes"][0]["stage"] == "ingest"
     assert "| all stages, one process" in bench.result_file.with_suffix(".md").read_text()
+
+
+def test_standalone_stage_processes_keep_their_keys_and_add_the_one_process(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from bench import stage_processes
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    monkeypatch.setenv("CPC_ROOT", str(tmp_path / "root"))  # main sets it; restored after the test
+    monkeypatch.setattr(stage_processes, "PROJECT", tmp_path)
+    monkeypatch.setattr(stage_processes, "cpc_command", lambda stage, day: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(stage_processes, "nightly_command", lambda day: [sys.executable, "-c", "pass"])
+    assert stage_processes.main(["--root", str(tmp_path / "root"), "--date", "2026-11-20"]) == 0
+    got = json.loads((tmp_path / "bench" / "results" / "stage_processes_root_2026-11-20.json").read_text())
+    assert {"root", "date", "stages", "seconds", "peak_memory_gib", "command", "measured_at"} <= set(got)
+    assert len(got["stages"]) == 8 and got["one_process"]["stage"] == "all stages, one process"
+    assert got["one_process"]["stage_processes_seconds"] == got["seconds"]
+    assert "| all stages, one process" in capsys.readouterr().out
