@@ -17,8 +17,10 @@ Phases, in one run on the same data:
    reference), the tag engine alone, one query per tag (a sample, extrapolated; ``--per-tag-sample 0`` skips
    them) and DuckDB over the same files (``bench/tag_alternatives.py``);
 7. ``processes``: each nightly stage on the last date again, each in a fresh process as a scheduler's task runs
-   it (``bench/stage_processes.py``): its seconds against the warm session's, and its own peak memory
-   (``--no-processes`` skips it).
+   it (``bench/stage_processes.py``): its seconds against the warm session's, and its own peak memory;
+8. ``one process``: then every nightly stage of the last date in one fresh process, as the DAG's one task
+   ``nightly`` runs them (``airflow.nightly_tasks: one``): eight tasks against one task in the same run
+   (``--no-processes`` skips 7 and 8).
 
 Ratios: (1) per-tag queries / engine, (2) Spark engine / DuckDB, (3) the day-1 stages on the last day / on
 day 1, (4) Great Expectations validation / ingest time in the nightly's ingest stage, (5) the nightly's tags
@@ -178,8 +180,11 @@ def markdown(r: dict) -> str:
     if r.get("processes"):
         from bench.stage_processes import table
 
+        one = r.get("processes_one_process")
         lines += ["", "Each nightly stage in a fresh process, as a scheduler's task runs it, against the same stage in "
-                  "the warm session above:", "", table(r["processes"])]
+                  "the warm session above" + ("; last, every stage in one fresh process, as the DAG's one task "
+                                              "`nightly` runs them (`airflow.nightly_tasks: one`)" if one else "")
+                  + ":", "", table(r["processes"], one)]
     rows = [[k, f"{t.get('way', '')} {t['limit']}", str(t["value"]),
              "n/a" if t["met"] is None else ("yes" if t["met"] else f"no ({t['missed_by']})")] for k, t in r["targets"].items()]
     lines += ["", _table(["target", "limit", "measured", "met"], rows, right=(1, 2))]
@@ -198,8 +203,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--per-tag-sample", type=int, default=PER_TAG_SAMPLE,
                     help="tags timed one query each for ratio 1 (0: skip the tag alternatives)")
     ap.add_argument("--processes", action=argparse.BooleanOptionalAction, default=True,
-                    help="last, each nightly stage again in a fresh process, as a scheduler's task runs it "
-                         "(bench/stage_processes.py; --no-processes skips it)")
+                    help="last, each nightly stage again in a fresh process, as a scheduler's task runs it, then "
+                         "every stage in one fresh process (bench/stage_processes.py; --no-processes skips both)")
     return ap.parse_args(argv)
 
 
@@ -222,6 +227,7 @@ class NightlyBench:
         self.ge: dict = {}
         self.alternatives: dict = {}
         self.process_rows: list[dict] = []
+        self.one_process_row: dict | None = None
         self.result_file = Path(__file__).resolve().parent / "results" / f"nightly_{self.name}.json"
         from jobs.platform.provenance import git_state
 
@@ -329,6 +335,18 @@ class NightlyBench:
                                 "unit": "", "per_second": None})
         self.phase_done("processes", mem)
 
+    def one_process(self, mem: PeakMemory) -> None:
+        """Every nightly stage on the last day again in one fresh process (``cpc nightly --no-summary``), as the
+        DAG's one task ``nightly`` runs them: its seconds and peak memory against the eight processes just run
+        and against this warm session's nightly."""
+        from bench import stage_processes
+
+        one = stage_processes.run_one_process(self.root, self.end)
+        self.one_process_row = stage_processes.one_against_stages(one, self.process_rows)
+        self.stages.append({"phase": "one process", "stage": one["stage"], "seconds": one["seconds"], "count": None,
+                            "unit": "", "per_second": None})
+        self.phase_done("one process", mem)
+
     # --- the result ------------------------------------------------------------------------------------
     def ratios(self, day1: float, day_n: float) -> dict:
         alternatives, ge = self.alternatives, self.ge
@@ -361,6 +379,7 @@ class NightlyBench:
                                                     "day_n_seconds": round(day_n, 1), "day_n_over_day_1_by_stage": per_stage,
                                                     "ingest": self.ge, "tags": self.alternatives},
                 "targets": targets(nightly, nightly_peak, ratios), "processes": self.process_rows,
+                "processes_one_process": self.one_process_row,
                 "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
                            + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else "")
                            + ("" if args.processes else " --no-processes"),
@@ -396,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.tag_alternatives(spark, mem)
         if args.processes:
             bench.processes(spark, mem)
+            bench.one_process(mem)
     result = bench.build()
     bench.save(result)
     print()

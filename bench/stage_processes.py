@@ -7,14 +7,18 @@ run all the stages in one process instead, so neither shows what one task costs 
 needs. This runs ``cpc <stage> --date <date>`` for each stage of the nightly, in order, one process after another
 on a root that has already run that date (reruns replace the same partitions: the same result), and records per
 stage its wall seconds and the largest resident set of the process and its children (the JVM), sampled every
-half second.
+half second. Then it runs the whole nightly once more in ONE fresh process (``cpc nightly --date <date>
+--no-summary``: every stage in order, each recorded in ``ops.run_log``, as the DAG's one task ``nightly`` runs them
+with ``airflow.nightly_tasks: one``), recorded as the row "all stages, one process": eight tasks against one task,
+in the same run. (The per-stage commands do not record; the one process's eight small ``ops.run_log`` appends are
+in its seconds.)
 
     .venv/bin/python bench/stage_processes.py --root var --date 2026-11-20
 
-``make bench`` runs the same as its last phase (``bench/nightly_bench.py``), where the in-session nightly of the
+``make bench`` runs the same as its last phases (``bench/nightly_bench.py``), where the in-session nightly of the
 same run gives each stage's cold-process cost as a ratio. Standalone it writes
 ``bench/results/stage_processes_<root name>_<date>.json``; each process's output goes to
-``<root>/work/stage_processes/<stage>.log``.
+``<root>/work/stage_processes/<stage>.log`` (the one process's to ``all_stages.log``).
 """
 
 from __future__ import annotations
@@ -65,16 +69,30 @@ def run_measured(command: list[str], log_file: Path, env: dict[str, str] | None 
     return {"seconds": round(time.time() - t0, 1), "peak_memory_gib": round(peak / 2**30, 2), "returncode": proc.returncode}
 
 
+ONE_PROCESS = "all stages, one process"  # the row of the whole nightly in one fresh process
+
+
 def cpc_command(stage: str, day: dt.date) -> list[str]:
     """The stage's command line, from the virtual environment this runs in."""
     return [sys.executable, "-m", "jobs.cli", stage, "--date", day.isoformat()]
 
 
+def nightly_command(day: dt.date) -> list[str]:
+    """Every nightly stage in order in one process, each recorded in ``ops.run_log`` (``pipeline.nightly``, the
+    stage calls of the DAG's one task), without the summary the command would print after them."""
+    return [sys.executable, "-m", "jobs.cli", "nightly", "--date", day.isoformat(), "--no-summary"]
+
+
+def _environment(root: Path) -> dict[str, str]:
+    env = {**os.environ, "CPC_ROOT": str(root)}
+    env.setdefault("CPC_ENV", "local")
+    return env
+
+
 def run_stages(root: Path, day: dt.date, stages: list[str], progress: bool = True) -> list[dict]:
     """Each stage in its own process, in order, on ``root`` (``CPC_ROOT``); stops at the first that fails, naming
     its log."""
-    env = {**os.environ, "CPC_ROOT": str(root)}
-    env.setdefault("CPC_ENV", "local")
+    env = _environment(root)
     out = []
     for k, stage in enumerate(stages, 1):
         log_file = root / "work" / "stage_processes" / f"{stage}.log"
@@ -88,6 +106,31 @@ def run_stages(root: Path, day: dt.date, stages: list[str], progress: bool = Tru
     return out
 
 
+def run_one_process(root: Path, day: dt.date, progress: bool = True) -> dict:
+    """The whole nightly of ``day`` in one fresh process on ``root`` (:func:`nightly_command`): its wall seconds and
+    the peak resident set of its process tree; fails naming its log if the command fails."""
+    log_file = root / "work" / "stage_processes" / "all_stages.log"
+    command = nightly_command(day)
+    got = {"stage": ONE_PROCESS, **run_measured(command, log_file, _environment(root))}
+    if progress:
+        print(f"stage processes: {ONE_PROCESS}: {got['seconds']} s, peak {got['peak_memory_gib']} GiB", flush=True)
+    if got["returncode"] != 0:
+        raise RuntimeError(f"`cpc {' '.join(command[3:])}` failed (exit {got['returncode']}): see {log_file}")
+    return got
+
+
+def one_against_stages(one: dict, rows: list[dict]) -> dict:
+    """The one process's row against the per-stage processes of the same run (``rows``) and, when every stage has
+    one, against the warm session's nightly (the stages' ``in_session_seconds`` added up)."""
+    stages = round(sum(r["seconds"] for r in rows), 1)
+    warm = [r.get("in_session_seconds") for r in rows]
+    in_session = round(sum(warm), 1) if rows and all(warm) else None
+    return {**one, "in_session_seconds": in_session,
+            "process_over_session": round(one["seconds"] / in_session, 2) if in_session else None,
+            "stage_processes_seconds": stages,
+            "stage_processes_over_one_process": round(stages / one["seconds"], 2) if one["seconds"] else None}
+
+
 def against_session(processes: list[dict], in_session: dict[str, float]) -> list[dict]:
     """Each stage's fresh-process seconds against the same stage's seconds in one warm session (the ratio is the
     cold start a task pays: Python, the modules, a JVM, its JIT warm-up)."""
@@ -99,14 +142,18 @@ def against_session(processes: list[dict], in_session: dict[str, float]) -> list
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    """The per-stage markdown table, with a total row."""
+def table(rows: list[dict], one: dict | None = None) -> str:
+    """The per-stage markdown table with a total row ("all stages": eight tasks) and, given ``one``
+    (:func:`one_against_stages`), the row of every stage in one fresh process (one task)."""
     body = [[r["stage"], r["seconds"], r.get("in_session_seconds") or "", r.get("process_over_session") or "",
              r["peak_memory_gib"]] for r in rows]
     warm = [r.get("in_session_seconds") for r in rows]
-    total_warm = round(sum(warm), 1) if all(warm) else ""
-    body.append(["all stages", round(sum(r["seconds"] for r in rows), 1), total_warm, "",
+    total, total_warm = round(sum(r["seconds"] for r in rows), 1), round(sum(warm), 1) if rows and all(warm) else ""
+    body.append(["all stages", total, total_warm, round(total / total_warm, 2) if total_warm else "",
                  max((r["peak_memory_gib"] for r in rows), default="")])
+    if one:
+        body.append([one["stage"], one["seconds"], one.get("in_session_seconds") or "",
+                     one.get("process_over_session") or "", one["peak_memory_gib"]])
     return tabulate(body, ["stage (fresh process)", "seconds", "in one session", "ratio", "peak memory GiB"],
                     tablefmt="pipe", disable_numparse=True, colalign=["left", "right", "right", "right", "right"])
 
@@ -125,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_stages(root, args.date, list(NIGHTLY_NAMES))
     result = {"root": str(root), "date": args.date.isoformat(), "stages": rows,
               "seconds": round(sum(r["seconds"] for r in rows), 1),
-              "peak_memory_gib": max(r["peak_memory_gib"] for r in rows),
+              "peak_memory_gib": max(r["peak_memory_gib"] for r in rows), "one_process": None,
               "command": f".venv/bin/python bench/stage_processes.py --root {args.root} --date {args.date}",
               "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
     out = PROJECT / "bench" / "results" / f"stage_processes_{root.name}_{args.date}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")  # kept if the one process fails
+    result["one_process"] = one = one_against_stages(run_one_process(root, args.date), rows)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(rows))
+    print(table(rows, one))
     print(f"-> {out}")
     return 0
 

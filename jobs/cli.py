@@ -126,14 +126,23 @@ def conform(date: OptDate = None, start: Start = None, end: End = None) -> None:
 
 @app.command(help="Run every nightly stage for a date or a range, in order, without Airflow; then print the "
                   "last date's summary.")
-def nightly(date: OptDate = None, start: Start = None, end: End = None) -> None:
+def nightly(
+    date: OptDate = None,
+    start: Start = None,
+    end: End = None,
+    show_summary: Annotated[bool, typer.Option(
+        "--summary/--no-summary", help="Print the last date's summary (it reads every table); --no-summary: the "
+                                       "stages only, as the nightly DAG runs them.")]
+        = True,
+) -> None:
     days = _dates(date, start, end)
     from jobs.orchestration import pipeline
 
     cfg = settings()
     for day in days:
         pipeline.nightly(day, cfg)
-    _print_summary(days[-1], cfg)
+    if show_summary:
+        _print_summary(days[-1], cfg)
 
 
 # --- the stages of one date, from the registry -------------------------------------------------------------
@@ -295,10 +304,12 @@ def catalogue_doc() -> None:
 
 @app.command(help="Print a setting of the environment (CPC_ENV), e.g. `cpc conf sample.end_date`.")
 def conf(key: Annotated[str, typer.Argument(
-        help="Dotted name: env, root, master, sample, sample.<name> (customers, days, end_date, seed, profile, warmup_days).",
+        help="Dotted name: env, root, master, nightly_tasks, sample, sample.<name> (customers, days, end_date, seed, profile, "
+             "warmup_days).",
         show_default=False)]) -> None:
     cfg = settings()
-    value = {"sample": cfg.sample, "root": str(cfg.paths.root), "master": cfg.spark_master, "env": cfg.env}
+    value = {"sample": cfg.sample, "root": str(cfg.paths.root), "master": cfg.spark_master, "env": cfg.env,
+             "nightly_tasks": cfg.nightly_tasks}
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             raise ConfigError(f"no setting {key!r} in environment {cfg.env!r}; settings: {', '.join(_names(value))}")

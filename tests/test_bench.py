@@ -199,5 +199,106 @@ def test_stage_processes_are_compared_with_the_warm_session_in_the_bench_page():
                                  "complete": True, "stages": [], "phases": {}, "targets": {}, "processes": rows})
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("|")]
     assert ["ingest", "60.0", "30.0", "2.0", "2.5"] in cells
-    assert ["all stages", "105.0", "60.0", "", "3.1"] in cells
+    assert ["all stages", "105.0", "60.0", "1.75", "3.1"] in cells
     assert stage_processes.against_session([{"stage": "export", "seconds": 9.0}], {})[0]["process_over_session"] is None
+
+
+def test_the_whole_nightly_in_one_fresh_process_is_timed_beside_the_stage_processes(tmp_path, monkeypatch):
+    import datetime as dt
+    import sys
+
+    from bench import stage_processes
+
+    ran = []
+
+    def command(day):
+        ran.append(day)
+        return [sys.executable, "-c", "import time; print('every stage'); time.sleep(0.3)"]
+
+    monkeypatch.setattr(stage_processes, "nightly_command", command)
+    one = stage_processes.run_one_process(tmp_path, dt.date(2026, 11, 20), progress=False)
+    assert ran == [dt.date(2026, 11, 20)] and one["stage"] == "all stages, one process"
+    assert one["returncode"] == 0 and one["seconds"] >= 0.3 and "peak_memory_gib" in one
+    assert (tmp_path / "work" / "stage_processes" / "all_stages.log").read_text().strip() == "every stage"
+    monkeypatch.setattr(stage_processes, "nightly_command", lambda day: [sys.executable, "-c", "import sys; sys.exit(3)"])
+    with pytest.raises(RuntimeError, match=r"failed \(exit 3\): see .*all_stages\.log"):
+        stage_processes.run_one_process(tmp_path, dt.date(2026, 11, 20), progress=False)
+
+
+def test_the_one_process_command_runs_every_stage_as_the_one_task_without_the_summary(monkeypatch):
+    """``cpc nightly --date D --no-summary``: ``pipeline.nightly`` (each stage, then its record, as ``run_stage``
+    does in the DAG's one task) and no summary (which reads every table and is not part of the night)."""
+    import datetime as dt
+
+    from bench import stage_processes
+    from jobs import cli
+    from jobs.orchestration import pipeline, summary
+
+    ran, summarised = [], []
+    monkeypatch.setattr(pipeline, "nightly", lambda day, cfg: ran.append(day))
+    monkeypatch.setattr(summary, "summary", lambda day, cfg: summarised.append(day))
+    command = stage_processes.nightly_command(dt.date(2026, 11, 20))
+    assert command[1:3] == ["-m", "jobs.cli"]
+    assert cli.main(command[3:]) == 0
+    assert ran == [dt.date(2026, 11, 20)] and summarised == []
+
+
+def test_eight_tasks_and_one_task_are_compared_in_the_bench_page():
+    from bench import stage_processes
+
+    rows = stage_processes.against_session(
+        [{"stage": "ingest", "seconds": 60.0, "peak_memory_gib": 2.5, "returncode": 0},
+         {"stage": "tags", "seconds": 45.0, "peak_memory_gib": 3.1, "returncode": 0}], {"ingest": 30.0, "tags": 30.0})
+    one = stage_processes.one_against_stages(
+        {"stage": "all stages, one process", "seconds": 70.0, "peak_memory_gib": 3.4, "returncode": 0}, rows)
+    assert one["in_session_seconds"] == 60.0 and one["process_over_session"] == 1.17
+    assert one["stage_processes_seconds"] == 105.0 and one["stage_processes_over_one_process"] == 1.5
+    md = nightly_bench.markdown({"customers": 1000, "days": 9, "machine": {"cores": 2, "memory_gib": 23.5},
+                                 "spark_master": "local[2]", "nightly_seconds": 60.0, "nightly_peak_memory_gib": 5.0,
+                                 "complete": True, "stages": [], "phases": {}, "targets": {}, "processes": rows,
+                                 "processes_one_process": one})
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("|")]
+    assert cells.index(["all stages", "105.0", "60.0", "1.75", "3.1"]) + 1 == cells.index(
+        ["all stages, one process", "70.0", "60.0", "1.17", "3.4"])
+    assert "every stage in one fresh process" in md
+    alone = stage_processes.one_against_stages({"stage": "all stages, one process", "seconds": 70.0}, [
+        {"stage": "ingest", "seconds": 60.0}])  # standalone: no warm session to compare with
+    assert alone["in_session_seconds"] is None and alone["process_over_session"] is None
+
+
+def test_the_bench_saves_the_one_process_phase_beside_the_stage_processes(tmp_path, monkeypatch):
+    import sys
+
+    from bench import stage_processes
+
+    monkeypatch.setenv("CPC_ROOT", str(tmp_path))
+    bench = nightly_bench.NightlyBench(nightly_bench.parse_args(["--customers", "1000", "--days", "9"]), tmp_path)
+    bench.result_file = tmp_path / "results" / "nightly_1000x9.json"
+    bench.process_rows = stage_processes.against_session(
+        [{"stage": "ingest", "seconds": 60.0, "peak_memory_gib": 2.5, "returncode": 0}], {"ingest": 30.0})
+    monkeypatch.setattr(stage_processes, "nightly_command", lambda day: [sys.executable, "-c", "print('every stage')"])
+    with nightly_bench.PeakMemory() as mem:
+        bench.one_process(mem)
+    saved = json.loads(bench.result_file.read_text())
+    assert saved["processes_one_process"]["stage"] == "all stages, one process"
+    assert saved["processes_one_process"]["stage_processes_seconds"] == 60.0
+    assert "one process" in saved["phases"] and saved["processes"][0]["stage"] == "ingest"
+    assert "| all stages, one process" in bench.result_file.with_suffix(".md").read_text()
+
+
+def test_standalone_stage_processes_keep_their_keys_and_add_the_one_process(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from bench import stage_processes
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    monkeypatch.setenv("CPC_ROOT", str(tmp_path / "root"))  # main sets it; restored after the test
+    monkeypatch.setattr(stage_processes, "PROJECT", tmp_path)
+    monkeypatch.setattr(stage_processes, "cpc_command", lambda stage, day: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(stage_processes, "nightly_command", lambda day: [sys.executable, "-c", "pass"])
+    assert stage_processes.main(["--root", str(tmp_path / "root"), "--date", "2026-11-20"]) == 0
+    got = json.loads((tmp_path / "bench" / "results" / "stage_processes_root_2026-11-20.json").read_text())
+    assert {"root", "date", "stages", "seconds", "peak_memory_gib", "command", "measured_at"} <= set(got)
+    assert len(got["stages"]) == 8 and got["one_process"]["stage"] == "all stages, one process"
+    assert got["one_process"]["stage_processes_seconds"] == got["seconds"]
+    assert "| all stages, one process" in capsys.readouterr().out

@@ -88,6 +88,8 @@ def test_the_production_cli_has_no_simulator_command(capsys):
 def test_conf_prints_a_setting(capsys):
     assert cli.main(["conf", "sample.end_date"]) == 0
     assert capsys.readouterr().out.strip() == settings().sample_end_date.isoformat()
+    assert cli.main(["conf", "nightly_tasks"]) == 0
+    assert capsys.readouterr().out.strip() == settings().nightly_tasks
 
 
 def test_an_error_is_one_line_on_stderr_with_exit_1(capsys):
@@ -191,6 +193,8 @@ def test_nightly_runs_each_date_then_prints_the_last_date_s_summary(monkeypatch)
     assert cli.main(["nightly", "--start", "2026-11-18", "--end", "2026-11-20"]) == 0
     assert ran == [dt.date(2026, 11, 18), dt.date(2026, 11, 19), dt.date(2026, 11, 20)]
     assert summarised == [{"day": dt.date(2026, 11, 20)}]
+    assert cli.main(["nightly", "--date", "2026-11-21", "--no-summary"]) == 0
+    assert ran[-1] == dt.date(2026, 11, 21) and len(summarised) == 1, "the stages ran, no summary"
 
 
 def test_main_sets_up_plain_log_lines(capsys):

@@ -153,6 +153,25 @@ def test_environment_overrides_still_win(monkeypatch):
         settings("local")
 
 
+def test_the_nightly_s_tasks_come_from_the_environment_file_or_its_variable(monkeypatch):
+    """``airflow.nightly_tasks`` (per_stage by default, or one), overridden by CPC_NIGHTLY_TASKS; a value outside the
+    two names the file or the variable, the field and the values allowed."""
+    from jobs.platform.config import CONF_DIR, EnvFile, validate
+
+    monkeypatch.delenv("CPC_NIGHTLY_TASKS", raising=False)
+    assert {settings(env).nightly_tasks for env in ("local", "test", "cluster", "submit")} == {"per_stage"}
+    assert validate(EnvFile, {}, "x.yaml").airflow.nightly_tasks == "per_stage"
+    monkeypatch.setenv("CPC_NIGHTLY_TASKS", "one")
+    assert settings("local").nightly_tasks == "one"
+    monkeypatch.setenv("CPC_NIGHTLY_TASKS", "single")
+    with pytest.raises(ConfigError) as err:
+        settings("local")
+    assert str(err.value) == "CPC_NIGHTLY_TASKS='single': Input should be 'per_stage' or 'one'"
+    with pytest.raises(ConfigError) as err:
+        validate(EnvFile, {"airflow": {"nightly_tasks": "all"}}, CONF_DIR / "env" / "local.yaml")
+    assert str(err.value) == "conf/env/local.yaml: airflow.nightly_tasks: Input should be 'per_stage' or 'one'"
+
+
 def test_the_shipped_configuration_loads():
     import models.propensity as pm
     from jobs.platform import business

@@ -1,7 +1,10 @@
-"""The DAG parses in a real Airflow, is wired as documented, and a run over a tiny sample succeeds."""
+"""The DAG parses in a real Airflow, is wired as documented (one task per stage, or the whole night in one task), and
+a run over a tiny sample succeeds."""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 
 import pytest
@@ -10,6 +13,7 @@ from jobs.orchestration.registry import NIGHTLY
 
 # The registry is the one place the graph is written; the DAG must follow it, and it must read as documented.
 EXPECTED_UPSTREAM = {s.name: set(s.after) for s in NIGHTLY}
+NIGHTLY_ORDER = [(s.name, s.after) for s in NIGHTLY]
 DAGS = ["cpc_nightly", "cpc_maintenance", "cpc_training"]
 
 
@@ -45,6 +49,104 @@ def test_nightly_tasks_in_order(dagbag):
     assert sorted(t.task_id for t in dag.tasks) == sorted(EXPECTED_UPSTREAM)
     for task_id, upstream in EXPECTED_UPSTREAM.items():
         assert dag.get_task(task_id).upstream_task_ids == upstream, task_id
+
+
+# ---- airflow.nightly_tasks: one (the night's stages in one task, one process) --------------------------------
+
+def _nightly_dag(monkeypatch, mode: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CPC_NIGHTLY_TASKS", mode)
+    bag = DagBag(dag_folder=os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], "cpc_nightly.py"))
+    return bag, bag.get_dag("cpc_nightly")
+
+
+def test_the_nightly_as_one_task(airflow_db, monkeypatch):
+    bag, dag = _nightly_dag(monkeypatch, "one")
+    assert bag.import_errors == {}
+    assert [t.task_id for t in dag.tasks] == ["nightly"]
+    task = dag.get_task("nightly")
+    assert task.upstream_task_ids == set() and task.downstream_task_ids == set()
+    assert task.execution_timeout == dag.dagrun_timeout, "the task is the night: its deadline is the run's"
+    assert task.retries >= 1 and task.retry_exponential_backoff and task.on_failure_callback
+    assert task.owner == "data-factory"
+    assert "nightly_tasks" in dag.doc_md and "reruns every stage" in dag.doc_md
+    _, dag = _nightly_dag(monkeypatch, "per_stage")
+    assert sorted(t.task_id for t in dag.tasks) == sorted(EXPECTED_UPSTREAM)
+
+
+def test_a_wrong_nightly_tasks_value_fails_the_dag_import_naming_the_variable_and_the_values(airflow_db, monkeypatch):
+    bag, dag = _nightly_dag(monkeypatch, "single")
+    assert dag is None
+    (error,) = bag.import_errors.values()
+    assert "CPC_NIGHTLY_TASKS='single': Input should be 'per_stage' or 'one'" in error
+
+
+@pytest.fixture()
+def fake_stages(monkeypatch):
+    """Every nightly stage replaced by a fake that notes its call (``score`` fails with ``fail``), and
+    ``pipeline.record`` by one that notes the record: no Spark."""
+    from jobs.orchestration import pipeline, registry
+
+    calls, fail = [], {}
+
+    def fake(name):
+        def run(ds, cfg=None):
+            calls.append((name, str(ds)))
+            if name in fail:
+                raise fail[name]
+            return {"stage": name}
+        return run
+
+    monkeypatch.setattr(registry, "STAGES", {**registry.STAGES, **{n: fake(n) for n in registry.NIGHTLY_NAMES}})
+    monkeypatch.setattr(pipeline, "record", lambda ds, stage, cfg=None: calls.append(("record", stage)))
+    return calls, fail
+
+
+def test_the_one_task_runs_every_stage_in_order_through_run_stage(fake_stages, caplog):
+    from jobs.airflow_glue import tasks
+
+    calls, _ = fake_stages
+    with caplog.at_level(logging.INFO, logger="jobs.airflow_glue.tasks"):
+        out = tasks.run_nightly("2026-11-20")
+    order = [n for n, _ in NIGHTLY_ORDER]
+    assert all(set(after) <= set(order[:i]) for i, (_, after) in enumerate(NIGHTLY_ORDER)), "each after what it reads"
+    assert calls == [c for n in order for c in ((n, "2026-11-20"), ("record", n))], "each stage, then its record"
+    assert out == {n: {"stage": n} for n in order}
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "nightly 2026-11-20: [1/8] ingest started"
+    assert lines[1].startswith("nightly 2026-11-20: [1/8] ingest done in ") and lines[1].endswith(" s")
+    assert lines[-1].startswith("nightly 2026-11-20: 8 stages done in ")
+
+
+def test_the_one_task_stops_at_the_first_failing_stage(fake_stages, caplog):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from jobs.airflow_glue import tasks
+    from jobs.platform.errors import DataError
+
+    calls, fail = fake_stages
+    fail["score"] = DataError("a list breaks the contact policy")
+    with pytest.raises(AirflowFailException, match="score 2026-11-20: data error, not retried"):
+        tasks.run_nightly("2026-11-20")
+    assert [c[0] for c in calls if c[0] != "record"] == ["ingest", "conform", "tags", "segments", "propensity", "score"]
+    assert ("record", "score") not in calls and ("record", "propensity") in calls
+    assert "nightly 2026-11-20: [6/8] score failed after " in caplog.text and "not run: export, evaluate" in caplog.text
+    calls.clear()
+    fail["score"] = OSError("disk full")  # not a data error: raised as it is, left to the task's retries
+    with pytest.raises(OSError, match="disk full"):
+        tasks.run_nightly("2026-11-20")
+    with pytest.raises(ValueError, match="no logical date"):
+        tasks.run_nightly(None)
+
+
+def test_the_one_task_runs_the_night_under_airflow(airflow_db, fake_stages, monkeypatch):
+    """``dag.test()`` of the one-task DAG with the fake stages: the task gets the run's logical date."""
+    calls, _ = fake_stages
+    _, dag = _nightly_dag(monkeypatch, "one")
+    run = dag.test(logical_date=dt.datetime(2026, 11, 2, tzinfo=dt.UTC))  # not the e2e sample's date
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    assert [c for c in calls if c[0] != "record"] == [(n, "2026-11-02") for n, _ in NIGHTLY_ORDER]
 
 
 @pytest.mark.parametrize("name", [f"{d}.py" for d in DAGS])

@@ -25,8 +25,34 @@ def stage_task(stage: str):
     return run()
 
 
-def wire_nightly() -> None:
-    """Inside a DAG definition: one task per nightly stage of the registry, each after the stages it reads."""
+NIGHTLY_TASK = "nightly"  # the one task of ``airflow.nightly_tasks: one``
+
+
+def nightly_task(execution_timeout: dt.timedelta):
+    """One Airflow task, ``nightly``, that runs every nightly stage of the registry in order for the run's logical
+    date in its one process (``jobs.airflow_glue.tasks.run_nightly``): one Spark session, one JVM warm-up a night.
+    Its deadline is the whole night's (``execution_timeout``), not one stage's."""
+    from airflow.sdk import task
+
+    @task(task_id=NIGHTLY_TASK, execution_timeout=execution_timeout)
+    def run(ds: str | None = None):
+        from jobs.airflow_glue.tasks import run_nightly
+
+        return run_nightly(ds)
+
+    return run()
+
+
+def wire_nightly(night_timeout: dt.timedelta) -> None:
+    """Inside a DAG definition, as ``airflow.nightly_tasks`` of the environment (or ``CPC_NIGHTLY_TASKS``) says:
+    ``per_stage`` (the default), one task per nightly stage of the registry, each after the stages it reads;
+    ``one``, the one task ``nightly`` (:func:`nightly_task`, its deadline ``night_timeout``). Runs at parse time:
+    ``settings()`` reads one YAML file with yaml and pydantic, which Airflow has already imported."""
+    from jobs.platform.config import settings
+
+    if settings().nightly_tasks == "one":
+        nightly_task(night_timeout)
+        return
     from jobs.orchestration.registry import NIGHTLY
 
     tasks = {s.name: stage_task(s.name) for s in NIGHTLY}

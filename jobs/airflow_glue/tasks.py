@@ -1,5 +1,5 @@
-"""What the DAGs need from Airflow, kept out of the DAG files: stage calls that do not retry data errors,
-and the failure callback.
+"""What the DAGs need from Airflow, kept out of the DAG files: stage calls that do not retry data errors (one
+stage a task, or the whole night in one task), and the failure callback.
 
 A broken file, a bad catalogue or a policy violation will fail the same way on every retry, so those raise
 ``AirflowFailException`` (no retries); anything else (a lost executor, a full disk, a network blip) is left to
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 
 from jobs.platform.config import settings
 from jobs.platform.errors import NOT_RETRIED
@@ -33,6 +34,30 @@ def run_stage(stage: str, ds: str | None):
         raise AirflowFailException(f"{stage} {ds}: data error, not retried: {exc}") from exc
     pipeline.record(ds, stage)
     return result
+
+
+def run_nightly(ds: str | None) -> dict:
+    """Every nightly stage of the registry, in order, for the run's logical date, in this one process: the one task
+    of ``airflow.nightly_tasks: one``. Each goes through :func:`run_stage` (a data error fails at once, without
+    retries; each finished stage is recorded in ``ops.run_log``); the first that fails stops the night. A retry of
+    the task reruns every stage (each replaces its own partitions). Logs each stage's start and seconds."""
+    from jobs.orchestration.registry import NIGHTLY_NAMES
+
+    if not ds:
+        raise ValueError("nightly: no logical date (ds) given")
+    out, n, t_night = {}, len(NIGHTLY_NAMES), time.monotonic()
+    for i, stage in enumerate(NIGHTLY_NAMES, 1):
+        log.info("nightly %s: [%d/%d] %s started", ds, i, n, stage)
+        t0 = time.monotonic()
+        try:
+            out[stage] = run_stage(stage, ds)
+        except BaseException:
+            log.error("nightly %s: [%d/%d] %s failed after %.1f s; not run: %s", ds, i, n, stage, time.monotonic() - t0,
+                      ", ".join(NIGHTLY_NAMES[i:]) or "nothing")
+            raise
+        log.info("nightly %s: [%d/%d] %s done in %.1f s", ds, i, n, stage, time.monotonic() - t0)
+    log.info("nightly %s: %d stages done in %.1f s", ds, n, time.monotonic() - t_night)
+    return out
 
 
 def notify_failure(context) -> None:

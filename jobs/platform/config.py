@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
@@ -241,12 +241,27 @@ class SampleEnv(ConfModel):
     warmup_days: int = Field(0, ge=0)
 
 
+# How the nightly DAG runs the night's stages (jobs/airflow_glue/defaults.py, wire_nightly): ``per_stage``, one
+# Airflow task per stage (a scheduler runs each in its own process, with its own Spark JVM and its warm-up), or
+# ``one``, one task ``nightly`` running every stage in one process (one JVM warm-up a night; a retry reruns the night).
+NightlyTasks = Literal["per_stage", "one"]
+NIGHTLY_TASKS_ENV = "CPC_NIGHTLY_TASKS"  # overrides ``airflow.nightly_tasks`` of the environment file
+
+
+class AirflowEnv(ConfModel):
+    """How the DAGs are wired. Read when a DAG file is parsed: the DAG processor must see the same environment
+    (``CPC_ENV``, ``CPC_NIGHTLY_TASKS``) as the workers."""
+
+    nightly_tasks: NightlyTasks = "per_stage"
+
+
 class EnvFile(ConfModel):
     """``conf/env/<CPC_ENV>.yaml``."""
 
     spark: SparkEnv = Field(default_factory=SparkEnv)
     storage: StorageEnv = Field(default_factory=StorageEnv)
     sample: SampleEnv | None = None
+    airflow: AirflowEnv = Field(default_factory=AirflowEnv)
 
 
 @dataclass(frozen=True)
@@ -258,6 +273,7 @@ class Settings:
     class_archive: bool = False
     paths: Paths = field(default_factory=lambda: Paths(PROJECT_DIR / "var"))
     sample: dict[str, Any] = field(default_factory=dict)
+    nightly_tasks: str = "per_stage"  # NightlyTasks: per_stage or one
 
     @property
     def sample_end_date(self) -> dt.date:
@@ -273,6 +289,15 @@ def parse_date(text: str | dt.date) -> dt.date:
         return dt.date.fromisoformat(str(text)[:10])
     except ValueError as exc:
         raise ConfigError(f"{text!r} is not a date (expected YYYY-MM-DD)") from exc
+
+
+def nightly_tasks(env_file: EnvFile) -> str:
+    """``airflow.nightly_tasks`` of the environment file, or ``CPC_NIGHTLY_TASKS`` when set; a value that is not
+    one of :data:`NightlyTasks` is a :class:`ConfigError` naming the variable (the file's is checked with it)."""
+    value = os.environ.get(NIGHTLY_TASKS_ENV)
+    if not value:
+        return env_file.airflow.nightly_tasks
+    return validate(TypeAdapter(NightlyTasks), value, f"{NIGHTLY_TASKS_ENV}={value!r}")
 
 
 def settings(env: str | None = None) -> Settings:
@@ -302,4 +327,5 @@ def settings(env: str | None = None) -> Settings:
         class_archive=spark.class_archive,
         paths=Paths(root),
         sample=env_file.sample.model_dump(mode="json") if env_file.sample else {},
+        nightly_tasks=nightly_tasks(env_file),
     )
