@@ -21,10 +21,11 @@ the work is in `jobs/stages/`.
 `airflow.nightly_tasks` in `conf/env/<CPC_ENV>.yaml` (or `CPC_NIGHTLY_TASKS`, seen by the DAG processor) picks the
 wiring: `per_stage` (the default), one task per stage as above, each its own process and Spark JVM under a
 scheduler; or `one`, a single task `nightly` running every stage in that order in one process, so the night pays
-the JVM's start and JIT warm-up once (measured at 20,000 customers: eight fresh processes 728 s, the same stages in
-one warm session 290 s). Its log shows each stage's start and seconds; data errors still fail at once and each
-finished stage is still recorded in `ops.run_log`. A retry of `nightly` reruns every stage (each replaces its own
-partitions, so the result is the same; it costs the whole night again), and its deadline is the run's.
+the JVM's start and JIT warm-up once (at 20,000 customers: eight fresh processes 728 s, the same stages in one warm
+session 290 s, in one fresh process under `airflow dags test` 430 s; docs/benchmarks.md). Its log shows each
+stage's start and seconds; data errors still fail at once and each finished stage is still recorded in
+`ops.run_log`. A retry of `nightly` reruns every stage (each replaces its own partitions, as a rerun of the day
+does; export republishes the lists; it costs the whole night again), and its deadline is the run's.
 """
 
 from __future__ import annotations
