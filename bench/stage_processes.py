@@ -119,12 +119,16 @@ def run_one_process(root: Path, day: dt.date, progress: bool = True) -> dict:
     return got
 
 
+def warm_total(rows: list[dict]) -> float | None:
+    """The stages' seconds in the warm session added up, when every stage has one (else None)."""
+    warm = [r.get("in_session_seconds") for r in rows]
+    return round(sum(warm), 1) if rows and all(warm) else None
+
+
 def one_against_stages(one: dict, rows: list[dict]) -> dict:
     """The one process's row against the per-stage processes of the same run (``rows``) and, when every stage has
     one, against the warm session's nightly (the stages' ``in_session_seconds`` added up)."""
-    stages = round(sum(r["seconds"] for r in rows), 1)
-    warm = [r.get("in_session_seconds") for r in rows]
-    in_session = round(sum(warm), 1) if rows and all(warm) else None
+    stages, in_session = round(sum(r["seconds"] for r in rows), 1), warm_total(rows)
     return {**one, "in_session_seconds": in_session,
             "process_over_session": round(one["seconds"] / in_session, 2) if in_session else None,
             "stage_processes_seconds": stages,
@@ -147,9 +151,8 @@ def table(rows: list[dict], one: dict | None = None) -> str:
     (:func:`one_against_stages`), the row of every stage in one fresh process (one task)."""
     body = [[r["stage"], r["seconds"], r.get("in_session_seconds") or "", r.get("process_over_session") or "",
              r["peak_memory_gib"]] for r in rows]
-    warm = [r.get("in_session_seconds") for r in rows]
-    total, total_warm = round(sum(r["seconds"] for r in rows), 1), round(sum(warm), 1) if rows and all(warm) else ""
-    body.append(["all stages", total, total_warm, round(total / total_warm, 2) if total_warm else "",
+    total, total_warm = round(sum(r["seconds"] for r in rows), 1), warm_total(rows)
+    body.append(["all stages", total, total_warm or "", round(total / total_warm, 2) if total_warm else "",
                  max((r["peak_memory_gib"] for r in rows), default="")])
     if one:
         body.append([one["stage"], one["seconds"], one.get("in_session_seconds") or "",
