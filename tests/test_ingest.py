@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
@@ -37,12 +38,34 @@ def rewrite(paths: Paths, kind: str, day: dt.date, edit, fix_control: bool = Tru
         )
 
 
-@pytest.fixture()
-def root(spark, tmp_path):
-    paths = Paths(tmp_path)
+def _copy(paths: Paths, to) -> Paths:
+    """A private copy of a storage root: Delta tables name their files relative to the table, so a copied lake
+    reads as the original (as ``copy_of`` in conftest relies on)."""
+    shutil.copytree(paths.root, to, symlinks=True, dirs_exist_ok=True)
+    return Paths(to)
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory):
+    """The simulated files of SPEC, generated once per module; nothing ingested. Tests work on copies."""
+    paths = Paths(tmp_path_factory.mktemp("delivered"))
     generate(paths, SPEC, progress=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def day1_ingested(spark, delivered, tmp_path_factory):
+    """``delivered`` with DAY1's KINDS ingested, once per module. Tests work on copies."""
+    paths = _copy(delivered, tmp_path_factory.mktemp("day1_ingested"))
     ingest.ingest(spark, paths, [DAY1], KINDS)
     return paths
+
+
+@pytest.fixture()
+def root(day1_ingested, tmp_path):
+    """The generated files with DAY1's KINDS ingested, private to the test: a copy of the module's template (the
+    same files and tables a fresh generate + ingest gives, without redoing them for every test)."""
+    return _copy(day1_ingested, tmp_path)
 
 
 def ledger(spark, paths, kind, day):
@@ -177,17 +200,18 @@ def test_a_clean_night_commits_nothing_to_the_quarantine_and_a_rerun_clears_it(s
     assert lake.read(spark, root, "bronze.quarantine").where(F.col("delivery_date") == F.lit(DAY2)).count() == 0
 
 
-@pytest.mark.e2e  # every file kind of two days, twice
-def test_kinds_side_by_side_give_the_same_tables_as_one_after_another(spark, tmp_path):
+@pytest.mark.e2e  # every file kind of two days, the second twice
+def test_kinds_side_by_side_give_the_same_tables_as_one_after_another(spark, delivered, tmp_path):
     """Every file kind of a day, with bad rows in two of them, ingested by two workers and by one: the same
     bronze tables, quarantine and ledger (the ledger's rows in the same order)."""
-    roots = {}
-    for workers in (1, 2):
-        paths = roots[workers] = Paths(tmp_path / f"workers{workers}")
-        generate(paths, SPEC, progress=False)
-        ingest.ingest(spark, paths, [DAY1])
-        rewrite(paths, "usage", DAY2, lambda lines: lines + [f"C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0{APPS}"])
-        rewrite(paths, "billing", DAY2, lambda lines: lines + [lines[1]])
+    one = _copy(delivered, tmp_path / "workers1")
+    ingest.ingest(spark, one, [DAY1])
+    rewrite(one, "usage", DAY2, lambda lines: lines + [f"C999999999|2026-11-20|1.0|1.0|1|0|10.0|0.0{APPS}"])
+    rewrite(one, "billing", DAY2, lambda lines: lines + [lines[1]])
+    # DAY1 (every kind, default workers) is ingested once and copied for the 2-worker root: both roots start DAY2
+    # from the same files and tables, as before, and only DAY2's ingest (the one under test) runs with 1 and 2.
+    roots = {1: one, 2: _copy(one, tmp_path / "workers2")}
+    for workers, paths in roots.items():
         report = ingest.ingest(spark, paths, [DAY2], workers=workers)
         assert [f["kind"] for f in report.files][:2] == ["crm_profile", "billing"]
     for table in ["bronze.quarantine", "ops.ingest_ledger", *(f"bronze.{k}" for k in FILES)]:

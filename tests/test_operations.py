@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.orchestration import pipeline
-from jobs.orchestration.registry import STAGES
+from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
 from jobs.platform import lake
 from jobs.serving import analyst
 from jobs.stages import export, ingest, maintenance
@@ -70,7 +70,12 @@ def test_list_as_sent_is_rebuilt_after_a_later_rerun(spark, sample, copy_of, tmp
     with pytest.raises(ingest.IngestError, match="is closed"):
         STAGES["ingest"](day, cfg)
     ingest.reopen(spark, paths, day)
-    pipeline.nightly(day, cfg)
+    # The rerun stops after export (pipeline.nightly's loop without evaluate): what is asserted below is the
+    # export folder and the rebuild from the manifest's Delta versions; evaluate runs after export and writes only
+    # gold.campaign_outcomes, gold.campaign_eval, gold.trial_funnel and the HTML report, which none of it reads.
+    for stage in NIGHTLY_NAMES[:NIGHTLY_NAMES.index("export") + 1]:
+        STAGES[stage](day, cfg)
+        pipeline.record(day, stage, cfg)
     resent = json.loads((paths.export_day(day) / channel / "manifest.json").read_text())
     assert resent["files"][0]["sha256"] != manifest["files"][0]["sha256"], "the rerun sent a different list"
     assert msisdn not in {x.split(",")[col] for x in _lines(paths.export_day(day) / channel / resent["files"][0]["name"])}
@@ -80,7 +85,7 @@ def test_list_as_sent_is_rebuilt_after_a_later_rerun(spark, sample, copy_of, tmp
     assert rebuilt["rows"] == manifest["rows"]
 
 
-def test_maintenance_compacts_vacuums_and_keeps_tag_history(spark, sample, copy_of):
+def test_maintenance_compacts_vacuums_and_keeps_tag_history(spark, sample, copy_of, monkeypatch):
     cfg = copy_of("maintain")
     day = sample["spec"].end_date
     before = {t: lake.read(spark, cfg.paths, t).count() for t in GOLD}
@@ -88,7 +93,13 @@ def test_maintenance_compacts_vacuums_and_keeps_tag_history(spark, sample, copy_
     out = maintenance.run(spark, cfg.paths, day, conf)
     assert out["optimized"] == ["gold.customer_tags", "bronze.usage"] and "gold.cpc_offers" in out["vacuumed"]
     assert {t: lake.read(spark, cfg.paths, t).count() for t in GOLD} == before, "nothing inside the retention is lost"
-    out = maintenance.run(spark, cfg.paths, day + dt.timedelta(days=1), {**conf, "tag_history_days": 0, "optimize": []})
+    # Only the second run's tag-history deletion is asserted below. So it skips the tag-state check (a sample of 0:
+    # the first run checked the same latest state, and no assertion reads the check) and vacuums gold.customer_tags
+    # alone, not every table (a vacuum at 168 h changes no table's rows; the first run's vacuum is the one asserted).
+    with monkeypatch.context() as m:
+        m.setattr(maintenance, "TABLES", {"gold.customer_tags": maintenance.TABLES["gold.customer_tags"]})
+        out = maintenance.run(spark, cfg.paths, day + dt.timedelta(days=1),
+                              {**conf, "tag_history_days": 0, "optimize": [], "tag_state_check_per_mille": 0})
     assert out["tag_snapshots_deleted"]["gold.customer_tags"] == 1
     assert lake.read(spark, cfg.paths, "gold.customer_tags").count() == 0
     with pytest.raises(ValueError, match="7-day minimum"):
