@@ -489,3 +489,33 @@ def test_the_nightly_dag_evaluates_and_writes_the_report(sample, spark):
     out = summary.summary(day)
     assert out["campaign_report"] == str(page)
     assert out["evaluation"]["decision_days"] == 0, "the sample's one decision day has no outcome yet"
+
+
+def test_the_cube_from_the_finest_cells_equals_the_cube_over_every_decision(spark):
+    """evaluation() rolls up the finest cells (campaign x channel x product x tier) instead of cubing every decision
+    row: every cell of every level has the same figures as the one-step cube over the rows (a tier left null
+    included), counts exactly, money and rates to rounding."""
+    outcomes = ["contact", "placement", "holdout", "not_chosen", "global_holdout", "contact", "contact"]
+    rows = []
+    for k in range(420):
+        campaign, channel, product = f"c{k % 3}", ("sms_push", "app")[k % 2], ("P_X", "P_Y")[(k // 2) % 2]
+        tier = ("T1", "T2", None)[(k // 4) % 3]
+        snapshot = D0 - dt.timedelta(days=k % 9)  # matured and young decisions
+        rows.append((snapshot, f"r{k:05d}", f"C{k:09d}", campaign, "offer", product, "data", channel,
+                     "active" if channel == "sms_push" else "passive", tier, "growth", 1.0, outcomes[k % 7], 0.05 * (k % 4)))
+    dec = spark.createDataFrame(rows, DECISION_COLS)
+    orders = [(f"C{k:09d}", ("P_X", "P_Y")[(k // 2) % 2], D0 + dt.timedelta(days=2), 10.0 + k % 13) for k in range(0, 420, 5)]
+    resp = spark.createDataFrame([(f"r{k:05d}", e) for k in range(0, 420, 3) for e in ("delivered", "opened")[: 1 + (k % 2)]],
+                                 "contact_ref string, event string")
+    out = evaluate.outcomes(dec, resp, _orders(spark, orders), D0 + dt.timedelta(days=6), 14).localCheckpoint()
+    one_step = out.cube(*evaluate.DIMS).agg(*evaluate._aggregates(), *[F.grouping(d).alias(f"_g_{d}") for d in evaluate.DIMS])
+    want = {(r["level"], *[r[d] for d in evaluate.DIMS]): r.asDict() for r in evaluate.figures(one_step, DAY).collect()}
+    got = {(r["level"], *[r[d] for d in evaluate.DIMS]): r.asDict() for r in evaluate.evaluation(out, DAY).collect()}
+    assert got.keys() == want.keys() and len(got) > 100
+    assert any(k[-1] == "(none)" for k in got), "a null tier is a cell of its own"
+    for key, row in got.items():
+        for col, value in row.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(want[key][col], rel=1e-9, abs=1e-12), (key, col)
+            else:
+                assert value == want[key][col], (key, col)

@@ -229,8 +229,10 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
 
 
 def _aggregates() -> list:
-    """The cube's aggregates: counts and money of the treated (contacts, placements), and per group (holdout,
-    not chosen, global holdout) its decisions, conversions, revenue and revenue squared (for the variances)."""
+    """The cube's aggregates, every one a sum (so a cell's is the sum of its finer cells'): counts and money of the
+    treated (contacts, placements), per group (holdout, not chosen, global holdout) its decisions, conversions,
+    revenue and revenue squared (for the variances), and the matured decisions and all decisions (``_matured``,
+    ``_rows``: matured_share is their ratio)."""
     from pyspark.sql import functions as F
 
     group = F.col("group")
@@ -252,7 +254,7 @@ def _aggregates() -> list:
         n(nc).alias("not_chosen"), n(nc & F.col("converted")).alias("not_chosen_conversions"),
         n(g).alias("global_holdout"), n(g & F.col("converted")).alias("global_holdout_conversions"),
         *money(t, "treated"), *money(c, "holdout"), *money(nc, "not_chosen"),
-        (F.sum(F.col("matured").cast("long")) / F.count(F.lit(1))).alias("matured_share"),
+        F.sum(F.col("matured").cast("long")).alias("_matured"), F.count(F.lit(1)).alias("_rows"),
     ]
 
 
@@ -262,10 +264,23 @@ def evaluation(outcome_rows, day: dt.date):
     reading (:func:`three_way`: intent-to-treat, effect on the treated, selection gap, incremental conversions
     and value, programme lift against the global holdout). Treated and control decisions come from the same
     decision dates, so they have had the same time to convert; ``matured_share`` says how much of the cell has
-    had the whole window (below 1: an interim reading, every rate still rising)."""
+    had the whole window (below 1: an interim reading, every rate still rising).
+
+    In two steps: the finest cells (one per campaign, channel, product and tier: hundreds) from the outcome rows,
+    then the cube over those cells, each aggregate summed again. The same figures as a cube over the rows, which
+    would expand every row into each of the 16 roll-ups (16 x lookback_days of decisions)."""
     from pyspark.sql import functions as F
 
-    cube = outcome_rows.cube(*DIMS).agg(*_aggregates(), *[F.grouping(d).alias(f"_g_{d}") for d in DIMS])
+    cells = outcome_rows.groupBy(*DIMS).agg(*_aggregates())
+    sums = [c for c in cells.columns if c not in DIMS]
+    return figures(cells.cube(*DIMS).agg(*[F.sum(c).alias(c) for c in sums], *[F.grouping(d).alias(f"_g_{d}") for d in DIMS]), day)
+
+
+def figures(cube, day: dt.date):
+    """Pure transform: the cube's sums (:func:`_aggregates`, with ``_g_<dim>`` the grouping flags) -> the rows of
+    gold.campaign_eval (:func:`evaluation`)."""
+    from pyspark.sql import functions as F
+
     level = F.concat_ws(",", *[F.when(F.col(f"_g_{d}") == 0, F.lit(d.removesuffix("_id"))) for d in DIMS])
     lc = lift_cols(F.col("treated"), F.col("conversions"), F.col("holdout"), F.col("holdout_conversions"))
     groups = {name: Group(F.col(name), F.col(conv), F.col(f"{name}_revenue"), F.col(f"{name}_revenue_sq"))
@@ -279,7 +294,7 @@ def evaluation(outcome_rows, day: dt.date):
         "contacts", "placements", *EVENTS, "conversions", F.round("revenue", 2).alias("revenue"), F.round("cost", 2).alias("cost"),
         F.round(F.col("revenue") - F.col("cost"), 2).alias("return"),
         F.when(F.col("cost") > 0, F.round((F.col("revenue") - F.col("cost")) / F.col("cost"), 3)).alias("roi"),
-        "treated", "holdout", "holdout_conversions", F.round("matured_share", 4).alias("matured_share"),
+        "treated", "holdout", "holdout_conversions", F.round(F.col("_matured") / F.col("_rows"), 4).alias("matured_share"),
         *[lc[k].alias(k) for k in ("rate_treated", "rate_control", "lift", "lift_low", "lift_high", "relative_lift")],
         (lc["lift"] * F.col("treated")).alias("incremental_conversions"),
         (F.coalesce(lc["lift_low"] > 0, F.lit(False))).alias("significant"),
