@@ -12,15 +12,19 @@ repeat windows), ``product_channel_table`` (conf/channels.yaml ``product_channel
 The root's ``gold.cpc_decisions`` is only read: the rows of ``--date`` (default: the table's latest date) are
 copied, unchanged but for ``snapshot_date``, to the N days before it (``--days``), in a scratch lake
 (``--scratch``) whose other tables are symbolic links to the root's, so that ``Paths(<scratch>)`` sees the real
-bronze, silver and gold tables. For each N (largest first) and each layout, a fresh table is written with
-``spark.sql.shuffle.partitions`` files a day, the layouts differing only in how the rows are spread over them:
+bronze, silver and gold tables (the evaluate stage's outputs excepted: the scratch lake writes its own). For
+each N (largest first) and each layout, a fresh table is written, the layouts differing only in how each day's
+rows are spread over its files:
 
-    mixed       ``df.repartition(files)``: every file holds every outcome
-    by_outcome  ``by_outcome(df, files)``: rows ranged by outcome, so most files hold one outcome and Delta's
-                min/max statistics let a reader of contacts skip the others
+    as_written  as the source day's files (one partition each): the score stage's own layout, whatever it is
+    by_outcome  ``by_outcome(df, files)``: ``spark.sql.shuffle.partitions`` files ranged by outcome, so most
+                hold one outcome and Delta's min/max statistics let a reader of contacts skip the others
+    mixed       ``df.repartition(files)``: as many files, each holding every outcome (no skipping possible)
 
 Then each reader is called ``--repeat`` times with ``--date`` as the run date (``history`` counted; the other
-two return Python values), in wall seconds. The first repeat after each write is cold for the Delta logs (their
+two return Python values), in wall seconds, and the evaluate stage (``jobs.stages.evaluate.run``: the outcomes of
+the last ``lookback_days`` decision dates rebuilt and written, with the evaluation and the report, in the
+scratch lake) as the fourth "reader": the nightly's other cost that grows with the days of decisions. The first repeat after each write is cold for the Delta logs (their
 cache is cleared with the table; the nightly's per-stage task is a fresh process too); compare the minimums.
 The readers' other inputs (``bronze.contacts``, ``bronze.orders``, ``bronze.responses``) are the same in every
 case. Beside the seconds, each case records from the table's ``_delta_log`` (plain Python, no Spark): its data
@@ -48,8 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULT = Path(__file__).resolve().parent / "results" / "decision_history.json"
 TABLE = "gold.cpc_decisions"
-LAYOUTS = ("mixed", "by_outcome")
-READERS = ("history", "product_channel_table", "acceptance_scales")
+LAYOUTS = ("as_written", "by_outcome", "mixed")
+READERS = ("history", "product_channel_table", "acceptance_scales", "evaluate")
+# Tables the scratch lake holds itself (never links): the one written here, and the evaluate stage's outputs.
+OWN = (("gold", "cpc_decisions"), ("gold", "campaign_outcomes"), ("gold", "campaign_eval"), ("gold", "trial_funnel"))
 NEEDED = (TABLE, "bronze.orders", "bronze.contacts")  # what the three readers read without looking first
 MARKER = ".decision_history"  # in a scratch lake this script made: only such a folder is ever removed
 
@@ -142,18 +148,18 @@ def check_scratch(root: Path, scratch: Path) -> None:
         raise SystemExit(f"--scratch {scratch}: exists, not empty and not made by this script: choose another")
 
 
-def scratch_lake(root: Path, scratch: Path, skip: tuple[str, str] = ("gold", "cpc_decisions")) -> Path:
+def scratch_lake(root: Path, scratch: Path, skip: tuple[tuple[str, str], ...] = OWN) -> Path:
     """A fresh storage root at ``scratch`` whose lake links every table folder of ``root/lake/<layer>/<table>``
-    but ``skip`` (symbolic links to the real folders; the layers are real folders, so a table written there
+    but those of ``skip`` (symbolic links to the real folders; the layers are real folders, so a table written there
     stays in the scratch lake). Returns ``scratch``."""
     check_scratch(root, scratch)
     if scratch.exists():
         shutil.rmtree(scratch)  # ours (the marker): links are removed, never followed
-    (scratch / "lake" / skip[0]).mkdir(parents=True)
+    (scratch / "lake" / "gold").mkdir(parents=True)
     (scratch / MARKER).write_text("made by bench/decision_history.py; removed by it\n")
     for layer in sorted(p for p in (root / "lake").iterdir() if p.is_dir()):
         for table in sorted(p for p in layer.iterdir() if p.is_dir()):
-            if (layer.name, table.name) != skip:
+            if (layer.name, table.name) not in skip:
                 link = scratch / "lake" / layer.name / table.name
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(table.resolve(), target_is_directory=True)
@@ -184,7 +190,7 @@ def source_rows(spark, paths, day: dt.date | None):
     day = day or table.agg(F.max("snapshot_date")).first()[0]
     if day is None:
         raise SystemExit(f"{paths.table(TABLE)}: no decision date")
-    rows = table.where(F.col("snapshot_date") == F.lit(day)).localCheckpoint()
+    rows = table.where(F.col("snapshot_date") == F.lit(day)).withColumn("_file", F.col("_metadata.file_path")).localCheckpoint()
     return rows, day
 
 
@@ -197,8 +203,15 @@ def shifted(rows, day: dt.date, n: int):
 
 
 def laid_out(df, layout: str, files: int):
+    """``df`` spread over ``files`` partitions a day by ``layout``; ``as_written``: as the source day's files
+    (``_file``, their path, one partition each: the score stage's own layout, whatever it is)."""
+    from pyspark.sql import functions as F
+
     from jobs.stages.cpc.decide import by_outcome
 
+    if layout == "as_written":
+        return df.repartitionByRange(int(files), F.col("_file")).drop("_file")
+    df = df.drop("_file")
     return df.repartition(files) if layout == "mixed" else by_outcome(df, files)
 
 
@@ -216,14 +229,17 @@ def write_table(spark, rows, day: dt.date, n: int, layout: str, files: int, path
 
 
 def readers(spark, paths, day: dt.date, conf: tuple) -> dict[str, Callable[[], object]]:
-    """The three readers of past contacts as the score stage calls them, each evaluated to the end."""
+    """The three readers of past contacts as the score stage calls them, each evaluated to the end, and the
+    evaluate stage (its outcomes over ``lookback_days`` of decisions rebuilt and written, in the scratch lake)."""
+    from jobs.stages import evaluate
     from jobs.stages.cpc import inputs
 
     products, channels, categories, camps, policy = conf
     return {"history": lambda: inputs.history(spark, paths, day, policy, camps).count(),
             "product_channel_table": lambda: inputs.product_channel_table(spark, paths, day, products, channels,
                                                                           categories),
-            "acceptance_scales": lambda: inputs.acceptance_scales(spark, paths, day, channels)}
+            "acceptance_scales": lambda: inputs.acceptance_scales(spark, paths, day, channels),
+            "evaluate": lambda: evaluate.run(spark, paths, day)}
 
 
 def time_readers(calls: dict[str, Callable[[], object]], repeat: int,
@@ -242,12 +258,14 @@ def time_readers(calls: dict[str, Callable[[], object]], repeat: int,
 def windows(conf: tuple) -> dict:
     """The days each reader looks back (configuration), for reading the figures."""
     from jobs.platform.config import business
+    from jobs.stages import evaluate
 
     _, _, _, camps, policy = conf
     learning = business("policy").get("learning", {})
     return {"history": max([policy.window_days, *[c.repeat_after_days for c in camps]]),
             "product_channel_table": int(business("channels")["product_channel_fit"]["history_days"]),
-            "acceptance_scales": [int(learning.get("calibration_lag_days", 5)), int(learning.get("calibration_days", 28))]}
+            "acceptance_scales": [int(learning.get("calibration_lag_days", 5)), int(learning.get("calibration_days", 28))],
+            "evaluate": int(evaluate.settings()["lookback_days"])}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -306,6 +324,7 @@ def start(args: argparse.Namespace, argv: list[str]) -> tuple:
     result = {"root": str(cfg.paths.root), "scratch": str(args.scratch), "date": args.date.isoformat(),
               "days": args.days, "repeat": args.repeat, "layouts": list(LAYOUTS),
               "files_per_day": int(spark.conf.get("spark.sql.shuffle.partitions")),
+              "files_as_written": rows.select("_file").distinct().count(),  # the source day's files
               "rows_per_day": sum(counts.values()), "rows_per_day_by_outcome": dict(sorted(counts.items())),
               # without it acceptance_scales returns its priors and reads no decision
               "responses": (Path(cfg.paths.table("bronze.responses")) / "_delta_log").is_dir(),
@@ -328,12 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     result["windows"] = windows(conf)
     scratch_paths = Paths(scratch_lake(cfg.paths.root, args.scratch))
     print(f"decision history: {result['rows_per_day']} rows a day {result['rows_per_day_by_outcome']}, "
-          f"{result['files_per_day']} files a day, run date {args.date}", flush=True)
+          f"{result['files_per_day']} files a day ({result['files_as_written']} as the stage wrote it), run date {args.date}",
+          flush=True)
     print(line(list(COLUMNS)), flush=True)
     try:
         for n in args.days:
             for layout in LAYOUTS:
-                case = run_case(spark, rows, args, scratch_paths, layout, n, result["files_per_day"], conf)
+                files = result["files_as_written" if layout == "as_written" else "files_per_day"]
+                case = run_case(spark, rows, args, scratch_paths, layout, n, files, conf)
                 result["cases"].append(case)
                 save(args.out, result)
                 print(line(row_cells(case)), flush=True)
