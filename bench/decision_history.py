@@ -82,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=RESULT, help="the result (JSON; default: bench/results/decision_history.json)")
     ap.add_argument("--scratch", type=Path, default=None,
                     help="the scratch storage root (default: <root>/scratch/decision_history); removed at the end")
+    ap.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
+                    help=f"the layouts written, in order (default: {' '.join(LAYOUTS)})")
     ap.add_argument("--keep", action="store_true", help="keep the scratch lake (the last table written in it)")
     args = ap.parse_args(argv)
     if args.scratch is None:
@@ -232,13 +234,13 @@ def readers(spark, paths, day: dt.date, conf: tuple) -> dict[str, Callable[[], o
     """The three readers of past contacts as the score stage calls them, each evaluated to the end, and the
     evaluate stage (its outcomes over ``lookback_days`` of decisions rebuilt and written, in the scratch lake)."""
     from jobs.stages import evaluate
-    from jobs.stages.cpc import inputs
+    from jobs.stages.cpc.inputs import acceptance_scales, history, product_channel_table
 
     products, channels, categories, camps, policy = conf
-    return {"history": lambda: inputs.history(spark, paths, day, policy, camps).count(),
-            "product_channel_table": lambda: inputs.product_channel_table(spark, paths, day, products, channels,
+    return {"history": lambda: history(spark, paths, day, policy, camps).count(),
+            "product_channel_table": lambda: product_channel_table(spark, paths, day, products, channels,
                                                                           categories),
-            "acceptance_scales": lambda: inputs.acceptance_scales(spark, paths, day, channels),
+            "acceptance_scales": lambda: acceptance_scales(spark, paths, day, channels),
             "evaluate": lambda: evaluate.run(spark, paths, day)}
 
 
@@ -322,7 +324,7 @@ def start(args: argparse.Namespace, argv: list[str]) -> tuple:
     if not counts:
         raise SystemExit(f"{cfg.paths.table(TABLE)}: no rows on {args.date}")
     result = {"root": str(cfg.paths.root), "scratch": str(args.scratch), "date": args.date.isoformat(),
-              "days": args.days, "repeat": args.repeat, "layouts": list(LAYOUTS),
+              "days": args.days, "repeat": args.repeat, "layouts": args.layouts,
               "files_per_day": int(spark.conf.get("spark.sql.shuffle.partitions")),
               "files_as_written": rows.select("_file").distinct().count(),  # the source day's files
               "rows_per_day": sum(counts.values()), "rows_per_day_by_outcome": dict(sorted(counts.items())),
@@ -352,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     print(line(list(COLUMNS)), flush=True)
     try:
         for n in args.days:
-            for layout in LAYOUTS:
+            for layout in args.layouts:
                 files = result["files_as_written" if layout == "as_written" else "files_per_day"]
                 case = run_case(spark, rows, args, scratch_paths, layout, n, files, conf)
                 result["cases"].append(case)
