@@ -302,3 +302,97 @@ def test_standalone_stage_processes_keep_their_keys_and_add_the_one_process(tmp_
     assert len(got["stages"]) == 8 and got["one_process"]["stage"] == "all stages, one process"
     assert got["one_process"]["stage_processes_seconds"] == got["seconds"]
     assert "| all stages, one process" in capsys.readouterr().out
+
+
+# --- bench/decision_history.py: the score stage's reads of past decisions, by layout -----------------------------
+def _add(path: str, outcomes: tuple[str, str] | None, records: int = 10) -> dict:
+    """An add action of a ``gold.cpc_decisions`` file whose outcomes run from ``outcomes[0]`` to ``outcomes[1]``
+    (None: no statistics)."""
+    stats = None if outcomes is None else json.dumps(
+        {"numRecords": records, "minValues": {"outcome": outcomes[0], "customer_id": "C000000000"},
+         "maxValues": {"outcome": outcomes[1], "customer_id": "C000019999"}, "nullCount": {"outcome": 0}})
+    return {"add": {"path": path, "partitionValues": {"snapshot_date": "2026-11-19"}, "size": 100,
+                    "modificationTime": 0, "dataChange": True, "stats": stats}}
+
+
+def test_decision_history_counts_the_files_a_contact_reader_must_read(tmp_path):
+    from bench import decision_history
+
+    log = tmp_path / "t" / "_delta_log"
+    log.mkdir(parents=True)
+    first = [{"commitInfo": {"operation": "WRITE"}}, {"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}},
+             {"metaData": {"id": "x", "partitionColumns": ["snapshot_date"]}},
+             _add("a", ("contact", "contact"), 3), _add("b", ("placement", "placement"), 50),
+             _add("c", ("contact", "placement"), 20),  # mixed: contact lies between its min and max
+             _add("d", ("global_holdout", "placement"), 30), _add("e", None),  # no statistics: must be read
+             _add("f", ("holdout", "not_chosen"), 7)]
+    (log / "00000000000000000000.json").write_text("\n".join(json.dumps(a) for a in first) + "\n")
+    second = [{"remove": {"path": "f", "dataChange": True}}, _add("g", ("contact", "global_holdout"), 4)]
+    (log / "00000000000000000001.json").write_text("\n".join(json.dumps(a) for a in second) + "\n")
+    assert set(decision_history.live_files(tmp_path / "t")) == {"a", "b", "c", "d", "e", "g"}, "f was removed"
+    got = decision_history.file_counts(tmp_path / "t")
+    assert (got["files"], got["files_with_contact"]) == (6, 4), "a, c, e and g may hold contacts; b and d cannot"
+    assert got["rows"] is None and got["rows_in_files_with_contact"] is None, "e has no statistics: rows unknown"
+    (log / "00000000000000000002.json").write_text(json.dumps({"remove": {"path": "e"}}) + "\n")
+    got = decision_history.file_counts(tmp_path / "t")
+    assert got == {"files": 5, "files_with_contact": 3, "rows": 107, "rows_in_files_with_contact": 27}
+    all_null = json.dumps({"numRecords": 5, "minValues": {}, "maxValues": {}, "nullCount": {"outcome": 5}})
+    assert not decision_history.may_hold(all_null, "outcome", "contact"), "a column all null holds no contact"
+    (log / "00000000000000000000.json").unlink()
+    with pytest.raises(ValueError, match="not all in JSON"):
+        decision_history.live_files(tmp_path / "t")
+
+
+def test_decision_history_arguments_and_their_defaults(tmp_path):
+    import datetime as dt
+
+    from bench import decision_history
+
+    args = decision_history.parse_args(["--root", str(tmp_path)])
+    assert (args.date, args.days, args.repeat, args.keep) == (None, [90, 30, 1], 2, False), "largest first"
+    assert args.out == decision_history.RESULT and args.out.name == "decision_history.json"
+    assert args.scratch == tmp_path / "scratch" / "decision_history"
+    args = decision_history.parse_args(["--root", "r", "--date", "2026-11-20", "--days", "7", "30", "7",
+                                        "--repeat", "3", "--out", "x.json", "--scratch", "s", "--keep"])
+    assert (args.date, args.days, args.repeat, str(args.out), str(args.scratch), args.keep) == (
+        dt.date(2026, 11, 20), [30, 7], 3, "x.json", "s", True)
+    for bad in (["--root", "r", "--days", "0"], ["--root", "r", "--repeat", "0"], ["--days", "1"]):
+        with pytest.raises(SystemExit):
+            decision_history.parse_args(bad)
+
+
+def test_decision_history_scratch_lake_links_every_table_but_the_decisions(tmp_path):
+    from bench import decision_history
+
+    root = tmp_path / "root"
+    for table in ("bronze/orders", "bronze/contacts", "gold/cpc_decisions", "gold/customer_tags", "silver/customer_day"):
+        (root / "lake" / table / "_delta_log").mkdir(parents=True)
+    scratch = decision_history.scratch_lake(root, root / "scratch" / "dh")
+    lake = scratch / "lake"
+    assert sorted(str(p.relative_to(lake)) for p in lake.glob("*/*")) == [
+        "bronze/contacts", "bronze/orders", "gold/customer_tags", "silver/customer_day"]
+    assert all(p.is_symlink() for p in lake.glob("*/*")) and not (lake / "gold").is_symlink()
+    assert (lake / "bronze" / "orders").resolve() == (root / "lake" / "bronze" / "orders").resolve()
+    from jobs.platform.config import Paths
+
+    path = decision_history.fresh_table(Paths(scratch), scratch)
+    assert path == lake / "gold" / "cpc_decisions" and not path.exists()
+    assert decision_history.scratch_lake(root, scratch) == scratch, "its own scratch lake is made afresh"
+    for bad in (root, tmp_path, root / "lake" / "x"):
+        with pytest.raises(SystemExit):
+            decision_history.check_scratch(root, bad)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("not ours")
+    with pytest.raises(SystemExit, match="not made by this script"):
+        decision_history.check_scratch(root, tmp_path / "other")
+
+
+def test_decision_history_times_every_repeat_of_each_reader_and_keeps_the_minimum():
+    from bench import decision_history
+
+    ticks = iter([0.0, 3.0, 3.0, 4.0, 10.0, 12.0, 12.0, 12.5])  # history 3 then 2 s; scales 1 then 0.5 s
+    calls = []
+    got = decision_history.time_readers({"history": lambda: calls.append("h"), "acceptance_scales": lambda: calls.append("a")},
+                                        2, clock=lambda: next(ticks))
+    assert calls == ["h", "a", "h", "a"], "reader by reader within a repeat"
+    assert got == {"history": {"seconds": [3.0, 2.0], "min": 2.0}, "acceptance_scales": {"seconds": [1.0, 0.5], "min": 0.5}}
