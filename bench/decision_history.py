@@ -1,5 +1,5 @@
 """How the score stage's reads of its own past decisions grow with the days of operation, and what writing each
-day's decisions by outcome saves (``jobs.stages.cpc.decide.by_outcome``).
+day's decisions by outcome saves (:func:`by_outcome`).
 
     .venv/bin/python bench/decision_history.py --root var/bench/20000x90 [--date 2026-11-20] [--days 1 30 90]
 
@@ -204,12 +204,17 @@ def shifted(rows, day: dt.date, n: int):
             .withColumn("snapshot_date", F.date_sub(F.lit(day), F.col("_ago"))).select(*rows.columns))
 
 
+def by_outcome(rows, files: int):
+    """``rows`` range-partitioned on (outcome, customer_id) into ``files`` partitions: each file written holds one
+    outcome, or two neighbours at a boundary, so Delta's min / max statistics let a reader of contacts skip the
+    others. Measured here; the score stage does not use it (docs/benchmarks.md says why)."""
+    return rows.repartitionByRange(files, "outcome", "customer_id")
+
+
 def laid_out(df, layout: str, files: int):
     """``df`` spread over ``files`` partitions a day by ``layout``; ``as_written``: as the source day's files
     (``_file``, their path, one partition each: the score stage's own layout, whatever it is)."""
     from pyspark.sql import functions as F
-
-    from jobs.stages.cpc.decide import by_outcome
 
     if layout == "as_written":
         return df.repartitionByRange(int(files), F.col("_file")).drop("_file")

@@ -530,10 +530,3 @@ def funnel_rows(decided, day: dt.date):
     return by_candidate.unionByName(by_customer).select(
         F.lit(day).alias("snapshot_date"), "grain", "campaign_id", "channel", "step_no", F.col("outcome").alias("step"),
         F.col("count").cast("long").alias("count"))
-
-
-def by_outcome(rows, files: int):
-    """The day's decision rows in ``files`` partitions ranged by outcome (then customer), so that each data file
-    written holds mostly one outcome and Delta's min/max statistics let a reader of ``outcome = 'contact'`` skip
-    the files of the others."""
-    return rows.repartitionByRange(files, "outcome", "customer_id")
