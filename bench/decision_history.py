@@ -50,6 +50,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.tags_breakdown import _repeat_count as _at_least_one  # noqa: E402  (at least 1, or a clear error)
+
 RESULT = Path(__file__).resolve().parent / "results" / "decision_history.json"
 TABLE = "gold.cpc_decisions"
 LAYOUTS = ("as_written", "by_outcome", "mixed")
@@ -63,13 +65,6 @@ MARKER = ".decision_history"  # in a scratch lake this script made: only such a 
 # ---------------------------------------------------------------------------------------------------------
 # Pure parts: the arguments, the Delta log's files and statistics, the scratch lake
 # ---------------------------------------------------------------------------------------------------------
-def _at_least_one(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("at least 1")
-    return n
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, type=Path,
@@ -299,6 +294,8 @@ def run_case(spark, rows, args, scratch_paths, layout: str, n: int, files: int, 
     case = {"layout": layout, "days": n, "files_per_day": files,
             "write_seconds": write_table(spark, rows, args.date, n, layout, files, path)}
     case.update(file_counts(path))
+    if case["files"] != n * files:  # e.g. as_written's range put two source files in one partition: mislabelled
+        raise RuntimeError(f"{layout}, {n} days: {case['files']} files written, {n * files} expected ({files} a day)")
     case["readers"] = time_readers(readers(spark, scratch_paths, args.date, conf), args.repeat)
     return case
 
