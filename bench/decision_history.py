@@ -27,7 +27,7 @@ the last ``lookback_days`` decision dates rebuilt and written, with the evaluati
 scratch lake) as the fourth "reader": the nightly's other cost that grows with the days of decisions. The first repeat after each write is cold for the Delta logs (their
 cache is cleared with the table; the nightly's per-stage task is a fresh process too); compare the minimums.
 The readers' other inputs (``bronze.contacts``, ``bronze.orders``, ``bronze.responses``) are the same in every
-case. Beside the seconds, each case records from the table's ``_delta_log`` (plain Python, no Spark): its data
+case. Beside the seconds, each case records from the table's Delta log (the ``deltalake`` package, no Spark): its data
 files and rows, and the files (and their rows) whose statistics do not rule out ``outcome = 'contact'``, which
 Delta must read (over the whole table; each reader's date window prunes partitions on top of that).
 
@@ -87,51 +87,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def may_hold(stats: str | None, column: str, value: str) -> bool:
-    """Whether Delta's data skipping must read a file for ``column = value``, from the ``stats`` JSON of its add
-    action: yes without statistics; no when every value of ``column`` is null; else ``min <= value <= max``."""
-    if not stats:
-        return True
-    s = json.loads(stats)
-    lo, hi = (s.get("minValues") or {}).get(column), (s.get("maxValues") or {}).get(column)
+def may_hold(lo: str | None, hi: str | None, nulls: int | None, rows: int | None, value: str) -> bool:
+    """Whether Delta's data skipping must read a file for ``column = value``, from the file's statistics of that
+    column (least, greatest, nulls, rows; None: not recorded): yes without statistics; no when every value is
+    null; else ``lo <= value <= hi``."""
     if lo is None or hi is None:
-        nulls, n = (s.get("nullCount") or {}).get(column), s.get("numRecords")
-        return not (n is not None and nulls == n)
+        return not (rows is not None and nulls == rows)
     return lo <= value <= hi
-
-
-def live_files(table_dir: Path) -> dict[str, dict]:
-    """The table's current data files (path -> add action), replayed from ``_delta_log/<version>.json`` in
-    order: adds less removes. Refuses a log that does not start at version 0 (checkpointed and cleaned up)."""
-    commits = sorted((table_dir / "_delta_log").glob("*.json"), key=lambda p: int(p.stem))
-    if not commits or int(commits[0].stem) != 0:
-        raise ValueError(f"{table_dir}: no _delta_log/00000000000000000000.json: the log is not all in JSON")
-    files: dict[str, dict] = {}
-    for commit in commits:
-        for line in commit.read_text(encoding="utf-8").splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "add" in action:
-                files[action["add"]["path"]] = action["add"]
-            elif "remove" in action:
-                files.pop(action["remove"]["path"], None)
-    return files
-
-
-def _records(add: dict) -> int | None:
-    return json.loads(add["stats"]).get("numRecords") if add.get("stats") else None
 
 
 def file_counts(table_dir: Path, column: str = "outcome", value: str = "contact") -> dict:
     """The table's data files and rows, and those of the files Delta must read for ``column = value``
-    (:func:`may_hold`); rows are None when a file has no statistics."""
-    files = list(live_files(table_dir).values())
-    holding = [f for f in files if may_hold(f.get("stats"), column, value)]
+    (:func:`may_hold`), from the current snapshot's add actions as the ``deltalake`` package reads them (its log,
+    checkpoints included; no Spark). Rows are None when a file has no statistics."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    adds = pa.table(DeltaTable(str(table_dir)).get_add_actions(flatten=True)).to_pylist()
+    holding = [a for a in adds if may_hold(a.get(f"min.{column}"), a.get(f"max.{column}"), a.get(f"null_count.{column}"),
+                                           a.get("num_records"), value)]
 
     def rows(of: list[dict]) -> int | None:
-        counts = [_records(f) for f in of]
+        counts = [a.get("num_records") for a in of]
         return None if None in counts else sum(counts)
 
-    return {"files": len(files), f"files_with_{value}": len(holding), "rows": rows(files),
+    return {"files": len(adds), f"files_with_{value}": len(holding), "rows": rows(adds),
             f"rows_in_files_with_{value}": rows(holding)}
 
 

@@ -305,42 +305,29 @@ def test_standalone_stage_processes_keep_their_keys_and_add_the_one_process(tmp_
 
 
 # --- bench/decision_history.py: the score stage's reads of past decisions, by layout -----------------------------
-def _add(path: str, outcomes: tuple[str, str] | None, records: int = 10) -> dict:
-    """An add action of a ``gold.cpc_decisions`` file whose outcomes run from ``outcomes[0]`` to ``outcomes[1]``
-    (None: no statistics)."""
-    stats = None if outcomes is None else json.dumps(
-        {"numRecords": records, "minValues": {"outcome": outcomes[0], "customer_id": "C000000000"},
-         "maxValues": {"outcome": outcomes[1], "customer_id": "C000019999"}, "nullCount": {"outcome": 0}})
-    return {"add": {"path": path, "partitionValues": {"snapshot_date": "2026-11-19"}, "size": 100,
-                    "modificationTime": 0, "dataChange": True, "stats": stats}}
-
-
 def test_decision_history_counts_the_files_a_contact_reader_must_read(tmp_path):
+    """file_counts on a real Delta table (written by the deltalake package, no Spark): a file whose outcomes run
+    from contact to placement may hold contacts; one of placements only, or of nulls only, may not; a file removed
+    by an overwrite no longer counts."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
     from bench import decision_history
 
-    log = tmp_path / "t" / "_delta_log"
-    log.mkdir(parents=True)
-    first = [{"commitInfo": {"operation": "WRITE"}}, {"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}},
-             {"metaData": {"id": "x", "partitionColumns": ["snapshot_date"]}},
-             _add("a", ("contact", "contact"), 3), _add("b", ("placement", "placement"), 50),
-             _add("c", ("contact", "placement"), 20),  # mixed: contact lies between its min and max
-             _add("d", ("global_holdout", "placement"), 30), _add("e", None),  # no statistics: must be read
-             _add("f", ("holdout", "not_chosen"), 7)]
-    (log / "00000000000000000000.json").write_text("\n".join(json.dumps(a) for a in first) + "\n")
-    second = [{"remove": {"path": "f", "dataChange": True}}, _add("g", ("contact", "global_holdout"), 4)]
-    (log / "00000000000000000001.json").write_text("\n".join(json.dumps(a) for a in second) + "\n")
-    assert set(decision_history.live_files(tmp_path / "t")) == {"a", "b", "c", "d", "e", "g"}, "f was removed"
+    def write(outcomes, mode="append"):
+        write_deltalake(str(tmp_path / "t"), pa.table({"outcome": pa.array(outcomes, pa.string())}), mode=mode)
+
+    write(["contact"] * 3, mode="overwrite")
+    for outcomes in (["placement"] * 50, ["contact", "placement"] * 10, ["global_holdout", "placement"] * 15, [None] * 5):
+        write(outcomes)
     got = decision_history.file_counts(tmp_path / "t")
-    assert (got["files"], got["files_with_contact"]) == (6, 4), "a, c, e and g may hold contacts; b and d cannot"
-    assert got["rows"] is None and got["rows_in_files_with_contact"] is None, "e has no statistics: rows unknown"
-    (log / "00000000000000000002.json").write_text(json.dumps({"remove": {"path": "e"}}) + "\n")
-    got = decision_history.file_counts(tmp_path / "t")
-    assert got == {"files": 5, "files_with_contact": 3, "rows": 107, "rows_in_files_with_contact": 27}
-    all_null = json.dumps({"numRecords": 5, "minValues": {}, "maxValues": {}, "nullCount": {"outcome": 5}})
-    assert not decision_history.may_hold(all_null, "outcome", "contact"), "a column all null holds no contact"
-    (log / "00000000000000000000.json").unlink()
-    with pytest.raises(ValueError, match="not all in JSON"):
-        decision_history.live_files(tmp_path / "t")
+    assert got == {"files": 5, "files_with_contact": 2, "rows": 3 + 50 + 20 + 30 + 5, "rows_in_files_with_contact": 3 + 20}
+    write(["holdout"] * 7, mode="overwrite")
+    assert decision_history.file_counts(tmp_path / "t") == {
+        "files": 1, "files_with_contact": 0, "rows": 7, "rows_in_files_with_contact": 0}
+    assert decision_history.may_hold(None, None, None, None, "contact"), "no statistics: the file must be read"
+    assert not decision_history.may_hold(None, None, 5, 5, "contact"), "a column all null holds no contact"
+    assert decision_history.may_hold("contact", "placement", 0, 9, "contact")
 
 
 def test_decision_history_arguments_and_their_defaults(tmp_path):
