@@ -197,6 +197,23 @@ def test_nightly_runs_each_date_then_prints_the_last_date_s_summary(monkeypatch)
     assert ran[-1] == dt.date(2026, 11, 21) and len(summarised) == 1, "the stages ran, no summary"
 
 
+def test_nightly_runs_from_one_stage_to_another_recording_each(monkeypatch):
+    from jobs.orchestration import pipeline
+    from jobs.orchestration.registry import NIGHTLY_NAMES
+
+    ran, recorded = [], []
+    monkeypatch.setattr(pipeline, "STAGES", {s: (lambda day, cfg, s=s: ran.append(s) or s) for s in NIGHTLY_NAMES})
+    monkeypatch.setattr(pipeline, "record", lambda day, stage, cfg: recorded.append(stage))
+    out = pipeline.nightly("2026-11-20", None, to_stage="export")
+    assert ran == recorded == list(NIGHTLY_NAMES[:NIGHTLY_NAMES.index("export") + 1]) and "evaluate" not in ran
+    assert out == {s: s for s in ran}
+    ran.clear()
+    pipeline.nightly("2026-11-20", None, from_stage="score", to_stage="score")
+    assert ran == ["score"]
+    with pytest.raises(ValueError, match="unknown stage 'exprot'"):
+        pipeline.nightly("2026-11-20", None, to_stage="exprot")
+
+
 def test_main_sets_up_plain_log_lines(capsys):
     assert cli.main(["conf", "env"]) == 0
     logging.getLogger("jobs.some_module").info("a plain line")

@@ -509,9 +509,10 @@ def test_the_cube_from_the_finest_cells_equals_the_cube_over_every_decision(spar
                                  "contact_ref string, event string")
     out = evaluate.outcomes(dec, resp, _orders(spark, orders), D0 + dt.timedelta(days=6), 14).localCheckpoint()
     one_step = out.cube(*evaluate.DIMS).agg(*evaluate._aggregates(), *[F.grouping(d).alias(f"_g_{d}") for d in evaluate.DIMS])
-    want = {(r["level"], *[r[d] for d in evaluate.DIMS]): r.asDict() for r in evaluate.figures(one_step, DAY).collect()}
-    got = {(r["level"], *[r[d] for d in evaluate.DIMS]): r.asDict() for r in evaluate.evaluation(out, DAY).collect()}
-    assert evaluate.evaluation(out, DAY).schema == evaluate.figures(one_step, DAY).schema, "the same columns and types"
+    reference, rolled_up = evaluate.figures(one_step, DAY), evaluate.evaluation(out, DAY)
+    assert rolled_up.schema == reference.schema, "the same columns and types"
+    want = {(r["level"], *[r[d] for d in evaluate.DIMS]): r.asDict() for r in reference.collect()}
+    got = {(r["level"], *[r[d] for d in evaluate.DIMS]): r.asDict() for r in rolled_up.collect()}
     assert got.keys() == want.keys() and len(got) > 100
     assert any(k[-1] == "(none)" for k in got), "a null tier is a cell of its own"
     for key, row in got.items():

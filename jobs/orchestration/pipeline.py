@@ -56,14 +56,17 @@ def completed(days: list[dt.date], cfg: Settings | None = None) -> set[dt.date]:
     return {r["run_date"] for r in rows.select("run_date").distinct().collect()}  # at most len(days) rows
 
 
-def nightly(day: dt.date | str, cfg: Settings | None = None, from_stage: str = NIGHTLY_NAMES[0]) -> dict:
+def nightly(day: dt.date | str, cfg: Settings | None = None, from_stage: str = NIGHTLY_NAMES[0],
+            to_stage: str = NIGHTLY_NAMES[-1]) -> dict:
     """All stages for one date, in order, without Airflow (the DAG runs the same functions).
-    ``from_stage`` skips the earlier ones (e.g. ``tags`` to recompute tags after a catalogue change)."""
-    if from_stage not in NIGHTLY_NAMES:
-        raise ValueError(f"unknown stage {from_stage!r}; stages: {', '.join(NIGHTLY_NAMES)}")
+    ``from_stage`` skips the earlier ones (e.g. ``tags`` to recompute tags after a catalogue change); ``to_stage``
+    stops after that one (e.g. ``export`` to republish the lists without evaluating)."""
+    for name in (from_stage, to_stage):
+        if name not in NIGHTLY_NAMES:
+            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(NIGHTLY_NAMES)}")
     day = parse_date(day)
     out = {}
-    for stage in NIGHTLY_NAMES[NIGHTLY_NAMES.index(from_stage):]:
+    for stage in NIGHTLY_NAMES[NIGHTLY_NAMES.index(from_stage):NIGHTLY_NAMES.index(to_stage) + 1]:
         out[stage] = STAGES[stage](day, cfg)
         record(day, stage, cfg)
     return out
