@@ -424,11 +424,11 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
              .orderBy("snapshot_date", "group").collect()]  # dates x 2 rows
     path = report.write(paths, day, rows, trend, s, unmatched, trials)
     total = next((r for r in rows if r["level"] == "all"), None)
-    figures, reading = headline(total)
-    figures.update({"report": str(path), "unmatched_responses": unmatched,
+    out_figures, reading = headline(total)
+    out_figures.update({"report": str(path), "unmatched_responses": unmatched,
                     "trials": {st: sum(t["trials"] for t in trials if t["status"] == st) for st in ("open", "converted", "expired", "cancelled")}})
     log.info(f"evaluate {day}: decisions since {since + dt.timedelta(days=1)}: "
           f"{(total or {}).get('contacts', 0)} contacts, {(total or {}).get('accepted', 0)} accepted, "
           f"{(total or {}).get('conversions', 0)} conversions; {reading}; {unmatched} responses unmatched "
           f"-> gold.campaign_outcomes, gold.campaign_eval, {path} ({time.time() - t0:.1f}s)")
-    return figures
+    return out_figures
