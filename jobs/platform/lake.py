@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from jobs.platform.config import Paths
 from schemas import TABLES
@@ -115,3 +117,44 @@ def append(df, paths: Paths, table: str) -> None:
     if spec.partition_by:
         writer = writer.partitionBy(*spec.partition_by)
     writer.save(_path(paths, table))
+
+
+def _partition_of(action: dict, partition: str) -> str | None:
+    value = (action.get("partitionValues") or {}).get(partition)
+    if value:
+        return value
+    for part in str(action.get("path", "")).split("/"):  # a remove may leave out partitionValues: the path has it
+        if part.startswith(f"{partition}="):
+            return part.split("=", 1)[1]
+    return None
+
+
+def days_rewritten(table_path: str | Path, after_version: int, partition: str = "day",
+                   current_version: int | None = None) -> set[dt.date] | None:
+    """The ``partition`` values of every file added or removed with a change of data (not a compaction:
+    ``dataChange`` false) by the Delta commits after ``after_version`` (up to ``current_version`` when given),
+    read from the table's ``_delta_log`` JSON commits. None when the log cannot tell: a commit file missing
+    (cleaned up, or not yet in ``_delta_log``), a table older than the version (re-created), or a file without
+    its partition; the caller then bootstraps."""
+    log_dir = Path(table_path) / "_delta_log"
+    versions = sorted(int(p.stem) for p in log_dir.glob("*.json") if p.stem.isdigit())
+    if not versions or versions[-1] < max(after_version, current_version or 0):
+        return None
+    if current_version is not None:
+        versions = [v for v in versions if v <= current_version]
+    later = [v for v in versions if v > after_version]
+    if later and later != list(range(after_version + 1, later[-1] + 1)):
+        return None
+    out: set[dt.date] = set()
+    for v in later:
+        for line in (log_dir / f"{v:020d}.json").read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            for kind in ("add", "remove"):
+                change = action.get(kind)
+                if not change or change.get("dataChange") is False:
+                    continue
+                value = _partition_of(change, partition)
+                if value is None:
+                    return None
+                out.add(dt.date.fromisoformat(value))
+    return out
