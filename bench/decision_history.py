@@ -22,9 +22,12 @@ rows are spread over its files:
     mixed       ``df.repartition(files)``: as many files, each holding every outcome (no skipping possible)
 
 Then each reader is called ``--repeat`` times with ``--date`` as the run date (``history`` counted; the other
-two return Python values), in wall seconds, and the evaluate stage (``jobs.stages.evaluate.run``: the outcomes of
-the last ``lookback_days`` decision dates rebuilt and written, with the evaluation and the report, in the
-scratch lake) as the fourth "reader": the nightly's other cost that grows with the days of decisions. The first repeat after each write is cold for the Delta logs (their
+two return Python values), in wall seconds, and the evaluate stage (``jobs.stages.evaluate.run``: outcomes
+rebuilt and written, with the evaluation and the report, in the scratch lake), the nightly's other cost that
+grows with the days of decisions, twice: ``evaluate`` rebuilds the outcomes of every decision date of the
+lookback (no evaluation of the night before), ``evaluate_night`` is a night after the night before was evaluated
+(untimed), which rebuilds only the dates that can have changed (jobs/stages/evaluate/rebuild.py; each copied
+day's contact_refs are its own, so the day's responses name only their own decisions, as on real days). The first repeat after each write is cold for the Delta logs (their
 cache is cleared with the table; the nightly's per-stage task is a fresh process too); compare the minimums.
 The readers' other inputs (``bronze.contacts``, ``bronze.orders``, ``bronze.responses``) are the same in every
 case. Beside the seconds, each case records from the table's Delta log (the ``deltalake`` package, no Spark): its data
@@ -55,9 +58,10 @@ from bench.tags_breakdown import _repeat_count as _at_least_one  # noqa: E402  (
 RESULT = Path(__file__).resolve().parent / "results" / "decision_history.json"
 TABLE = "gold.cpc_decisions"
 LAYOUTS = ("as_written", "by_outcome", "mixed")
-READERS = ("history", "product_channel_table", "acceptance_scales", "evaluate")
+READERS = ("history", "product_channel_table", "acceptance_scales", "evaluate", "evaluate_night")
 # Tables the scratch lake holds itself (never links): the one written here, and the evaluate stage's outputs.
-OWN = (("gold", "cpc_decisions"), ("gold", "campaign_outcomes"), ("gold", "campaign_eval"), ("gold", "trial_funnel"))
+OWN = (("gold", "cpc_decisions"), ("gold", "campaign_outcomes"), ("gold", "campaign_eval"), ("gold", "trial_funnel"),
+       ("ops", "evaluate_log"))
 NEEDED = (TABLE, "bronze.orders", "bronze.contacts")  # what the three readers read without looking first
 MARKER = ".decision_history"  # in a scratch lake this script made: only such a folder is ever removed
 
@@ -172,11 +176,14 @@ def source_rows(spark, paths, day: dt.date | None):
 
 
 def shifted(rows, day: dt.date, n: int):
-    """``rows`` copied to each of the ``n`` days before ``day`` (``snapshot_date`` = day - 1 ... day - n)."""
+    """``rows`` copied to each of the ``n`` days before ``day`` (``snapshot_date`` = day - 1 ... day - n), each copy's
+    ``contact_ref`` suffixed with ``~<days ago>`` so that, as on real days, the responses to the day's contacts
+    name that day's decisions only."""
     from pyspark.sql import functions as F
 
     return (rows.withColumn("_ago", F.explode(F.sequence(F.lit(1), F.lit(n))))
-            .withColumn("snapshot_date", F.date_sub(F.lit(day), F.col("_ago"))).select(*rows.columns))
+            .withColumn("snapshot_date", F.date_sub(F.lit(day), F.col("_ago")))
+            .withColumn("contact_ref", F.concat("contact_ref", F.lit("~"), F.col("_ago").cast("string"))).select(*rows.columns))
 
 
 def by_outcome(rows, files: int):
@@ -210,31 +217,47 @@ def write_table(spark, rows, day: dt.date, n: int, layout: str, files: int, path
     return round(time.perf_counter() - t0, 2)
 
 
-def readers(spark, paths, day: dt.date, conf: tuple) -> dict[str, Callable[[], object]]:
+def readers(spark, paths, day: dt.date, conf: tuple) -> tuple[dict[str, Callable[[], object]], dict[str, Callable[[], object]]]:
     """The three readers of past contacts as the score stage calls them, each evaluated to the end, and the
-    evaluate stage (its outcomes over ``lookback_days`` of decisions rebuilt and written, in the scratch lake)."""
+    evaluate stage in the scratch lake twice: ``evaluate``, every date of the lookback rebuilt (the night before
+    was not evaluated: the last evaluation is of ``day`` itself, or none), and ``evaluate_night``, the nightly case:
+    the night of ``day - 1`` evaluated first, untimed (the second dict: what runs before a reader, untimed), then
+    ``day``, which rebuilds only the dates that can have changed (jobs/stages/evaluate/rebuild.py)."""
     from jobs.stages import evaluate
     from jobs.stages.cpc.inputs import acceptance_scales, history, product_channel_table
 
     products, channels, categories, camps, policy = conf
-    return {"history": lambda: history(spark, paths, day, policy, camps).count(),
-            "product_channel_table": lambda: product_channel_table(spark, paths, day, products, channels,
-                                                                          categories),
-            "acceptance_scales": lambda: acceptance_scales(spark, paths, day, channels),
-            "evaluate": lambda: evaluate.run(spark, paths, day)}
+    calls = {"history": lambda: history(spark, paths, day, policy, camps).count(),
+             "product_channel_table": lambda: product_channel_table(spark, paths, day, products, channels,
+                                                                           categories),
+             "acceptance_scales": lambda: acceptance_scales(spark, paths, day, channels),
+             "evaluate": lambda: evaluate.run(spark, paths, day),
+             "evaluate_night": lambda: evaluate.run(spark, paths, day)}
+    return calls, {"evaluate_night": lambda: evaluate.run(spark, paths, day - dt.timedelta(days=1))}
 
 
 def time_readers(calls: dict[str, Callable[[], object]], repeat: int,
-                 clock: Callable[[], float] = time.perf_counter) -> dict[str, dict]:
-    """Each reader ``repeat`` times, one after another (reader by reader within a repeat): every repeat's
-    seconds and the minimum."""
+                 clock: Callable[[], float] = time.perf_counter,
+                 before: dict[str, Callable[[], object]] | None = None) -> dict[str, dict]:
+    """Each reader ``repeat`` times, one after another (reader by reader within a repeat), after its ``before``
+    call if it has one (untimed): every repeat's seconds and the minimum."""
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeat):
         for name, call in calls.items():
+            if before and name in before:
+                before[name]()
             t0 = clock()
             call()
             seconds[name].append(round(clock() - t0, 3))
     return {name: {"seconds": s, "min": min(s)} for name, s in seconds.items()}
+
+
+def evaluate_log(spark, paths, day: dt.date) -> dict:
+    """The row ``ops.evaluate_log`` keeps of the last night timed (``day``): how it rebuilt the outcomes, and why."""
+    from jobs.platform import lake
+
+    row = lake.read(spark, paths, "ops.evaluate_log").where(f"eval_date = '{day.isoformat()}'").first()
+    return {k: row[k] for k in ("method", "reason", "dates_rebuilt", "seconds")}
 
 
 def windows(conf: tuple) -> dict:
@@ -247,7 +270,7 @@ def windows(conf: tuple) -> dict:
     return {"history": max([policy.window_days, *[c.repeat_after_days for c in camps]]),
             "product_channel_table": int(business("channels")["product_channel_fit"]["history_days"]),
             "acceptance_scales": [int(learning.get("calibration_lag_days", 5)), int(learning.get("calibration_days", 28))],
-            "evaluate": int(evaluate.settings()["lookback_days"])}
+            "evaluate": int(evaluate.settings()["lookback_days"]), "evaluate_night": int(evaluate.settings()["lookback_days"])}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -276,7 +299,9 @@ def run_case(spark, rows, args, scratch_paths, layout: str, n: int, files: int, 
     case.update(file_counts(path))
     if case["files"] != n * files:  # e.g. as_written's range put two source files in one partition: mislabelled
         raise RuntimeError(f"{layout}, {n} days: {case['files']} files written, {n * files} expected ({files} a day)")
-    case["readers"] = time_readers(readers(spark, scratch_paths, args.date, conf), args.repeat)
+    calls, before = readers(spark, scratch_paths, args.date, conf)
+    case["readers"] = time_readers(calls, args.repeat, before=before)
+    case["evaluate_night_log"] = evaluate_log(spark, scratch_paths, args.date)
     return case
 
 

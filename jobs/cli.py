@@ -157,7 +157,7 @@ def _stage_command(stage: Stage) -> None:
 
 
 for _stage in STAGES.values():
-    if _stage.name not in ("ingest", "conform", "tags"):  # those two take a range (above), tags has options (below)
+    if _stage.name not in ("ingest", "conform", "tags", "evaluate"):  # those two take a range (above), tags and evaluate have options (below)
         _stage_command(_stage)
 
 
@@ -174,6 +174,18 @@ def tags(
                         "customer; fail naming the first difference.")] = False,
 ) -> None:
     STAGES["tags"](date, settings(), full=full, check=check)
+
+
+@app.command("evaluate", help=f"Run the evaluate stage for one date: {STAGES['evaluate'].doc}. Rebuilds the outcomes "
+                              "of the decision dates that can have changed since the evaluation before "
+                              "(docs/evaluation.md).")
+def evaluate(
+    date: Date,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Rebuild the outcomes of every decision date of the lookback, as when nothing tells which "
+                       "can have changed.")] = False,
+) -> None:
+    STAGES["evaluate"](date, settings(), full=full)
 
 
 @app.command(help="Print a date's summary: where everything is, rows per table, tags, list sizes per channel "

@@ -637,6 +637,23 @@ TABLES: dict[str, Table] = {
             ),
         ),
         Table(
+            name="ops.evaluate_log",
+            grain="one row per evaluation date (the latest build)",
+            partition_by=("eval_date",),
+            keys=("eval_date",),
+            doc="How each night's evaluate built gold.campaign_outcomes: full (every decision date of the lookback) or "
+                "step (only the dates whose outcome can have changed since the evaluation before: the window still "
+                "open, decisions rewritten, a response or order delivered since that names them; "
+                "docs/evaluation.md, \"Each night rebuilds only what can change\"), why, the dates rebuilt, and the "
+                "Delta versions of the tables read and written, which the next night's step starts from.",
+            columns=(
+            Col("eval_date", "date"), Col("method", "string"), Col("reason", "string"), Col("dates_rebuilt", "int"),
+            Col("decisions_version", "bigint"), Col("responses_version", "bigint"), Col("orders_version", "bigint"),
+            Col("outcomes_version", "bigint"), Col("window_days", "int"), Col("lookback_days", "int"),
+            Col("seconds", "double"), Col("built_at", "timestamp"),
+            ),
+        ),
+        Table(
             name="ops.tag_state_checks",
             grain="one row per weekly check of the tag state (per run date, the latest)",
             partition_by=("run_date",),

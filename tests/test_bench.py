@@ -383,3 +383,8 @@ def test_decision_history_times_every_repeat_of_each_reader_and_keeps_the_minimu
                                         2, clock=lambda: next(ticks))
     assert calls == ["h", "a", "h", "a"], "reader by reader within a repeat"
     assert got == {"history": {"seconds": [3.0, 2.0], "min": 2.0}, "acceptance_scales": {"seconds": [1.0, 0.5], "min": 0.5}}
+    ticks = iter([0.0, 1.0, 5.0, 5.5])
+    got = decision_history.time_readers({"evaluate_night": lambda: calls.append("e")}, 2, clock=lambda: next(ticks),
+                                        before={"evaluate_night": lambda: calls.append("night before")})
+    assert calls[4:] == ["night before", "e", "night before", "e"] and got["evaluate_night"]["seconds"] == [1.0, 0.5], \
+        "the night before runs before each repeat, untimed"

@@ -214,6 +214,8 @@ def test_after_the_warm_up_the_run_date_s_evaluation_has_outcomes(spark, tmp_pat
 
     from jobs.orchestration import pipeline, summary
     from jobs.platform import lake
+    from jobs.stages import evaluate
+    from jobs.stages.evaluate import rebuild
     from simulator.generate import generate
 
     cfg = _cfg(tmp_path / "root", days=6, warmup_days=2)
@@ -232,7 +234,15 @@ def test_after_the_warm_up_the_run_date_s_evaluation_has_outcomes(spark, tmp_pat
     total = rows[0]
     assert total["treated"] > 0 and total["holdout"] > 0 and total["delivered"] > 0 and total["opened"] > 0
     assert total["lift"] is not None and total["lift_low"] <= total["lift"] <= total["lift_high"]
-    out = summary.summary(R, cfg)
-    assert out["evaluation"]["decision_days"] == 2 and out["evaluation"]["first"] == first.isoformat()
-    assert "covers 2 decision days with outcomes" in summary.evaluation_line(out["evaluation"])
+    # summary.summary's evaluation part (the whole summary counts every table: tests/test_evaluation.py runs it)
+    covered = summary.evaluation(spark, paths, R)
+    assert covered["decision_days"] == 2 and covered["first"] == first.isoformat()
+    assert "covers 2 decision days with outcomes" in summary.evaluation_line(covered)
     assert (paths.reports / f"campaigns_{R.isoformat()}.html").exists()
+    # The run date's outcomes were a step from the warm-up's last night (the dates that can have changed), and equal
+    # the rebuild of every date (jobs/stages/evaluate/rebuild.py) on the pipeline's own responses and orders.
+    logged = lake.read(spark, paths, rebuild.LOG).where(F.col("eval_date") == F.lit(R)).first()
+    assert (logged["method"], logged["reason"].split(";")[0]) == ("step", f"step from the evaluation of {R - DAY}")
+    stepped = sorted(map(tuple, lake.read(spark, paths, rebuild.OUTCOMES).collect()))
+    assert evaluate.rebuild_outcomes(spark, paths, R, evaluate.settings(), full=True)[0] == "full"
+    assert sorted(map(tuple, lake.read(spark, paths, rebuild.OUTCOMES).collect())) == stepped

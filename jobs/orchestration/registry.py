@@ -74,10 +74,10 @@ def _export(spark, paths, day):
     return export.run(spark, paths, day)
 
 
-def _evaluate(spark, paths, day):
+def _evaluate(spark, paths, day, full=False):
     from jobs.stages import evaluate
 
-    return evaluate.run(spark, paths, day)
+    return evaluate.run(spark, paths, day, full=full)
 
 
 def _train(spark, paths, day):

@@ -6,7 +6,7 @@ Two tables, rebuilt by the nightly ``evaluate`` stage after the export:
 but not chosen) of the last ``lookback_days`` decision dates: the responses its contact_ref came back with
 (delivered, opened, clicked, accepted, declined, opted out, complained), and whether the customer ordered the
 offered product within ``window_days`` after the decision, whoever sold it (so a holdout member's organic
-order counts too: the comparison is intent-to-treat), with the order's price as revenue. A decision's outcome
+order counts too: the comparison is intent-to-treat), with the price of the first such order as revenue. A decision's outcome
 is final once its window has passed (``matured``). ``group`` is ``treated`` (contacts, placements),
 ``holdout`` (the campaign's control group), ``not_chosen`` (eligible past both holdouts, neither contacted
 nor placed by the campaign: one-a-day, capacity) or ``global_holdout`` (held out of every campaign,
@@ -43,7 +43,7 @@ from jobs.platform import lake
 from jobs.platform.config import Paths
 from jobs.stages.cpc.campaigns import evaluation_settings
 from jobs.stages.cpc.decide import CHOSEN
-from jobs.stages.evaluate import report
+from jobs.stages.evaluate import rebuild, report
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +210,12 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     )
     conv = (
         dec.select("contact_ref", "customer_id", "product_id", "snapshot_date")
-        .join(orders.select("customer_id", "product_id", F.to_date("order_ts").alias("order_day"), "price", "order_id"),
+        .join(orders.select("customer_id", "product_id", "order_ts", F.to_date("order_ts").alias("order_day"), "price", "order_id"),
               on=["customer_id", "product_id"], how="inner")
         .where((F.col("order_day") > F.col("snapshot_date"))
                & (F.col("order_day") <= F.date_add("snapshot_date", window_days)) & (F.col("order_day") <= F.lit(day)))
-        .groupBy("contact_ref").agg(F.lit(True).alias("converted"), F.first("price").alias("revenue"),
+        # revenue: the price of the first order in the window (by time, then order id: the same on every rebuild)
+        .groupBy("contact_ref").agg(F.lit(True).alias("converted"), F.min_by("price", F.struct("order_ts", "order_id")).alias("revenue"),
                                     F.min("order_day").alias("converted_on"))
     )
     out = dec.join(flags, on="contact_ref", how="left").join(conv, on="contact_ref", how="left")
@@ -380,9 +381,37 @@ def headline(total: dict | None) -> tuple[dict, str]:
     return t, text
 
 
-def run(spark, paths: Paths, day: dt.date) -> dict:
-    """Rebuild the outcomes of the last ``lookback_days`` decision dates and the evaluation as of ``day``,
-    then write the HTML report. Returns the headline figures."""
+def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = False) -> tuple[str, int]:
+    """Rewrite gold.campaign_outcomes for the decision dates of the lookback whose outcome can have changed since
+    the evaluation before (:func:`rebuild.choose`; every date when it cannot tell, or ``full``) and log it in
+    ops.evaluate_log. Returns the method (full, step) and the number of dates rebuilt."""
+    from pyspark.sql import functions as F
+
+    t0 = time.time()
+    since = day - dt.timedelta(days=s["lookback_days"])
+    now = rebuild.versions(spark, paths)  # before reading: a write after it is seen as a change by the next night
+    dates, why = rebuild.choose(spark, paths, day, s["window_days"], s["lookback_days"], now, full=full)
+    lookback = (F.col("snapshot_date") > F.lit(since)) & (F.col("snapshot_date") <= F.lit(day))
+    decisions = lake.read(spark, paths, "gold.cpc_decisions").where(
+        lookback if dates is None else F.col("snapshot_date").isin(sorted(dates)))
+    window = (F.col("delivery_date") > F.lit(since)) & (F.col("delivery_date") <= F.lit(day))
+    responses = lake.read(spark, paths, "bronze.responses").where(window) if lake.exists(spark, paths, "bronze.responses") else \
+        spark.createDataFrame([], "contact_ref string, event string")
+    orders = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_convert"))
+    written = (f"snapshot_date > '{since.isoformat()}' AND snapshot_date <= '{day.isoformat()}'" if dates is None
+               else lake.in_dates("snapshot_date", dates))
+    lake.replace(outcomes(decisions, responses, orders, day, s["window_days"]), paths, rebuild.OUTCOMES, written, merge_schema=True)
+    method, n_dates = ("full", s["lookback_days"]) if dates is None else ("step", len(dates))
+    rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0)
+    log.info(f"evaluate {day}: outcomes of {n_dates} of the {s['lookback_days']} decision dates rebuilt ({method}: {why}; "
+             f"{time.time() - t0:.1f}s)")
+    return method, n_dates
+
+
+def run(spark, paths: Paths, day: dt.date, full: bool = False) -> dict:
+    """Rebuild the outcomes of the last ``lookback_days`` decision dates (those that can have changed:
+    :func:`rebuild_outcomes`) and the evaluation as of ``day`` over every one of them, then write the HTML report.
+    Returns the headline figures."""
     from pyspark.sql import functions as F
 
     t0 = time.time()
@@ -391,15 +420,9 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     if not lake.exists(spark, paths, "gold.cpc_decisions"):
         log.info(f"evaluate {day}: no decisions yet")
         return {}
-    decisions = lake.read(spark, paths, "gold.cpc_decisions").where(
+    method, n_dates = rebuild_outcomes(spark, paths, day, s, full=full)
+    out = lake.read(spark, paths, rebuild.OUTCOMES).where(  # every date of the lookback, as now written
         (F.col("snapshot_date") > F.lit(since)) & (F.col("snapshot_date") <= F.lit(day)))
-    window = (F.col("delivery_date") > F.lit(since)) & (F.col("delivery_date") <= F.lit(day))
-    responses = lake.read(spark, paths, "bronze.responses").where(window) if lake.exists(spark, paths, "bronze.responses") else \
-        spark.createDataFrame([], "contact_ref string, event string")
-    orders = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_convert"))
-    out = outcomes(decisions, responses, orders, day, s["window_days"]).localCheckpoint()
-    dates = f"snapshot_date > '{since.isoformat()}' AND snapshot_date <= '{day.isoformat()}'"
-    lake.replace(out, paths, "gold.campaign_outcomes", dates, merge_schema=True)
     ev = evaluation(out.where(F.col("snapshot_date") < F.lit(day)), day)
     lake.replace(ev, paths, "gold.campaign_eval", f"eval_date = '{day.isoformat()}'", merge_schema=True)
     trial_since = day - dt.timedelta(days=TRIAL_LOOKBACK_DAYS)
@@ -413,7 +436,8 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
         "status", "next_step").agg(F.count(F.lit(1)).alias("trials"),
                                    *[F.sum(F.col(n).cast("int")).alias(n) for n, _ in TRIAL_STEPS]).collect()]  # a few rows
     unmatched = 0
-    if "channel" in responses.columns:  # today's responses naming no decision of the window (or the 10 days before)
+    if lake.exists(spark, paths, "bronze.responses"):  # today's responses naming no decision of the window (or the 10 days before)
+        responses = lake.read(spark, paths, "bronze.responses")
         known = lake.read(spark, paths, "gold.cpc_decisions").where(
             F.col("snapshot_date") > F.lit(since - dt.timedelta(days=10))).select("contact_ref")
         unmatched = responses.where(F.col("delivery_date") == F.lit(day)).join(known, on="contact_ref", how="left_anti").count()
@@ -425,7 +449,7 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     path = report.write(paths, day, rows, trend, s, unmatched, trials)
     total = next((r for r in rows if r["level"] == "all"), None)
     out_figures, reading = headline(total)
-    out_figures.update({"report": str(path), "unmatched_responses": unmatched,
+    out_figures.update({"report": str(path), "unmatched_responses": unmatched, "outcomes": {"method": method, "dates": n_dates},
                     "trials": {st: sum(t["trials"] for t in trials if t["status"] == st) for st in ("open", "converted", "expired", "cancelled")}})
     log.info(f"evaluate {day}: decisions since {since + dt.timedelta(days=1)}: "
           f"{(total or {}).get('contacts', 0)} contacts, {(total or {}).get('accepted', 0)} accepted, "
