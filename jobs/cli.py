@@ -157,7 +157,7 @@ def _stage_command(stage: Stage) -> None:
 
 
 for _stage in STAGES.values():
-    if _stage.name not in ("ingest", "conform", "tags", "evaluate"):  # those two take a range (above), tags and evaluate have options (below)
+    if _stage.name not in ("ingest", "conform", "tags", "evaluate"):  # ingest, conform: a range (above); tags, evaluate: options (below)
         _stage_command(_stage)
 
 

@@ -157,6 +157,14 @@ def test_tags_full_and_check_reach_the_stage(monkeypatch):
                      (dt.date(2026, 11, 21), {"full": False, "check": True})]
 
 
+def test_evaluate_full_reaches_the_stage(monkeypatch):
+    calls = []
+    monkeypatch.setitem(registry.STAGES, "evaluate", lambda day, cfg, **kw: calls.append((day, kw)))
+    assert cli.main(["evaluate", "--date", "2026-11-20"]) == 0
+    assert cli.main(["evaluate", "--date", "2026-11-21", "--full"]) == 0
+    assert calls == [(dt.date(2026, 11, 20), {"full": False}), (dt.date(2026, 11, 21), {"full": True})]
+
+
 def test_reopen_also_invalidates_the_tag_states_from_that_date(monkeypatch):
     from jobs.platform import spark as spark_module
     from jobs.stages import ingest
