@@ -651,6 +651,8 @@ TABLES: dict[str, Table] = {
             Col("decisions_version", "bigint"), Col("responses_version", "bigint"), Col("orders_version", "bigint"),
             Col("outcomes_version", "bigint"), Col("window_days", "int"), Col("lookback_days", "int"),
             Col("seconds", "double"), Col("built_at", "timestamp"),
+            Col("logic", "string", doc="the fingerprint of the outcomes' code (jobs.stages.evaluate.logic): another one rebuilds every date"),
+            Col("table_ids", "string", doc="JSON: the Delta table id of each table read and of gold.campaign_outcomes (a re-created table rebuilds every date)"),
             ),
         ),
         Table(

@@ -46,6 +46,29 @@ def test_the_plan_rebuilds_everything_when_it_cannot_tell(prev, changed, reason)
     assert rebuild.plan(D[6], 2, 6, prev, changed) == (None, reason)
 
 
+def test_other_code_or_a_re_created_table_rebuilds_everything():
+    prev = _prev(D[5])._replace(logic="aaa", table_ids={DEC: "id-1", rebuild.OUTCOMES: "id-2"})
+    assert rebuild.plan(D[6], 2, 6, prev, ALL_KNOWN, "bbb") == (
+        None, f"the outcomes' code changed since the evaluation of {D[5]} (aaa -> bbb)")
+    assert rebuild.plan(D[6], 2, 6, prev, ALL_KNOWN, "aaa", {DEC: "id-1", rebuild.OUTCOMES: "id-9"}) == (
+        None, f"gold.campaign_outcomes was re-created since the evaluation of {D[5]} (Delta table id id-9)")
+    assert rebuild.plan(D[6], 2, 6, prev, ALL_KNOWN, "aaa", {DEC: "id-1", rebuild.OUTCOMES: "id-2", "bronze.orders": "new"})[0] == \
+        {D[4], D[5], D[6]}, "a table the evaluation before did not record (it did not exist then) is compared by its log"
+
+
+def test_a_deleted_input_table_cannot_tell_and_a_null_partition_neither(tmp_path):
+    prev = _prev(D[5])._replace(versions={DEC: 3, "bronze.responses": -1, "bronze.orders": -1})
+    got = rebuild.changes(None, Paths(tmp_path), prev, {t: -1 for t in rebuild.INPUTS})
+    assert got[DEC] is None and got["bronze.responses"] == set() and got[rebuild.OUTCOMES] is None
+    log_dir = tmp_path / "_delta_log"
+    log_dir.mkdir()
+    (log_dir / f"{0:020d}.json").write_text('{"add": {"path": "delivery_date=2026-11-02/a.parquet", "dataChange": true}}\n')
+    (log_dir / f"{1:020d}.json").write_text('{"add": {"path": "delivery_date=__HIVE_DEFAULT_PARTITION__/b.parquet", '
+                                            '"partitionValues": {"delivery_date": null}, "dataChange": true}}\n')
+    assert lake.days_rewritten(tmp_path, -1, "delivery_date", current_version=0) == {D[1]}
+    assert lake.days_rewritten(tmp_path, -1, "delivery_date") is None
+
+
 def test_an_order_concerns_the_decisions_whose_window_holds_it():
     assert rebuild.window_dates([D[5]], 2, D[0], D[8]) == {D[3], D[4]}
     assert rebuild.window_dates([D[2], D[5]], 3, D[1], D[8]) == {D[2], D[3], D[4]}, "within the lookback only"

@@ -40,6 +40,13 @@ def version(spark, paths: Paths, table: str) -> int:
     return int(DeltaTable.forPath(spark, _path(paths, table)).history(1).select("version").first()[0])
 
 
+def table_id(spark, paths: Paths, table: str) -> str:
+    """The Delta table's id (its metadata's ``id``): another one once the table is deleted and written again."""
+    from delta.tables import DeltaTable
+
+    return str(DeltaTable.forPath(spark, _path(paths, table)).detail().select("id").first()[0])
+
+
 def last_commit_rows(spark, paths: Paths, table: str, predicate: str | None) -> int | None:
     """The rows the table's latest commit wrote, when that commit is the :func:`replace` just made with
     ``predicate`` (None: the whole table): Delta's ``operationMetrics.numOutputRows`` of the WRITE, read from
@@ -119,13 +126,18 @@ def append(df, paths: Paths, table: str) -> None:
     writer.save(_path(paths, table))
 
 
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # a null partition value in a file's path
+
+
 def _partition_of(action: dict, partition: str) -> str | None:
+    """The action's value of ``partition``, or None (no value, or a null one: a caller cannot name that day)."""
     value = (action.get("partitionValues") or {}).get(partition)
     if value:
         return value
     for part in str(action.get("path", "")).split("/"):  # a remove may leave out partitionValues: the path has it
         if part.startswith(f"{partition}="):
-            return part.split("=", 1)[1]
+            value = part.split("=", 1)[1]
+            return None if value == NULL_PARTITION else value
     return None
 
 

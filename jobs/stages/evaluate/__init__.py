@@ -34,6 +34,8 @@ have several (placements on several passive channels) where a held-out or not-ch
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import inspect
 import logging
 import math
 import time
@@ -229,6 +231,14 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
     )
 
 
+def logic() -> str:
+    """The fingerprint of the outcomes' code: :func:`outcomes`' source, ``EVENTS`` and ``CHOSEN`` (12 hex digits). A
+    night whose fingerprint differs from the evaluation before rebuilds every date (:mod:`rebuild`): the dates it
+    would not rebuild were written by other code."""
+    text = inspect.getsource(outcomes) + repr(EVENTS) + repr(CHOSEN)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _aggregates() -> list:
     """The cube's aggregates, every one a sum (so a cell's is the sum of its finer cells'): counts and money of the
     treated (contacts, placements), per group (holdout, not chosen, global holdout) its decisions, conversions,
@@ -390,7 +400,7 @@ def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = Fa
     t0 = time.time()
     since = day - dt.timedelta(days=s["lookback_days"])
     now = rebuild.versions(spark, paths)  # before reading: a write after it is seen as a change by the next night
-    dates, why = rebuild.choose(spark, paths, day, s["window_days"], s["lookback_days"], now, full=full)
+    dates, why = rebuild.choose(spark, paths, day, s["window_days"], s["lookback_days"], now, logic(), full=full)
     lookback = (F.col("snapshot_date") > F.lit(since)) & (F.col("snapshot_date") <= F.lit(day))
     decisions = lake.read(spark, paths, "gold.cpc_decisions").where(
         lookback if dates is None else F.col("snapshot_date").isin(sorted(dates)))
@@ -402,7 +412,7 @@ def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = Fa
                else lake.in_dates("snapshot_date", dates))
     lake.replace(outcomes(decisions, responses, orders, day, s["window_days"]), paths, rebuild.OUTCOMES, written, merge_schema=True)
     method, n_dates = ("full", s["lookback_days"]) if dates is None else ("step", len(dates))
-    rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0)
+    rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0, logic())
     log.info(f"evaluate {day}: outcomes of {n_dates} of the {s['lookback_days']} decision dates rebuilt ({method}: {why}; "
              f"{time.time() - t0:.1f}s)")
     return method, n_dates

@@ -15,7 +15,9 @@ outcome of a decision dated ``d`` can differ on a later night ``D`` only when:
 Everything else that may have changed since ``P`` makes the night rebuild every date of the lookback (method
 ``full``, the computation as it was before this module; the reason is logged and kept in ``ops.evaluate_log``):
 no evaluation before, the last one not before ``D`` (a rerun of a day, an older day run after later ones), other
-``evaluation`` settings, gold.campaign_outcomes changed by anything but that night, a response or order
+``evaluation`` settings, other code for the outcomes (:func:`jobs.stages.evaluate.logic`, a fingerprint of the
+transform's source and its constants), an input or the outcomes table deleted or re-created (its Delta table id),
+gold.campaign_outcomes changed by anything but that night, a response or order
 delivery dated ``P`` or before rewritten since (a rerun of ingest, a reopened day: what it removed cannot be
 traced), or a Delta log that cannot tell what changed (cleaned up). ``cpc evaluate --full`` forces it.
 
@@ -26,6 +28,7 @@ tag state uses), not from a scan of the data.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import NamedTuple
 
@@ -52,6 +55,8 @@ class Previous(NamedTuple):
     lookback_days: int
     versions: dict[str, int]  # input table -> the version read (-1: the table did not exist)
     outcomes_version: int
+    logic: str | None = None  # the fingerprint of the outcomes' code (None: a row written before it was kept)
+    table_ids: dict[str, str] = {}  # input tables and OUTCOMES -> the Delta table's id (a re-created table has another)
 
 
 def dates_between(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -59,12 +64,14 @@ def dates_between(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def plan(day: dt.date, window_days: int, lookback_days: int, previous: Previous | None,
-         changed: dict[str, set[dt.date] | None]) -> tuple[set[dt.date] | None, str]:
+         changed: dict[str, set[dt.date] | None], logic: str | None = None,
+         table_ids: dict[str, str] | None = None) -> tuple[set[dt.date] | None, str]:
     """Pure: the decision dates of the lookback (``day - lookback_days``, ``day``] the night of ``day`` must
     rebuild before looking at what was delivered since (:func:`touched`), and why; None and the reason when it
     must rebuild every one (``full``). ``changed``: for each input table and for :data:`OUTCOMES`, the partition
     dates with a change of data since the version the previous evaluation read (wrote, for the outcomes); None
-    where the Delta log cannot tell."""
+    where the Delta log cannot tell (or the table is gone). ``logic``: the fingerprint of the outcomes' code now
+    (``jobs.stages.evaluate.logic``); ``table_ids``: the tables' Delta ids now (None: not compared)."""
     if previous is None:
         return None, "no evaluation before"
     p = previous.eval_date
@@ -73,6 +80,11 @@ def plan(day: dt.date, window_days: int, lookback_days: int, previous: Previous 
     if (previous.window_days, previous.lookback_days) != (window_days, lookback_days):
         return None, (f"settings changed (window_days {previous.window_days} -> {window_days}, "
                       f"lookback_days {previous.lookback_days} -> {lookback_days})")
+    if previous.logic != logic:
+        return None, f"the outcomes' code changed since the evaluation of {p} ({previous.logic} -> {logic})"
+    for table, now_id in sorted((table_ids or {}).items()):
+        if previous.table_ids.get(table, now_id) != now_id:
+            return None, f"{table} was re-created since the evaluation of {p} (Delta table id {now_id})"
     for table, dates in changed.items():
         if dates is None:
             return None, f"{table}: its Delta log cannot tell what changed since the evaluation of {p}"
@@ -126,6 +138,12 @@ def versions(spark, paths: Paths) -> dict[str, int]:
     return {t: lake.version(spark, paths, t) if lake.exists(spark, paths, t) else -1 for t in INPUTS}
 
 
+def table_ids(spark, paths: Paths) -> dict[str, str]:
+    """The Delta table id of each input table and of :data:`OUTCOMES` that exists: a table deleted and written
+    again has another id, and its log may be as long as the old one."""
+    return {t: lake.table_id(spark, paths, t) for t in (*INPUTS, OUTCOMES) if lake.exists(spark, paths, t)}
+
+
 def previous(spark, paths: Paths) -> Previous | None:
     """The latest evaluation's row of ``ops.evaluate_log`` (by the time it was built), or None."""
     if not (lake.exists(spark, paths, LOG) and lake.exists(spark, paths, OUTCOMES)):
@@ -133,8 +151,10 @@ def previous(spark, paths: Paths) -> Previous | None:
     row = lake.read(spark, paths, LOG).orderBy("built_at", ascending=False).first()  # one row a date
     if row is None:
         return None
+    row = row.asDict()
     return Previous(row["eval_date"], row["window_days"], row["lookback_days"],
-                    {t: int(row[col]) for t, (_, col) in INPUTS.items()}, int(row["outcomes_version"]))
+                    {t: int(row[col]) for t, (_, col) in INPUTS.items()}, int(row["outcomes_version"]),
+                    row.get("logic"), json.loads(row.get("table_ids") or "{}"))
 
 
 def changes(spark, paths: Paths, prev: Previous, now: dict[str, int]) -> dict[str, set[dt.date] | None]:
@@ -142,8 +162,8 @@ def changes(spark, paths: Paths, prev: Previous, now: dict[str, int]) -> dict[st
     version ``prev`` read (wrote), read from the Delta logs; None where the log cannot tell."""
     out: dict[str, set[dt.date] | None] = {}
     for table, (column, _) in INPUTS.items():
-        if now[table] < 0:
-            out[table] = set()
+        if now[table] < 0:  # no table: nothing changed if there was none either, else it cannot tell
+            out[table] = set() if prev.versions[table] < 0 else None
         else:
             out[table] = lake.days_rewritten(paths.table(table), prev.versions[table], column, current_version=now[table])
     out[OUTCOMES] = lake.days_rewritten(paths.table(OUTCOMES), prev.outcomes_version, "snapshot_date")
@@ -151,14 +171,15 @@ def changes(spark, paths: Paths, prev: Previous, now: dict[str, int]) -> dict[st
 
 
 def choose(spark, paths: Paths, day: dt.date, window_days: int, lookback_days: int, now: dict[str, int],
-           full: bool = False) -> tuple[set[dt.date] | None, str]:
+           logic: str, full: bool = False) -> tuple[set[dt.date] | None, str]:
     """The decision dates the night of ``day`` rebuilds (None: every date of the lookback) and why."""
     if full:
         return None, "asked for (--full)"
     prev = previous(spark, paths)
     if prev is None:
         return None, "no evaluation before"
-    dates, reason = plan(day, window_days, lookback_days, prev, changes(spark, paths, prev, now))
+    dates, reason = plan(day, window_days, lookback_days, prev, changes(spark, paths, prev, now), logic,
+                         table_ids(spark, paths))
     if dates is None:
         return None, reason
     since = day - dt.timedelta(days=lookback_days)
@@ -169,13 +190,16 @@ def choose(spark, paths: Paths, day: dt.date, window_days: int, lookback_days: i
 
 
 def record(spark, paths: Paths, day: dt.date, method: str, reason: str, dates_rebuilt: int, now: dict[str, int],
-           window_days: int, lookback_days: int, seconds: float) -> None:
-    """Replace the row of ``day`` in ``ops.evaluate_log``, with the outcomes table's version just written."""
+           window_days: int, lookback_days: int, seconds: float, logic: str) -> None:
+    """Replace the row of ``day`` in ``ops.evaluate_log``, with the outcomes table's version just written, the
+    outcomes' code fingerprint and the tables' Delta ids."""
     row = {"eval_date": day, "method": method, "reason": reason, "dates_rebuilt": dates_rebuilt,
            **{col: now[t] for t, (_, col) in INPUTS.items()}, "outcomes_version": lake.version(spark, paths, OUTCOMES),
            "window_days": window_days, "lookback_days": lookback_days, "seconds": round(seconds, 3),
-           "built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+           "built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None), "logic": logic,
+           "table_ids": json.dumps(table_ids(spark, paths), sort_keys=True)}
     schema = ("eval_date date, method string, reason string, dates_rebuilt int, decisions_version bigint, "
               "responses_version bigint, orders_version bigint, outcomes_version bigint, window_days int, "
-              "lookback_days int, seconds double, built_at timestamp")
-    lake.replace(spark.createDataFrame([tuple(row.values())], schema), paths, LOG, f"eval_date = '{day.isoformat()}'")
+              "lookback_days int, seconds double, built_at timestamp, logic string, table_ids string")
+    lake.replace(spark.createDataFrame([tuple(row.values())], schema), paths, LOG, f"eval_date = '{day.isoformat()}'",
+                 merge_schema=True)
