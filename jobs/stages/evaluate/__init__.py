@@ -400,7 +400,7 @@ def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = Fa
     t0 = time.time()
     since = day - dt.timedelta(days=s["lookback_days"])
     now = rebuild.versions(spark, paths)  # before reading: a write after it is seen as a change by the next night
-    dates, why = rebuild.choose(spark, paths, day, s["window_days"], s["lookback_days"], now, logic(), full=full)
+    dates, why, ids = rebuild.choose(spark, paths, day, s["window_days"], s["lookback_days"], now, logic(), full=full)
     lookback = (F.col("snapshot_date") > F.lit(since)) & (F.col("snapshot_date") <= F.lit(day))
     decisions = lake.read(spark, paths, "gold.cpc_decisions").where(
         lookback if dates is None else F.col("snapshot_date").isin(sorted(dates)))
@@ -412,7 +412,8 @@ def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = Fa
                else lake.in_dates("snapshot_date", dates))
     lake.replace(outcomes(decisions, responses, orders, day, s["window_days"]), paths, rebuild.OUTCOMES, written, merge_schema=True)
     method, n_dates = ("full", s["lookback_days"]) if dates is None else ("step", len(dates))
-    rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0, logic())
+    rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0, logic(),
+                   ids)
     log.info(f"evaluate {day}: outcomes of {n_dates} of the {s['lookback_days']} decision dates rebuilt ({method}: {why}; "
              f"{time.time() - t0:.1f}s)")
     return method, n_dates

@@ -171,33 +171,37 @@ def changes(spark, paths: Paths, prev: Previous, now: dict[str, int]) -> dict[st
 
 
 def choose(spark, paths: Paths, day: dt.date, window_days: int, lookback_days: int, now: dict[str, int],
-           logic: str, full: bool = False) -> tuple[set[dt.date] | None, str]:
-    """The decision dates the night of ``day`` rebuilds (None: every date of the lookback) and why."""
+           logic: str, full: bool = False) -> tuple[set[dt.date] | None, str, dict[str, str] | None]:
+    """The decision dates the night of ``day`` rebuilds (None: every date of the lookback), why, and the tables'
+    Delta ids when it asked for them (:func:`record` keeps them: the night's writes do not change them)."""
     if full:
-        return None, "asked for (--full)"
+        return None, "asked for (--full)", None
     prev = previous(spark, paths)
     if prev is None:
-        return None, "no evaluation before"
-    dates, reason = plan(day, window_days, lookback_days, prev, changes(spark, paths, prev, now), logic,
-                         table_ids(spark, paths))
+        return None, "no evaluation before", None
+    ids = table_ids(spark, paths)
+    dates, reason = plan(day, window_days, lookback_days, prev, changes(spark, paths, prev, now), logic, ids)
     if dates is None:
-        return None, reason
+        return None, reason, ids
     since = day - dt.timedelta(days=lookback_days)
     more = touched(spark, paths, prev, day, since, window_days, dates)
     if more:
         reason += f"; {len(more)} older dates named by what was delivered since"
-    return dates | more, reason
+    return dates | more, reason, ids
 
 
 def record(spark, paths: Paths, day: dt.date, method: str, reason: str, dates_rebuilt: int, now: dict[str, int],
-           window_days: int, lookback_days: int, seconds: float, logic: str) -> None:
+           window_days: int, lookback_days: int, seconds: float, logic: str, ids: dict[str, str] | None = None) -> None:
     """Replace the row of ``day`` in ``ops.evaluate_log``, with the outcomes table's version just written, the
-    outcomes' code fingerprint and the tables' Delta ids."""
+    outcomes' code fingerprint and the tables' Delta ids (``ids``, as :func:`choose` read them; asked again when it
+    did not, or the outcomes table did not exist yet)."""
+    if ids is None or OUTCOMES not in ids:
+        ids = table_ids(spark, paths)
     row = {"eval_date": day, "method": method, "reason": reason, "dates_rebuilt": dates_rebuilt,
            **{col: now[t] for t, (_, col) in INPUTS.items()}, "outcomes_version": lake.version(spark, paths, OUTCOMES),
            "window_days": window_days, "lookback_days": lookback_days, "seconds": round(seconds, 3),
            "built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None), "logic": logic,
-           "table_ids": json.dumps(table_ids(spark, paths), sort_keys=True)}
+           "table_ids": json.dumps(ids, sort_keys=True)}
     schema = ("eval_date date, method string, reason string, dates_rebuilt int, decisions_version bigint, "
               "responses_version bigint, orders_version bigint, outcomes_version bigint, window_days int, "
               "lookback_days int, seconds double, built_at timestamp, logic string, table_ids string")
