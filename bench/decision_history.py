@@ -219,8 +219,7 @@ def write_table(spark, rows, day: dt.date, n: int, layout: str, files: int, path
 
 def readers(spark, paths, day: dt.date, conf: tuple) -> tuple[dict[str, Callable[[], object]], dict[str, Callable[[], object]]]:
     """The three readers of past contacts as the score stage calls them, each evaluated to the end, and the
-    evaluate stage in the scratch lake twice: ``evaluate``, every date of the lookback rebuilt (the night before
-    was not evaluated: the last evaluation is of ``day`` itself, or none), and ``evaluate_night``, the nightly case:
+    evaluate stage in the scratch lake twice: ``evaluate``, every date of the lookback rebuilt (``full``), and ``evaluate_night``, the nightly case:
     the night of ``day - 1`` evaluated first, untimed (the second dict: what runs before a reader, untimed), then
     ``day``, which rebuilds only the dates that can have changed (jobs/stages/evaluate/rebuild.py)."""
     from jobs.stages import evaluate
@@ -231,7 +230,7 @@ def readers(spark, paths, day: dt.date, conf: tuple) -> tuple[dict[str, Callable
              "product_channel_table": lambda: product_channel_table(spark, paths, day, products, channels,
                                                                            categories),
              "acceptance_scales": lambda: acceptance_scales(spark, paths, day, channels),
-             "evaluate": lambda: evaluate.run(spark, paths, day),
+             "evaluate": lambda: evaluate.run(spark, paths, day, full=True),
              "evaluate_night": lambda: evaluate.run(spark, paths, day)}
     return calls, {"evaluate_night": lambda: evaluate.run(spark, paths, day - dt.timedelta(days=1))}
 

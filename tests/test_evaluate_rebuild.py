@@ -58,7 +58,7 @@ def test_other_code_or_a_re_created_table_rebuilds_everything():
 
 def test_a_deleted_input_table_cannot_tell_and_a_null_partition_neither(tmp_path):
     prev = _prev(D[5])._replace(versions={DEC: 3, "bronze.responses": -1, "bronze.orders": -1})
-    got = rebuild.changes(None, Paths(tmp_path), prev, {t: -1 for t in rebuild.INPUTS})
+    got = rebuild.changes(Paths(tmp_path), prev, {t: -1 for t in rebuild.INPUTS})
     assert got[DEC] is None and got["bronze.responses"] == set() and got[rebuild.OUTCOMES] is None
     log_dir = tmp_path / "_delta_log"
     log_dir.mkdir()

@@ -21,10 +21,11 @@ import pytest
 
 from bench import duckdb_tags
 from bench import incremental_reference as ref
+from jobs.platform.lake import days_rewritten
 from jobs.stages.conform import MEASURE_NAMES
 from jobs.stages.tags import incremental as inc
 from jobs.stages.tags.catalogue import Catalogue, load_catalogue
-from jobs.stages.tags.incremental import choose_start, days_rewritten, plan_of, stale_from
+from jobs.stages.tags.incremental import choose_start, plan_of, stale_from
 
 T0 = dt.date(2026, 3, 1)
 
@@ -539,7 +540,7 @@ def test_a_rewritten_silver_day_rebuilds_the_state_forward_from_the_day_before(s
            for r in old if r["customer_id"] not in ("e0_0",)]  # e0_0's row of X is removed
     new.append({**{m: 0 for m in MEASURE_NAMES}, "customer_id": "late", "day": x, "data_mb": 7.5, "out_calls": 2, "balance": 1.0})
     _write_silver(spark, paths, new)
-    assert inc.days_rewritten(paths.table(SILVER), version) == {x}
+    assert days_rewritten(paths.table(SILVER), version) == {x}
     plan = plan_of(_small_catalogue())
     stale = inc.step(inc.read_state(spark, paths, d[3], plan), inc.daily_delta(lake.read(spark, paths, SILVER), d[4], plan), d[4], plan)
     with pytest.raises(AssertionError):

@@ -399,20 +399,19 @@ def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = Fa
 
     t0 = time.time()
     since = day - dt.timedelta(days=s["lookback_days"])
+    fingerprint = logic()
     now = rebuild.versions(spark, paths)  # before reading: a write after it is seen as a change by the next night
-    dates, why, ids = rebuild.choose(spark, paths, day, s["window_days"], s["lookback_days"], now, logic(), full=full)
-    lookback = (F.col("snapshot_date") > F.lit(since)) & (F.col("snapshot_date") <= F.lit(day))
-    decisions = lake.read(spark, paths, "gold.cpc_decisions").where(
-        lookback if dates is None else F.col("snapshot_date").isin(sorted(dates)))
+    dates, why, ids = rebuild.choose(spark, paths, day, s["window_days"], s["lookback_days"], now, fingerprint, full=full)
+    # the dates read and replaced: every date of the lookback, or those chosen
+    selected = rebuild.lookback(day, s["lookback_days"]) if dates is None else lake.in_dates("snapshot_date", dates)
+    decisions = lake.read(spark, paths, "gold.cpc_decisions").where(selected)
     window = (F.col("delivery_date") > F.lit(since)) & (F.col("delivery_date") <= F.lit(day))
     responses = lake.read(spark, paths, "bronze.responses").where(window) if lake.exists(spark, paths, "bronze.responses") else \
         spark.createDataFrame([], "contact_ref string, event string")
     orders = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_convert"))
-    written = (f"snapshot_date > '{since.isoformat()}' AND snapshot_date <= '{day.isoformat()}'" if dates is None
-               else lake.in_dates("snapshot_date", dates))
-    lake.replace(outcomes(decisions, responses, orders, day, s["window_days"]), paths, rebuild.OUTCOMES, written, merge_schema=True)
+    lake.replace(outcomes(decisions, responses, orders, day, s["window_days"]), paths, rebuild.OUTCOMES, selected, merge_schema=True)
     method, n_dates = ("full", s["lookback_days"]) if dates is None else ("step", len(dates))
-    rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0, logic(),
+    rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0, fingerprint,
                    ids)
     log.info(f"evaluate {day}: outcomes of {n_dates} of the {s['lookback_days']} decision dates rebuilt ({method}: {why}; "
              f"{time.time() - t0:.1f}s)")
@@ -432,8 +431,7 @@ def run(spark, paths: Paths, day: dt.date, full: bool = False) -> dict:
         log.info(f"evaluate {day}: no decisions yet")
         return {}
     method, n_dates = rebuild_outcomes(spark, paths, day, s, full=full)
-    out = lake.read(spark, paths, rebuild.OUTCOMES).where(  # every date of the lookback, as now written
-        (F.col("snapshot_date") > F.lit(since)) & (F.col("snapshot_date") <= F.lit(day)))
+    out = lake.read(spark, paths, rebuild.OUTCOMES).where(rebuild.lookback(day, s["lookback_days"]))  # as now written
     ev = evaluation(out.where(F.col("snapshot_date") < F.lit(day)), day)
     lake.replace(ev, paths, "gold.campaign_eval", f"eval_date = '{day.isoformat()}'", merge_schema=True)
     trial_since = day - dt.timedelta(days=TRIAL_LOOKBACK_DAYS)

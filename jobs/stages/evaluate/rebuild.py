@@ -100,6 +100,11 @@ def plan(day: dt.date, window_days: int, lookback_days: int, previous: Previous 
     return dates, f"step from the evaluation of {p}"
 
 
+def lookback(day: dt.date, lookback_days: int) -> str:
+    """The SQL predicate of the decision dates the night of ``day`` evaluates: (``day - lookback_days``, ``day``]."""
+    return f"snapshot_date > '{day - dt.timedelta(days=lookback_days)}' AND snapshot_date <= '{day}'"
+
+
 def window_dates(order_days, window_days: int, since: dt.date, day: dt.date) -> set[dt.date]:
     """Pure: the decision dates within (``since``, ``day``] whose conversion window holds one of ``order_days``
     (an order of day ``o`` converts a decision of ``o - window_days`` .. ``o - 1``)."""
@@ -157,7 +162,7 @@ def previous(spark, paths: Paths) -> Previous | None:
                     row.get("logic"), json.loads(row.get("table_ids") or "{}"))
 
 
-def changes(spark, paths: Paths, prev: Previous, now: dict[str, int]) -> dict[str, set[dt.date] | None]:
+def changes(paths: Paths, prev: Previous, now: dict[str, int]) -> dict[str, set[dt.date] | None]:
     """For each input table and :data:`OUTCOMES`, the dates of its partitions with a change of data since the
     version ``prev`` read (wrote), read from the Delta logs; None where the log cannot tell."""
     out: dict[str, set[dt.date] | None] = {}
@@ -180,7 +185,7 @@ def choose(spark, paths: Paths, day: dt.date, window_days: int, lookback_days: i
     if prev is None:
         return None, "no evaluation before", None
     ids = table_ids(spark, paths)
-    dates, reason = plan(day, window_days, lookback_days, prev, changes(spark, paths, prev, now), logic, ids)
+    dates, reason = plan(day, window_days, lookback_days, prev, changes(paths, prev, now), logic, ids)
     if dates is None:
         return None, reason, ids
     since = day - dt.timedelta(days=lookback_days)

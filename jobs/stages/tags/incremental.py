@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from jobs.platform import lake
 from jobs.platform.config import Paths, business
 from jobs.platform.errors import ConfigError, TagStateMismatch
-from jobs.platform.lake import days_rewritten
 from jobs.stages.tags.catalogue import Catalogue
 from jobs.stages.tags.engine import SUM_SCALE, window_features
 
@@ -268,7 +267,7 @@ def choose_start(logged: dict[dt.date, int], changed_after: Callable[[int], set[
                  longest: int) -> dt.date | None:
     """The state to step from, among the ``logged`` valid states (date -> the silver version it was built
     from), or None (bootstrap). The latest one, unless silver days it depends on were rewritten since
-    (``changed_after(version)``, :func:`days_rewritten`): then the latest state before the first such day,
+    (``changed_after(version)``, :func:`jobs.platform.lake.days_rewritten`): then the latest state before the first such day,
     checked the same way against its own version (an older state depends on older days), and so on."""
     candidate = max(logged, default=None)
     while candidate is not None:
@@ -352,7 +351,7 @@ def start_state(spark, paths: Paths, day: dt.date, plan: Plan, retention_days: i
     rewritten since it was built, up to ``silver_version`` (the version the step reads; :func:`choose_start`)."""
     logged = logged_states(spark, paths, plan, day, day - dt.timedelta(days=retention_days))
     table = paths.table(SILVER)
-    return choose_start(logged, lambda v: days_rewritten(table, v, current_version=silver_version), plan.longest)
+    return choose_start(logged, lambda v: lake.days_rewritten(table, v, current_version=silver_version), plan.longest)
 
 
 def advance(spark, paths: Paths, day: dt.date, plan: Plan, daily, silver_version: int, *, full: bool = False,
