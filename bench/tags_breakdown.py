@@ -107,6 +107,7 @@ COMMON: tuple[Target, ...] = (
                                                                "last_partition_before", "append")),
     *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr",
                                                                      "localCheckpoint", "checkpoint")),
+    Target("jobs.platform.lake", "days_rewritten"),  # a Delta log read: the tag state's start, evaluate's plan
     Target("pyspark.sql.group:GroupedData", "agg"),
     Target("pyspark.sql.catalog:Catalog", "clearCache"),
 )
@@ -118,7 +119,7 @@ TAGS_TARGETS: tuple[Target, ...] = (
                                 "previous_snapshot", "carry_forward", "catalogue_unchanged", "catalogue_frame")),
     # incremental.py: the window features from the state, stepped (or bootstrapped) and written on the way
     *(Target(f"{TAGS}.incremental", a) for a in ("features", "plan_of", "advance", "start_state", "logged_states",
-                                                 "days_rewritten", "read_state", "write_state", "daily_delta",
+                                                 "read_state", "write_state", "daily_delta",
                                                  "step", "state_full", "features_from_state")),
     Target(f"{TAGS}.incremental", "window_features", "engine.window_features"),  # `cpc tags --full`
     # engine.py: the inputs as of the day, read by base_frame
@@ -170,8 +171,11 @@ OTHER_TARGETS: dict[str, tuple[Target, ...]] = {
                Target("jobs.stages.export", "profile_asof", "engine.profile_asof"),
                Target("jobs.stages.export", "day_customers", "inputs.day_customers"),
                Target("jobs.stages.export", "close_day", "ledger.close_day")),
-    "evaluate": (*(Target("jobs.stages.evaluate", a) for a in ("run", "settings", "outcomes", "evaluation", "trial_funnel",
-                                                               "headline")),
+    "evaluate": (*(Target("jobs.stages.evaluate", a) for a in ("run", "settings", "rebuild_outcomes", "outcomes",
+                                                               "evaluation", "trial_funnel", "headline")),
+                 # rebuild.py: which outcome dates a night rebuilds (choose) and what it logs (record)
+                 *(Target("jobs.stages.evaluate.rebuild", a) for a in ("choose", "previous", "versions", "table_ids",
+                                                                       "changes", "touched", "record")),
                  Target("jobs.stages.evaluate.report", "write")),
 }
 
