@@ -388,3 +388,40 @@ def test_decision_history_times_every_repeat_of_each_reader_and_keeps_the_minimu
                                         before={"evaluate_night": lambda: calls.append("night before")})
     assert calls[4:] == ["night before", "e", "night before", "e"] and got["evaluate_night"]["seconds"] == [1.0, 0.5], \
         "the night before runs before each repeat, untimed"
+
+
+# --- bench/ingest_parse.py: the parse's parts timed apart -------------------------------------------------------
+def test_ingest_parse_arguments_and_its_check_groups_are_the_parse_s_checks(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from bench import ingest_parse
+    from jobs.stages.ingest import transform
+    from schemas import FILES
+
+    args = ingest_parse.parse_args([])
+    assert (args.root, args.kind, args.repeat, args.out) == (Path("var"), "billing", 2, None)
+    with pytest.raises(SystemExit):
+        ingest_parse.parse_args(["--repeat", "0"])
+    for kind in ("billing", "usage", "crm_profile"):
+        groups = ingest_parse.check_groups(FILES[kind])
+        assert [c for g in groups.values() for c in g] == transform._field_checks(FILES[kind]), \
+            f"{kind}: the groups, in order, are every check the parse makes"
+    monkeypatch.setenv("CPC_ROOT", "put back after the test")  # main sets it to its root
+    with pytest.raises(SystemExit, match="no billing_"):
+        ingest_parse.main(["--root", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a file kind"):
+        ingest_parse.main(["--root", str(tmp_path), "--kind", "nope"])
+
+
+def test_ingest_parse_reads_the_driver_log_written_during_a_part(tmp_path):
+    from bench import ingest_parse
+
+    log = tmp_path / "driver.log"
+    log.write_text("before: Generated method too long to be JIT compiled\n")
+    at = ingest_parse.log_size(log)
+    with log.open("a") as f:
+        f.write("INFO CodeGenerator: Code generated in 12.5 ms\nINFO CodeGenerator: Generated method too long to be JIT compiled\n")
+    got = ingest_parse.log_since(log, at)
+    assert got == {"log": {"method_too_long_for_jit": 1, "code_generated": 1}, "code_generated_ms": 12.5}, \
+        "only what was written after the part began"
+    assert ingest_parse.log_since(None, None) == {} and ingest_parse.log_since(tmp_path / "none", 0) == {}
