@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.tags_breakdown import _repeat_count, grep_log, raise_codegen_logging  # noqa: E402
+from bench.tags_breakdown import _repeat_count, grep_log, log_size, raise_codegen_logging  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -83,10 +83,6 @@ def parts(spark, schema, files: list[Path]) -> dict[str, Callable[[], object]]:
     return out
 
 
-def log_size(path: Path | None) -> int | None:
-    return path.stat().st_size if path is not None and path.exists() else None
-
-
 def log_since(path: Path | None, start: int | None) -> dict:
     """The code generation's messages the driver logged since ``start`` (``{}`` without a log)."""
     if path is None or start is None or not path.exists():
@@ -135,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     todo["lines read and numbered"]()  # warm-up, untimed: the session's first job
     timed, rows = {}, None
     for name, fn in todo.items():
-        runs, at = [], log_size(args.driver_log)
+        runs, at = [], log_size(args.driver_log)()
         for _ in range(args.repeat):
             t0 = time.time()
             got = fn()

@@ -414,11 +414,11 @@ def test_ingest_parse_arguments_and_its_check_groups_are_the_parse_s_checks(tmp_
 
 
 def test_ingest_parse_reads_the_driver_log_written_during_a_part(tmp_path):
-    from bench import ingest_parse
+    from bench import ingest_parse, tags_breakdown
 
     log = tmp_path / "driver.log"
     log.write_text("before: Generated method too long to be JIT compiled\n")
-    at = ingest_parse.log_size(log)
+    at = tags_breakdown.log_size(log)()
     with log.open("a") as f:
         f.write("INFO CodeGenerator: Code generated in 12.5 ms\nINFO CodeGenerator: Generated method too long to be JIT compiled\n")
     got = ingest_parse.log_since(log, at)
