@@ -189,7 +189,7 @@ def evaluate(
 
 
 @app.command(help="Print a date's summary: where everything is, rows per table, tags, list sizes per channel "
-                  "(also written to reports/run_<date>.json).")
+                  "(also written to reports/run_<date>.json). Reads the tables without Spark: seconds.")
 def summary(date: Date) -> None:
     _print_summary(date, settings())
 

@@ -485,10 +485,21 @@ def test_the_nightly_dag_evaluates_and_writes_the_report(sample, spark):
     page = paths.reports / f"campaigns_{day.isoformat()}.html"
     assert page.exists() and "<svg" in page.read_text()
     from jobs.orchestration import summary
+    from jobs.stages.cpc import funnel
 
-    out = summary.summary(day)
+    out = summary.summary(day)  # read without Spark (jobs/platform/arrow_lake.py): the same counts as Spark's
     assert out["campaign_report"] == str(page)
     assert out["evaluation"]["decision_days"] == 0, "the sample's one decision day has no outcome yet"
+    from schemas import TABLES
+
+    assert set(out["tables"]) == {n for n in TABLES if lake.exists(spark, paths, n)}
+    for name, t in out["tables"].items():
+        part = TABLES[name].partition_by[-1] if TABLES[name].partition_by else None
+        df = lake.read(spark, paths, name)
+        assert t["rows"] == (df.where(F.col(part) == F.lit(day)) if part else df).count(), name
+    ledger = lake.read(spark, paths, "ops.ingest_ledger").where(F.col("delivery_date") == F.lit(day)).collect()
+    assert {r["kind"]: r["rows_received"] for r in ledger} == {k: v["received"] for k, v in out["ingest"].items()}
+    assert out["campaigns"] == funnel.short(funnel.tables(spark, paths, day)) and out["campaigns"]
 
 
 def test_the_cube_from_the_finest_cells_equals_the_cube_over_every_decision(spark):

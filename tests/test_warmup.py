@@ -235,8 +235,9 @@ def test_after_the_warm_up_the_run_date_s_evaluation_has_outcomes(spark, tmp_pat
     assert total["treated"] > 0 and total["holdout"] > 0 and total["delivered"] > 0 and total["opened"] > 0
     assert total["lift"] is not None and total["lift_low"] <= total["lift"] <= total["lift_high"]
     # summary.summary's evaluation part (the whole summary counts every table: tests/test_evaluation.py runs it)
-    covered = summary.evaluation(spark, paths, R)
+    covered = summary.evaluation(paths, R)  # read without Spark (jobs/platform/arrow_lake.py)
     assert covered["decision_days"] == 2 and covered["first"] == first.isoformat()
+    assert {k: covered[k] for k in summary.EVAL_FIGURES} == {k: total[k] for k in summary.EVAL_FIGURES}, "as Spark reads it"
     assert "covers 2 decision days with outcomes" in summary.evaluation_line(covered)
     assert (paths.reports / f"campaigns_{R.isoformat()}.html").exists()
     # The run date's outcomes were a step from the warm-up's last night, and equal the rebuild of every date on the

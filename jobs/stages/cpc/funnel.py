@@ -20,7 +20,15 @@ TERMINAL = (*HELD_OUT, "placement", "contact")  # global_holdout, holdout: recor
 
 def tables(spark, paths: Paths, day: dt.date) -> dict:
     """{'customers': {campaign: {step: n}}, 'candidates': {step: n}, 'channels': {channel: {step: n}}}."""
-    rows = lake.read(spark, paths, "gold.cpc_funnel").where(f"snapshot_date = '{day.isoformat()}'").collect()  # steps x campaigns x channels
+    return tables_of(lake.read(spark, paths, "gold.cpc_funnel").where(f"snapshot_date = '{day.isoformat()}'")
+                     .select(*COLUMNS).collect())  # steps x campaigns x channels
+
+
+COLUMNS = ("grain", "campaign_id", "channel", "step", "count")
+
+
+def tables_of(rows) -> dict:
+    """:func:`tables` from the date's rows of gold.cpc_funnel (Spark rows or dicts with :data:`COLUMNS`)."""
     customers: dict[str, dict[str, int]] = {}
     candidates = dict.fromkeys(STEPS, 0)
     channels: dict[str, dict[str, int]] = {}
@@ -70,9 +78,8 @@ def markdown(spark, paths: Paths, day: dt.date) -> str:
     ]) + "\n"
 
 
-def short(spark, paths: Paths, day: dt.date) -> list[str]:
-    """One line per campaign: targeted -> global holdout, holdout, placed, contacted."""
-    t = tables(spark, paths, day)
+def short(t: dict) -> list[str]:
+    """One line per campaign of :func:`tables`: targeted -> global holdout, holdout, placed, contacted."""
     lines = []
     for camp, steps in sorted(t["customers"].items()):
         lines.append(f"  {camp:<20} targeted {sum(steps.values()):>7,}  global holdout {steps.get('global_holdout', 0):>6,}  "

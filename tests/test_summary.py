@@ -1,0 +1,82 @@
+"""The run's summary reads the lake without Spark (jobs/platform/arrow_lake.py): Delta tables written here by the
+``deltalake`` package, with only the columns the summary reads. tests/test_evaluation.py compares it with
+Spark's counts on the sample's lake."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from deltalake import write_deltalake
+
+from jobs.orchestration import summary
+from jobs.platform import arrow_lake
+from jobs.platform.config import Paths, settings
+
+DAY = dt.date(2026, 11, 20)
+BEFORE = DAY - dt.timedelta(days=1)
+
+
+def _write(paths: Paths, name: str, rows: list[dict], partition: str | None = None, mode: str = "append") -> None:
+    write_deltalake(paths.table(name), pa.Table.from_pylist(rows), partition_by=[partition] if partition else None, mode=mode)
+
+
+@pytest.fixture()
+def lake(tmp_path):
+    paths = Paths(tmp_path / "root")
+    ledger = [{"kind": k, "delivery_date": d, "file": f"{k}_{d:%Y%m%d}.csv", "status": "accepted", "rows_received": n,
+               "rows_quarantined": q} for d in (BEFORE, DAY) for k, n, q in (("billing", 100, 2), ("usage", 50, 0))]
+    _write(paths, "ops.ingest_ledger", ledger, "delivery_date")
+    # written in two commits: the date's rows are in two files
+    _write(paths, "gold.customer_tags", [{"customer_id": f"c{i}", "snapshot_date": d} for d in (BEFORE, DAY) for i in range(3)], "snapshot_date")
+    _write(paths, "gold.customer_tags", [{"customer_id": "c9", "snapshot_date": DAY}], "snapshot_date")
+    _write(paths, "gold.tag_catalogue", [{"tag_id": f"t{i}"} for i in range(5)])
+    funnel_rows = [{"snapshot_date": DAY, "grain": "customer", "campaign_id": "c1", "channel": None, "step": s, "count": n}
+                   for s, n in (("global_holdout", 1), ("holdout", 2), ("contact", 7))]
+    funnel_rows.append({"snapshot_date": DAY, "grain": "candidate", "campaign_id": "c1", "channel": "sms", "step": "contact", "count": 7})
+    _write(paths, "gold.cpc_funnel", funnel_rows, "snapshot_date")
+    outcomes = [{"snapshot_date": d, "delivered": dv, "failed": False, "converted": cv}
+                for d, dv, cv in ((BEFORE - dt.timedelta(days=2), None, False),  # no answer: null or false
+                                  (BEFORE - dt.timedelta(days=1), None, True),   # converted, delivery unknown
+                                  (BEFORE, True, False), (DAY, True, True))]     # the run date's own: not yet
+    _write(paths, "gold.campaign_outcomes", outcomes, "snapshot_date")
+    figures = dict.fromkeys(summary.EVAL_FIGURES, 0) | {"treated": 10, "lift": 0.01, "lift_low": -0.02, "lift_high": 0.04}
+    _write(paths, "gold.campaign_eval", [{"eval_date": DAY, "level": lv, **figures} for lv in ("all", "campaign")], "eval_date")
+    return paths
+
+
+def test_rows_of_a_date_exact_from_the_files_and_a_table_without_a_date_whole(lake):
+    assert arrow_lake.rows(lake, "gold.customer_tags", DAY) == 4
+    assert arrow_lake.rows(lake, "gold.customer_tags", BEFORE) == 3
+    assert arrow_lake.rows(lake, "gold.customer_tags") == 7
+    assert arrow_lake.rows(lake, "gold.tag_catalogue", DAY) == 5, "an undated table counts whole"
+    assert not arrow_lake.exists(lake, "gold.propensity")
+    with pytest.raises(FileNotFoundError, match="gold.propensity does not exist yet"):
+        arrow_lake.rows(lake, "gold.propensity", DAY)
+    with pytest.raises(KeyError, match="schemas.TABLES"):
+        arrow_lake.exists(lake, "gold.nope")
+
+
+def test_distinct_dates_of_the_rows_that_match(lake):
+    answered = ds.field("delivered") | ds.field("converted")
+    got = arrow_lake.distinct(lake, "gold.campaign_outcomes", "snapshot_date", answered)
+    assert got == [BEFORE - dt.timedelta(days=1), BEFORE, DAY], "null | false is no answer, null | true is one"
+
+
+def test_the_summary_without_spark(lake):
+    cfg = dataclasses.replace(settings("test"), paths=lake)
+    out = summary.summary(DAY, cfg)
+    assert {n: t["rows"] for n, t in out["tables"].items()} == {
+        "ops.ingest_ledger": 2, "gold.customer_tags": 4, "gold.tag_catalogue": 5, "gold.cpc_funnel": 4,
+        "gold.campaign_outcomes": 1, "gold.campaign_eval": 2}
+    assert not out["tables"]["gold.tag_catalogue"]["of_date"] and out["tables"]["gold.campaign_eval"]["of_date"]
+    assert out["ingest"] == {"billing": {"status": "accepted", "received": 100, "quarantined": 2},
+                             "usage": {"status": "accepted", "received": 50, "quarantined": 0}}
+    assert len(out["campaigns"]) == 1 and "global holdout      1" in out["campaigns"][0] and "contacted      7" in out["campaigns"][0]
+    e = out["evaluation"]
+    assert (e["decision_days"], e["first"], e["last"]) == (2, (BEFORE - dt.timedelta(days=1)).isoformat(), BEFORE.isoformat())
+    assert (e["treated"], e["lift"]) == (10, 0.01)
+    assert (lake.reports / f"run_{DAY.isoformat()}.json").exists()
