@@ -27,8 +27,11 @@ def _write(paths: Paths, name: str, rows: list[dict], partition: str | None = No
 @pytest.fixture()
 def lake(tmp_path):
     paths = Paths(tmp_path / "root")
-    ledger = [{"kind": k, "delivery_date": d, "file": f"{k}_{d:%Y%m%d}.csv", "status": "accepted", "rows_received": n,
-               "rows_quarantined": q} for d in (BEFORE, DAY) for k, n, q in (("billing", 100, 2), ("usage", 50, 0))]
+    ledger = [{"kind": k, "delivery_date": d, "file": f"{k}_{d:%Y%m%d}.csv.gz", "status": st, "reason": why, "rows_received": n,
+               "rows_quarantined": q} for d in (BEFORE, DAY)
+              for k, st, why, n, q in (("billing", "accepted", None, 100, 2), ("usage", "rejected", "row count 49 != 50", 49, 0))]
+    ledger += [{"kind": "unrecognised", "delivery_date": DAY, "file": f, "status": "unrecognised", "reason": f"no file kind is named {f!r}",
+                "rows_received": 0, "rows_quarantined": 0} for f in ("notes.txt", "billing_copy.csv.gz")]
     _write(paths, "ops.ingest_ledger", ledger, "delivery_date")
     # written in two commits: the date's rows are in two files
     _write(paths, "gold.customer_tags", [{"customer_id": f"c{i}", "snapshot_date": d} for d in (BEFORE, DAY) for i in range(3)], "snapshot_date")
@@ -66,17 +69,24 @@ def test_distinct_dates_of_the_rows_that_match(lake):
     assert got == [BEFORE - dt.timedelta(days=1), BEFORE, DAY], "null | false is no answer, null | true is one"
 
 
-def test_the_summary_without_spark(lake):
+def test_the_summary_without_spark(lake, capsys):
     cfg = dataclasses.replace(settings("test"), paths=lake)
     out = summary.summary(DAY, cfg)
     assert {n: t["rows"] for n, t in out["tables"].items()} == {
-        "ops.ingest_ledger": 2, "gold.customer_tags": 4, "gold.tag_catalogue": 5, "gold.cpc_funnel": 4,
+        "ops.ingest_ledger": 4, "gold.customer_tags": 4, "gold.tag_catalogue": 5, "gold.cpc_funnel": 4,
         "gold.campaign_outcomes": 1, "gold.campaign_eval": 2}
     assert not out["tables"]["gold.tag_catalogue"]["of_date"] and out["tables"]["gold.campaign_eval"]["of_date"]
-    assert out["ingest"] == {"billing": {"status": "accepted", "received": 100, "quarantined": 2},
-                             "usage": {"status": "accepted", "received": 50, "quarantined": 0}}
+    assert out["ingest"] == {"billing": {"status": "accepted", "received": 100, "quarantined": 2, "reason": None},
+                             "usage": {"status": "rejected", "received": 49, "quarantined": 0, "reason": "row count 49 != 50"}}
+    assert [f["file"] for f in out["not_ingested"]] == ["billing_copy.csv.gz", "notes.txt"], "each file of no known kind"
+    assert out["not_ingested"][1]["kept"] == str(lake.archive_day(DAY) / "unrecognised" / "notes.txt")
     assert len(out["campaigns"]) == 1 and "global holdout      1" in out["campaigns"][0] and "contacted      7" in out["campaigns"][0]
     e = out["evaluation"]
     assert (e["decision_days"], e["first"], e["last"]) == (2, (BEFORE - dt.timedelta(days=1)).isoformat(), BEFORE.isoformat())
     assert (e["treated"], e["lift"]) == (10, 0.01)
     assert (lake.reports / f"run_{DAY.isoformat()}.json").exists()
+    summary.print_summary(out)
+    printed = capsys.readouterr().out
+    assert "usage        rejected        49 rows received, 0 quarantined (row count 49 != 50)" in printed
+    assert "billing      accepted       100 rows received, 2 quarantined\n" in printed
+    assert f"NOT INGESTED notes.txt: no file kind is named 'notes.txt' (kept as {lake.archive_day(DAY)}/unrecognised/notes.txt)" in printed

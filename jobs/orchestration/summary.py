@@ -35,12 +35,17 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
         for link in sorted(p for p in folder.iterdir() if p.is_symlink()):
             m = json.loads((link / "manifest.json").read_text())
             exports[link.name] = {"rows": m["rows"], "path": str(link / m["files"][0]["name"])}
-    ledger = {}
+    ledger, not_ingested = {}, []
     if "ops.ingest_ledger" in tables:
-        rows = arrow_lake.read(paths, "ops.ingest_ledger", ["kind", "file", "status", "rows_received", "rows_quarantined"],
+        rows = arrow_lake.read(paths, "ops.ingest_ledger", ["kind", "file", "status", "reason", "rows_received", "rows_quarantined"],
                                ds.field("delivery_date") == day)  # one row per file
         for r in sorted(rows, key=lambda r: (r["kind"], r["file"])):
-            ledger[r["kind"]] = {"status": r["status"], "received": r["rows_received"], "quarantined": r["rows_quarantined"]}
+            if r["status"] == "unrecognised":  # a file of no known kind, or a second copy: archived, not ingested
+                not_ingested.append({"file": r["file"], "reason": r["reason"],
+                                     "kept": str(paths.archive_day(day) / "unrecognised" / r["file"])})
+            else:
+                ledger[r["kind"]] = {"status": r["status"], "received": r["rows_received"], "quarantined": r["rows_quarantined"],
+                                     "reason": r["reason"]}
     n_tags = len(load_catalogue().tags)
     campaigns = []
     if "gold.cpc_funnel" in tables:
@@ -48,7 +53,7 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
                                                                   ds.field("snapshot_date") == day)))
     report = paths.reports / f"campaigns_{day.isoformat()}.html"
     out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports,
-           "ingest": ledger, "campaigns": campaigns, "evaluation": evaluation(paths, day),
+           "ingest": ledger, "not_ingested": not_ingested, "campaigns": campaigns, "evaluation": evaluation(paths, day),
            "campaign_report": str(report) if report.exists() else None}
     paths.reports.mkdir(parents=True, exist_ok=True)
     (paths.reports / f"run_{day.isoformat()}.json").write_text(json.dumps(out, indent=2))
@@ -103,7 +108,10 @@ def print_summary(s: dict) -> None:
     for kind in FILES:
         if kind in s["ingest"]:
             i = s["ingest"][kind]
-            print(f"  {kind:<12} {i['status']:<9} {i['received']:>8} rows received, {i['quarantined']} quarantined")
+            why = f" ({i['reason']})" if i.get("reason") and i["status"] != "accepted" else ""
+            print(f"  {kind:<12} {i['status']:<9} {i['received']:>8} rows received, {i['quarantined']} quarantined{why}")
+    for f in s.get("not_ingested", []):
+        print(f"  NOT INGESTED {f['file']}: {f['reason']} (kept as {f['kept']})")
     print("Delta tables (rows for this date where the table is dated):")
     for name, t in s["tables"].items():
         print(f"  {name:<24} {t['rows']:>9}  {t['path']}")
