@@ -57,8 +57,9 @@ def test_rows_of_a_date_exact_from_the_files_and_a_table_without_a_date_whole(la
     assert arrow_lake.rows(lake, "gold.customer_tags") == 7
     assert arrow_lake.rows(lake, "gold.tag_catalogue", DAY) == 5, "an undated table counts whole"
     assert not arrow_lake.exists(lake, "gold.propensity")
+    assert arrow_lake.rows(lake, "gold.propensity", DAY) is None
     with pytest.raises(FileNotFoundError, match="gold.propensity does not exist yet"):
-        arrow_lake.rows(lake, "gold.propensity", DAY)
+        arrow_lake.read(lake, "gold.propensity", ["customer_id"])
     with pytest.raises(KeyError, match="schemas.TABLES"):
         arrow_lake.exists(lake, "gold.nope")
 
@@ -67,6 +68,9 @@ def test_distinct_dates_of_the_rows_that_match(lake):
     answered = ds.field("delivered") | ds.field("converted")
     got = arrow_lake.distinct(lake, "gold.campaign_outcomes", "snapshot_date", answered)
     assert got == [BEFORE - dt.timedelta(days=1), BEFORE, DAY], "null | false is no answer, null | true is one"
+    pruned = arrow_lake.distinct(lake, "gold.campaign_outcomes", "snapshot_date", answered,
+                                 [("snapshot_date", ">", BEFORE.isoformat())])
+    assert pruned == [DAY], "the partitions a pruning filter leaves out are not read"
 
 
 def test_the_summary_without_spark(lake, capsys):

@@ -26,9 +26,8 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
     day = parse_date(day)
     tables = {}
     for name in TABLES:
-        if arrow_lake.exists(paths, name):
-            dated = arrow_lake.date_column(name) is not None
-            tables[name] = {"path": paths.table(name), "rows": arrow_lake.rows(paths, name, day), "of_date": dated}
+        if (n := arrow_lake.rows(paths, name, day)) is not None:
+            tables[name] = {"path": paths.table(name), "rows": n, "of_date": arrow_lake.date_column(name) is not None}
     exports = {}
     folder = paths.export_day(day)
     if folder.exists():
@@ -38,7 +37,7 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
     ledger, not_ingested = {}, []
     if "ops.ingest_ledger" in tables:
         rows = arrow_lake.read(paths, "ops.ingest_ledger", ["kind", "file", "status", "reason", "rows_received", "rows_quarantined"],
-                               ds.field("delivery_date") == day)  # one row per file
+                               ds.field("delivery_date") == day, arrow_lake.on_date("delivery_date", day))  # a row per file
         for r in sorted(rows, key=lambda r: (r["kind"], r["file"])):
             if r["status"] == "unrecognised":  # a file of no known kind, or a second copy: archived, not ingested
                 not_ingested.append({"file": r["file"], "reason": r["reason"],
@@ -50,7 +49,8 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
     campaigns = []
     if "gold.cpc_funnel" in tables:
         campaigns = funnel.short(funnel.tables_of(arrow_lake.read(paths, "gold.cpc_funnel", list(funnel.COLUMNS),
-                                                                  ds.field("snapshot_date") == day)))
+                                                                  ds.field("snapshot_date") == day,
+                                                                  arrow_lake.on_date("snapshot_date", day))))
     report = paths.reports / f"campaigns_{day.isoformat()}.html"
     out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports,
            "ingest": ledger, "not_ingested": not_ingested, "campaigns": campaigns, "evaluation": evaluation(paths, day),
@@ -75,12 +75,14 @@ def evaluation(paths, day: dt.date) -> dict:
     since = day - dt.timedelta(days=int(evaluation_settings()["lookback_days"]))
     date = ds.field("snapshot_date")
     answered = ds.field("delivered") | ds.field("failed") | ds.field("converted")  # Kleene: null | false is no answer
-    days = arrow_lake.distinct(paths, "gold.campaign_outcomes", "snapshot_date", (date > since) & (date < day) & answered)
+    days = arrow_lake.distinct(paths, "gold.campaign_outcomes", "snapshot_date", (date > since) & (date < day) & answered,
+                               [("snapshot_date", ">", since.isoformat()), ("snapshot_date", "<", day.isoformat())])
     if days:
         out.update(decision_days=len(days), first=days[0].isoformat(), last=days[-1].isoformat())
     if arrow_lake.exists(paths, "gold.campaign_eval"):
         total = arrow_lake.read(paths, "gold.campaign_eval", list(EVAL_FIGURES),
-                                (ds.field("eval_date") == day) & (ds.field("level") == "all"))  # one row
+                                (ds.field("eval_date") == day) & (ds.field("level") == "all"),
+                                arrow_lake.on_date("eval_date", day))  # one row
         if total:
             out.update(total[0])
     return out

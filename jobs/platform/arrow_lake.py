@@ -36,39 +36,50 @@ def date_column(name: str) -> str | None:
     return spec.partition_by[-1] if spec.partition_by else None
 
 
-def _dataset(paths: Paths, name: str):
-    table = _table(paths, name)
+def _dataset(paths: Paths, name: str, prune=None, table=None):
+    """The table's files as a ``pyarrow.dataset``; ``prune``: deltalake's tuple filters on partition columns
+    (``[("snapshot_date", "=", "2026-11-20")]``), which leave the other partitions' files out while the log is
+    replayed (without them every file of the table gets a fragment: 4.9 of the summary's 7.5 s on ``make run``'s
+    lake)."""
+    table = table or _table(paths, name)
     if table is None:
         raise FileNotFoundError(f"Delta table {name} does not exist yet at {paths.table(name)}: run the job that writes it first")
-    return table.to_pyarrow_dataset()
+    return table.to_pyarrow_dataset(file_pruning_predicate=prune)
 
 
-def rows(paths: Paths, name: str, day: dt.date | None = None) -> int:
-    """The table's rows (of ``day`` where the table is dated and ``day`` is given): exact, counted from the
-    Parquet footers of the files in the date's partition (the Delta log's optional per-file statistics are not
-    relied on)."""
+def on_date(column: str, day: dt.date) -> list[tuple]:
+    """The tuple filter of one date's partition (:func:`_dataset`'s ``prune``)."""
+    return [(column, "=", day.isoformat())]
+
+
+def rows(paths: Paths, name: str, day: dt.date | None = None) -> int | None:
+    """The table's rows (of ``day`` where the table is dated and ``day`` is given), None when the table does not
+    exist: exact, counted from the Parquet footers of the date's files (the Delta log's optional per-file
+    statistics are not relied on)."""
     import pyarrow.dataset as ds
 
+    table = _table(paths, name)
+    if table is None:
+        return None
     column = date_column(name)
-    data = _dataset(paths, name)
     if day is None or column is None:
-        return data.count_rows()
-    return data.count_rows(filter=ds.field(column) == day)
+        return _dataset(paths, name, table=table).count_rows()
+    return _dataset(paths, name, on_date(column, day), table).count_rows(filter=ds.field(column) == day)
 
 
-def read(paths: Paths, name: str, columns: list[str], where=None) -> list[dict]:
-    """The ``columns`` of the rows matching ``where`` (a ``pyarrow.dataset`` expression), as dicts. For small
-    results only: everything comes to this process."""
-    return _dataset(paths, name).to_table(columns=columns, filter=where).to_pylist()
+def read(paths: Paths, name: str, columns: list[str], where=None, prune=None) -> list[dict]:
+    """The ``columns`` of the rows matching ``where`` (a ``pyarrow.dataset`` expression) in the files ``prune``
+    keeps, as dicts. For small results only: everything comes to this process."""
+    return _dataset(paths, name, prune).to_table(columns=columns, filter=where).to_pylist()
 
 
-def distinct(paths: Paths, name: str, column: str, where=None) -> list:
-    """The sorted distinct values of ``column`` in the rows matching ``where``, gathered batch by batch (the
-    rows never come to this process at once)."""
+def distinct(paths: Paths, name: str, column: str, where=None, prune=None) -> list:
+    """The sorted distinct values of ``column`` in the rows matching ``where`` (in the files ``prune`` keeps),
+    gathered batch by batch (the rows never come to this process at once)."""
     import pyarrow.compute as pc
 
     seen: set = set()
-    for batch in _dataset(paths, name).to_batches(columns=[column], filter=where):
+    for batch in _dataset(paths, name, prune).to_batches(columns=[column], filter=where):
         seen.update(pc.unique(batch.column(0)).to_pylist())
     seen.discard(None)
     return sorted(seen)
