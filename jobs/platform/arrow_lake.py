@@ -5,6 +5,9 @@ For small reads that a person waits for after a run (``cpc summary``: rows per t
 few rows, the evaluation's one row). A Spark session started for them spends most of its time loading each
 table's log in a cold JVM: in ``make run`` at 026a4a2 the summary with Spark took 89 s, of which about 74 s
 were the 31 tables' cold loads. Everything here reads the table's current version, as ``lake.read`` does.
+
+The storage root is a local (or mounted) folder, as ``Paths`` makes it; a root on object storage would need
+``deltalake``'s ``storage_options`` (its credentials), which Spark takes from the Hadoop configuration instead.
 """
 
 from __future__ import annotations
