@@ -207,13 +207,11 @@ def reopen(date: Date) -> None:
     incremental.invalidate(spark, cfg.paths, date)
 
 
-@app.command(help="Print a date's CPC funnel (which policy rule removed how many) as markdown.")
+@app.command(help="Print a date's CPC funnel (which policy rule removed how many) as markdown. Reads without Spark.")
 def funnel(date: Date) -> None:
-    from jobs.platform.spark import get_spark
     from jobs.stages.cpc import funnel as stage
 
-    cfg = settings()
-    print(stage.markdown(get_spark(cfg), cfg.paths, date))
+    print(stage.markdown(stage.read(settings().paths, date), date))
 
 
 @app.command(help="Run every nightly stage for each date of a range, in order; resumes where a stopped backfill "

@@ -106,7 +106,7 @@ def test_no_contact_or_placement_for_an_open_complaint_unless_the_campaign_opted
             d = by_ref[row["contact_ref"]]
             ok = d["customer_id"] not in complaining or d["campaign_id"] in allowed
             assert ok, (name, d["customer_id"], d["campaign_id"])
-    text = funnel.markdown(spark, run["paths"], run["day"])
+    text = funnel.markdown(funnel.tables(spark, run["paths"], run["day"]), run["day"])
     assert re.search(r"^\| tier_no_marketing +\|.*\n\| open_complaint +\| +[0-9,]+ \|", text, flags=re.M)
 
 
@@ -143,7 +143,8 @@ def test_funnel_adds_up(run, spark):
     for camp, steps in t["customers"].items():
         reached = {r["customer_id"] for r in decided if r["campaign_id"] == camp and r["outcome"] == "contact"}
         assert steps.get("contact", 0) == len(reached), camp
-    text = funnel.markdown(spark, run["paths"], run["day"])
+    assert funnel.read(run["paths"], run["day"]) == t, "read without Spark (cpc funnel, the summary): the same"
+    text = funnel.markdown(t, run["day"])
     assert re.search(r"^\| opt_out +\| +[0-9,]+ \|", text, flags=re.M) and "contacted" in text
 
 

@@ -48,9 +48,7 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
     n_tags = len(load_catalogue().tags)
     campaigns = []
     if "gold.cpc_funnel" in tables:
-        campaigns = funnel.short(funnel.tables_of(arrow_lake.read(paths, "gold.cpc_funnel", list(funnel.COLUMNS),
-                                                                  ds.field("snapshot_date") == day,
-                                                                  arrow_lake.on_date("snapshot_date", day))))
+        campaigns = funnel.short(funnel.read(paths, day))
     report = paths.reports / f"campaigns_{day.isoformat()}.html"
     out = {"run_date": day.isoformat(), "root": str(paths.root), "tags": n_tags, "tables": tables, "exports": exports,
            "ingest": ledger, "not_ingested": not_ingested, "campaigns": campaigns, "evaluation": evaluation(paths, day),

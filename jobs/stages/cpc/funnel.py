@@ -11,7 +11,7 @@ import datetime as dt
 
 from tabulate import tabulate
 
-from jobs.platform import lake
+from jobs.platform import arrow_lake, lake
 from jobs.platform.config import Paths, business
 from jobs.stages.cpc import HELD_OUT, STEPS
 
@@ -25,6 +25,15 @@ def tables(spark, paths: Paths, day: dt.date) -> dict:
 
 
 COLUMNS = ("grain", "campaign_id", "channel", "step", "count")
+
+
+def read(paths: Paths, day: dt.date) -> dict:
+    """:func:`tables` read without Spark (``arrow_lake``): for ``cpc funnel`` and the run's summary, which a person
+    waits for."""
+    import pyarrow.dataset as ds
+
+    return tables_of(arrow_lake.read(paths, "gold.cpc_funnel", list(COLUMNS), ds.field("snapshot_date") == day,
+                                     arrow_lake.on_date("snapshot_date", day)))
 
 
 def tables_of(rows) -> dict:
@@ -47,8 +56,8 @@ def _md(headers, rows, numeric_from: int = 1) -> str:
     return tabulate(rows, headers, tablefmt="pipe", colalign=align, disable_numparse=True)
 
 
-def markdown(spark, paths: Paths, day: dt.date) -> str:
-    t = tables(spark, paths, day)
+def markdown(t: dict, day: dt.date) -> str:
+    """The funnel of :func:`tables` (or :func:`read`) as markdown."""
     left = total = sum(t["candidates"].values())
     steps_rows = [("candidates proposed", "", f"{total:,}")]
     for s in STEPS:
