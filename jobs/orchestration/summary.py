@@ -19,8 +19,6 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
     """Where everything is after a run, with rows per table (of the date where the table is dated), tags computed
     and list sizes per channel. Read without Spark (``arrow_lake``): a few seconds, where a Spark session spent
     over a minute loading the tables' logs in a cold JVM."""
-    import pyarrow.dataset as ds
-
     cfg = cfg or settings()
     paths = cfg.paths
     day = parse_date(day)
@@ -37,7 +35,7 @@ def summary(day: dt.date | str, cfg: Settings | None = None) -> dict:
     ledger, not_ingested = {}, []
     if "ops.ingest_ledger" in tables:
         rows = arrow_lake.read(paths, "ops.ingest_ledger", ["kind", "file", "status", "reason", "rows_received", "rows_quarantined"],
-                               ds.field("delivery_date") == day, arrow_lake.on_date("delivery_date", day))  # a row per file
+                               day)  # a row per file
         for r in sorted(rows, key=lambda r: (r["kind"], r["file"])):
             if r["status"] == "unrecognised":  # a file of no known kind, or a second copy: archived, not ingested
                 not_ingested.append({"file": r["file"], "reason": r["reason"],
@@ -78,9 +76,7 @@ def evaluation(paths, day: dt.date) -> dict:
     if days:
         out.update(decision_days=len(days), first=days[0].isoformat(), last=days[-1].isoformat())
     if arrow_lake.exists(paths, "gold.campaign_eval"):
-        total = arrow_lake.read(paths, "gold.campaign_eval", list(EVAL_FIGURES),
-                                (ds.field("eval_date") == day) & (ds.field("level") == "all"),
-                                arrow_lake.on_date("eval_date", day))  # one row
+        total = arrow_lake.read(paths, "gold.campaign_eval", list(EVAL_FIGURES), day, ds.field("level") == "all")  # one row
         if total:
             out.update(total[0])
     return out

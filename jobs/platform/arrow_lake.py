@@ -56,29 +56,34 @@ def _dataset(paths: Paths, name: str, prune=None, table=None):
     return table.to_pyarrow_dataset(file_pruning_predicate=prune, filesystem=local)
 
 
-def on_date(column: str, day: dt.date) -> list[tuple]:
-    """The tuple filter of one date's partition (:func:`_dataset`'s ``prune``)."""
-    return [(column, "=", day.isoformat())]
+def _scope(name: str, day: dt.date | None) -> tuple[list[tuple] | None, object]:
+    """``day``'s partition of a dated table: (deltalake's tuple filter that prunes the other dates' files while the
+    log is replayed, the exact ``pyarrow.dataset`` filter of the rows); (None, None) for every date."""
+    import pyarrow.dataset as ds
+
+    column = date_column(name)
+    if day is None or column is None:
+        return None, None
+    return [(column, "=", day.isoformat())], ds.field(column) == day
 
 
 def rows(paths: Paths, name: str, day: dt.date | None = None) -> int | None:
     """The table's rows (of ``day`` where the table is dated and ``day`` is given), None when the table does not
     exist: exact, counted from the Parquet footers of the date's files (the Delta log's optional per-file
     statistics are not relied on)."""
-    import pyarrow.dataset as ds
-
     table = _table(paths, name)
     if table is None:
         return None
-    column = date_column(name)
-    if day is None or column is None:
-        return _dataset(paths, name, table=table).count_rows()
-    return _dataset(paths, name, on_date(column, day), table).count_rows(filter=ds.field(column) == day)
+    prune, on_day = _scope(name, day)
+    return _dataset(paths, name, prune, table).count_rows(filter=on_day)
 
 
-def read(paths: Paths, name: str, columns: list[str], where=None, prune=None) -> list[dict]:
-    """The ``columns`` of the rows matching ``where`` (a ``pyarrow.dataset`` expression) in the files ``prune``
-    keeps, as dicts. For small results only: everything comes to this process."""
+def read(paths: Paths, name: str, columns: list[str], day: dt.date | None = None, where=None) -> list[dict]:
+    """The ``columns`` of the rows of ``day`` (a dated table's partition; None: every date) matching ``where`` (a
+    ``pyarrow.dataset`` expression), as dicts. For small results only: everything comes to this process."""
+    prune, on_day = _scope(name, day)
+    if on_day is not None:
+        where = on_day if where is None else on_day & where
     return _dataset(paths, name, prune).to_table(columns=columns, filter=where).to_pylist()
 
 

@@ -30,10 +30,7 @@ COLUMNS = ("grain", "campaign_id", "channel", "step", "count")
 def read(paths: Paths, day: dt.date) -> dict:
     """:func:`tables` read without Spark (``arrow_lake``): for ``cpc funnel`` and the run's summary, which a person
     waits for."""
-    import pyarrow.dataset as ds
-
-    return tables_of(arrow_lake.read(paths, "gold.cpc_funnel", list(COLUMNS), ds.field("snapshot_date") == day,
-                                     arrow_lake.on_date("snapshot_date", day)))
+    return tables_of(arrow_lake.read(paths, "gold.cpc_funnel", list(COLUMNS), day))
 
 
 def tables_of(rows) -> dict:
