@@ -112,6 +112,28 @@ def test_quantile_bands_cut_at_equal_counts(spark):
     assert got["z"] is None  # no value, no band
 
 
+def test_quantile_bands_of_several_snapshot_dates_cut_each_date_at_its_own_points(spark):
+    """Training computes its snapshots in one frame: each date's bands equal the bands of that date alone."""
+    from pyspark.sql import functions as F
+
+    cat = load_catalogue(extra_tags=[
+        {"id": "x_arpu_band", "family": "value", "type": "string", "kind": "quantile_band", "of": "val_arpu_30d", "bands": 4,
+         "name_en": "t", "name_zh": "t", "description": "t"}])
+    cat.tags = [t for t in cat.tags if t.id in ("val_arpu_30d", "x_arpu_band")]
+    check(cat)
+    other = SNAPSHOT - dt.timedelta(days=7)
+    first = base_frame(spark, cat, [{"customer_id": f"c{i}", "total_fee_30d": float(i)} for i in range(1, 9)])
+    second = base_frame(spark, cat, [{"customer_id": f"c{i}", "total_fee_30d": float(i * i)} for i in range(1, 13)]
+                        ).withColumn("snapshot_date", F.lit(other))
+
+    def bands(df):
+        return {(r["snapshot_date"], r["customer_id"]): r["x_arpu_band"] for r in apply_tags(df, cat).collect()}
+
+    together = bands(first.unionByName(second))
+    assert together == bands(first) | bands(second)
+    assert together[(SNAPSHOT, "c8")] == "Q4" and together[(other, "c8")] == "Q3"  # 64 is in the third quarter of 1..144
+
+
 def test_quantile_bands_do_not_depend_on_partitioning(spark):
     """A cluster splits the data differently from a laptop; the bands must not move (approximate percentiles did)."""
     cat = load_catalogue(extra_tags=[

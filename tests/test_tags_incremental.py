@@ -11,6 +11,7 @@ and a backfill, and the weekly check; the whole sample history (e2e)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -728,3 +729,40 @@ def test_a_late_file_through_reopen_rebuilds_the_state_forward(spark, sample, co
     assert inc.differences(feats, window_features(daily, end, cat), names, "feature").count() == 0
     changed = inc.differences(before, inc.read_state(spark, paths, end - dt.timedelta(days=1), plan), plan.columns(), "state")
     assert changed.where("name = 'u_data_mb_0_6'").count() == 1, "the corrected customer's 7-day data sum moved"
+
+
+@pytest.mark.e2e
+def test_training_s_snapshots_in_one_pass_equal_the_tags_stage_run_date_by_date(spark, sample, copy_of):
+    """``tags.snapshots`` (training's missing snapshot dates in one frame and one commit) writes exactly the rows
+    ``tags.run`` writes for each date in turn, every tag and customer, across a stored snapshot between the
+    dates: a ``carry`` tag's empty value comes from that stored snapshot, then from the batch's own date before."""
+    import shutil
+
+    from pyspark.sql import functions as F
+    from pyspark.testing import assertDataFrameEqual
+
+    from jobs.platform import lake
+    from jobs.platform.config import Paths
+    from jobs.stages import tags
+
+    end = sample["spec"].end_date
+    stored, dates = end - dt.timedelta(days=6), _days(end, -8, -5, -3)
+    batch = copy_of("batch")
+    tags.run(spark, batch.paths, stored, stats=False)  # a stored snapshot between the dates, its empty occupations filled
+    t = lake.read(spark, batch.paths, "gold.customer_tags").where(F.col("snapshot_date") == F.lit(stored))
+    planted = t.withColumn("soc_occupation", F.coalesce("soc_occupation", F.lit("planted"))).localCheckpoint()
+    lake.replace(planted, batch.paths, "gold.customer_tags", f"snapshot_date = '{stored}'")
+    shutil.copytree(batch.paths.root, batch.paths.root.parent / "one_by_one", symlinks=True)
+    one_by_one = dataclasses.replace(batch, paths=Paths(batch.paths.root.parent / "one_by_one"))
+    version = lake.version(spark, batch.paths, "gold.customer_tags")
+    assert tags.snapshots(spark, batch.paths, list(reversed(dates)))["snapshots"] == 3
+    for d in dates:
+        tags.run(spark, one_by_one.paths, d, stats=False)
+    assert lake.version(spark, batch.paths, "gold.customer_tags") == version + 1  # one commit for the three dates
+    cond = lake.in_dates("snapshot_date", dates)
+    got = lake.read(spark, batch.paths, "gold.customer_tags").where(cond)
+    assertDataFrameEqual(got, lake.read(spark, one_by_one.paths, "gold.customer_tags").where(cond), checkRowOrder=False)
+    planted = {r["snapshot_date"]: r["n"] for r in got.where("soc_occupation = 'planted'").groupBy("snapshot_date")
+               .agg(F.count(F.lit(1)).alias("n")).collect()}
+    assert dates[0] not in planted and planted.get(dates[1], 0) > 0 and planted.get(dates[2], 0) > 0, planted
+    assert not set(_log(spark, batch.paths)) & set(dates)  # no state written for a date weeks back

@@ -93,15 +93,17 @@ def _check_data(spark, paths: Paths, as_of: dt.date, snapshots: list[dt.date]) -
 
 
 def ensure_snapshots(spark, paths: Paths, days: list[dt.date]) -> None:
-    """Compute the tag snapshots training needs that are not in gold.customer_tags yet."""
+    """Compute the tag snapshots training needs that are not in gold.customer_tags yet, all in one pass
+    (``tags.snapshots``: one frame and one commit for every missing date, not a tags stage per date)."""
     have = set()
     if lake.exists(spark, paths, "gold.customer_tags"):
         have = {r[0] for r in lake.read(spark, paths, "gold.customer_tags").where(lake.in_dates("snapshot_date", days))
                 .select("snapshot_date").distinct().collect()}  # at most len(days) rows
-    for d in days:
-        if d not in have:
-            log.info(f"train: tag snapshot {d} missing, computing it (tag statistics skipped: `cpc tags` adds them)")
-            tags.run(spark, paths, d, stats=False)
+    missing = sorted(set(days) - have)
+    if missing:
+        log.info(f"train: tag snapshots {', '.join(map(str, missing))} missing, computing them in one pass (tag "
+                 "statistics skipped: `cpc tags` adds them)")
+        tags.snapshots(spark, paths, missing)
 
 
 def training_frame(spark, paths: Paths, s: pm.Settings, as_of: dt.date):

@@ -60,6 +60,24 @@ def catalogue_unchanged(spark, paths: Paths, cat: Catalogue) -> bool:
     return same_catalogue([(f.name, f.dataType.simpleString()) for f in table.schema.fields], table.collect(), cat)
 
 
+def _checked(spark, paths: Paths, cat: Catalogue | None) -> Catalogue:
+    """The catalogue (``conf/tags.yaml`` when None), its types checked once per catalogue (catalogue.py, above
+    ``types_fingerprint``)."""
+    cat = cat or load_catalogue()
+    types = types_fingerprint(cat, spark)
+    if not types_checked(paths, types):
+        check_types(spark, cat)
+        mark_types_checked(paths, types)
+    return cat
+
+
+def _write_catalogue(spark, paths: Paths, cat: Catalogue, what: str) -> None:
+    if catalogue_unchanged(spark, paths, cat):
+        log.info(f"tags {what}: gold.tag_catalogue unchanged, not rewritten")
+    else:
+        lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
+
+
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True, full: bool = False,
         check: bool = False) -> dict[str, int]:
     """Compute and write the tag snapshot for ``day``, the catalogue table and (unless ``stats`` is off) the
@@ -68,11 +86,7 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: 
     rebuilds the state of ``day`` from the history; ``check`` then compares the state of ``day`` and its features
     with the full recompute for every customer (raises on a difference)."""
     t0 = time.time()
-    cat = cat or load_catalogue()
-    types = types_fingerprint(cat, spark)
-    if not types_checked(paths, types):  # a catalogue is checked once (catalogue.py, above types_fingerprint)
-        check_types(spark, cat)
-        mark_types_checked(paths, types)
+    cat = _checked(spark, paths, cat)
     key = hash_key(settings().env, paths.root)
     feats = incremental.features(spark, paths, day, cat, full=full)
     tags = apply_tags(base_frame(spark, paths, day, cat, key, feats=feats), cat)
@@ -81,10 +95,7 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: 
     lake.replace(tags, paths, "gold.customer_tags", where, merge_schema=True)
     n = lake.last_commit_rows(spark, paths, "gold.customer_tags", where)  # the rows written: one per customer
     spark.catalog.clearCache()
-    if catalogue_unchanged(spark, paths, cat):
-        log.info(f"tags {day}: gold.tag_catalogue unchanged, not rewritten")
-    else:
-        lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
+    _write_catalogue(spark, paths, cat, str(day))
     if n is None:  # the commit did not tell (lake.last_commit_rows): count the partition written
         n = lake.read(spark, paths, "gold.customer_tags").where(where).count()
     log.info(f"tags {day}: {len(cat.tags)} tags for {n} customers -> gold.customer_tags ({time.time() - t0:.1f}s)")
@@ -93,3 +104,49 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: 
     if check:
         incremental.check(spark, paths, day, cat, per_mille=1000, state_date=day)
     return {"customers": n, "tags": len(cat.tags)}
+
+
+def snapshots(spark, paths: Paths, days: list[dt.date], cat: Catalogue | None = None) -> dict[str, int]:
+    """Compute and write the tag snapshots of several dates in one pass (training's snapshot dates, a week or a
+    month apart): the same rows as :func:`run` for each date in turn (``stats`` off), in one frame and one
+    commit. Each date's window features come from its state built from the history (the bootstrap's
+    aggregation; the state is not written: no night steps from a date weeks back); the catalogue's tags are
+    computed once over every date, each date's quantile bands cut at its own points; a ``carry`` tag's empty value
+    is taken from the snapshot before it, the batch's own or a stored one, as the runs in turn would."""
+    from pyspark.sql import functions as F
+
+    t0 = time.time()
+    days = sorted(set(days))
+    cat = _checked(spark, paths, cat)
+    key = hash_key(settings().env, paths.root)
+    plan = incremental.plan_of(cat)
+    daily = lake.read(spark, paths, incremental.SILVER)
+    base = None
+    for d in days:
+        feats = incremental.features_from_state(incremental.state_full(daily, d, plan), d, plan)
+        one = base_frame(spark, paths, d, cat, key, feats=feats)
+        base = one if base is None else base.unionByName(one)
+    wide = apply_tags(base, cat)
+    carried = {}
+    for d in days:
+        stored = lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", d)
+        mine = max((x for x in days if x < d), default=None)
+        if mine is not None and (stored is None or mine >= stored):
+            previous = carried[mine]
+        else:
+            previous = None if stored is None else (lake.read(spark, paths, "gold.customer_tags")
+                                                    .where(F.col("snapshot_date") == F.lit(stored)))
+        carried[d] = carry_forward(wide.where(F.col("snapshot_date") == F.lit(d)), previous, cat)
+    out = carried[days[0]]
+    for d in days[1:]:
+        out = out.unionByName(carried[d])
+    where = lake.in_dates("snapshot_date", days)
+    lake.replace(out, paths, "gold.customer_tags", where, merge_schema=True)
+    n = lake.last_commit_rows(spark, paths, "gold.customer_tags", where)
+    spark.catalog.clearCache()
+    _write_catalogue(spark, paths, cat, ", ".join(map(str, days)))
+    if n is None:
+        n = lake.read(spark, paths, "gold.customer_tags").where(where).count()
+    log.info(f"tags {', '.join(map(str, days))}: {len(cat.tags)} tags, {n} customer snapshots in one pass -> "
+             f"gold.customer_tags ({time.time() - t0:.1f}s)")
+    return {"customer_snapshots": n, "snapshots": len(days), "tags": len(cat.tags)}

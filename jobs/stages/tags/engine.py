@@ -145,7 +145,8 @@ def apply_tags(base, cat: Catalogue):
     """Base columns -> customer_id, snapshot_date and one column per tag (declared types).
 
     One ``select`` per dependency layer. Quantile bands come last: one aggregation computes every band's cut
-    points (a handful of numbers to the driver), then one more ``select``. The wide frame is cached for that
+    points for each snapshot date of the frame (a handful of numbers a date to the driver), then one more
+    ``select``. The wide frame is cached for that
     aggregation and stays cached for the result: the caller drops it once the result is written
     (``spark.catalog.clearCache()``, as ``tags.run`` and ``bench/tag_alternatives.py`` do). The cut points are exact percentiles
     of the value rounded to ``BAND_DECIMALS`` places: exact, so a cluster and a laptop cut the same bands
@@ -166,10 +167,10 @@ def apply_tags(base, cat: Catalogue):
     if bands:
         df = df.cache()
         probs = {t.id: [i / t.bands for i in range(1, t.bands)] for t in bands}
-        cuts_row = df.agg(*[F.percentile(F.round(F.col(t.band_of).cast("double"), BAND_DECIMALS),
-                                         F.array(*[F.lit(p) for p in probs[t.id]])).alias(t.id)
-                            for t in bands]).first()
-        df = df.selectExpr("*", *[f"{quantile_band(quoted(t.band_of), list(cuts_row[t.id] or []))} AS {quoted(t.id)}" for t in bands])
+        cuts = {r["snapshot_date"]: r for r in df.groupBy("snapshot_date").agg(
+            *[F.percentile(F.round(F.col(t.band_of).cast("double"), BAND_DECIMALS), F.array(*[F.lit(p) for p in probs[t.id]])).alias(t.id)
+              for t in bands]).collect()}  # a row per snapshot date in the frame (training's batch: a few)
+        df = df.selectExpr("*", *[f"{band_sql(quoted(t.band_of), t.id, cuts)} AS {quoted(t.id)}" for t in bands])
     keep = ["msisdn_hash"] if "msisdn_hash" in df.columns else []
     return df.selectExpr(*[quoted(c) for c in ("customer_id", "snapshot_date", *keep, *cat.ids)])
 
@@ -180,6 +181,17 @@ def tag_sql(t) -> str:
     if t.default is not None:
         col = f"COALESCE({col}, CAST({sql_string(t.default)} AS {t.type}))"
     return f"{col} AS {quoted(t.id)}"
+
+
+def band_sql(col: str, tag: str, cuts: dict) -> str:
+    """A band tag's SQL text from its cut points by snapshot date (``cuts``: date -> a row holding ``tag``'s
+    cut points). One date (the nightly): :func:`quantile_band` itself. Several (training's snapshots computed in
+    one pass): each date's bands cut at that date's own points, as if it had been computed alone."""
+    if len(cuts) <= 1:
+        return quantile_band(col, list(next(iter(cuts.values()))[tag] or []) if cuts else [])
+    whens = "".join(f" WHEN snapshot_date = DATE '{d.isoformat()}' THEN {quantile_band(col, list(r[tag] or []))}"
+                    for d, r in sorted(cuts.items()))
+    return f"CASE{whens} END"
 
 
 def quantile_band(col: str, cuts: list[float]) -> str:
