@@ -146,10 +146,9 @@ def apply_tags(base, cat: Catalogue):
 
     One ``select`` per dependency layer. Quantile bands come last: one aggregation computes every band's cut
     points for each snapshot date of the frame (a handful of numbers a date to the driver), then one more
-    ``select``. For that aggregation the frame of the other tags (the result's columns only, not the base
-    columns) is computed once and kept as a local checkpoint, which the result then reads. Not ``cache()``:
-    Spark's columnar cache of that 360-column frame took 30.3 s on 20,000 customers where the checkpoint took
-    3.8 s, the rows identical (docs/incremental-tags.md, "The wide frame: a checkpoint, not the cache"). The cut points are exact percentiles
+    ``select``. The wide frame is cached for that
+    aggregation and stays cached for the result: the caller drops it once the result is written
+    (``spark.catalog.clearCache()``, as ``tags.run`` and ``bench/tag_alternatives.py`` do). The cut points are exact percentiles
     of the value rounded to ``BAND_DECIMALS`` places: exact, so a cluster and a laptop cut the same bands
     whatever the partitioning (approximate percentiles did not); rounded, so the aggregation holds one count
     per distinct value (bounded) rather than one per customer.
@@ -164,16 +163,15 @@ def apply_tags(base, cat: Catalogue):
         cols = [tag_sql(t) for t in layer if t.kind != "quantile_band"]
         if cols:
             df = df.selectExpr("*", *cols)
-    keep = ["msisdn_hash"] if "msisdn_hash" in df.columns else []
     bands = [t for t in cat.tags if t.kind == "quantile_band"]
     if bands:
-        others = [t.id for t in cat.tags if t.kind != "quantile_band"]  # a band's ``of`` is one of them
-        df = df.selectExpr(*[quoted(c) for c in ("customer_id", "snapshot_date", *keep, *others)]).localCheckpoint()
+        df = df.cache()
         probs = {t.id: [i / t.bands for i in range(1, t.bands)] for t in bands}
         cuts = {r["snapshot_date"]: r for r in df.groupBy("snapshot_date").agg(
             *[F.percentile(F.round(F.col(t.band_of).cast("double"), BAND_DECIMALS), F.array(*[F.lit(p) for p in probs[t.id]])).alias(t.id)
               for t in bands]).collect()}  # a row per snapshot date in the frame (training's batch: a few)
         df = df.selectExpr("*", *[f"{band_sql(quoted(t.band_of), t.id, cuts)} AS {quoted(t.id)}" for t in bands])
+    keep = ["msisdn_hash"] if "msisdn_hash" in df.columns else []
     return df.selectExpr(*[quoted(c) for c in ("customer_id", "snapshot_date", *keep, *cat.ids)])
 
 
