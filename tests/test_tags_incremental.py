@@ -197,6 +197,12 @@ def test_choose_start_steps_back_before_every_rewritten_day_it_depends_on():
     assert choose_start(gap, lambda v: {ago(5)} if v > 95 else set(), 89) == ago(7), "a missing state: the one before"
 
 
+def test_snapshots_of_no_date_write_nothing_and_start_no_spark():
+    from jobs.stages import tags
+
+    assert tags.snapshots(None, None, []) == {"customer_snapshots": 0, "snapshots": 0, "tags": 0}
+
+
 def test_state_days_comes_from_the_maintenance_settings():
     assert inc.state_days() == 14
     assert inc.state_days({"tag_state_days": 3}) == 3

@@ -117,20 +117,26 @@ def snapshots(spark, paths: Paths, days: list[dt.date], cat: Catalogue | None = 
 
     t0 = time.time()
     days = sorted(set(days))
+    if not days:
+        return {"customer_snapshots": 0, "snapshots": 0, "tags": 0}
     cat = _checked(spark, paths, cat)
     key = hash_key(settings().env, paths.root)
     plan = incremental.plan_of(cat)
-    daily = lake.read(spark, paths, incremental.SILVER)
+    daily = lake.read(spark, paths, incremental.SILVER, lake.version(spark, paths, incremental.SILVER))  # one version
     base = None
     for d in days:
         feats = incremental.features_from_state(incremental.state_full(daily, d, plan), d, plan)
         one = base_frame(spark, paths, d, cat, key, feats=feats)
         base = one if base is None else base.unionByName(one)
     wide = apply_tags(base, cat)
+    # a date without customers writes nothing, so the date after it carries from the snapshot before it, as run
+    present = {r[0] for r in wide.select("snapshot_date").distinct().collect()}  # at most len(days) rows
     carried = {}
     for d in days:
         stored = lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", d)
-        mine = max((x for x in days if x < d), default=None)
+        while stored in days and stored not in present:  # a stored date this commit empties: the one before it
+            stored = lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", stored)
+        mine = max((x for x in days if x < d and x in present), default=None)
         if mine is not None and (stored is None or mine >= stored):
             previous = carried[mine]
         else:
