@@ -176,7 +176,7 @@ def test_the_tags_targets_are_those_of_the_tags_stage():
 
     called = {"load_catalogue", "check_types", "base_frame", "apply_tags", "previous_snapshot", "carry_forward",
               "catalogue_frame"}
-    names = {n for fn in (stage.run, stage._checked, stage._write_catalogue) for n in fn.__code__.co_names}
+    names = {n for fn in (stage.run, stage._checked, stage._write) for n in fn.__code__.co_names}
     assert called <= names, "run() (or the helpers it shares with snapshots()) calls each by its module-level name"
     assert {(t.owner, t.attr) for t in tb.TARGETS["tags"]} >= {("jobs.stages.tags", a) for a in called}
     assert tb.TARGETS["tags"] == (*tb.TAGS_TARGETS, *tb.COMMON)

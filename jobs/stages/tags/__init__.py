@@ -71,11 +71,18 @@ def _checked(spark, paths: Paths, cat: Catalogue | None) -> Catalogue:
     return cat
 
 
-def _write_catalogue(spark, paths: Paths, cat: Catalogue, what: str) -> None:
+def _write(spark, paths: Paths, tags, where: str, cat: Catalogue, what: str) -> int:
+    """Replace ``where``'s snapshots of ``gold.customer_tags`` with ``tags``, drop the cached wide frame, rewrite
+    ``gold.tag_catalogue`` if it changed; returns the rows written (from the commit: ``lake.last_commit_rows``;
+    counted only when the commit does not tell)."""
+    lake.replace(tags, paths, "gold.customer_tags", where, merge_schema=True)
+    n = lake.last_commit_rows(spark, paths, "gold.customer_tags", where)
+    spark.catalog.clearCache()
     if catalogue_unchanged(spark, paths, cat):
         log.info(f"tags {what}: gold.tag_catalogue unchanged, not rewritten")
     else:
         lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
+    return n if n is not None else lake.read(spark, paths, "gold.customer_tags").where(where).count()
 
 
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True, full: bool = False,
@@ -91,13 +98,7 @@ def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: 
     feats = incremental.features(spark, paths, day, cat, full=full)
     tags = apply_tags(base_frame(spark, paths, day, cat, key, feats=feats), cat)
     tags = carry_forward(tags, previous_snapshot(spark, paths, day), cat)
-    where = f"snapshot_date = '{day.isoformat()}'"
-    lake.replace(tags, paths, "gold.customer_tags", where, merge_schema=True)
-    n = lake.last_commit_rows(spark, paths, "gold.customer_tags", where)  # the rows written: one per customer
-    spark.catalog.clearCache()
-    _write_catalogue(spark, paths, cat, str(day))
-    if n is None:  # the commit did not tell (lake.last_commit_rows): count the partition written
-        n = lake.read(spark, paths, "gold.customer_tags").where(where).count()
+    n = _write(spark, paths, tags, f"snapshot_date = '{day.isoformat()}'", cat, str(day))  # one row per customer
     log.info(f"tags {day}: {len(cat.tags)} tags for {n} customers -> gold.customer_tags ({time.time() - t0:.1f}s)")
     if stats:
         tagstats.run(spark, paths, day, cat)
@@ -134,10 +135,10 @@ def snapshots(spark, paths: Paths, days: list[dt.date], cat: Catalogue | None = 
     carried = {}
     for d in days:
         stored = lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", d)
-        while stored in days and stored not in present:  # a stored date this commit empties: the one before it
+        while stored in days:  # a stored date this commit replaces: the batch's own row (mine) or nothing
             stored = lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", stored)
-        mine = max((x for x in days if x < d and x in present), default=None)
-        if mine is not None and (stored is None or mine >= stored):
+        mine = max((x for x in present if x < d), default=None)
+        if mine is not None and (stored is None or mine > stored):
             previous = carried[mine]
         else:
             previous = None if stored is None else (lake.read(spark, paths, "gold.customer_tags")
@@ -146,13 +147,7 @@ def snapshots(spark, paths: Paths, days: list[dt.date], cat: Catalogue | None = 
     out = carried[days[0]]
     for d in days[1:]:
         out = out.unionByName(carried[d])
-    where = lake.in_dates("snapshot_date", days)
-    lake.replace(out, paths, "gold.customer_tags", where, merge_schema=True)
-    n = lake.last_commit_rows(spark, paths, "gold.customer_tags", where)
-    spark.catalog.clearCache()
-    _write_catalogue(spark, paths, cat, ", ".join(map(str, days)))
-    if n is None:
-        n = lake.read(spark, paths, "gold.customer_tags").where(where).count()
+    n = _write(spark, paths, out, lake.in_dates("snapshot_date", days), cat, ", ".join(map(str, days)))
     log.info(f"tags {', '.join(map(str, days))}: {len(cat.tags)} tags, {n} customer snapshots in one pass -> "
              f"gold.customer_tags ({time.time() - t0:.1f}s)")
     return {"customer_snapshots": n, "snapshots": len(days), "tags": len(cat.tags)}

@@ -146,9 +146,9 @@ def apply_tags(base, cat: Catalogue):
 
     One ``select`` per dependency layer. Quantile bands come last: one aggregation computes every band's cut
     points for each snapshot date of the frame (a handful of numbers a date to the driver), then one more
-    ``select``. The wide frame is cached for that
-    aggregation and stays cached for the result: the caller drops it once the result is written
-    (``spark.catalog.clearCache()``, as ``tags.run`` and ``bench/tag_alternatives.py`` do). The cut points are exact percentiles
+    ``select``. The wide frame is cached for that aggregation and stays cached for the result: the caller drops
+    it once the result is written (``spark.catalog.clearCache()``, as ``tags.run`` and ``bench/tag_alternatives.py``
+    do). The cut points are exact percentiles
     of the value rounded to ``BAND_DECIMALS`` places: exact, so a cluster and a laptop cut the same bands
     whatever the partitioning (approximate percentiles did not); rounded, so the aggregation holds one count
     per distinct value (bounded) rather than one per customer.
@@ -187,8 +187,8 @@ def band_sql(col: str, tag: str, cuts: dict) -> str:
     """A band tag's SQL text from its cut points by snapshot date (``cuts``: date -> a row holding ``tag``'s
     cut points). One date (the nightly): :func:`quantile_band` itself. Several (training's snapshots computed in
     one pass): each date's bands cut at that date's own points, as if it had been computed alone."""
-    if len(cuts) <= 1:
-        return quantile_band(col, list(next(iter(cuts.values()))[tag] or []) if cuts else [])
+    if len(cuts) <= 1:  # no row (an empty frame: no cut points) or one date
+        return quantile_band(col, [p for r in cuts.values() for p in (r[tag] or [])])
     whens = "".join(f" WHEN snapshot_date = DATE '{d.isoformat()}' THEN {quantile_band(col, list(r[tag] or []))}"
                     for d, r in sorted(cuts.items()))
     return f"CASE{whens} END"
