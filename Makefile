@@ -25,22 +25,18 @@ RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 # simulated campaign platform's responses, so that RUN_DATE's campaign report has outcomes; 0 skips it. Default: the
 # environment's sample.warmup_days (conf/env/local.yaml: 2), 0 where the environment has no sample.
 WARMUP_DAYS ?= $(shell $(BIN)/cpc conf sample.warmup_days 2>/dev/null || echo 0)
-# The first nightly run: the first warm-up day, or RUN_DATE without a warm-up. The history is loaded before it.
-FIRST_DAY = $(shell date -d "$(RUN_DATE) -$(WARMUP_DAYS) days" +%F)
-# Models are trained the day before the first nightly run: every 30-day label window then ends in the history.
-TRAIN_DATE = $(shell date -d "$(FIRST_DAY) -1 day" +%F)
-
-# What `make run` shows of Airflow's output: the stages' own log lines (Airflow prefixes a time and a level and
-# appends the logger), the run's end and any error; each line without Airflow's decoration, cut at 200 characters.
-stage_lines = ^([0-9TZ:.-]+ \[[a-z ]+\] )?($(1))[ :]|DagRun Finished|Traceback|Error:
-SHORT = sed -u -E -e 's/^[0-9TZ:.-]+ \[[a-z ]+\] //' -e 's/ \[(jobs|models)[.a-z_]*\] loc=.*$$//' -e 's/^(.{200}).*/\1 .../'
+# What `make run` shows of steps 2-5 (one process, simulator/sample_run.py): the project's own lines (plain) and
+# Airflow's errors; Airflow's info, debug and warning lines (a time, a level, the logger; the DAG runs' task
+# bookkeeping) only in var/airflow/sample-run.log. Each line cut at 200 characters.
+AIRFLOW_CHATTER = ^[0-9TZ:.-]+ \[(info|debug|warning) *\][ ]
+SHORT = sed -u -E -e 's/^(.{200}).*/\1 .../'
 
 .PHONY: help setup run test test-fast bench loop headline cluster-run lint airflow-db airflow-backfill clean
 
 help:
-	@echo "make run    - set up, generate sample operator files, load the history, train, warm up (WARMUP_DAYS, default the sample's warmup_days, 2:"
-	@echo "              nightly runs of the days before, answered by the simulated campaign platform; 0 skips), run the"
-	@echo "              nightly DAG with Airflow, print where results are"
+	@echo "make run    - set up, generate sample operator files, then in one process load the history, train with Airflow, warm up"
+	@echo "              (WARMUP_DAYS, default the sample's warmup_days, 2: nightly runs of the days before, answered by the"
+	@echo "              simulated campaign platform; 0 skips), run the nightly DAG with Airflow; print where results are"
 	@echo "make test   - set up and run the whole test suite (what CI runs)"
 	@echo "make test-fast - the unit tests on inline rows, without the end-to-end sample run (a few minutes)"
 	@echo "make bench  - the nightly run at CUSTOMERS (default 100000) over DAYS (90): time per stage, peak memory, the tag engine"
@@ -80,15 +76,9 @@ airflow-db: setup
 run: setup airflow-db
 	@echo "run: 1/6 simulating the operator's files"
 	$(BIN)/python -m simulator simulate
-	@echo "run: 2/6 loading the history before $(FIRST_DAY) (ingest + conform of earlier deliveries)"
-	$(BIN)/cpc history --before $(FIRST_DAY)
 	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
-	@echo "run: 3/6 training the propensity models as of $(TRAIN_DATE) with Airflow (airflow dags test cpc_training)"
-	$(BIN)/airflow dags test cpc_training $(TRAIN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/training-test.log | grep -E --line-buffered "$(call stage_lines,train|tags)" | $(SHORT) ; test $${PIPESTATUS[0]} -eq 0
-	@echo "run: 4/6 warm-up: $(WARMUP_DAYS) nightly runs before $(RUN_DATE), each after the simulated responses to the lists before it (WARMUP_DAYS=0 skips)"
-	$(BIN)/python -m simulator warmup --days $(WARMUP_DAYS)
-	@echo "run: 5/6 nightly DAG for $(RUN_DATE) with Airflow (airflow dags test cpc_nightly)"
-	$(BIN)/airflow dags test cpc_nightly $(RUN_DATE) 2>&1 | tee $(AIRFLOW_HOME)/dags-test.log | grep -E --line-buffered "$(call stage_lines,ingest|conform|tags|tag stats|tag drift|segments|propensity|score|export|evaluate)" | $(SHORT) ; test $${PIPESTATUS[0]} -eq 0
+	@# steps 2-5 (history, the training DAG, the warm-up, the nightly DAG of RUN_DATE) in one process: one Spark, warmed once
+	$(BIN)/python -m simulator sample-run --warmup-days $(WARMUP_DAYS) 2>&1 | tee $(AIRFLOW_HOME)/sample-run.log | grep -E -v --line-buffered "$(AIRFLOW_CHATTER)" | $(SHORT) ; test $${PIPESTATUS[0]} -eq 0
 	@echo "run: 6/6 summary"
 	$(BIN)/cpc summary --date $(RUN_DATE)
 

@@ -2,6 +2,8 @@
 
 - ``simulate``: an operator's daily files and the hidden truth, into the environment's landing folder;
 - ``respond``: the campaign platform's responses on a date to the lists published before it;
+- ``sample-run``: ``make run``'s steps 2-5 (history, training DAG, warm-up, nightly DAG) in one process
+  (``simulator/sample_run.py``);
 - ``warmup``: ``make run``'s warm-up: the nightly runs of the ``--days`` days before the sample's run date
   (default: its ``warmup_days``), each after the campaign platform's responses, then the run date's responses, so
   that the run date's campaign report has outcomes (``simulator/warmup.py``);
@@ -122,6 +124,19 @@ def warmup(
 
     cfg = settings()
     warm.run(int(cfg.sample.get("warmup_days", 0)) if days is None else days, cfg, models=not no_models)
+
+
+@app.command("sample-run", help="make run's steps 2-5 in one process (one Spark, warmed once): load the history, "
+                                 "train with Airflow (the cpc_training DAG by dag.test()), warm up, then the run "
+                                 "date's nightly with Airflow (cpc_nightly by dag.test()); after `simulate`.")
+def sample_run(
+    warmup_days: Annotated[int | None, typer.Option(
+        "--warmup-days", min=0, help="Warm-up days before the run date (default: the sample's warmup_days, else 0).",
+        show_default=False)] = None,
+) -> None:
+    from simulator import sample_run as sample
+
+    sample.run(warmup_days)
 
 
 OUT_HELP = ("Folder of the aggregate headline.json and headline.md (default: bench/results; a copy of the JSON goes to "

@@ -176,16 +176,18 @@ def test_the_command_takes_the_sample_s_warm_up_days(monkeypatch):
 
 
 def test_make_run_warms_up_between_training_and_the_nightly():
+    """make run: simulate, then steps 2-5 in one process (simulator/sample_run.py, whose order tests/test_sample_run.py
+    checks: history, training DAG, warm-up, nightly DAG), then the summary."""
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\nrun: setup airflow-db\n", 1)[1].split("\n\n", 1)[0]
     steps = [line.split('"')[1] for line in recipe.splitlines() if line.strip().startswith('@echo "run: ')]
-    assert [s.split()[1] for s in steps] == [f"{k}/6" for k in range(1, 7)]
-    order = ["python -m simulator simulate", "cpc history --before $(FIRST_DAY)", "cpc_training $(TRAIN_DATE)",
-             "python -m simulator warmup --days $(WARMUP_DAYS)", "cpc_nightly $(RUN_DATE)", "cpc summary --date $(RUN_DATE)"]
+    assert [s.split()[1] for s in steps] == ["1/6", "6/6"]
+    order = ["python -m simulator simulate", "python -m simulator sample-run --warmup-days $(WARMUP_DAYS)",
+             "cpc summary --date $(RUN_DATE)"]
     at = [recipe.index(s) for s in order]
-    assert at == sorted(at), "simulate, history, training, warm-up, the Airflow nightly, summary"
+    assert at == sorted(at), "simulate, the one process of steps 2-5, summary"
+    assert "test $${PIPESTATUS[0]} -eq 0" in recipe, "a failure of the one process fails make run despite the pipe"
     assert "WARMUP_DAYS ?= $(shell $(BIN)/cpc conf sample.warmup_days" in makefile
-    assert 'TRAIN_DATE = $(shell date -d "$(FIRST_DAY) -1 day" +%F)' in makefile
 
 
 def test_the_summary_says_how_many_decision_days_the_evaluation_covers(capsys):
