@@ -27,9 +27,10 @@ RUN_DATE = $(shell $(BIN)/cpc conf sample.end_date)
 WARMUP_DAYS ?= $(shell $(BIN)/cpc conf sample.warmup_days 2>/dev/null || echo 0)
 # What `make run` shows of steps 2-5 (one process, simulator/sample_run.py): the project's own lines (plain) and
 # Airflow's errors; Airflow's info, debug and warning lines (a time, a level, the logger; the DAG runs' task
-# bookkeeping) only in var/airflow/sample-run.log. Each line cut at 200 characters.
+# bookkeeping) only in var/airflow/sample-run.log. Each line cut at 200 characters, except the one-line errors
+# (`...: error: <Type>: <message>`), whose remedy is at the end.
 AIRFLOW_CHATTER = ^[0-9TZ:.-]+ \[(info|debug|warning) *\][ ]
-SHORT = sed -u -E -e 's/^(.{200}).*/\1 .../'
+SHORT = sed -u -E -e '/: error: /!s/^(.{200}).*/\1 .../'
 
 .PHONY: help setup run test test-fast bench loop headline cluster-run lint airflow-db airflow-backfill clean
 
@@ -78,7 +79,8 @@ run: setup airflow-db
 	$(BIN)/python -m simulator simulate
 	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
 	@# steps 2-5 (history, the training DAG, the warm-up, the nightly DAG of RUN_DATE) in one process: one Spark, warmed once
-	$(BIN)/python -m simulator sample-run --warmup-days $(WARMUP_DAYS) 2>&1 | tee $(AIRFLOW_HOME)/sample-run.log | grep -E -v --line-buffered "$(AIRFLOW_CHATTER)" | $(SHORT) ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/python -m simulator sample-run --warmup-days $(WARMUP_DAYS) 2>&1 | tee $(AIRFLOW_HOME)/sample-run.log | grep -E -v --line-buffered "$(AIRFLOW_CHATTER)" | $(SHORT) ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "run: failed; the whole log, Airflow's lines too: $(AIRFLOW_HOME)/sample-run.log"; exit 1; }
 	@echo "run: 6/6 summary"
 	$(BIN)/cpc summary --date $(RUN_DATE)
 

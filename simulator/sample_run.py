@@ -12,7 +12,7 @@ After ``python -m simulator simulate`` (step 1), one process:
 
 ``make run`` then prints the summary (step 6, ``cpc summary``, without Spark). The steps ran as four processes
 before (``cpc history``, `airflow dags test` twice, ``simulator warmup``); each started its own Spark and paid
-the JVM's warm-up again (the same nightly costs about 1.7x in a fresh process: docs/benchmarks.md). One process
+the JVM's warm-up again (the same nightly costs 1.5-1.6x in a fresh process: docs/benchmarks.md). One process
 pays it once. Each step can still be run alone, as before: those four commands, in that order.
 """
 

@@ -3,7 +3,8 @@
 Without it ``make run`` runs one nightly, the run date R's: its decisions are the first, nothing has answered
 them, and the campaign report (``reports/campaigns_<R>.html``) shows no lift, no response and no trial funnel.
 With ``sample.warmup_days`` = n (conf/env/local.yaml: 2), ``make run`` loads the history before R - n, trains the
-models as of R - n - 1, then ``python -m simulator warmup`` (:func:`run`):
+models as of R - n - 1, then warms up (:func:`run`; ``make run`` calls it from ``python -m simulator sample-run``,
+:mod:`simulator.sample_run`, and ``python -m simulator warmup`` runs it alone):
 
 1. checks, before any Spark work, that the landing files reach R and that the history before R - n is as long as
    the models' training needs (``history_needed``; the sample then has 104 + n + 1 days);

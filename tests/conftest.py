@@ -78,13 +78,9 @@ def sample(spark, cfg, airflow_db):
                    str(cfg.sample.get("profile", "realistic")))
     generate(cfg.paths, spec, progress=False)
     pipeline.history(spec.end_date, cfg)
-    from airflow.dag_processing.dagbag import DagBag
+    from jobs.airflow_glue.in_process import dag_test
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    dag = bag.get_dag("cpc_nightly")
-    import datetime as dt
-
-    run = dag.test(logical_date=dt.datetime.combine(spec.end_date, dt.time(), tzinfo=dt.UTC))
+    run = dag_test("cpc_nightly", spec.end_date)  # as `airflow dags test`; raises unless the run succeeded
     return {"spec": spec, "paths": cfg.paths, "dag_run": run}
 
 
@@ -114,3 +110,24 @@ def copy_of(sample, cfg, tmp_path):
         shutil.copytree(sample["paths"].root, root, symlinks=True)
         return dataclasses.replace(cfg, paths=Paths(root))
     return make
+
+
+@pytest.fixture()
+def fake_stages(monkeypatch):
+    """Every nightly stage replaced by a fake that notes its call (``score`` fails with ``fail``), and
+    ``pipeline.record`` by one that notes the record: no Spark."""
+    from jobs.orchestration import pipeline, registry
+
+    calls, fail = [], {}
+
+    def fake(name):
+        def run(ds, cfg=None):
+            calls.append((name, str(ds)))
+            if name in fail:
+                raise fail[name]
+            return {"stage": name}
+        return run
+
+    monkeypatch.setattr(registry, "STAGES", {**registry.STAGES, **{n: fake(n) for n in registry.NIGHTLY_NAMES}})
+    monkeypatch.setattr(pipeline, "record", lambda ds, stage, cfg=None: calls.append(("record", stage)))
+    return calls, fail

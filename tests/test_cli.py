@@ -24,7 +24,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 COMMANDS = {"ingest", "conform", "nightly", "tags", "segments", "propensity", "score", "export", "evaluate", "summary",
             "reopen", "maintain", "train", "funnel", "backfill", "rebuild-list", "history", "sql", "serve",
             "catalogue-doc", "conf"}
-SIMULATOR_COMMANDS = {"simulate", "respond", "warmup", "loop", "loops", "headline", "params"}
+SIMULATOR_COMMANDS = {"simulate", "respond", "warmup", "loop", "loops", "headline", "params", "sample-run"}
 
 
 @pytest.fixture(autouse=True)

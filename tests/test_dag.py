@@ -82,27 +82,6 @@ def test_a_wrong_nightly_tasks_value_fails_the_dag_import_naming_the_variable_an
     assert "CPC_NIGHTLY_TASKS='single': Input should be 'per_stage' or 'one'" in error
 
 
-@pytest.fixture()
-def fake_stages(monkeypatch):
-    """Every nightly stage replaced by a fake that notes its call (``score`` fails with ``fail``), and
-    ``pipeline.record`` by one that notes the record: no Spark."""
-    from jobs.orchestration import pipeline, registry
-
-    calls, fail = [], {}
-
-    def fake(name):
-        def run(ds, cfg=None):
-            calls.append((name, str(ds)))
-            if name in fail:
-                raise fail[name]
-            return {"stage": name}
-        return run
-
-    monkeypatch.setattr(registry, "STAGES", {**registry.STAGES, **{n: fake(n) for n in registry.NIGHTLY_NAMES}})
-    monkeypatch.setattr(pipeline, "record", lambda ds, stage, cfg=None: calls.append(("record", stage)))
-    return calls, fail
-
-
 def test_the_one_task_runs_every_stage_in_order_through_run_stage(fake_stages, caplog):
     from jobs.airflow_glue import tasks
 
@@ -172,3 +151,5 @@ def test_dag_run_over_tiny_sample_succeeds(sample, spark):
     lists = {p.name for p in folder.iterdir() if p.is_symlink()}
     assert {"sms_push", "wechat", "email", "outbound_ivr", "outbound_call", "placements"} <= lists
     assert all((folder / name / "_SUCCESS").exists() and (folder / name / "manifest.json").exists() for name in lists)
+    audit = lake.read(spark, paths, "ops.export_audit").where(f"run_date = '{day}'").select("airflow_run_id")
+    assert sample["dag_run"].run_id in {r.airflow_run_id for r in audit.distinct().collect()}, "the audit names its run"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 
 import pytest
 
@@ -29,9 +30,11 @@ def test_the_first_nightly_day_and_the_training_date_are_make_run_s(cfg_at, days
     assert sample_run.plan(cfg_at(), days) == (first, train, R)
 
 
-def test_the_steps_run_in_order_in_this_process(cfg_at, monkeypatch):
+@pytest.mark.parametrize("days, first, train", [(2, dt.date(2026, 11, 18), dt.date(2026, 11, 17)),
+                                                (0, R, dt.date(2026, 11, 19))])
+def test_the_steps_run_in_order_in_this_process(cfg_at, monkeypatch, days, first, train):
     """History before the first warm-up day, the training DAG as of the day before it, the warm-up, then the run
-    date's nightly DAG; the landing files are checked before any of them."""
+    date's nightly DAG; the landing files are checked before any of them. No warm-up: history before R."""
     from jobs.airflow_glue import in_process
     from jobs.orchestration import pipeline
     from simulator import sample_run, warmup
@@ -42,9 +45,9 @@ def test_the_steps_run_in_order_in_this_process(cfg_at, monkeypatch):
     monkeypatch.setattr(pipeline, "history", lambda before, cfg: calls.append(("history", before)))
     monkeypatch.setattr(in_process, "dag_test", lambda dag_id, day: calls.append((dag_id, day)))
     monkeypatch.setattr(warmup, "run", lambda days, cfg: calls.append(("warm-up", days)))
-    sample_run.run(cfg=cfg_at(warmup_days=2))
-    assert calls == [("check", R, 2), ("history", dt.date(2026, 11, 18)), ("cpc_training", dt.date(2026, 11, 17)),
-                     ("warm-up", 2), ("cpc_nightly", R)]
+    sample_run.run(cfg=cfg_at(warmup_days=days))
+    assert calls == [("check", R, days), ("history", first), ("cpc_training", train), ("warm-up", days),
+                     ("cpc_nightly", R)]
 
 
 def test_a_sample_without_simulated_files_fails_before_any_work(cfg_at, tmp_path, monkeypatch):
@@ -58,39 +61,34 @@ def test_a_sample_without_simulated_files_fails_before_any_work(cfg_at, tmp_path
         sample_run.run(1, cfg)
 
 
-@pytest.fixture()
-def fake_stages(monkeypatch):
-    """The nightly stages replaced by fakes that note their calls (those in ``fail`` raise), without Spark."""
-    from jobs.orchestration import pipeline, registry
+def test_the_nightly_dag_runs_in_this_process_and_a_failed_run_raises_naming_dag_and_date(airflow_db, fake_stages,
+                                                                                         tmp_path, monkeypatch):
+    import json
+    import signal
 
-    calls, fail = [], {}
-
-    def fake(name):
-        def run(ds, cfg=None):
-            calls.append((name, str(ds)))
-            if name in fail:
-                raise fail[name]
-        return run
-
-    monkeypatch.setattr(registry, "STAGES", {**registry.STAGES, **{n: fake(n) for n in registry.NIGHTLY_NAMES}})
-    monkeypatch.setattr(pipeline, "record", lambda ds, stage, cfg=None: None)
-    return calls, fail
-
-
-def test_the_nightly_dag_runs_in_this_process_and_a_failed_run_raises_naming_dag_and_date(airflow_db, fake_stages):
     from jobs.airflow_glue.in_process import dag_test
 
+    monkeypatch.setenv("CPC_ROOT", str(tmp_path))  # the failure callback's reports/failures.jsonl
+    sigterm = signal.getsignal(signal.SIGTERM)
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:  # left by a DAG run of an earlier test
+        monkeypatch.delenv(key)
     calls, fail = fake_stages
     dag_test("cpc_nightly", dt.date(2026, 11, 3))  # not the e2e sample's date
-    ran = [c[0] for c in calls]
-    assert sorted(ran) == sorted(s.name for s in NIGHTLY) and {c[1] for c in calls} == {"2026-11-03"}
+    ran = [c[0] for c in calls if c[0] != "record"]
+    assert sorted(ran) == sorted(s.name for s in NIGHTLY) and {c[1] for c in calls if c[0] != "record"} == {"2026-11-03"}
     assert all(ran.index(before) < ran.index(s.name) for s in NIGHTLY for before in s.after), "each after its inputs"
+    assert not [k for k in os.environ if k.startswith("AIRFLOW_CTX_")], "the run's ids do not outlive it"
+    assert signal.getsignal(signal.SIGTERM) is sigterm, "SIGTERM stops this process again"
     calls.clear()
     fail["score"] = DataError("a list breaks the contact policy")
-    with pytest.raises(CpcError, match=r"cpc_nightly 2026-11-03: the DAG run ended failed .*airflow dags test "
-                                       r"cpc_nightly 2026-11-03"):
+    with pytest.raises(CpcError, match=r"cpc_nightly 2026-11-03: the DAG run ended failed .*AIRFLOW_HOME=\S+ "
+                                       r"airflow dags test cpc_nightly 2026-11-03"):
         dag_test("cpc_nightly", dt.date(2026, 11, 3))
     assert "export" not in [c[0] for c in calls], "nothing after the failed stage"
+    failure = json.loads((tmp_path / "reports" / "failures.jsonl").read_text().splitlines()[-1])
+    assert failure["dag_id"] == "cpc_nightly" and "contact policy" in failure["reason"]
+    assert not [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]
+    assert signal.getsignal(signal.SIGTERM) is sigterm
 
 
 def test_an_unknown_dag_is_a_configuration_error(airflow_db):

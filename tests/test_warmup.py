@@ -175,6 +175,26 @@ def test_the_command_takes_the_sample_s_warm_up_days(monkeypatch):
     assert sim_cli.main(["warmup", "--days", "-1"]) == 2
 
 
+
+@pytest.mark.usefixtures("_restore_logging")
+def test_sample_run_takes_the_warm_up_days_and_fails_with_one_line(monkeypatch, capsys):
+    from jobs.platform.errors import CpcError
+    from simulator import cli as sim_cli
+    from simulator import sample_run
+
+    calls = []
+    monkeypatch.setattr(sample_run, "run", lambda days=None, cfg=None: calls.append(days))
+    assert sim_cli.main(["sample-run"]) == 0 and sim_cli.main(["sample-run", "--warmup-days", "0"]) == 0
+    assert calls == [None, 0], "None: the sample's warmup_days, chosen by sample_run.run"
+    assert sim_cli.main(["sample-run", "--warmup-days", "-1"]) == 2
+
+    def fails(days=None, cfg=None):
+        raise CpcError("cpc_nightly 2026-11-20: the DAG run ended failed after 9 s; " + "x" * 300 + " (rerun it alone)")
+    monkeypatch.setattr(sample_run, "run", fails)
+    capsys.readouterr()
+    assert sim_cli.main(["sample-run"]) == 1
+    assert "error: CpcError: cpc_nightly 2026-11-20: the DAG run ended failed" in capsys.readouterr().err
+
 def test_make_run_warms_up_between_training_and_the_nightly():
     """make run: simulate, then steps 2-5 in one process (simulator/sample_run.py, whose order tests/test_sample_run.py
     checks: history, training DAG, warm-up, nightly DAG), then the summary."""
@@ -189,6 +209,22 @@ def test_make_run_warms_up_between_training_and_the_nightly():
     assert "test $${PIPESTATUS[0]} -eq 0" in recipe, "a failure of the one process fails make run despite the pipe"
     assert "WARMUP_DAYS ?= $(shell $(BIN)/cpc conf sample.warmup_days" in makefile
 
+
+
+def test_make_run_s_filter_hides_airflow_s_chatter_and_keeps_errors_whole():
+    """What make run shows of sample-run's output (AIRFLOW_CHATTER, SHORT): Airflow's info lines go only to the log,
+    long lines are cut at 200 characters, a one-line error is kept whole (its remedy is at its end)."""
+    import subprocess
+
+    var = {k.strip(): v.strip() for line in (ROOT / "Makefile").read_text().splitlines()
+           if line.startswith(("AIRFLOW_CHATTER =", "SHORT =")) for k, v in [line.split("=", 1)]}
+    error = "sample-run: error: CpcError: " + "y" * 250 + " (rerun it alone: `airflow dags test cpc_nightly 2026-11-20`)"
+    lines = ["2026-12-03T02:15:01.123456Z [info     ] Task instance is in running state [airflow.task]",
+             "2026-12-03T02:15:02.000000Z [error    ] Task failed [airflow.task]",
+             "run: 2/6 loading the history", "z" * 300, error]
+    out = subprocess.run(["bash", "-c", f"grep -E -v \"{var['AIRFLOW_CHATTER']}\" | {var['SHORT']}"],
+                         input="\n".join(lines) + "\n", capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == [lines[1], lines[2], "z" * 200 + " ...", error]
 
 def test_the_summary_says_how_many_decision_days_the_evaluation_covers(capsys):
     from jobs.orchestration.summary import evaluation_line, print_summary

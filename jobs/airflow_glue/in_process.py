@@ -10,8 +10,11 @@ the same as under a scheduler; only the process is shared.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
+import signal
 import time
 
 from jobs.platform.errors import ConfigError, CpcError
@@ -19,9 +22,9 @@ from jobs.platform.errors import ConfigError, CpcError
 log = logging.getLogger(__name__)
 
 
-def dag_test(dag_id: str, day: dt.date) -> None:
-    """Run ``dag_id`` for the logical date ``day`` (midnight UTC) in this process, as `airflow dags test` does.
-    Raises :class:`ConfigError` if the DAG does not parse, :class:`CpcError` if the run does not succeed (the
+def dag_test(dag_id: str, day: dt.date):
+    """Run ``dag_id`` for the logical date ``day`` (midnight UTC) in this process, as `airflow dags test` does;
+    returns the DAG run. Raises :class:`ConfigError` if the DAG does not parse, :class:`CpcError` if the run does not succeed (the
     failed task's error is in the log above it)."""
     from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
@@ -34,9 +37,31 @@ def dag_test(dag_id: str, day: dt.date) -> None:
         raise ConfigError(f"no DAG {dag_id!r} in {folder}" + (f" (import errors: {errors})" if errors else ""))
     t0 = time.monotonic()
     log.info(f"{dag_id} {day}: the DAG run in this process (as `airflow dags test {dag_id} {day}`)")
-    run = dag.test(logical_date=dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC))
+    with _process_state_kept():
+        run = dag.test(logical_date=dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC))
     state = getattr(run, "state", None)
     if state != "success":  # DagRunState is a str enum
+        home = os.environ.get("AIRFLOW_HOME", "")
+        rerun = (f"AIRFLOW_HOME={home} " if home else "") + f"airflow dags test {dag_id} {day}"
         raise CpcError(f"{dag_id} {day}: the DAG run ended {state} after {time.monotonic() - t0:.0f} s; the failed "
-                       f"task's error is in the log above (rerun it alone: `airflow dags test {dag_id} {day}`)")
+                       f"task's error is in the log above (rerun it alone: `{rerun}`)")
     log.info(f"{dag_id} {day}: the DAG run succeeded in {time.monotonic() - t0:.0f} s")
+    return run
+
+
+@contextlib.contextmanager
+def _process_state_kept():
+    """What ``dag.test()`` leaves behind in the calling process, put back afterwards: the task runner exports
+    ``AIRFLOW_CTX_*`` (the DAG, task and run ids) into ``os.environ`` and installs its own SIGTERM handler.
+    Left in place, the next DAG's or the warm-up's audit rows would name the previous run's id, and SIGTERM would
+    no longer stop the process."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CTX_")}
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:
+            if key not in env:
+                del os.environ[key]
+        os.environ.update(env)
+        signal.signal(signal.SIGTERM, sigterm)

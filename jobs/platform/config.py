@@ -236,8 +236,9 @@ class SampleEnv(ConfModel):
     end_date: dt.date
     seed: int
     profile: str = "realistic"  # the simulated operator's behaviour (simulator/profiles.py: easy, realistic, hard)
-    # make run's warm-up (python -m simulator warmup): nightly runs of this many days before end_date, each answered
-    # by the simulated campaign platform, so that the first campaign report has outcomes; 0: none
+    # make run's warm-up (simulator/warmup.py, from python -m simulator sample-run): nightly runs of this many
+    # days before end_date, each answered by the simulated campaign platform, so that the first campaign report has
+    # outcomes; 0: none
     warmup_days: int = Field(0, ge=0)
 
 
