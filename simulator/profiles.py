@@ -154,7 +154,9 @@ TABLE: tuple[Param, ...] = (
       "dogs x their reaction (10% x 35% = 3.5 points) is an assumption; see also [ascarza2018]"),
     P("dog_contact_churn_prob", "Probability that a delivered contact makes a sleeping dog leave (recorded in "
       "truth/contact_churn.parquet with its day)", "per contact", {"easy": 0.0, "realistic": 0.35, "hard": 0.5},
-      source="ascarza2016: with share_sleeping_dog gives the +3.6 points of churn among the contacted"),
+      source="ascarza2016: with share_sleeping_dog gives the +3.6 points of churn among the contacted; the study "
+      "measured one campaign, so that each further delivered contact draws again (a dog contacted n times leaves "
+      "with 1 - 0.65^n) is an assumption, the harsher reading for a list maker that contacts a customer again"),
     P("dog_churn_lag_days", "Days from a contact to the closure it provokes", "days (range)",
       {"easy": None, "realistic": (7, 60), "hard": (7, 60)},
       source="ascarza2016: churn measured over the three months after the campaign; the spread is an assumption"),
