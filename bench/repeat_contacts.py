@@ -1,11 +1,11 @@
 """How often the published lists contact a sleeping dog again, and what the responder's per-contact harm makes of it.
 
 The responder draws a provoked closure on every delivered contact of a sleeping dog (``dog_contact_churn_prob``,
-0.35 in ``realistic``), so a dog contacted n times leaves with 1 - 0.65^n. The cited study measured one campaign;
+0.35 in ``realistic``), so a dog delivered n contacts leaves with 1 - (1 - p)^n. The cited study measured one campaign;
 the repetition is an assumption (docs/simulator.md's table). This report says how much the assumption weighs on
 real lists: the contacted dogs by how many decision days contacted them, and the expected closures under the
-per-contact draw against a once-per-customer reading (a dog reacts to being contacted at all, once). Delivery
-failures are left out (both readings alike). Reads the hidden truth: a simulator and benchmark tool, not pipeline
+per-contact draw against a once-per-customer reading (a dog reacts to being delivered a contact at all, once),
+each contact weighted by its channel's delivery rate (``simulator.responder.DELIVER``). Reads the hidden truth: a simulator and benchmark tool, not pipeline
 code. Run after ``make run`` (or a loop, with its root):
 
     .venv/bin/python bench/repeat_contacts.py --start 2026-11-18 --end 2026-11-20
@@ -22,37 +22,41 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def repeat_contacts(paths, start: dt.date, end: dt.date) -> dict:
+    """The contacted sleeping dogs and their expected provoked closures under both readings (module docstring)."""
     from simulator import warmup
-    from simulator.responder import World
+    from simulator.responder import DELIVER, World
 
     world = World.load(warmup.spec_of(paths), paths)
     dog = world.c["sleeping_dog"]
     p = float(world.params.dog_contact_churn_prob)
     days: dict[int, set] = collections.defaultdict(set)
-    times: collections.Counter = collections.Counter()
+    delivered: dict[int, list[float]] = collections.defaultdict(list)  # per dog, P(delivered) of each contact
     contacts = 0
     day = start
     while day <= end:
         lists = world.lists(paths, day)
         contacts += len(lists["ref"])
-        for i in lists["idx"][dog[lists["idx"]]] if len(lists["ref"]) else []:
-            times[int(i)] += 1
-            days[int(i)].add(day)
+        for i, ch in zip(lists["idx"], lists["channel"], strict=True):
+            if dog[i]:
+                delivered[int(i)].append(DELIVER[ch])
+                days[int(i)].add(day)
         day += dt.timedelta(days=1)
-    per_dog = collections.Counter(times.values())
-    n_days = collections.Counter(len(v) for v in days.values())
-    per_contact = sum(k * (1 - (1 - p) ** n) for n, k in per_dog.items())
+    # per contact: 1 - prod(1 - d p) over the dog's contacts; once per dog: p x P(at least one delivered)
+    per_contact = sum(1 - np.prod([1 - d * p for d in ds]) for ds in delivered.values())
+    once = sum(p * (1 - np.prod([1 - d for d in ds])) for ds in delivered.values())
     return {"root": str(paths.root), "start": start.isoformat(), "end": end.isoformat(), "contacts": contacts,
-            "contacts_to_dogs": sum(times.values()), "dogs_contacted": len(days),
-            "dogs_by_days_contacted": dict(sorted(n_days.items())),
-            "dogs_by_contacts": dict(sorted(per_dog.items())), "dog_contact_churn_prob": p,
-            "expected_closures_per_contact_draw": round(per_contact, 1),
-            "expected_closures_once_per_dog": round(len(days) * p, 1),
-            "ratio": round(per_contact / (len(days) * p), 3) if days and p else None}
+            "contacts_to_dogs": sum(len(ds) for ds in delivered.values()), "dogs_contacted": len(days),
+            "dogs_by_days_contacted": dict(sorted(collections.Counter(len(v) for v in days.values()).items())),
+            "dogs_by_contacts": dict(sorted(collections.Counter(len(ds) for ds in delivered.values()).items())),
+            "dog_contact_churn_prob": p, "expected_closures_per_contact_draw": round(float(per_contact), 1),
+            "expected_closures_once_per_dog": round(float(once), 1),
+            "ratio": round(float(per_contact / once), 3) if once else None}
 
 
 def main() -> None:

@@ -155,8 +155,8 @@ TABLE: tuple[Param, ...] = (
     P("dog_contact_churn_prob", "Probability that a delivered contact makes a sleeping dog leave (recorded in "
       "truth/contact_churn.parquet with its day)", "per contact", {"easy": 0.0, "realistic": 0.35, "hard": 0.5},
       source="ascarza2016: with share_sleeping_dog gives the +3.6 points of churn among the contacted; the study "
-      "measured one campaign, so that each further delivered contact draws again (a dog contacted n times leaves "
-      "with 1 - 0.65^n) is an assumption, the harsher reading for a list maker that contacts a customer again"),
+      "measured one campaign, so that each further delivered contact draws again (a dog delivered n contacts "
+      "leaves with 1 - (1 - p)^n) is an assumption, the harsher reading for a list maker that contacts a customer again"),
     P("dog_churn_lag_days", "Days from a contact to the closure it provokes", "days (range)",
       {"easy": None, "realistic": (7, 60), "hard": (7, 60)},
       source="ascarza2016: churn measured over the three months after the campaign; the spread is an assumption"),

@@ -69,16 +69,20 @@ def test_the_nightly_dag_runs_in_this_process_and_a_failed_run_raises_naming_dag
     from jobs.airflow_glue.in_process import dag_test
 
     monkeypatch.setenv("CPC_ROOT", str(tmp_path))  # the failure callback's reports/failures.jsonl
-    sigterm = signal.getsignal(signal.SIGTERM)
+    from jobs.airflow_glue.in_process import KEPT_SIGNALS
+
+    handlers = [signal.getsignal(sig) for sig in KEPT_SIGNALS]
     for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:  # left by a DAG run of an earlier test
         monkeypatch.delenv(key)
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "outer")  # a caller's own: put back as it was
     calls, fail = fake_stages
     dag_test("cpc_nightly", dt.date(2026, 11, 3))  # not the e2e sample's date
     ran = [c[0] for c in calls if c[0] != "record"]
     assert sorted(ran) == sorted(s.name for s in NIGHTLY) and {c[1] for c in calls if c[0] != "record"} == {"2026-11-03"}
     assert all(ran.index(before) < ran.index(s.name) for s in NIGHTLY for before in s.after), "each after its inputs"
-    assert not [k for k in os.environ if k.startswith("AIRFLOW_CTX_")], "the run's ids do not outlive it"
-    assert signal.getsignal(signal.SIGTERM) is sigterm, "SIGTERM stops this process again"
+    ctx = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CTX_")}
+    assert ctx == {"AIRFLOW_CTX_DAG_RUN_ID": "outer"}, "the run's ids do not outlive it"
+    assert [signal.getsignal(sig) for sig in KEPT_SIGNALS] == handlers, "SIGTERM stops this process again"
     calls.clear()
     fail["score"] = DataError("a list breaks the contact policy")
     with pytest.raises(CpcError, match=r"cpc_nightly 2026-11-03: the DAG run ended failed .*AIRFLOW_HOME=\S+ "
@@ -87,8 +91,32 @@ def test_the_nightly_dag_runs_in_this_process_and_a_failed_run_raises_naming_dag
     assert "export" not in [c[0] for c in calls], "nothing after the failed stage"
     failure = json.loads((tmp_path / "reports" / "failures.jsonl").read_text().splitlines()[-1])
     assert failure["dag_id"] == "cpc_nightly" and "contact policy" in failure["reason"]
-    assert not [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]
-    assert signal.getsignal(signal.SIGTERM) is sigterm
+    assert {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CTX_")} == ctx
+    assert [signal.getsignal(sig) for sig in KEPT_SIGNALS] == handlers
+
+
+def test_what_a_dag_run_leaves_in_the_process_is_put_back_when_it_raises(airflow_db, monkeypatch):
+    import signal
+
+    from airflow.sdk import DAG
+
+    from jobs.airflow_glue.in_process import dag_test
+
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "outer")
+    before = signal.getsignal(signal.SIGTERM)
+
+    def leaves_and_raises(self, **kwargs):
+        os.environ.update(AIRFLOW_CTX_DAG_ID="cpc_nightly", AIRFLOW_CTX_DAG_RUN_ID="manual__x")
+        signal.signal(signal.SIGTERM, lambda *a: None)
+        raise RuntimeError("the metadata database went away")
+
+    monkeypatch.setattr(DAG, "test", leaves_and_raises)
+    with pytest.raises(RuntimeError, match="went away"):
+        dag_test("cpc_nightly", R)
+    assert {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CTX_")} == {"AIRFLOW_CTX_DAG_ID": "outer"}
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_an_unknown_dag_is_a_configuration_error(airflow_db):

@@ -175,7 +175,6 @@ def test_the_command_takes_the_sample_s_warm_up_days(monkeypatch):
     assert sim_cli.main(["warmup", "--days", "-1"]) == 2
 
 
-
 @pytest.mark.usefixtures("_restore_logging")
 def test_sample_run_takes_the_warm_up_days_and_fails_with_one_line(monkeypatch, capsys):
     from jobs.platform.errors import CpcError
@@ -193,7 +192,10 @@ def test_sample_run_takes_the_warm_up_days_and_fails_with_one_line(monkeypatch, 
     monkeypatch.setattr(sample_run, "run", fails)
     capsys.readouterr()
     assert sim_cli.main(["sample-run"]) == 1
-    assert "error: CpcError: cpc_nightly 2026-11-20: the DAG run ended failed" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: CpcError: cpc_nightly 2026-11-20: the DAG run ended failed" in err[0]
+    assert "x" * 300 + " (rerun it alone)" in err[0], "the message whole, its remedy at the end"
+
 
 def test_make_run_warms_up_between_training_and_the_nightly():
     """make run: simulate, then steps 2-5 in one process (simulator/sample_run.py, whose order tests/test_sample_run.py
