@@ -425,3 +425,38 @@ def test_ingest_parse_reads_the_driver_log_written_during_a_part(tmp_path):
     assert got == {"log": {"method_too_long_for_jit": 1, "code_generated": 1}, "code_generated_ms": 12.5}, \
         "only what was written after the part began"
     assert ingest_parse.log_since(None, None) == {} and ingest_parse.log_since(tmp_path / "none", 0) == {}
+
+
+def test_night_fixed_cost_counts_each_stage_s_delta_writes_and_puts_the_lake_back():
+    """bench/night_fixed_cost.py: the writes are counted for the stage running, failed ones too, and the lake's
+    functions are the originals again after the run; the table adds a night's row per repeat."""
+    from types import SimpleNamespace
+
+    from bench import night_fixed_cost as nfc
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    fake = SimpleNamespace(replace=lambda *a, **k: "done", append=broken)
+    with nfc.WriteCounter(fake) as counter:
+        counter.stage = "score"
+        assert fake.replace("df", "paths", "gold.cpc_decisions", None) == "done"
+        with pytest.raises(OSError):
+            fake.append("df", "paths", "ops.run_log")
+        counter.stage = "export"
+        fake.replace()
+    assert counter.calls == {"score": 2, "export": 1}
+    assert fake.append is broken and fake.replace() == "done"
+    rows = [{"stage": "ingest", "seconds": 2.5, "spark_jobs": 10, "delta_writes": 2, "write_seconds": 1.0},
+            {"stage": "tags", "seconds": 1.25, "spark_jobs": 5, "delta_writes": 1, "write_seconds": 0.5}]
+    lines = nfc.table([rows]).splitlines()
+    assert len(lines) == 5 and [c.strip() for c in lines[-1].split("|")[1:7]] == ["1", "night", "3.75", "15", "3", "1.5"]
+
+
+def test_night_fixed_cost_refuses_too_short_an_operator(capsys):
+    from bench import night_fixed_cost as nfc
+
+    assert nfc.parse_args([]).customers == 300
+    with pytest.raises(SystemExit):
+        nfc.parse_args(["--days", "2"])
+    assert "--days at least 3" in capsys.readouterr().err
