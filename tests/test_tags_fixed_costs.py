@@ -321,6 +321,14 @@ def test_last_commit_rows_and_last_partition_before_on_delta(spark, tmp_path):
     frame = spark.createDataFrame(catalogue_rows(load_catalogue()), catalogue_module.CATALOGUE_SCHEMA)
     lake.replace(frame, paths, "gold.tag_catalogue", None)
     assert lake.last_commit_rows(spark, paths, "gold.tag_catalogue", None) == len(load_catalogue().tags)
+    # the version and the table id, read from the log without Spark, are what Spark's Delta says
+    from delta.tables import DeltaTable
+
+    for name in ("gold.customer_tags", "gold.tag_catalogue"):
+        delta = DeltaTable.forPath(spark, paths.table(name))
+        assert lake.version(spark, paths, name) == delta.history(1).select("version").first()[0]
+        assert lake.table_id(spark, paths, name) == delta.detail().select("id").first()[0]
+    assert lake.version(spark, paths, "gold.customer_tags") == len(days), "one commit a write"
 
 
 def test_the_catalogue_table_is_compared_not_rewritten(spark, tmp_path, cat):
