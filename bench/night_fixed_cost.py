@@ -5,15 +5,18 @@ nothing, so what a stage takes is that overhead: Spark jobs started (each a plan
 commits (each a snapshot update, a file listing, a commit and its checksum), reads of Delta logs. It is also what
 the test suite pays for every nightly it runs (`make test`: 300 customers). This prints, for each stage of the
 nightly of the run date, the seconds, the Spark jobs it started and its Delta writes (``lake.replace`` and
-``lake.append`` calls) with their seconds, ``--repeat`` times in one session after an untimed night; then the
-cost of one small Delta write alone (a 300-row table partitioned by date, one partition replaced, ``--writes``
-times), which puts a floor under the writes' share.
+``lake.append`` calls, the stage's ``ops.run_log`` row among them) with the seconds spent inside them (the written
+frame's own computation included; ingest runs two file kinds at a time, so its writes' seconds can overlap),
+``--repeat`` times in one session, and the median night; then the cost of one small Delta write alone (a 300-row
+table partitioned by date, one partition replaced, ``--writes`` times) to compare the writes' seconds with.
 
     CPC_ENV=test .venv/bin/python bench/night_fixed_cost.py
 
 The operator (``--customers``, ``--days`` up to the run date 2026-11-20, the environment's seed and profile) is
-generated into ``--root`` (emptied), its history loaded and the days before the run date run as nightlies, all
-untimed. Writes ``bench/results/night_fixed_cost.json`` with the commit. Run it alone on the machine.
+generated into ``--root`` (emptied), its history loaded and the two days before the run date run as ``make run``'s
+warm-up runs them (``simulator.warmup``: each nightly after the simulated responses to the lists before it, and
+the run date's responses), all untimed: so the timed nightlies ingest responses and evaluate outcomes, as the
+test suite's warm-up test and a real night do. Writes ``bench/results/night_fixed_cost.json`` with the commit. Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import shlex
 import shutil
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,13 +40,14 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RUN_DATE = dt.date(2026, 11, 20)
+WARMUP_DAYS = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=300, help="simulated customers (default 300, the test suite's)")
     ap.add_argument("--days", type=int, default=6, help="days of files up to the run date (default 6; at least 3)")
-    ap.add_argument("--repeat", type=int, default=2, help="timed nightlies of the run date (default 2)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed nightlies of the run date (default 3)")
     ap.add_argument("--writes", type=int, default=10, help="small Delta writes timed alone (default 10)")
     ap.add_argument("--root", type=Path, default=Path("var/bench/night_fixed_cost"), help="storage root (emptied)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/night_fixed_cost.json"))
@@ -59,6 +64,7 @@ class WriteCounter:
     def __init__(self, lake):
         self.lake, self.stage = lake, "-"
         self.calls, self.seconds = collections.Counter(), collections.Counter()
+        self.lock = threading.Lock()  # ingest writes from two threads
 
     def _wrap(self, fn):
         def timed(*a, **k):
@@ -66,8 +72,9 @@ class WriteCounter:
             try:
                 return fn(*a, **k)
             finally:
-                self.calls[self.stage] += 1
-                self.seconds[self.stage] += time.perf_counter() - t0
+                with self.lock:
+                    self.calls[self.stage] += 1
+                    self.seconds[self.stage] += time.perf_counter() - t0
         return timed
 
     def __enter__(self):
@@ -121,24 +128,37 @@ def small_writes(spark, folder: Path, n: int) -> dict:
 
 
 def prepare(cfg, args) -> None:
-    """The operator's files, its history and the nightlies before the run date (untimed)."""
+    """The operator's files, its history and the warm-up's two nightlies before the run date, with the simulated
+    responses (untimed)."""
     from jobs.orchestration import pipeline
+    from simulator import warmup
     from simulator.generate import SimSpec, generate
 
     shutil.rmtree(args.root, ignore_errors=True)
     spec = SimSpec(args.customers, args.days, RUN_DATE, int(cfg.sample["seed"]), str(cfg.sample["profile"]))
     generate(cfg.paths, spec, progress=False)
-    first = RUN_DATE - dt.timedelta(days=2)
-    pipeline.history(first, cfg)
-    for day in (first, RUN_DATE - dt.timedelta(days=1)):
-        pipeline.nightly(day, cfg)
+    pipeline.history(RUN_DATE - dt.timedelta(days=WARMUP_DAYS), cfg)
+    warmup.run(WARMUP_DAYS, cfg, models=False)
+
+
+FIGURES = ("seconds", "spark_jobs", "delta_writes", "write_seconds")
+
+
+def median_night(repeats: list[list[dict]]) -> list[dict]:
+    """Each stage's median over the repeats, figure by figure, and the night's (the median of the repeats' sums)."""
+    stages = [r["stage"] for r in repeats[0]]
+    rows = [{"stage": st, **{k: statistics.median(rep[i][k] for rep in repeats) for k in FIGURES}} for i, st in enumerate(stages)]
+    night = {"stage": "night", **{k: statistics.median(round(sum(r[k] for r in rep), 2) for rep in repeats) for k in FIGURES}}
+    return [*rows, night]
 
 
 def table(repeats: list[list[dict]]) -> str:
     out = []
     for i, rows in enumerate(repeats, 1):
         out += [(i, r["stage"], r["seconds"], r["spark_jobs"], r["delta_writes"], r["write_seconds"]) for r in rows]
-        out.append((i, "night", *(round(sum(r[k] for r in rows), 2) for k in ("seconds", "spark_jobs", "delta_writes", "write_seconds"))))
+        out.append((i, "night", *(round(sum(r[k] for r in rows), 2) for k in FIGURES)))
+    if len(repeats) > 1:
+        out += [("median", *(r[k] for k in ("stage", *FIGURES))) for r in median_night(repeats)]
     return tabulate(out, headers=("repeat", "stage", "seconds", "Spark jobs", "Delta writes", "their seconds"), tablefmt="github")
 
 
@@ -165,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats = [stage_rows(spark, cfg, RUN_DATE, counter) for _ in range(args.repeat)]
     writes = small_writes(spark, args.root / "small_write", args.writes)
     result = {"customers": args.customers, "days": args.days, "run_date": RUN_DATE.isoformat(), "env": os.environ["CPC_ENV"],
-              "profile": cfg.sample["profile"], "prepare_seconds": prepared, "repeats": repeats, "small_write": writes,
+              "profile": cfg.sample["profile"], "prepare_seconds": prepared, "repeats": repeats, "median": median_night(repeats), "small_write": writes,
               "spark_master": cfg.spark_master, "machine": machine(),
               "command": shlex.join([".venv/bin/python", "bench/night_fixed_cost.py", *argv]),
               "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}

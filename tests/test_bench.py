@@ -451,6 +451,11 @@ def test_night_fixed_cost_counts_each_stage_s_delta_writes_and_puts_the_lake_bac
             {"stage": "tags", "seconds": 1.25, "spark_jobs": 5, "delta_writes": 1, "write_seconds": 0.5}]
     lines = nfc.table([rows]).splitlines()
     assert len(lines) == 5 and [c.strip() for c in lines[-1].split("|")[1:7]] == ["1", "night", "3.75", "15", "3", "1.5"]
+    slower = [{**r, "seconds": r["seconds"] * 3, "spark_jobs": r["spark_jobs"] + 1} for r in rows]
+    faster = [{**r, "seconds": r["seconds"] / 5} for r in rows]
+    median = nfc.median_night([slower, rows, faster])
+    assert [(m["stage"], m["seconds"], m["spark_jobs"]) for m in median] == [("ingest", 2.5, 10), ("tags", 1.25, 5), ("night", 3.75, 15)]
+    assert len(nfc.table([slower, rows, faster]).splitlines()) == 2 + 3 * 3 + 3, "three repeats and the median's rows"
 
 
 def test_night_fixed_cost_refuses_too_short_an_operator(capsys):
