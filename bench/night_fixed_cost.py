@@ -86,19 +86,28 @@ class WriteCounter:
         self.lake.replace, self.lake.append = self.saved
 
 
+def jobs_counter(spark):
+    """Spark jobs started so far in the session (``bench/tags_breakdown.py``'s counters: the DAG scheduler's,
+    the status tracker's when it cannot be read)."""
+    from bench.tags_breakdown import spark_counters
+
+    counters = spark_counters(spark)
+    return lambda: int(counters()["jobs"])
+
+
 def stage_rows(spark, cfg, day: dt.date, counter: WriteCounter) -> list[dict]:
     """One nightly of ``day``, stage by stage: seconds, Spark jobs, Delta writes and their seconds."""
     from jobs.orchestration.pipeline import record
     from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
 
-    dag = spark.sparkContext._jsc.sc().dagScheduler()
+    jobs_started = jobs_counter(spark)
     rows = []
     for stage in NIGHTLY_NAMES:
         counter.stage = stage
-        jobs, t0 = dag.numTotalJobs(), time.perf_counter()
+        jobs, t0 = jobs_started(), time.perf_counter()
         STAGES[stage](day, cfg)
         record(day, stage, cfg)
-        rows.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 2), "spark_jobs": dag.numTotalJobs() - jobs,
+        rows.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 2), "spark_jobs": jobs_started() - jobs,
                      "delta_writes": counter.calls[stage], "write_seconds": round(counter.seconds[stage], 2)})
     counter.calls.clear()
     counter.seconds.clear()
@@ -109,19 +118,19 @@ def small_writes(spark, folder: Path, n: int) -> dict:
     """One date partition of a 300-row Delta table replaced ``n`` times (the first untimed): seconds and Spark jobs
     of each (every tenth commit also writes a Delta checkpoint)."""
     shutil.rmtree(folder, ignore_errors=True)
-    dag = spark.sparkContext._jsc.sc().dagScheduler()
+    jobs_started = jobs_counter(spark)
     rows = [(RUN_DATE - dt.timedelta(days=i % 28), i, "x") for i in range(300)]
     df = spark.createDataFrame(rows, "snapshot_date date, id int, s string")
     df.write.format("delta").partitionBy("snapshot_date").save(str(folder))
     seconds, jobs = [], []
     for i in range(n + 1):
         day = (RUN_DATE - dt.timedelta(days=i % 28)).isoformat()
-        j0, t0 = dag.numTotalJobs(), time.perf_counter()
+        j0, t0 = jobs_started(), time.perf_counter()
         (df.where(f"snapshot_date = '{day}'").write.format("delta").mode("overwrite").partitionBy("snapshot_date")
          .option("replaceWhere", f"snapshot_date = '{day}'").save(str(folder)))
         if i:
             seconds.append(round(time.perf_counter() - t0, 3))
-            jobs.append(dag.numTotalJobs() - j0)
+            jobs.append(jobs_started() - j0)
     shutil.rmtree(folder, ignore_errors=True)
     return {"seconds": seconds, "spark_jobs": jobs, "median_seconds": round(statistics.median(seconds), 3),
             "median_spark_jobs": statistics.median(jobs)}

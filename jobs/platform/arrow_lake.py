@@ -32,6 +32,14 @@ def exists(paths: Paths, name: str) -> bool:
     return _table(paths, name) is not None
 
 
+def delta_table(paths: Paths, name: str):
+    """The table's current version (its log read, its files listed), a clear error when it does not exist."""
+    found = _table(paths, name)
+    if found is None:
+        raise FileNotFoundError(f"Delta table {name} does not exist yet at {paths.table(name)}: run the job that writes it first")
+    return found
+
+
 def date_column(name: str) -> str | None:
     """The date a table is partitioned by last (``delivery_date``, ``day``, ``snapshot_date``, ...), or None for
     an undated table (``gold.tag_catalogue``)."""
@@ -46,9 +54,7 @@ def _dataset(paths: Paths, name: str, prune=None, table=None):
     lake)."""
     import pyarrow.fs as pafs
 
-    table = table or _table(paths, name)
-    if table is None:
-        raise FileNotFoundError(f"Delta table {name} does not exist yet at {paths.table(name)}: run the job that writes it first")
+    table = table or delta_table(paths, name)
     # pyarrow's own local file system, rooted at the table: with deltalake's default (a Python file system) the
     # process often aborted at exit after reading rows ("terminate called without an active exception", exit code
     # 134: `cpc funnel` in 7 of 10 runs; delta-io/delta-rs#2184)

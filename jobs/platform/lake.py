@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from jobs.platform import arrow_lake
 from jobs.platform.config import Paths
 from schemas import TABLES
 
@@ -33,27 +34,21 @@ def read(spark, paths: Paths, table: str, version: int | None = None):
     return reader.load(_path(paths, table))
 
 
-def _log(paths: Paths, table: str):
-    """The table's Delta log, read in this process by ``deltalake`` (no Spark job). Asked through Spark (the
-    table's history or detail), each answer was a Spark job: 0.2 to 0.7 s in a warm session on the test operator,
-    and a night asks some 25 times (the decision's input versions, the export's sources, the evaluation's
-    versions and table ids). The storage root is a folder this process reads (``Paths``: ingest reads the landing
-    files here too), so its Delta logs are readable here on a cluster as well."""
-    from deltalake import DeltaTable
-
-    return DeltaTable(_path(paths, table))
-
-
 def version(spark, paths: Paths, table: str) -> int:
-    """The table's current Delta version (its latest commit), from the log without Spark (:func:`_log`);
-    ``spark`` is not used, kept so that every function here is called alike."""
-    return int(_log(paths, table).version())
+    """The table's current Delta version (its latest commit), read from its log in this process
+    (:func:`jobs.platform.arrow_lake.delta_table`, ``deltalake``): no Spark job. Asked through Spark (the table's
+    history), each answer was a Spark job, 0.2 to 0.7 s in a warm session on the test operator, and a night asks
+    some 25 times for versions and ids (the decision's inputs, the export's sources, the evaluation's versions and
+    table ids). The storage root is a folder this process reads (``Paths``: ingest reads the landing files here
+    too), so the logs are readable here on a cluster as well. ``spark`` is not used, kept so that every function
+    here is called alike."""
+    return int(arrow_lake.delta_table(paths, table).version())
 
 
 def table_id(spark, paths: Paths, table: str) -> str:
     """The Delta table's id (its metadata's ``id``): another one once the table is deleted and written again.
     From the log without Spark, as :func:`version`."""
-    return str(_log(paths, table).metadata().id)
+    return str(arrow_lake.delta_table(paths, table).metadata().id)
 
 
 def last_commit_rows(spark, paths: Paths, table: str, predicate: str | None) -> int | None:
