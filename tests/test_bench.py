@@ -465,3 +465,27 @@ def test_night_fixed_cost_refuses_too_short_an_operator(capsys):
     with pytest.raises(SystemExit):
         nfc.parse_args(["--days", "2"])
     assert "--days at least 3" in capsys.readouterr().err
+
+
+def test_validation_formats_adds_up_the_kinds_and_puts_the_first_format_back(monkeypatch):
+    """bench/validation_formats.py: a kind's medians and ratio, the night's total over the kinds, a differing
+    summary reported as such; its "as before" run restores ``quality.FIRST_FORMAT`` even when the suite raises."""
+    from bench import validation_formats as vf
+    from jobs.stages.ingest import quality
+
+    a = vf.summary("usage", 300, [2.0, 2.4, 2.2], [0.9, 1.1, 1.0], True)
+    b = vf.summary("optouts", 3, [1.0], [0.5], False)
+    assert (a["basic_median"], a["now_median"], a["basic_over_now"]) == (2.2, 1.0, 2.2)
+    assert vf.totals([a, b]) == {"basic_seconds": 3.2, "now_seconds": 1.5, "basic_over_now": 2.13, "same_summary": False}
+    seen = []
+
+    def fake_validate(kind, df):
+        seen.append(quality.FIRST_FORMAT)
+        raise RuntimeError("suite broke")
+
+    monkeypatch.setattr(quality, "validate", fake_validate)
+    with pytest.raises(RuntimeError):
+        vf.one_basic_run("usage", None)
+    assert seen == [quality.RESULT_FORMAT] and quality.FIRST_FORMAT == {"result_format": "BOOLEAN_ONLY"}
+    with pytest.raises(SystemExit):
+        vf.parse_args(["--date", "2026-11-20", "--repeat", "0"])

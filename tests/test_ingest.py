@@ -82,6 +82,27 @@ def test_good_file_ingests(spark, root):
     assert row["expectations_evaluated"] > 5  # Great Expectations ran the suite
 
 
+
+def test_great_expectations_summary_is_what_one_basic_run_gives(spark, day1_ingested, monkeypatch):
+    """The suite runs with Great Expectations' BOOLEAN_ONLY result first and with BASIC only when it fails: the
+    summary (success, expectations evaluated, each failed one with its unexpected count) is what one BASIC run
+    gives, on a clean frame and on a broken one."""
+    from jobs.stages.ingest import quality
+
+    clean = lake.read(spark, day1_ingested, "bronze.usage").select(*FILES["usage"].names).cache()
+    ids = sorted(r["customer_id"] for r in clean.select("customer_id").limit(3).collect())
+    broken = (clean.withColumn("voice_out_min", F.when(F.col("customer_id") == ids[0], F.lit(-5.0)).otherwise(F.col("voice_out_min")))
+              .withColumn("data_mb", F.when(F.col("customer_id").isin(ids[1:]), F.lit(None)).otherwise(F.col("data_mb"))))
+    first = [quality.validate("usage", df) for df in (clean, broken)]
+    monkeypatch.setattr(quality, "FIRST_FORMAT", quality.RESULT_FORMAT)  # one BASIC run, as before the change
+    assert first == [quality.validate("usage", df) for df in (clean, broken)]
+    assert first[0]["success"] and first[0]["failed"] == [] and first[0]["evaluated"] == 25
+    assert sorted(first[1]["failed"], key=lambda f: f["column"]) == [
+        {"expectation": "expect_column_values_to_not_be_null", "column": "data_mb", "unexpected_count": 2, "level": "row"},
+        {"expectation": "expect_column_values_to_be_between", "column": "voice_out_min", "unexpected_count": 1, "level": "row"},
+    ]
+    clean.unpersist()
+
 APPS = "|1.0|0.0|0.0|0.0|0.0"  # video, content, game, travel, education MB
 BAD_ROWS = {
     f"C000000001|2026-11-20|-5.0|1.0|1|0|10.0|0.0{APPS}": "voice_out_min: be between",

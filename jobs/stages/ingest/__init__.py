@@ -285,7 +285,9 @@ def ingest_kind(spark, call: _Call, kind: str, report: IngestReport) -> None:
     history = call.deliveries.recent_volumes(kind, min(days), int((suite.volume or VOLUME_DEFAULTS)["history"]))
     accepted, rejected = _judge_files(checks, stats, validation, suite, report, history)
     _write_bronze_and_quarantine(spark, call, schema, checks, parsed, stats, accepted, rejected)
-    _report_files(checks, report, first_reasons(parsed) if parsed is not None else {})
+    # the first bad rows of each file, read only when a file has some (a clean night skips the query)
+    bad_seen = parsed is not None and any(s["bad"] for s in stats.values())
+    _report_files(checks, report, first_reasons(parsed) if bad_seen else {})
     if parsed is not None:
         parsed.unpersist()
 
