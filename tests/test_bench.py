@@ -467,9 +467,11 @@ def test_night_fixed_cost_refuses_too_short_an_operator(capsys):
     assert "--days at least 3" in capsys.readouterr().err
 
 
-def test_validation_formats_adds_up_the_kinds_and_puts_the_first_format_back(monkeypatch):
+def test_validation_formats_adds_up_the_kinds_and_runs_basic_once_as_before(monkeypatch):
     """bench/validation_formats.py: a kind's medians and ratio, the night's total over the kinds, a differing
-    summary reported as such; its "as before" run restores ``quality.FIRST_FORMAT`` even when the suite raises."""
+    summary reported as such; its "as before" way runs the suite once with BASIC, even when it fails."""
+    from types import SimpleNamespace
+
     from bench import validation_formats as vf
     from jobs.stages.ingest import quality
 
@@ -477,15 +479,44 @@ def test_validation_formats_adds_up_the_kinds_and_puts_the_first_format_back(mon
     b = vf.summary("optouts", 3, [1.0], [0.5], False)
     assert (a["basic_median"], a["now_median"], a["basic_over_now"]) == (2.2, 1.0, 2.2)
     assert vf.totals([a, b]) == {"basic_seconds": 3.2, "now_seconds": 1.5, "basic_over_now": 2.13, "same_summary": False}
-    seen = []
+    asked = []
+    failing = SimpleNamespace(success=False, results=[], statistics={"evaluated_expectations": 3})
 
-    def fake_validate(kind, df):
-        seen.append(quality.FIRST_FORMAT)
-        raise RuntimeError("suite broke")
+    def run(batch_parameters, result_format):
+        asked.append(result_format)
+        return failing
 
-    monkeypatch.setattr(quality, "validate", fake_validate)
-    with pytest.raises(RuntimeError):
-        vf.one_basic_run("usage", None)
-    assert seen == [quality.RESULT_FORMAT] and quality.FIRST_FORMAT == {"result_format": "BOOLEAN_ONLY"}
+    monkeypatch.setattr(quality, "_gx_validation", lambda kind: SimpleNamespace(run=run))
+    assert vf.one_basic_run("usage", None) == {"suite": "usage", "success": False, "evaluated": 3, "failed": []}
+    assert asked == [quality.RESULT_FORMAT]
     with pytest.raises(SystemExit):
         vf.parse_args(["--date", "2026-11-20", "--repeat", "0"])
+
+
+def test_night_calls_names_the_pipeline_s_frames_and_keeps_the_longest_waits():
+    """bench/night_calls.py: a call's site is the innermost two frames of jobs/ (pyspark's own frames skipped),
+    a call from no such frame is counted apart; the counter adds by site and by stage; the top is by seconds."""
+    from bench import night_calls as nc
+
+    root = "/repo"
+    frames = [("/venv/pyspark/sql/dataframe.py", 10, "collect"), ("/repo/jobs/stages/export.py", 157, "write_list"),
+              ("/repo/bench/x.py", 3, "main"), ("/repo/jobs/stages/export.py", 175, "_publish"),
+              ("/repo/jobs/orchestration/registry.py", 74, "_export")]
+    assert nc.site_of(frames, root) == "jobs/stages/export.py:157(write_list) <- jobs/stages/export.py:175(_publish)"
+    assert nc.site_of(frames[:2], root, depth=1) == "jobs/stages/export.py:157(write_list)"
+    assert nc.site_of([("/venv/py4j/java_gateway.py", 1, "__del__")], root) == nc.OUTSIDE
+    counter = nc.CallCounter(root)
+    counter.stage = "export"
+    counter.add(frames, 0.5)
+    counter.add(frames, 0.25)
+    counter.stage = "score"
+    counter.add([("/repo/jobs/stages/cpc/__init__.py", 151, "run")], 2.0)
+    assert counter.stages == {"export": [2, 0.75], "score": [1, 2.0]}
+    assert nc.top(counter.sites, 1) == [{"site": "jobs/stages/cpc/__init__.py:151(run)", "calls": 1, "seconds": 2.0}]
+    assert [r["calls"] for r in nc.top(counter.sites, 5)] == [1, 2]
+    import py4j.clientserver as cs
+
+    orig = cs.ClientServerConnection.send_command
+    with nc.CallCounter(root):
+        assert cs.ClientServerConnection.send_command is not orig
+    assert cs.ClientServerConnection.send_command is orig

@@ -82,7 +82,6 @@ def test_good_file_ingests(spark, root):
     assert row["expectations_evaluated"] > 5  # Great Expectations ran the suite
 
 
-
 def test_great_expectations_summary_is_what_one_basic_run_gives(spark, day1_ingested, monkeypatch):
     """The suite runs with Great Expectations' BOOLEAN_ONLY result first and with BASIC only when it fails: the
     summary (success, expectations evaluated, each failed one with its unexpected count) is what one BASIC run
@@ -93,15 +92,26 @@ def test_great_expectations_summary_is_what_one_basic_run_gives(spark, day1_inge
     ids = sorted(r["customer_id"] for r in clean.select("customer_id").limit(3).collect())
     broken = (clean.withColumn("voice_out_min", F.when(F.col("customer_id") == ids[0], F.lit(-5.0)).otherwise(F.col("voice_out_min")))
               .withColumn("data_mb", F.when(F.col("customer_id").isin(ids[1:]), F.lit(None)).otherwise(F.col("data_mb"))))
-    first = [quality.validate("usage", df) for df in (clean, broken)]
-    monkeypatch.setattr(quality, "FIRST_FORMAT", quality.RESULT_FORMAT)  # one BASIC run, as before the change
-    assert first == [quality.validate("usage", df) for df in (clean, broken)]
-    assert first[0]["success"] and first[0]["failed"] == [] and first[0]["evaluated"] == 25
-    assert sorted(first[1]["failed"], key=lambda f: f["column"]) == [
+    real = quality._gx_validation("usage")
+    once = [quality.summarise("usage", real.run(batch_parameters={"dataframe": df}, result_format=quality.RESULT_FORMAT))
+            for df in (clean, broken)]  # one BASIC run each: the ingest before the change
+    asked = []
+
+    class Spy:
+        def run(self, batch_parameters, result_format):
+            asked.append(result_format["result_format"])
+            return real.run(batch_parameters=batch_parameters, result_format=result_format)
+
+    monkeypatch.setattr(quality, "_gx_validation", lambda kind: Spy())
+    assert quality.validate("usage", clean) == once[0] and asked == ["BOOLEAN_ONLY"]
+    assert quality.validate("usage", broken) == once[1] and asked == ["BOOLEAN_ONLY", "BOOLEAN_ONLY", "BASIC"]
+    assert once[0]["success"] and once[0]["failed"] == [] and once[0]["evaluated"] == 25
+    assert sorted(once[1]["failed"], key=lambda f: f["column"]) == [
         {"expectation": "expect_column_values_to_not_be_null", "column": "data_mb", "unexpected_count": 2, "level": "row"},
         {"expectation": "expect_column_values_to_be_between", "column": "voice_out_min", "unexpected_count": 1, "level": "row"},
     ]
     clean.unpersist()
+
 
 APPS = "|1.0|0.0|0.0|0.0|0.0"  # video, content, game, travel, education MB
 BAD_ROWS = {

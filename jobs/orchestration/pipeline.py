@@ -27,18 +27,6 @@ def _ctx(cfg: Settings | None = None):
     return get_spark(cfg), cfg.paths
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def record(day: dt.date | str, stage: str, cfg: Settings | None = None) -> None:
     """Note in ``ops.run_log`` that a stage of a date finished (backfills resume from it)."""
     spark, paths = _ctx(cfg)
