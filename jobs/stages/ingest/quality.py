@@ -174,7 +174,7 @@ def _gx_context():
 # A clean delivery (the usual night) is validated with Great Expectations' BOOLEAN_ONLY result: each
 # expectation's success, from its unexpected count, and nothing more. With BASIC every expectation also asks for a
 # sample of its unexpected values (a query planned for each, even with ``partial_unexpected_count`` 0): on
-# ``make run``'s 2026-11-20 the nine suites took 5.81 s against 12.57 s for one BASIC run each, the same summaries
+# ``make run``'s 2026-11-20 the nine suites took 4.83 s against 10.01 s for one BASIC run each, the same summaries
 # (bench/results/validation_formats.json). Only when the suite fails is it run again with BASIC, for the counts of
 # unexpected values the ledger keeps beside each failed expectation: the ledger holds what one BASIC run gave.
 FIRST_FORMAT = {"result_format": "BOOLEAN_ONLY"}
