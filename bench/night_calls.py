@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
-import json
 import os
-import shlex
 import sys
 import threading
 import time
@@ -108,17 +106,17 @@ def top(sites: dict[str, list], n: int) -> list[dict]:
 
 
 def night(cfg, day: dt.date, counter: CallCounter | None = None) -> list[dict]:
-    """The nightly of ``day``, stage by stage as ``pipeline.nightly`` runs it, each stage's wall seconds."""
-    from jobs.orchestration.pipeline import record
-    from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
+    """The nightly of ``day`` one stage at a time through ``pipeline.nightly`` (the stage, then its run-log row),
+    each stage's wall seconds."""
+    from jobs.orchestration import pipeline
+    from jobs.orchestration.registry import NIGHTLY_NAMES
 
     rows = []
     for stage in NIGHTLY_NAMES:
         if counter is not None:
             counter.stage = stage
         t0 = time.perf_counter()
-        STAGES[stage](day, cfg)
-        record(day, stage, cfg)
+        pipeline.nightly(day, cfg, from_stage=stage, to_stage=stage)
         rows.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 2)})
     return rows
 
@@ -128,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["CPC_ROOT"] = str(args.root.resolve())
     os.environ.setdefault("CPC_ENV", "test")
-    from bench.nightly_bench import machine
+    from bench.nightly_bench import write_result
     from jobs.orchestration import pipeline
     from jobs.platform import logs
     from jobs.platform.config import settings
@@ -151,12 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"root": str(cfg.paths.root), "date": args.date.isoformat(), "env": os.environ["CPC_ENV"],
               "warm_night_seconds": round(sum(r["seconds"] for r in warm), 1),
               "night_seconds": round(sum(r["seconds"] for r in stages), 1), "calls": total_calls,
-              "seconds_in_calls": total_seconds, "stages": stages, "sites": top(counter.sites, args.top),
-              "spark_master": cfg.spark_master, "machine": machine(),
-              "command": shlex.join([".venv/bin/python", "bench/night_calls.py", *argv]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+              "seconds_in_calls": total_seconds, "stages": stages, "sites": top(counter.sites, args.top)}
+    result = write_result(args.out, result, cfg, "bench/night_calls.py", argv, code)
     print(tabulate([(r["stage"], r["seconds"], r["calls"], r["seconds_in_calls"]) for r in stages],
                    headers=("stage", "seconds", "py4j calls", "seconds in them"), tablefmt="github"))
     print(tabulate([(r["site"], r["calls"], r["seconds"]) for r in result["sites"][:25]],

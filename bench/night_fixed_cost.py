@@ -25,9 +25,7 @@ import argparse
 import collections
 import dataclasses
 import datetime as dt
-import json
 import os
-import shlex
 import shutil
 import statistics
 import sys
@@ -97,16 +95,15 @@ def jobs_counter(spark):
 
 def stage_rows(spark, cfg, day: dt.date, counter: WriteCounter) -> list[dict]:
     """One nightly of ``day``, stage by stage: seconds, Spark jobs, Delta writes and their seconds."""
-    from jobs.orchestration.pipeline import record
-    from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
+    from jobs.orchestration import pipeline
+    from jobs.orchestration.registry import NIGHTLY_NAMES
 
     jobs_started = jobs_counter(spark)
     rows = []
     for stage in NIGHTLY_NAMES:
         counter.stage = stage
         jobs, t0 = jobs_started(), time.perf_counter()
-        STAGES[stage](day, cfg)
-        record(day, stage, cfg)
+        pipeline.nightly(day, cfg, from_stage=stage, to_stage=stage)  # the stage, then its run-log row
         rows.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 2), "spark_jobs": jobs_started() - jobs,
                      "delta_writes": counter.calls[stage], "write_seconds": round(counter.seconds[stage], 2)})
     counter.calls.clear()
@@ -177,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args.root = args.root.resolve()
     os.environ["CPC_ROOT"] = str(args.root)
     os.environ.setdefault("CPC_ENV", "test")
-    from bench.nightly_bench import machine
+    from bench.nightly_bench import write_result
     from jobs.platform import lake, logs
     from jobs.platform.config import Paths, settings
     from jobs.platform.provenance import git_state
@@ -193,13 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     with WriteCounter(lake) as counter:
         repeats = [stage_rows(spark, cfg, RUN_DATE, counter) for _ in range(args.repeat)]
     writes = small_writes(spark, args.root / "small_write", args.writes)
-    result = {"customers": args.customers, "days": args.days, "run_date": RUN_DATE.isoformat(), "env": os.environ["CPC_ENV"],
-              "profile": cfg.sample["profile"], "prepare_seconds": prepared, "repeats": repeats, "median": median_night(repeats), "small_write": writes,
-              "spark_master": cfg.spark_master, "machine": machine(),
-              "command": shlex.join([".venv/bin/python", "bench/night_fixed_cost.py", *argv]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, {"customers": args.customers, "days": args.days, "run_date": RUN_DATE.isoformat(),
+                            "env": os.environ["CPC_ENV"], "profile": cfg.sample["profile"], "prepare_seconds": prepared,
+                            "repeats": repeats, "median": median_night(repeats), "small_write": writes},
+                 cfg, "bench/night_fixed_cost.py", argv, code)
     print(table(repeats))
     print(f"one small Delta write (replace one partition, 300 rows): median {writes['median_seconds']} s, "
           f"{writes['median_spark_jobs']} Spark jobs; each: {writes['seconds']} -> {args.out}")

@@ -41,6 +41,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import threading
@@ -93,6 +94,18 @@ def machine() -> dict:
 
     return {"cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "platform": platform.platform()}
+
+
+def write_result(path: Path, result: dict, cfg, script: str, argv: list[str], code: dict) -> dict:
+    """``result`` with what every result file records after its figures (the Spark master, the machine, the command
+    that reproduces it, when it was measured, the commit: ``code``, from ``git_state``), written to ``path`` as
+    JSON; returns it."""
+    result = {**result, "spark_master": cfg.spark_master, "machine": machine(),
+              "command": shlex.join([".venv/bin/python", script, *argv]),
+              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 DAY_ONE_STAGES = ("ingest", "conform", "tags", "segments")  # the stages that read history

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -103,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["CPC_ROOT"] = str(args.root.resolve())
     os.environ.setdefault("CPC_ENV", "local")
-    from bench.nightly_bench import machine
+    from bench.nightly_bench import write_result
     from jobs.platform import logs
     from jobs.platform.config import settings
     from jobs.platform.provenance import git_state
@@ -114,12 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     code, cfg = git_state(), settings()
     spark = get_spark(cfg, app_name="cpc-bench-validation")
     rows = [measure(spark, cfg.paths, kind, args.date, args.repeat) for kind in FILE_ORDER]
-    result = {"root": str(cfg.paths.root), "date": args.date.isoformat(), "env": os.environ["CPC_ENV"],
-              "repeat": args.repeat, "kinds": rows, "total": totals(rows), "spark_master": cfg.spark_master,
-              "machine": machine(), "command": shlex.join([".venv/bin/python", "bench/validation_formats.py", *argv]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result = write_result(args.out, {"root": str(cfg.paths.root), "date": args.date.isoformat(), "env": os.environ["CPC_ENV"],
+                                     "repeat": args.repeat, "kinds": rows, "total": totals(rows)},
+                          cfg, "bench/validation_formats.py", argv, code)
     print(tabulate([(r["kind"], r["rows"], r["basic_median"], r["now_median"], r["basic_over_now"], r["same_summary"])
                     for r in rows], headers=("kind", "rows", "BASIC s", "now s", "BASIC / now", "same"), tablefmt="github"))
     t = result["total"]

@@ -520,3 +520,16 @@ def test_night_calls_names_the_pipeline_s_frames_and_keeps_the_longest_waits():
     with nc.CallCounter(root):
         assert cs.ClientServerConnection.send_command is not orig
     assert cs.ClientServerConnection.send_command is orig
+
+
+def test_write_result_adds_what_every_result_file_records(tmp_path):
+    """bench/nightly_bench.py's write_result: the figures first, then the Spark master, the machine, the command
+    that reproduces the result, when and the commit; written as JSON where asked, folders made."""
+    from types import SimpleNamespace
+
+    out = tmp_path / "deep" / "r.json"
+    got = nightly_bench.write_result(out, {"seconds": 1.5}, SimpleNamespace(spark_master="local[2]"), "bench/x.py",
+                                     ["--date", "2026-11-20"], {"commit": "abc", "dirty": False})
+    assert json.loads(out.read_text()) == got
+    assert list(got)[:4] == ["seconds", "spark_master", "machine", "command"] and list(got)[-2:] == ["commit", "dirty"]
+    assert got["command"] == ".venv/bin/python bench/x.py --date 2026-11-20" and got["machine"]["cores"] >= 1
