@@ -19,10 +19,7 @@ load's ingest goes").
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -111,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["CPC_ROOT"] = str(args.root.resolve())
     os.environ.setdefault("CPC_ENV", "local")
-    from bench.nightly_bench import machine
+    from bench.nightly_bench import write_result
     from jobs.platform import logs
     from jobs.platform.config import settings
     from jobs.platform.provenance import git_state
@@ -143,14 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     timed["great expectations (on the cached parse)"] = {"seconds": round(great_expectations(spark, schema, files), 2)}
     print(f"ingest parse {args.kind}: great expectations {timed['great expectations (on the cached parse)']['seconds']:.2f}s",
           flush=True)
-    result = {"root": str(args.root.resolve()), "kind": args.kind, "files": len(files), "rows": rows, "repeat": args.repeat,
-              "spark_master": cfg.spark_master, "machine": machine(),
-              "command": shlex.join([".venv/bin/python", "bench/ingest_parse.py", *(argv if argv is not None else sys.argv[1:])]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code,
-              "codegen_logging": logging_, "driver_log": str(args.driver_log) if args.driver_log else None, "parts": timed}
     out = args.out or RESULTS / f"ingest_parse_{args.kind}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, {"root": str(args.root.resolve()), "kind": args.kind, "files": len(files), "rows": rows,
+                       "repeat": args.repeat, "codegen_logging": logging_,
+                       "driver_log": str(args.driver_log) if args.driver_log else None, "parts": timed},
+                 cfg, "bench/ingest_parse.py", argv if argv is not None else sys.argv[1:], code)
     print(f"-> {out}")
     return 0
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -92,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["CPC_ROOT"] = str(args.root.resolve())
     os.environ.setdefault("CPC_ENV", "local")
-    from bench.nightly_bench import machine
+    from bench.nightly_bench import write_result
     from jobs.platform import logs
     from jobs.platform.config import Paths, settings
     from jobs.platform.provenance import git_state
@@ -113,13 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             timed("one pass (again)", lambda: tags.snapshots(spark, one, days))]
     diff = differences(spark, one, each, days)
     best = min(r["seconds"] for r in runs if r["way"].startswith("one pass"))
-    result = {"root": str(cfg.paths.root), "as_of": args.as_of.isoformat(), "dates": [d.isoformat() for d in days],
-              "runs": runs, "date_by_date_over_one_pass": round(runs[1]["seconds"] / best, 2), "equal": diff,
-              "spark_master": cfg.spark_master, "machine": machine(),
-              "command": shlex.join([".venv/bin/python", "bench/training_snapshots.py", *argv]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result = write_result(args.out, {
+        "root": str(cfg.paths.root), "as_of": args.as_of.isoformat(), "dates": [d.isoformat() for d in days],
+        "runs": runs, "date_by_date_over_one_pass": round(runs[1]["seconds"] / best, 2), "equal": diff,
+    }, cfg, "bench/training_snapshots.py", argv, code)
     print(tabulate([(r["way"], r["seconds"]) for r in runs], headers=("way", "seconds"), tablefmt="github"))
     print(f"date by date / one pass (its best): {result['date_by_date_over_one_pass']}x; rows {diff['rows']}, "
           f"differences {diff['only_one_pass']} + {diff['only_date_by_date']} -> {args.out}")
