@@ -15,6 +15,8 @@ time), so the ingest's seconds are those of a sequential ingest.
 
 Needs a root whose run date has run (``--root``, default the one ``bench/night_fixed_cost.py`` leaves); writes
 ``bench/results/night_calls.json`` with the commit and prints the stages and the call sites that waited longest.
+With ``--spark-jobs`` it also writes Spark's event log and tells the counted night's Spark jobs by kind and stage
+(``bench/spark_jobs.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--date", type=dt.date.fromisoformat, default=dt.date(2026, 11, 20))
     ap.add_argument("--top", type=int, default=40, help="call sites kept in the result, by seconds (default 40)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/night_calls.json"))
+    ap.add_argument("--spark-jobs", type=Path, nargs="?", const=Path("var/bench/night_calls_eventlog"), default=None,
+                    metavar="DIR", help="also write Spark's event log (uncompressed) into DIR (default "
+                    "var/bench/night_calls_eventlog, emptied first) and tell the counted night's Spark jobs by kind "
+                    "and stage (bench/spark_jobs.py); the log's writing costs time, so the night's seconds are not "
+                    "those of a run without it")
     return ap.parse_args(argv)
 
 
@@ -105,9 +112,9 @@ def top(sites: dict[str, list], n: int) -> list[dict]:
     return [{"site": k, "calls": v[0], "seconds": round(v[1], 3)} for k, v in rows]
 
 
-def night(cfg, day: dt.date, counter: CallCounter | None = None) -> list[dict]:
+def night(cfg, day: dt.date, counter: CallCounter | None = None, windows: list | None = None) -> list[dict]:
     """The nightly of ``day`` one stage at a time through ``pipeline.nightly`` (the stage, then its run-log row),
-    each stage's wall seconds."""
+    each stage's wall seconds; ``windows`` (when given) gets each stage's (name, start, end) in epoch seconds."""
     from jobs.orchestration import pipeline
     from jobs.orchestration.registry import NIGHTLY_NAMES
 
@@ -115,10 +122,38 @@ def night(cfg, day: dt.date, counter: CallCounter | None = None) -> list[dict]:
     for stage in NIGHTLY_NAMES:
         if counter is not None:
             counter.stage = stage
-        t0 = time.perf_counter()
+        t0, start = time.perf_counter(), time.time()
         pipeline.nightly(day, cfg, from_stage=stage, to_stage=stage)
         rows.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 2)})
+        if windows is not None:
+            windows.append((stage, start, time.time()))
     return rows
+
+
+def with_event_log(folder: Path) -> None:
+    """Spark's event log into ``folder`` (emptied), uncompressed, for the session this process starts: added to
+    ``CPC_SPARK_CONF_JSON`` before the settings are read."""
+    import json
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    extra = json.loads(os.environ.get("CPC_SPARK_CONF_JSON") or "{}")
+    extra.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(folder.resolve()),
+                  "spark.eventLog.compress": "false"})
+    os.environ["CPC_SPARK_CONF_JSON"] = json.dumps(extra)
+
+
+def spark_jobs(folder: Path, windows: list) -> dict:
+    """The counted night's Spark jobs by stage and kind, read from the event log once the session has stopped
+    (which flushes it)."""
+    from bench import spark_jobs as sj
+    from jobs.platform.spark import get_spark
+
+    get_spark().stop()
+    stages = sj.by_stage(sj.jobs(sj.log_lines(folder)), windows)
+    print(sj.markdown({k: v for k, v in stages.items() if k != sj.OUTSIDE}))
+    return {"event_log": str(folder), "stages": stages, "total": sj.total(stages)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["CPC_ROOT"] = str(args.root.resolve())
     os.environ.setdefault("CPC_ENV", "test")
+    if args.spark_jobs is not None:
+        with_event_log(args.spark_jobs)
     from bench.nightly_bench import write_result
     from jobs.orchestration import pipeline
     from jobs.platform import logs
@@ -139,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.date} has not run in {cfg.paths.root}: run bench/night_fixed_cost.py first", file=sys.stderr)
         return 2
     ingest.workers_for = lambda spark, days, workers=None: 1  # one kind at a time: no two threads' calls overlap
-    warm = night(cfg, args.date)
+    warm, windows = night(cfg, args.date), []
     with CallCounter() as counter:
-        stages = night(cfg, args.date, counter)
+        stages = night(cfg, args.date, counter, windows)
     for row in stages:
         row["calls"], row["seconds_in_calls"] = counter.stages[row["stage"]][0], round(counter.stages[row["stage"]][1], 2)
     total_calls = sum(v[0] for v in counter.sites.values())
@@ -150,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
               "warm_night_seconds": round(sum(r["seconds"] for r in warm), 1),
               "night_seconds": round(sum(r["seconds"] for r in stages), 1), "calls": total_calls,
               "seconds_in_calls": total_seconds, "stages": stages, "sites": top(counter.sites, args.top)}
+    if args.spark_jobs is not None:
+        result["spark_jobs"] = spark_jobs(args.spark_jobs, windows)
     result = write_result(args.out, result, cfg, "bench/night_calls.py", argv, code)
     print(tabulate([(r["stage"], r["seconds"], r["calls"], r["seconds_in_calls"]) for r in stages],
                    headers=("stage", "seconds", "py4j calls", "seconds in them"), tablefmt="github"))

@@ -522,6 +522,53 @@ def test_night_calls_names_the_pipeline_s_frames_and_keeps_the_longest_waits():
     assert cs.ClientServerConnection.send_command is orig
 
 
+def test_spark_jobs_tells_a_log_s_jobs_by_kind_and_by_the_stage_they_ran_in(tmp_path):
+    """bench/spark_jobs.py over a rolling event log's two files: each job's kind from Delta's description, the
+    stage names or the call site; a job belongs to the stage whose window holds its submission; a job outside
+    every window is counted apart and left out of the total; a compressed log is refused by name."""
+    import json
+
+    from bench import spark_jobs as sj
+
+    def start(job, ms, desc="", names=("x at Y.scala:1",), site=""):
+        return json.dumps({"Event": "SparkListenerJobStart", "Job ID": job, "Submission Time": ms,
+                           "Stage Infos": [{"Stage Name": n} for n in names],
+                           "Properties": {"spark.job.description": desc, "callSite.short": site}})
+
+    def end(job, ms):
+        return json.dumps({"Event": "SparkListenerJobEnd", "Job ID": job, "Completion Time": ms})
+
+    folder = tmp_path / "eventlog_v2_local-1"
+    folder.mkdir()
+    (folder / "events_1_local-1").write_text("\n".join([
+        json.dumps({"Event": "SparkListenerApplicationStart"}),
+        start(0, 1_000, "Delta: ingest: Compute snapshot for version: 3"), end(0, 1_500),
+        start(1, 2_000, "Delta: Filtering files for query"), end(1, 2_250),
+        start(2, 3_000, names=("save at NativeMethodAccessorImpl.java:0",)), end(2, 4_000),
+    ]) + "\n")
+    (folder / "events_2_local-1").write_text("\n".join([
+        start(3, 11_000, names=("$anonfun$withThreadLocalCaptured$1 at CompletableFuture.java:1768",)), end(3, 11_100),
+        start(4, 12_000, site="collect at /repo/jobs/stages/cpc/__init__.py:183"), end(4, 12_200),
+        start(5, 13_000, names=("localCheckpoint at NativeMethodAccessorImpl.java:0",)), end(5, 13_500),
+        start(6, 30_000, names=("$anonfun$recordDeltaOperationInternal$1 at DatabricksLogging.scala:128",)), end(6, 30_100),
+    ]) + "\n")
+    got = sj.jobs(sj.log_lines(tmp_path))
+    assert [j["kind"] for j in got] == [sj.KINDS[0], sj.KINDS[1], sj.KINDS[3], sj.KINDS[5], sj.KINDS[6], sj.KINDS[4],
+                                        sj.KINDS[2]]
+    stages = sj.by_stage(got, [("ingest", 0.5, 5.0), ("score", 10.0, 20.0)])
+    assert list(stages) == ["ingest", "score", sj.OUTSIDE]
+    assert stages["ingest"][sj.KINDS[0]] == {"jobs": 1, "seconds": 0.5}
+    assert stages["ingest"][sj.KINDS[3]] == {"jobs": 1, "seconds": 1.0}
+    assert stages["score"][sj.KINDS[6]] == {"jobs": 1, "seconds": 0.2}
+    assert stages[sj.OUTSIDE][sj.KINDS[2]]["jobs"] == 1
+    total = sj.total(stages)
+    assert sum(v["jobs"] for v in total.values()) == 6 and total[sj.KINDS[2]]["jobs"] == 0
+    assert "| total" in sj.markdown(stages) and "| all" in sj.markdown(sj.by_stage(got))
+    (folder / "events_3_local-1.zstd").write_bytes(b"\x28\xb5")
+    with pytest.raises(ValueError, match="compress=false"):
+        list(sj.log_lines(tmp_path))
+
+
 def test_write_result_adds_what_every_result_file_records(tmp_path):
     """bench/nightly_bench.py's write_result: the figures first, then the Spark master, the machine, the command
     that reproduces the result, when and the commit; written as JSON where asked, folders made."""
