@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -53,6 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.nightly_bench import save  # noqa: E402
 from bench.tags_breakdown import _repeat_count as _at_least_one  # noqa: E402  (at least 1, or a clear error)
 
 RESULT = Path(__file__).resolve().parent / "results" / "decision_history.json"
@@ -304,16 +303,11 @@ def run_case(spark, rows, args, scratch_paths, layout: str, n: int, files: int, 
     return case
 
 
-def save(path: Path, result: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-
-
 def start(args: argparse.Namespace, argv: list[str]) -> tuple:
     """The root's settings and session, the day's rows, and the result's header."""
     os.environ["CPC_ROOT"] = str(args.root.resolve())  # before settings() reads it
     os.environ.setdefault("CPC_ENV", "local")
-    from bench.nightly_bench import machine
+    from bench.nightly_bench import stamp
     from jobs.platform import logs
     from jobs.platform.config import settings
     from jobs.platform.provenance import git_state
@@ -336,9 +330,7 @@ def start(args: argparse.Namespace, argv: list[str]) -> tuple:
               "rows_per_day": sum(counts.values()), "rows_per_day_by_outcome": dict(sorted(counts.items())),
               # without it acceptance_scales returns its priors and reads no decision
               "responses": (Path(cfg.paths.table("bronze.responses")) / "_delta_log").is_dir(),
-              "spark_master": cfg.spark_master, "machine": machine(),
-              "command": shlex.join([".venv/bin/python", "bench/decision_history.py", *argv]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code, "cases": []}
+              **stamp(cfg, "bench/decision_history.py", argv, code), "cases": []}
     return spark, cfg, rows, result
 
 

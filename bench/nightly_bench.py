@@ -96,15 +96,23 @@ def machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def write_result(path: Path, result: dict, cfg, script: str, argv: list[str], code: dict) -> dict:
-    """``result`` with what every result file records after its figures (the Spark master, the machine, the command
-    that reproduces it, when it was measured, the commit: ``code``, from ``git_state``), written to ``path`` as
-    JSON; returns it."""
-    result = {**result, "spark_master": cfg.spark_master, "machine": machine(),
-              "command": shlex.join([".venv/bin/python", script, *argv]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
+def stamp(cfg, script: str, argv: list[str], code: dict) -> dict:
+    """What every result file records after its figures: the Spark master, the machine, the command that
+    reproduces it, when it was measured, the commit (``code``, from ``git_state``)."""
+    return {"spark_master": cfg.spark_master, "machine": machine(), "command": shlex.join([".venv/bin/python", script, *argv]),
+            "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
+
+
+def save(path: Path, result: dict) -> None:
+    """``result`` as JSON at ``path`` (folders made): a script that saves as it goes calls it after each case."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def write_result(path: Path, result: dict, cfg, script: str, argv: list[str], code: dict) -> dict:
+    """``result`` with :func:`stamp` after its figures, written to ``path`` as JSON; returns it."""
+    result = {**result, **stamp(cfg, script, argv, code)}
+    save(path, result)
     return result
 
 

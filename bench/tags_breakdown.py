@@ -58,7 +58,6 @@ import importlib
 import json
 import os
 import re
-import shlex
 import sys
 import time
 from collections import Counter
@@ -68,6 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.nightly_bench import save  # noqa: E402
 
 RESULT = Path(__file__).resolve().parent / "results" / "tags_breakdown.json"  # another stage's: <stage>_breakdown.json
 JIT_LIMIT = 8000  # HotSpot's HugeMethodLimit: a longer method is never JIT-compiled (-XX:+DontCompileHugeMethods)
@@ -731,17 +732,12 @@ def build(result: dict, trees: list[Node], plans: list[dict], cold_first: bool,
     return result
 
 
-def save(path: Path, result: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-
-
 def start(args: argparse.Namespace, argv: list[str]) -> tuple:
     """Settings for the root, the session (timed), and the result's header."""
     if args.root is not None:
         os.environ["CPC_ROOT"] = str(args.root.resolve())  # before settings() reads it
     os.environ.setdefault("CPC_ENV", "local")
-    from bench.nightly_bench import machine
+    from bench.nightly_bench import stamp
     from jobs.platform import logs
     from jobs.platform.config import settings
     from jobs.platform.provenance import git_state
@@ -755,9 +751,7 @@ def start(args: argparse.Namespace, argv: list[str]) -> tuple:
     spark = get_spark(cfg, app_name=f"cpc-{args.stage}-breakdown")
     result = {"stage": args.stage, "root": str(cfg.paths.root), "date": args.date.isoformat(), "full": args.full,
               "repeat": args.repeat,
-              "session_seconds": round(time.perf_counter() - t0, 1), "spark_master": cfg.spark_master,
-              "machine": machine(), "command": shlex.join([".venv/bin/python", "bench/tags_breakdown.py", *argv]),
-              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
+              "session_seconds": round(time.perf_counter() - t0, 1), **stamp(cfg, "bench/tags_breakdown.py", argv, code)}
     if args.driver_log is not None:
         result["codegen_logging"] = raise_codegen_logging(spark)
     result["spark_conf"] = conf_values(spark, CODEGEN_CONF)
