@@ -580,35 +580,3 @@ def test_write_result_adds_what_every_result_file_records(tmp_path):
     assert json.loads(out.read_text()) == got
     assert list(got)[:4] == ["seconds", "spark_master", "machine", "command"] and list(got)[-2:] == ["commit", "dirty"]
     assert got["command"] == ".venv/bin/python bench/x.py --date 2026-11-20" and got["machine"]["cores"] >= 1
-
-
-def test_score_parts_times_checkpoints_by_site_and_writes_by_table(spark, monkeypatch):
-    """bench/score_parts.py: a checkpoint is named by the innermost frame under jobs/ (repeated sites summed, in the
-    order first seen), a write by its table, a failed write still counted; both functions are put back on exit."""
-    from types import SimpleNamespace
-
-    from bench import score_parts as sp
-    from jobs.platform import lake
-
-    def frame(file, line, name, back=None):
-        return SimpleNamespace(f_code=SimpleNamespace(co_filename=file, co_name=name), f_lineno=line, f_back=back)
-
-    inner = frame("/usr/lib/pyspark/x.py", 1, "f", frame(f"{sp.PROJECT}/jobs/stages/cpc/decide.py", 409, "decide"))
-    assert sp.site(inner) == "stages/cpc/decide.py:409(decide)"
-    assert sp.site(frame("/elsewhere.py", 3, "g")) == "(outside jobs/)"
-
-    def broken(df, paths, table, *a, **k):
-        if table == "gold.bad":
-            raise OSError("disk full")
-
-    monkeypatch.setattr(lake, "replace", broken)
-    df = spark.range(3)
-    with sp.Timer() as timer:
-        df.localCheckpoint().count()
-        lake.replace(df, None, "gold.cpc_offers", None)
-        df.localCheckpoint()
-        with pytest.raises(OSError):
-            lake.replace(df, None, "gold.bad", None)
-    assert [(e[0], e[2]) for e in timer.events] == [
-        ("checkpoint (outside jobs/) [1 columns]", 2), ("write gold.cpc_offers", 1), ("write gold.bad", 1)]
-    assert lake.replace is broken and "local_checkpoint" not in repr(type(df).localCheckpoint)
