@@ -408,11 +408,10 @@ class NightlyBench:
 
     def save(self, result: dict) -> None:
         result_file = self.result_file
-        result_file.parent.mkdir(parents=True, exist_ok=True)
         if result["complete"]:
-            result_file.write_text(json.dumps(result, indent=2))
+            save(result_file, result)  # growth reads the complete result back with the other runs
             result["growth"] = growth(result_file.parent, self.args.days)
-        result_file.write_text(json.dumps(result, indent=2))
+        save(result_file, result)
         result_file.with_suffix(".md").write_text(markdown(result) + "\n")
 
 
