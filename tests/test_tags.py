@@ -50,6 +50,49 @@ def test_tags_on_inline_rows(spark, cat):
     assertDataFrameEqual(out, expected)
 
 
+def _bronze(spark, kind: str, rows: list[dict]):
+    """Inline rows of a bronze table: every column of the file's contract, a neutral value where a row names none."""
+    from schemas import FILES
+
+    neutral = {"string": "x", "int": 0, "bigint": 0, "double": 0.0, "boolean": True, "date": SNAPSHOT,
+               "timestamp": dt.datetime(2026, 11, 20, 12)}
+    cols = FILES[kind].columns
+    return spark.createDataFrame([tuple(r.get(c.name, neutral[c.type]) for c in cols) for r in rows], FILES[kind].spark_ddl())
+
+
+def test_customer_day_has_a_row_per_customer_and_day_with_any_activity(spark):
+    """The daily aggregates: one row per (customer, day) that any kind has a row for, each measure from its own
+    kind (sums over the day's rows), 0 where the customer had none of it that day, never null."""
+    from jobs.stages.conform import MEASURE_NAMES, customer_day
+
+    d, d1 = SNAPSHOT, SNAPSHOT + dt.timedelta(days=1)
+    at = dt.datetime(2026, 11, 20, 9)
+    frames = {
+        "usage": _bronze(spark, "usage", [{"customer_id": "A", "usage_date": d, "data_mb": 12.5, "out_calls": 3}]),
+        "billing": _bronze(spark, "billing", [{"customer_id": "A", "bill_date": d, "total_fee": 2.25, "payment": 10.0,
+                                                "balance": 7.5}]),
+        "contacts": _bronze(spark, "contacts", [
+            {"contact_id": "c1", "customer_id": "B", "contact_ts": at, "channel": "agent", "direction": "in",
+             "purpose": "complaint", "duration_s": 60, "resolved": False},
+            {"contact_id": "c2", "customer_id": "B", "contact_ts": at, "channel": "app", "direction": "in",
+             "purpose": "purchase", "duration_s": 30, "resolved": True}]),
+        "complaints": _bronze(spark, "complaints", [{"customer_id": "B", "event_ts": at, "event": "opened"}]),
+        "orders": _bronze(spark, "orders", [{"customer_id": "A", "order_ts": at, "action": "order", "price": 5.0}]),
+        "devices": _bronze(spark, "devices", [{"customer_id": "C", "change_date": d1}]),
+    }
+    out = customer_day(frames)
+    assert out.columns == ["customer_id", "day", *MEASURE_NAMES]
+    rows = {(r["customer_id"], r["day"]): r.asDict() for r in out.collect()}  # three rows
+    assert set(rows) == {("A", d), ("B", d), ("C", d1)}
+    assert all(v is not None for r in rows.values() for v in r.values())
+    a, b, c = rows["A", d], rows["B", d], rows["C", d1]
+    assert (a["usage_days"], a["data_mb"], a["out_calls"], a["total_fee"], a["topups"], a["balance"], a["orders"],
+            a["order_value"], a["contacts_in"]) == (1, 12.5, 3, 2.25, 1, 7.5, 1, 5.0, 0)
+    assert (b["contacts_in"], b["contacts_hotline"], b["contact_seconds"], b["complaint_contacts"],
+            b["purchase_contacts"], b["unresolved_contacts"], b["complaints_opened"], b["usage_days"]) == (2, 1, 90, 1, 1, 1, 1, 0)
+    assert c["device_changes"] == 1 and sum(v for k, v in c.items() if k in MEASURE_NAMES) == 1
+
+
 def test_snapshot_uses_only_data_up_to_its_date(spark, cat):
     """A day after the snapshot date never reaches the snapshot's window features."""
     from pyspark.sql import functions as F
