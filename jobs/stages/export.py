@@ -150,8 +150,9 @@ def list_stats(base) -> dict[str, dict]:
     return {r["list"]: r.asDict() for r in agg.collect()}
 
 
-def write_list(df, columns: list[str], folder: Path, name: str, day: dt.date) -> tuple[Path, int]:
-    """One gzip CSV with a header, written by Spark into ``folder``; returns (file, rows)."""
+def write_list(df, columns: list[str], folder: Path, name: str, day: dt.date, rows: int | None = None) -> tuple[Path, int]:
+    """One gzip CSV with a header, written by Spark into ``folder``; returns (file, rows). ``rows``: the frame's
+    count when the caller has it already (the export's checked count of the list); else counted."""
     import gzip
 
     df.select(*columns).coalesce(1).write.option("header", True).option("compression", "gzip").csv(str(folder / "spark"))
@@ -162,17 +163,18 @@ def write_list(df, columns: list[str], folder: Path, name: str, day: dt.date) ->
     else:  # an empty list still gets a file with its header
         data.write_bytes(gzip.compress((",".join(columns) + "\n").encode(), mtime=0))
     shutil.rmtree(folder / "spark")
-    return data, df.count()
+    return data, df.count() if rows is None else rows
 
 
 def _publish(df, columns: list[str], paths: Paths, day: dt.date, name: str, versions: dict[str, int],
-             run: dict | None = None, campaigns: list[str] | None = None) -> dict:
-    """Write ``df`` as one gzip CSV with its manifest, then switch ``exports/<day>/<name>`` to it."""
+             run: dict | None = None, campaigns: list[str] | None = None, rows: int | None = None) -> dict:
+    """Write ``df`` as one gzip CSV with its manifest, then switch ``exports/<day>/<name>`` to it. ``rows``: the
+    list's count, when known (:func:`write_list`)."""
     folder = paths.export_day(day)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    data, rows = write_list(df, columns, tmp, name, day)
+    data, rows = write_list(df, columns, tmp, name, day, rows)
     digest = _sha256(data)
     manifest = {
         "channel": name, "run_date": day.isoformat(), "campaigns": campaigns, "rows": rows,
@@ -294,8 +296,10 @@ def run(spark, paths: Paths, day: dt.date) -> list[dict]:
                               f"{customers} customers); nothing published")
     day_marker = paths.export_day(day) / "_SUCCESS"
     day_marker.unlink(missing_ok=True)  # while the links switch one by one, the day as a whole is not ready
+    # each list's rows: its count in ``stats``, checked above against the decisions (no second count of the list)
     published = [_publish(select_list(base, ch), list(ch["export"]), paths, day, ch["id"], versions, run_info,
-                          stats.get(ch["id"], {}).get("campaigns", [])) for ch in list_channels()]
+                          stats.get(ch["id"], {}).get("campaigns", []), stats.get(ch["id"], {}).get("rows", 0))
+                 for ch in list_channels()]
     base.unpersist()
     write_day_manifest(paths, day, published, run_info)
     rows = [(day, p["channel"], p["rows"], p["sha256"], p["path"], version) for p in published]
