@@ -72,6 +72,9 @@ MEASURES: dict[str, tuple[str, list[tuple[str, str]]]] = {
 }
 
 MEASURE_NAMES = [m for _, (_, ms) in MEASURES.items() for m, _ in ms]
+_twice = sorted({m for m in MEASURE_NAMES if MEASURE_NAMES.count(m) > 1})
+if _twice:  # customer_day takes each measure's max over every kind's rows: a name in two kinds would merge them
+    raise ValueError(f"jobs/stages/conform.py: MEASURES names {_twice} in more than one kind")
 
 
 def customer_day(frames: dict[str, object]):
