@@ -65,6 +65,16 @@ def last_commit_rows(spark, paths: Paths, table: str, predicate: str | None) -> 
                                                 predicate)
 
 
+def written_rows(spark, paths: Paths, table: str, predicate: str | None) -> int:
+    """The rows :func:`replace` just wrote to ``table`` under ``predicate``: the commit's count
+    (:func:`last_commit_rows`, no scan), counted from the table only when the commit does not tell."""
+    n = last_commit_rows(spark, paths, table, predicate)
+    if n is None:
+        df = read(spark, paths, table)
+        n = (df if predicate is None else df.where(predicate)).count()
+    return n
+
+
 def commit_rows(operation: str | None, parameters: dict | None, metrics: dict | None, predicate: str | None) -> int | None:
     """:func:`last_commit_rows`' reading of one commit (pure): ``numOutputRows`` of a WRITE whose replaceWhere
     predicate (``operationParameters.predicate``, absent for a whole-table overwrite) is ``predicate``. For a

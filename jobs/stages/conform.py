@@ -105,12 +105,9 @@ def run(spark, paths: Paths, days: list[dt.date]) -> int:
     t0 = time.time()
     cond = lake.in_dates("delivery_date", days)
     frames = {kind: lake.read(spark, paths, f"bronze.{kind}").where(cond) for kind in MEASURES}
-    out = customer_day(frames).where(lake.in_dates("day", days))
     where = lake.in_dates("day", days)
-    lake.replace(out, paths, "silver.customer_day", where, merge_schema=True)
-    n = lake.last_commit_rows(spark, paths, "silver.customer_day", where)  # the commit's count, no scan
-    if n is None:
-        n = lake.read(spark, paths, "silver.customer_day").where(where).count()
+    lake.replace(customer_day(frames).where(where), paths, "silver.customer_day", where, merge_schema=True)
+    n = lake.written_rows(spark, paths, "silver.customer_day", where)
     label = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
     log.info(f"conform {label}: silver.customer_day {n} rows ({time.time() - t0:.1f}s)")
     return n

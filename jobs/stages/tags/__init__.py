@@ -73,16 +73,15 @@ def _checked(spark, paths: Paths, cat: Catalogue | None) -> Catalogue:
 
 def _write(spark, paths: Paths, tags, where: str, cat: Catalogue, what: str) -> int:
     """Replace ``where``'s snapshots of ``gold.customer_tags`` with ``tags``, drop the cached wide frame, rewrite
-    ``gold.tag_catalogue`` if it changed; returns the rows written (from the commit: ``lake.last_commit_rows``;
-    counted only when the commit does not tell)."""
+    ``gold.tag_catalogue`` if it changed; returns the rows written (``lake.written_rows``: from the commit)."""
     lake.replace(tags, paths, "gold.customer_tags", where, merge_schema=True)
-    n = lake.last_commit_rows(spark, paths, "gold.customer_tags", where)
+    n = lake.written_rows(spark, paths, "gold.customer_tags", where)
     spark.catalog.clearCache()
     if catalogue_unchanged(spark, paths, cat):
         log.info(f"tags {what}: gold.tag_catalogue unchanged, not rewritten")
     else:
         lake.replace(catalogue_frame(spark, cat), paths, "gold.tag_catalogue", None)
-    return n if n is not None else lake.read(spark, paths, "gold.customer_tags").where(where).count()
+    return n
 
 
 def run(spark, paths: Paths, day: dt.date, cat: Catalogue | None = None, stats: bool = True, full: bool = False,

@@ -314,16 +314,13 @@ def write_state(spark, paths: Paths, state, day: dt.date, plan: Plan, method: st
     """Replace the state of ``day`` (``silver.tag_state`` partition) and its row of ``ops.tag_state_log``, in that
     order (a log row names a state that is written); returns the state as written (read back: the next step's
     plan starts from the table, not from the lineage of every step before). The log row's count is the Delta
-    commit's (``lake.last_commit_rows``), not a scan of the partition just written; counted only when the commit
-    does not tell."""
+    commit's (``lake.written_rows``), not a scan of the partition just written."""
     t0 = time.time()
     out = state.selectExpr("customer_id", f"{date_sql(day)} AS state_date", *plan.columns())
     where = f"state_date = '{day.isoformat()}'"
     lake.replace(out, paths, STATE_TABLE, where, merge_schema=True)
     written = read_state(spark, paths, day, plan)
-    n = lake.last_commit_rows(spark, paths, STATE_TABLE, where)
-    if n is None:
-        n = written.count()
+    n = lake.written_rows(spark, paths, STATE_TABLE, where)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     row = spark.createDataFrame([(day, method, silver_version, plan.fingerprint(), n, round(time.time() - t0, 3), now, True)],
                                 "state_date date, method string, silver_version bigint, plan string, rows bigint, "
