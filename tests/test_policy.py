@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 
 import pytest
 from pyspark.sql import functions as F
@@ -40,15 +41,21 @@ def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=No
     ``extra`` adds per-customer input columns the pipeline derives from history (recent contacts, declines,
     open trials, uplift scores); ``notes``, ``factors``: per family, the cold-start text of fit_source and the
     incrementality factor (inputs.cold_start_ranking)."""
+    channels = channels or conf["channels"]
+    policy = policy or conf["policy"]
+    cands = candidates_frame(spark, tagged, conf, ids, extra, policy, channels, camps, notes, factors)
+    return cpc.decide(cands, channels, policy, log=lambda *_: None)
+
+
+def candidates_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
+    """As :func:`decided_frame`, the candidates before the decision (row-level outcomes only)."""
     frame = tagged.where(F.col("customer_id").isin(sorted(ids)))
     if extra:
         frame = frame.join(spark.createDataFrame(extra[1], extra[0]), on="customer_id", how="left")
     channels = channels or conf["channels"]
-    camps = camps or conf["camps"]
-    policy = policy or conf["policy"]
-    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT, uplift_notes=notes, incrementality=factors)
-    cands = cpc.candidates(frame, conf["products"], channels, camps, policy, combo, SNAPSHOT)
-    return cpc.decide(cands, channels, policy, log=lambda *_: None)
+    combo = cpc.combos(spark, conf["products"], channels, camps or conf["camps"], conf["pc_fit"], SNAPSHOT,
+                       uplift_notes=notes, incrementality=factors)
+    return cpc.candidates(frame, conf["products"], channels, camps or conf["camps"], policy or conf["policy"], combo, SNAPSHOT)
 
 
 def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
@@ -496,6 +503,38 @@ def test_global_holdout_is_recorded_once_per_customer_and_campaign(day_frame, pe
     members = {o: len({cid for cid, c in held_by[o] if c == "cpc_daily"}) for o in ("global_holdout", "holdout")}
     assert members["global_holdout"] >= 1 and members["holdout"] >= 1
     assert {r["step"]: r["count"] for r in funnel if r["step"] in ("global_holdout", "holdout")} == members
+
+
+def test_the_decision_without_the_ineligible_candidates_changes_no_output(spark, tagged, conf, people):
+    """The nightly decides on the candidates past the eligibility rules only (``past_eligibility``) and gives the
+    funnel the others' counts (``ineligible``): gold.cpc_decisions, gold.cpc_offers and gold.cpc_funnel are the
+    same rows as from every candidate, on customers that break each rule."""
+    from jobs.stages.cpc.decide import (
+        ELIGIBILITY,
+        decisions,
+        funnel_rows,
+        ineligible,
+        offers,
+        past_eligibility,
+    )
+
+    rows, extra = rows_of(people)
+    cands = candidates_frame(spark, tagged, conf, [r["customer_id"] for r in rows], extra).localCheckpoint()
+    policy, quiet = conf["policy"], (lambda *_: None)
+    every = cpc.decide(cands, conf["channels"], policy, log=quiet).localCheckpoint()
+    kept = cpc.decide(past_eligibility(cands), conf["channels"], policy, log=quiet).localCheckpoint()
+    removed = ineligible(cands)
+    assert {r["outcome"] for r in removed.collect()} == {r["outcome"] for r in every.collect()} & set(ELIGIBILITY)
+    assert len({r["outcome"] for r in removed.collect()}) >= 8, "the test customers break most eligibility rules"
+    assert not {r["outcome"] for r in kept.collect()} & set(ELIGIBILITY)
+
+    def same(a, b):
+        got = Counter(map(tuple, a.collect()))
+        assert got and got == Counter(map(tuple, b.select(*a.columns).collect()))
+
+    same(decisions(every, "run"), decisions(kept, "run"))
+    same(offers(every, policy.top_offers), offers(kept, policy.top_offers))
+    same(funnel_rows(every, SNAPSHOT), funnel_rows(kept, SNAPSHOT, removed))
 
 
 def test_the_holdouts_come_before_the_value_rules():

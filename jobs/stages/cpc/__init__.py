@@ -74,7 +74,9 @@ from jobs.stages.cpc.decide import (
     in_campaign_holdout,
     in_exploration,
     in_global_holdout,
+    ineligible,
     offers,
+    past_eligibility,
 )
 from jobs.stages.cpc.inputs import (
     acceptance_scales,
@@ -146,13 +148,16 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     notes, factors = uplift_ranking(spark, paths, day, products, camps, s.cold_start_incrementality) if s.rank \
         else ranking_off(products, camps)
     combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors)
-    cands = candidates(frame, products, channels, camps, policy, combo_df, day)
+    cands = candidates(frame, products, channels, camps, policy, combo_df, day).localCheckpoint()
     customers = day_customers(spark, paths, day)
-    decided = decide(cands.localCheckpoint(), channels, policy, customers=customers).localCheckpoint()
+    # Only the candidates past the eligibility rules go on to the decision (on the sample 53% of them): the
+    # rest matter to the funnel alone, which gets their counts (a row per campaign, customer, channel and rule).
+    removed = ineligible(cands).localCheckpoint()
+    decided = decide(past_eligibility(cands), channels, policy, customers=customers).localCheckpoint()
     # merge_schema: a table written before the explored column gains it (older rows read null)
     lake.replace(decisions(decided, run_id), paths, "gold.cpc_decisions", cond, merge_schema=True)
     lake.replace(offers(decided, policy.top_offers), paths, "gold.cpc_offers", cond)
-    lake.replace(funnel_rows(decided, day), paths, "gold.cpc_funnel", cond)
+    lake.replace(funnel_rows(decided, day, removed), paths, "gold.cpc_funnel", cond)
     record = spark.createDataFrame([(
         day, run_id, json.dumps(versions, sort_keys=True), json.dumps(used_models, sort_keys=True),
         campaign_conf.config_fingerprint(), json.dumps(asdict(policy), sort_keys=True),

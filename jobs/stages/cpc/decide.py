@@ -434,8 +434,7 @@ def decide(cands, channels, policy, log=log.info, customers: int = 0):
     )
     done = cands.where(F.col("outcome").isNotNull()).unionByName(survived.where(F.col("outcome").isNotNull())) \
         .unionByName(passive).unionByName(active)
-    step = F.element_at(literal_map([(s, F.lit(i)) for i, s in enumerate(STEPS)]), F.col("outcome"))
-    return done.withColumn("step_no", step)
+    return done.withColumn("step_no", step_no_col())
 
 
 def reasons_col():
@@ -517,13 +516,46 @@ def offers(decided, top_n: int):
     )
 
 
-def funnel_rows(decided, day: dt.date):
-    """Which rule removed how many: per campaign and channel in candidates, per campaign in customers (a
-    customer leaves a campaign at the step where its last candidate went: the largest step of its candidates)."""
+def past_eligibility(cands):
+    """The candidates no eligibility rule (1-11, ``ELIGIBILITY``) removed: all that :func:`decide`,
+    :func:`decisions` and :func:`offers` read. The rest matter only to the funnel's counts (:func:`ineligible`)."""
     from pyspark.sql import functions as F
 
-    by_candidate = decided.groupBy("campaign_id", "channel", "step_no", "outcome").agg(F.count(F.lit(1)).alias("count")).withColumn("grain", F.lit("candidate"))
+    return cands.where(~F.coalesce(F.col("outcome").isin(*ELIGIBILITY), F.lit(False)))
+
+
+def ineligible(cands):
+    """The candidates an eligibility rule removed, counted as :func:`funnel_rows` needs them: one row per campaign,
+    customer, channel and rule (``outcome``, ``step_no``) with ``count``. Much smaller than the candidates: the
+    products and the customers' columns are gone."""
+    from pyspark.sql import functions as F
+
+    return cands.where(F.col("outcome").isin(*ELIGIBILITY)).groupBy("campaign_id", "customer_id", "channel", "outcome").agg(
+        F.count(F.lit(1)).alias("count")).withColumn("step_no", step_no_col())
+
+
+def step_no_col():
+    """A candidate's step: the position of its ``outcome`` in ``STEPS``."""
+    from pyspark.sql import functions as F
+
+    return F.element_at(literal_map([(s, F.lit(i)) for i, s in enumerate(STEPS)]), F.col("outcome"))
+
+
+def funnel_rows(decided, day: dt.date, removed=None):
+    """Which rule removed how many: per campaign and channel in candidates, per campaign in customers (a
+    customer leaves a campaign at the step where its last candidate went: the largest step of its candidates).
+    ``removed``: the candidates of the eligibility rules as :func:`ineligible` counts them, when ``decided`` holds
+    only those :func:`past_eligibility` kept (the nightly); without it, ``decided`` holds every candidate."""
+    from pyspark.sql import functions as F
+
+    by_candidate = decided.groupBy("campaign_id", "channel", "step_no", "outcome").agg(F.count(F.lit(1)).alias("count"))
     per_customer = decided.groupBy("campaign_id", "customer_id").agg(F.max("step_no").alias("step_no"))
+    if removed is not None:  # its rules are not in decided: its counts add rows, its steps join each pair's largest
+        by_candidate = by_candidate.unionByName(
+            removed.groupBy("campaign_id", "channel", "step_no", "outcome").agg(F.sum("count").alias("count")))
+        per_customer = per_customer.unionByName(removed.select("campaign_id", "customer_id", "step_no")).groupBy(
+            "campaign_id", "customer_id").agg(F.max("step_no").alias("step_no"))
+    by_candidate = by_candidate.withColumn("grain", F.lit("candidate"))
     names = F.element_at(F.array(*[F.lit(s) for s in STEPS]), F.col("step_no") + 1)
     by_customer = per_customer.groupBy("campaign_id", "step_no").agg(F.count(F.lit(1)).alias("count")).select(
         "campaign_id", F.lit("all").alias("channel"), "step_no", names.alias("outcome"), "count", F.lit("customer").alias("grain"))
