@@ -137,7 +137,8 @@ SCORE_TARGETS: tuple[Target, ...] = (
     Target("models.uplift", "load_settings", "models.uplift.load_settings"),  # in load_conf and run
     *(Target(CPC, a) for a in ("model_versions", "deliveries_fingerprint", "business_fingerprint", "decision_run_id",
                                "inputs", "acceptance_scales", "uplift_ranking", "ranking_off", "combos", "candidates",
-                               "day_customers", "decide", "decisions", "offers", "funnel_rows")),
+                               "day_customers", "ineligible", "past_eligibility", "decide", "decisions", "offers",
+                               "funnel_rows")),
     Target(f"{CPC}.campaigns", "config_fingerprint"),  # ops.cpc_runs' row
     Target(CPC, "_written"),  # the summary: gold.cpc_decisions read back and counted
     Target("pyspark.sql.session:SparkSession", "createDataFrame"),  # gold.fit_product_channel, ops.cpc_runs, combos
