@@ -205,7 +205,7 @@ def test_the_score_targets_are_every_function_its_run_and_decide_call():
     assert {"product_channel_table", "inputs", "decide", "funnel_rows", "_written"} <= called
     assert {("jobs.stages.cpc", a) for a in called} <= targets
     assert {("jobs.stages.cpc.inputs", a) for a in _project_functions_called(inputs_module.inputs, inputs_module)} <= targets
-    inner = _project_functions_called(decide_module.decide, decide_module) - {"_rank", "literal_map"}
+    inner = _project_functions_called(decide_module.decide, decide_module) - {"_rank", "literal_map", "step_no_col"}
     assert {"assign_priced", "_with_priority"} <= inner and {("jobs.stages.cpc.decide", a) for a in inner} <= targets
     for fn in (assign_module.assign_priced, assign_module.tier, assign_module.tier_prices):
         assert {("jobs.stages.cpc.assign", a) for a in _project_functions_called(fn, assign_module)
