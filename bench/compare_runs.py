@@ -3,8 +3,9 @@
     .venv/bin/python bench/compare_runs.py BEFORE_ROOT AFTER_ROOT [--date 2026-11-20] [--out bench/results/x.json]
 
 - every exported list of the date: its data file byte for byte (the lists carry no run id), and its rows;
-- every table of ``cluster_check.TABLES`` plus the propensity scores and the offers, read with ``deltalake`` (no
-  Spark), compared cell by cell with every bit of every double (``%.17g``) after sorting by the table's keys;
+- every table of ``cluster_check.TABLES`` plus the propensity scores, the offers and the tag statistics, read
+  with ``deltalake`` (no Spark), compared cell by cell with every bit of every double (``%.17g``) after sorting
+  by the table's keys;
   ``gold.customer_tags`` over every snapshot date (the training snapshots too). The decision's ``run_id`` is left
   out: it names the run, and issue 19 changed how it is derived.
 
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_check import TABLES, table_digest  # noqa: E402
 
 MORE = {"gold.propensity": ("customer_id", "snapshot_date", "model"), "gold.cpc_offers": ("customer_id", "snapshot_date", "rank"),
-        "gold.customer_tags@all": ("customer_id", "snapshot_date")}
+        "gold.customer_tags@all": ("customer_id", "snapshot_date"), "gold.tag_stats": ("tag_id", "value")}
 
 
 def lists(root: Path, day: str) -> dict[str, dict]:

@@ -313,11 +313,14 @@ def test_last_commit_rows_and_last_partition_before_on_delta(spark, tmp_path):
     assert lake.last_commit_rows(spark, paths, "gold.customer_tags", f"snapshot_date = '{days[0]}'") is None
     lake.replace(_tag_rows(spark, days[1], [("x", False, 1)]), paths, "gold.customer_tags", f"snapshot_date = '{days[1]}'")
     assert lake.last_commit_rows(spark, paths, "gold.customer_tags", f"snapshot_date = '{days[1]}'") == 1, "a rerun"
+    # a partition replaced by no rows holds none: the latest before it is the one before (its files are removed)
+    lake.replace(_tag_rows(spark, days[3], []), paths, "gold.customer_tags", f"snapshot_date = '{days[3]}'")
     table = lake.read(spark, paths, "gold.customer_tags")
     for before in [D, D - dt.timedelta(days=1), D - dt.timedelta(days=3), D - dt.timedelta(days=12),
                    D - dt.timedelta(days=40), D + dt.timedelta(days=30)]:
         want = table.where(F.col("snapshot_date") < F.lit(before)).agg(F.max("snapshot_date")).first()[0]
         assert lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", before) == want, before
+    assert lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", D) == days[2], "the emptied day skipped"
     frame = spark.createDataFrame(catalogue_rows(load_catalogue()), catalogue_module.CATALOGUE_SCHEMA)
     lake.replace(frame, paths, "gold.tag_catalogue", None)
     assert lake.last_commit_rows(spark, paths, "gold.tag_catalogue", None) == len(load_catalogue().tags)
@@ -328,7 +331,7 @@ def test_last_commit_rows_and_last_partition_before_on_delta(spark, tmp_path):
         delta = DeltaTable.forPath(spark, paths.table(name))
         assert lake.version(spark, paths, name) == delta.history(1).select("version").first()[0]
         assert lake.table_id(spark, paths, name) == delta.detail().select("id").first()[0]
-    assert lake.version(spark, paths, "gold.customer_tags") == len(days), "one commit a write"
+    assert lake.version(spark, paths, "gold.customer_tags") == len(days) + 1, "one commit a write (the rerun, the emptied day)"
 
 
 def test_the_catalogue_table_is_compared_not_rewritten(spark, tmp_path, cat):

@@ -40,6 +40,24 @@ def delta_table(paths: Paths, name: str):
     return found
 
 
+def partition_values(paths: Paths, name: str, column: str) -> set:
+    """The values of the partition column ``column`` that the table's current version holds rows in (empty: no
+    table), from its log's add actions: a file's partition value counts when its statistics give it rows, or give
+    no count (a file written without statistics is taken as holding rows). A partition replaced by no rows has no
+    file left, so it is not among them, as ``SELECT DISTINCT column`` would not find it."""
+    import pyarrow as pa
+
+    table = _table(paths, name)
+    if table is None:
+        return set()
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if f"partition.{column}" not in actions.column_names:  # no file at all (every row replaced by none)
+        return set()
+    values = actions.column(f"partition.{column}").to_pylist()
+    counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else [None] * len(values)
+    return {v for v, n in zip(values, counts, strict=True) if v is not None and (n is None or n > 0)}
+
+
 def date_column(name: str) -> str | None:
     """The date a table is partitioned by last (``delivery_date``, ``day``, ``snapshot_date``, ...), or None for
     an undated table (``gold.tag_catalogue``)."""

@@ -54,15 +54,16 @@ def table_id(spark, paths: Paths, table: str) -> str:
 def last_commit_rows(spark, paths: Paths, table: str, predicate: str | None) -> int | None:
     """The rows the table's latest commit wrote, when that commit is the :func:`replace` just made with
     ``predicate`` (None: the whole table): Delta's ``operationMetrics.numOutputRows`` of the WRITE, read from
-    the table's history (the commit's JSON, no scan of the data). None when the latest commit is something
-    else (another writer in between, an OPTIMIZE) or carries no metrics
-    (``spark.databricks.delta.history.metricsEnabled`` off): the caller then counts the rows."""
-    from delta.tables import DeltaTable
-
-    row = (DeltaTable.forPath(spark, _path(paths, table)).history(1)
-           .select("operation", "operationParameters", "operationMetrics").first())
-    return None if row is None else commit_rows(row["operation"], row["operationParameters"], row["operationMetrics"],
-                                                predicate)
+    the latest commit's ``commitInfo`` in the table's log, in this process (``deltalake``, as :func:`version`:
+    no Spark job and no scan of the data; through Spark's ``DeltaTable.history`` it was a Spark query each).
+    None when the latest commit is something else (another writer in between, an OPTIMIZE) or carries no
+    metrics (``spark.databricks.delta.history.metricsEnabled`` off): the caller then counts the rows. ``spark``
+    is not used, kept so that every function here is called alike."""
+    latest = arrow_lake.delta_table(paths, table).history(1)
+    if not latest:
+        return None
+    info = latest[0]
+    return commit_rows(info.get("operation"), info.get("operationParameters"), info.get("operationMetrics"), predicate)
 
 
 def written_rows(spark, paths: Paths, table: str, predicate: str | None) -> int:
@@ -89,19 +90,13 @@ def commit_rows(operation: str | None, parameters: dict | None, metrics: dict | 
     return None if value is None else int(value)
 
 
-def last_partition_before(spark, paths: Paths, table: str, column: str, day: dt.date, within_days: int = 7) -> dt.date | None:
+def last_partition_before(spark, paths: Paths, table: str, column: str, day: dt.date) -> dt.date | None:
     """The latest value of the date partition column ``column`` before ``day`` (None: none, or no table): the
-    same answer as ``max(column) WHERE column < day`` over the whole table, found first among the partitions of
-    the ``within_days`` days before ``day`` (partition pruning: a nightly finds yesterday there, reading a few
-    partitions instead of every one), and only when none is there over the whole table."""
-    from pyspark.sql import functions as F
-
-    if not exists(spark, paths, table):
-        return None
-    df, col = read(spark, paths, table), F.col(column)
-    before = col < F.lit(day)
-    recent = df.where(before & (col >= F.lit(day - dt.timedelta(days=within_days)))).agg(F.max(col)).first()[0]
-    return recent if recent is not None else df.where(before).agg(F.max(col)).first()[0]
+    same answer as ``max(column) WHERE column < day`` over the whole table, read from the table's log in this
+    process (:func:`jobs.platform.arrow_lake.partition_values`: the partitions of the files that hold rows), as
+    :func:`version`: no Spark job. Through Spark it was two queries, each a Delta file listing and a job.
+    ``spark`` is not used, kept so that every function here is called alike."""
+    return max((v for v in arrow_lake.partition_values(paths, table, column) if v < day), default=None)
 
 
 def in_dates(column: str, days: Iterable[dt.date]) -> str:

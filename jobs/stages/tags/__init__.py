@@ -42,8 +42,8 @@ __all__ = ["Catalogue", "CatalogueError", "Tag", "apply_tags", "base_frame", "ca
 
 
 def previous_snapshot(spark, paths: Paths, day: dt.date):
-    """The tag table's last snapshot before ``day``, or None (its date: ``lake.last_partition_before``, which
-    looks among the last days' partitions first)."""
+    """The tag table's last snapshot before ``day``, or None (its date: ``lake.last_partition_before``, from
+    the table's log)."""
     from pyspark.sql import functions as F
 
     last = lake.last_partition_before(spark, paths, "gold.customer_tags", "snapshot_date", day)
