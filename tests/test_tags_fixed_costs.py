@@ -413,3 +413,45 @@ def test_a_rerun_keeps_every_output_and_skips_the_fixed_costs(spark, sample, cop
     assert "gold.tag_catalogue" in checks and lake.version(spark, paths, "gold.tag_catalogue") == version + 1
     assert tags.catalogue_unchanged(spark, paths, changed)
     _assert_same(lake.read(spark, paths, "gold.customer_tags").where(where), before["tags"])
+
+
+def test_the_small_reads_without_spark_give_what_spark_s_queries_gave(spark, tmp_path):
+    """The tag state log's valid states of a plan in a date range (a null ``valid`` is not valid, another plan's
+    rows and the dates outside are left out) and the day's customers, read in the process (``arrow_lake``), equal
+    the Spark queries they replace; a missing table is still a clear error for the customers."""
+    from jobs.stages.cpc.inputs import day_customers
+    from jobs.stages.tags import incremental
+
+    paths = Paths(tmp_path)
+
+    class Plan:
+        def __init__(self, fp):
+            self.fp = fp
+
+        def fingerprint(self):
+            return self.fp
+
+    log_rows = [(D - dt.timedelta(days=k), "step", 100 + k, plan, 5, 1.0, dt.datetime(2026, 11, 20, 1, k), valid)
+                for k, plan, valid in [(1, "p", True), (2, "p", None), (3, "q", True), (4, "p", False), (5, "p", True),
+                                       (9, "p", True), (0, "p", True)]]
+    schema = ("state_date date, method string, silver_version bigint, plan string, rows bigint, seconds double, "
+              "built_at timestamp, valid boolean")
+    assert incremental.logged_states(spark, paths, Plan("p"), D) == {}, "no log yet"
+    lake.replace(spark.createDataFrame(log_rows, schema), paths, incremental.STATE_LOG, None)
+    lake.replace(spark.createDataFrame([("c", D)], "customer_id string, state_date date"), paths, incremental.STATE_TABLE, None)
+    for plan, before, since in [("p", D, None), ("p", D, D - dt.timedelta(days=5)), ("q", D + dt.timedelta(days=1), None),
+                                ("r", D, None)]:
+        sql = f"plan = '{plan}' AND valid AND state_date < DATE'{before}'" + (f" AND state_date >= DATE'{since}'" if since else "")
+        want = {r["state_date"]: int(r["silver_version"])
+                for r in lake.read(spark, paths, incremental.STATE_LOG).where(sql).select("state_date", "silver_version").collect()}
+        assert incremental.logged_states(spark, paths, Plan(plan), before, since) == want, (plan, before, since)
+    assert incremental.logged_states(spark, paths, Plan("p"), D, D - dt.timedelta(days=5)) == {D - dt.timedelta(days=1): 101,
+                                                                                           D - dt.timedelta(days=5): 105}
+
+    with pytest.raises(FileNotFoundError, match="gold.customer_segment"):
+        day_customers(spark, paths, D)
+    seg = spark.createDataFrame([(f"c{i}", D - dt.timedelta(days=i % 2)) for i in range(7)], "customer_id string, snapshot_date date")
+    lake.replace(seg, paths, "gold.customer_segment", None)
+    for day in (D, D - dt.timedelta(days=1), D - dt.timedelta(days=2)):
+        want = lake.read(spark, paths, "gold.customer_segment").where(f"snapshot_date = '{day}'").count()
+        assert day_customers(spark, paths, day) == want == day_customers(spark, paths, day, version=0), day

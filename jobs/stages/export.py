@@ -36,7 +36,7 @@ import shutil
 import time
 from pathlib import Path
 
-from jobs.platform import lake
+from jobs.platform import arrow_lake, lake
 from jobs.platform.config import Paths, business
 from jobs.platform.errors import ExportError
 from jobs.stages.cpc import day_customers, in_campaign_holdout, in_global_holdout, load_conf
@@ -255,8 +255,10 @@ def write_day_manifest(paths: Paths, day: dt.date, published: list[dict], run_in
 
 
 def decision_run(spark, paths: Paths, day: dt.date) -> dict:
-    """The day's CPC decision run (ops.cpc_runs): run id, input table versions, model versions, config hash."""
-    row = lake.read(spark, paths, "ops.cpc_runs").where(f"snapshot_date = '{day.isoformat()}'").first()
+    """The day's CPC decision run (ops.cpc_runs): run id, input table versions, model versions, config hash. A row
+    a date, read in this process (``arrow_lake``: no Spark job)."""
+    found = arrow_lake.read(paths, "ops.cpc_runs", ["run_id", "input_versions", "model_versions", "config_sha256"], day)
+    row = found[0] if found else None
     if row is None:
         raise ExportError(f"no CPC decision for {day} in ops.cpc_runs: run the score stage first")
     return {"run_id": row["run_id"], "input_versions": json.loads(row["input_versions"]),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from jobs.platform import lake
+from jobs.platform import arrow_lake, lake
 from jobs.platform.config import Paths
 from jobs.platform.errors import TrainingError
 from jobs.stages import tags
@@ -268,9 +268,9 @@ def wide(spark, paths: Paths, day: dt.date, model_ids: list[str]):
 
     if not lake.exists(spark, paths, "gold.propensity"):
         return None
-    scores = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'")
-    if scores.limit(1).count() == 0:
+    if not arrow_lake.rows(paths, "gold.propensity", day):  # the date's rows from its files' footers: no Spark job
         return None
+    scores = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'")
     return scores.groupBy("customer_id").pivot("model", model_ids).agg(
         F.first("probability").alias("p"), F.first("decile").alias("decile")
     ).select("customer_id", *[F.col(f"{m}_{k}").alias(f"prop_{m}_{k}") for m in model_ids for k in ("p", "decile")])

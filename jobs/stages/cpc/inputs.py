@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 
-from jobs.platform import lake
+from jobs.platform import arrow_lake, lake
 from jobs.platform.config import CONF_DIR, Paths, business
 from jobs.stages import propensity
 from jobs.stages.cpc import campaigns as campaign_conf
@@ -169,9 +169,9 @@ def uplift_scores(spark, paths: Paths, day: dt.date):
 
     if not lake.exists(spark, paths, "gold.uplift"):
         return None
-    scores = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'")
-    if scores.limit(1).count() == 0:
+    if not arrow_lake.rows(paths, "gold.uplift", day):  # the date's rows from its files' footers: no Spark job
         return None
+    scores = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'")
     return scores.groupBy("customer_id").agg(F.map_from_entries(F.collect_list(F.struct("category", "tau"))).alias("uplift_tau"))
 
 
@@ -291,7 +291,15 @@ def inputs(spark, paths: Paths, day: dt.date, products, policy, camps, uplift: b
 
 
 def day_customers(spark, paths: Paths, day: dt.date, version: int | None = None) -> int:
-    """The day's customers (gold.customer_segment rows): what a capacity given as a share is a share of."""
+    """The day's customers (gold.customer_segment rows): what a capacity given as a share is a share of. The
+    current version's are counted from the date's files' footers in this process (``arrow_lake.rows``: no Spark
+    job); a given ``version`` (the export reads the version the decision read) through Spark."""
+    if version is None:
+        n = arrow_lake.rows(paths, "gold.customer_segment", day)
+        if n is None:
+            raise FileNotFoundError(f"Delta table gold.customer_segment does not exist yet at "
+                                    f"{paths.table('gold.customer_segment')}: run the job that writes it first")
+        return n
     return lake.read(spark, paths, "gold.customer_segment", version).where(f"snapshot_date = '{day.isoformat()}'").count()
 
 

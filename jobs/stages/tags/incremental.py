@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobs.platform import lake
+from jobs.platform import arrow_lake, lake
 from jobs.platform.config import Paths, business
 from jobs.platform.errors import ConfigError, TagStateMismatch
 from jobs.stages.tags.catalogue import Catalogue
@@ -332,14 +332,19 @@ def write_state(spark, paths: Paths, state, day: dt.date, plan: Plan, method: st
 
 def logged_states(spark, paths: Paths, plan: Plan, before: dt.date, since: dt.date | None = None) -> dict[dt.date, int]:
     """The valid states of ``plan`` logged for dates in [``since``, ``before``): date -> silver version. At most
-    ``tag_state_days`` rows (maintenance deletes older ones), so collected."""
+    ``tag_state_days`` rows (maintenance deletes older ones), read from the log table in this process
+    (``arrow_lake``: no Spark job). ``valid`` is read and tested here, true only (a null is not valid, as in
+    SQL): a dataset filter ``valid == true`` found no row at all on such a table (deltalake 1.6's files, pyarrow's
+    scan; ``tests/test_tags_fixed_costs.py``)."""
+    import pyarrow.dataset as ds
+
     if not (lake.exists(spark, paths, STATE_LOG) and lake.exists(spark, paths, STATE_TABLE)):
         return {}
-    rows = (lake.read(spark, paths, STATE_LOG)
-            .where(f"plan = '{plan.fingerprint()}' AND valid AND state_date < {date_sql(before)}"
-                   + (f" AND state_date >= {date_sql(since)}" if since else ""))
-            .select("state_date", "silver_version").collect())
-    return {r["state_date"]: int(r["silver_version"]) for r in rows}
+    where = (ds.field("plan") == plan.fingerprint()) & (ds.field("state_date") < before)
+    if since:
+        where = where & (ds.field("state_date") >= since)
+    rows = arrow_lake.read(paths, STATE_LOG, ["state_date", "silver_version", "valid"], where=where)
+    return {r["state_date"]: int(r["silver_version"]) for r in rows if r["valid"] is True}
 
 
 def start_state(spark, paths: Paths, day: dt.date, plan: Plan, retention_days: int, silver_version: int) -> dt.date | None:
