@@ -334,8 +334,9 @@ def logged_states(spark, paths: Paths, plan: Plan, before: dt.date, since: dt.da
     """The valid states of ``plan`` logged for dates in [``since``, ``before``): date -> silver version. At most
     ``tag_state_days`` rows (maintenance deletes older ones), read from the log table in this process
     (``arrow_lake``: no Spark job). ``valid`` is read and tested here, true only (a null is not valid, as in
-    SQL): a dataset filter ``valid == true`` found no row at all on such a table (deltalake 1.6's files, pyarrow's
-    scan; ``tests/test_tags_fixed_costs.py``)."""
+    SQL): a dataset filter ``valid == true`` found no row at all on this Spark-written table: Spark's Delta keeps
+    no min or max for a boolean, and deltalake 1.6's dataset then bounds every file by ``>= null``, which pyarrow's
+    scan drops (``tests/test_tags_fixed_costs.py``)."""
     import pyarrow.dataset as ds
 
     if not (lake.exists(spark, paths, STATE_LOG) and lake.exists(spark, paths, STATE_TABLE)):
