@@ -258,9 +258,9 @@ def decision_run(spark, paths: Paths, day: dt.date) -> dict:
     """The day's CPC decision run (ops.cpc_runs): run id, input table versions, model versions, config hash. A row
     a date, read in this process (``arrow_lake``: no Spark job)."""
     found = arrow_lake.read(paths, "ops.cpc_runs", ["run_id", "input_versions", "model_versions", "config_sha256"], day)
-    row = found[0] if found else None
-    if row is None:
+    if not found:
         raise ExportError(f"no CPC decision for {day} in ops.cpc_runs: run the score stage first")
+    row = found[0]
     return {"run_id": row["run_id"], "input_versions": json.loads(row["input_versions"]),
             "model_versions": json.loads(row["model_versions"]), "config_sha256": row["config_sha256"]}
 

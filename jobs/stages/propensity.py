@@ -266,9 +266,7 @@ def wide(spark, paths: Paths, day: dt.date, model_ids: list[str]):
     """One row per customer: prop_<model>_p and prop_<model>_decile (for the CPC fits), or None without scores."""
     from pyspark.sql import functions as F
 
-    if not lake.exists(spark, paths, "gold.propensity"):
-        return None
-    if not arrow_lake.rows(paths, "gold.propensity", day):  # the date's rows from its files' footers: no Spark job
+    if not arrow_lake.rows(paths, "gold.propensity", day):  # no table (None) or no row of the date; no Spark job
         return None
     scores = lake.read(spark, paths, "gold.propensity").where(f"snapshot_date = '{day.isoformat()}'")
     return scores.groupBy("customer_id").pivot("model", model_ids).agg(

@@ -167,9 +167,7 @@ def uplift_scores(spark, paths: Paths, day: dt.date):
     model scored the day (the decision then ranks as before)."""
     from pyspark.sql import functions as F
 
-    if not lake.exists(spark, paths, "gold.uplift"):
-        return None
-    if not arrow_lake.rows(paths, "gold.uplift", day):  # the date's rows from its files' footers: no Spark job
+    if not arrow_lake.rows(paths, "gold.uplift", day):  # no table (None) or no row of the date; no Spark job
         return None
     scores = lake.read(spark, paths, "gold.uplift").where(f"snapshot_date = '{day.isoformat()}'")
     return scores.groupBy("customer_id").agg(F.map_from_entries(F.collect_list(F.struct("category", "tau"))).alias("uplift_tau"))
@@ -297,8 +295,7 @@ def day_customers(spark, paths: Paths, day: dt.date, version: int | None = None)
     if version is None:
         n = arrow_lake.rows(paths, "gold.customer_segment", day)
         if n is None:
-            raise FileNotFoundError(f"Delta table gold.customer_segment does not exist yet at "
-                                    f"{paths.table('gold.customer_segment')}: run the job that writes it first")
+            arrow_lake.delta_table(paths, "gold.customer_segment")  # no table: its FileNotFoundError, as lake.read's
         return n
     return lake.read(spark, paths, "gold.customer_segment", version).where(f"snapshot_date = '{day.isoformat()}'").count()
 
