@@ -447,6 +447,18 @@ def test_the_small_reads_without_spark_give_what_spark_s_queries_gave(spark, tmp
         assert incremental.logged_states(spark, paths, Plan(plan), before, since) == want, (plan, before, since)
     assert incremental.logged_states(spark, paths, Plan("p"), D, D - dt.timedelta(days=5)) == {D - dt.timedelta(days=1): 101,
                                                                                            D - dt.timedelta(days=5): 105}
+    # arrow_lake.read on a flag Spark's Delta keeps no minimum or maximum for: the scan alone dropped every file
+    import pyarrow.dataset as ds
+
+    from jobs.platform import arrow_lake
+
+    for where, sql in [(ds.field("valid") == True, "valid"), (ds.field("valid") == False, "NOT valid"),  # noqa: E712
+                       ((ds.field("plan") == "p") & ds.field("valid"), "plan = 'p' AND valid")]:
+        want = sorted(r[0] for r in lake.read(spark, paths, incremental.STATE_LOG).where(sql).select("state_date").collect())
+        got = sorted(r["state_date"] for r in arrow_lake.read(paths, incremental.STATE_LOG, ["state_date"], where=where))
+        assert got == want and want, sql
+    one = arrow_lake.read(paths, incremental.STATE_LOG, ["silver_version", "valid"], D - dt.timedelta(days=2), ds.field("plan") == "p")
+    assert one == [{"silver_version": 102, "valid": None}], "the date's partition, the columns asked for, in their order"
 
     with pytest.raises(FileNotFoundError, match="gold.customer_segment"):
         day_customers(spark, paths, D)

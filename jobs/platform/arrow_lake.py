@@ -104,16 +104,23 @@ def rows(paths: Paths, name: str, day: dt.date | None = None) -> int | None:
 
 def read(paths: Paths, name: str, columns: list[str], day: dt.date | None = None, where=None) -> list[dict]:
     """The ``columns`` of the rows of ``day`` (a dated table's partition; None: every date) matching ``where`` (a
-    ``pyarrow.dataset`` expression), as dicts. For small results only: everything comes to this process."""
+    ``pyarrow.dataset`` expression), as dicts. For small results only: everything comes to this process.
+
+    The scan filters on the date only (a partition value: exact); ``where`` is applied to the rows in memory. In
+    the scan pyarrow tests each file against bounds deltalake 1.6 builds from the Delta log's statistics, and a
+    column with a null count but no minimum or maximum there (a boolean: Spark's Delta records none) gets the
+    bounds ``>= null`` and ``<= null``: ``valid == true`` dropped every file of ``ops.tag_state_log``, rows that
+    were true included (``tests/test_tags_fixed_costs.py``)."""
     prune, on_day = _scope(name, day)
-    if on_day is not None:
-        where = on_day if where is None else on_day & where
-    return _dataset(paths, name, prune).to_table(columns=columns, filter=where).to_pylist()
+    table = _dataset(paths, name, prune).to_table(filter=on_day)
+    return (table if where is None else table.filter(where)).select(columns).to_pylist()
 
 
 def distinct(paths: Paths, name: str, column: str, where=None, prune=None) -> list:
     """The sorted distinct values of ``column`` in the rows matching ``where`` (in the files ``prune`` keeps),
-    gathered batch by batch (the rows never come to this process at once)."""
+    gathered batch by batch (the rows never come to this process at once). ``where`` is applied in the scan: a
+    comparison on a column the Delta log keeps no minimum or maximum for (a boolean) can drop rows there (see
+    :func:`read`); a bare flag (``ds.field("converted")``) and the date partition are safe."""
     import pyarrow.compute as pc
 
     seen: set = set()

@@ -333,19 +333,16 @@ def write_state(spark, paths: Paths, state, day: dt.date, plan: Plan, method: st
 def logged_states(spark, paths: Paths, plan: Plan, before: dt.date, since: dt.date | None = None) -> dict[dt.date, int]:
     """The valid states of ``plan`` logged for dates in [``since``, ``before``): date -> silver version. At most
     ``tag_state_days`` rows (maintenance deletes older ones), read from the log table in this process
-    (``arrow_lake``: no Spark job). ``valid`` is read and tested here, true only (a null is not valid, as in
-    SQL): a dataset filter ``valid == true`` found no row at all on this Spark-written table: Spark's Delta keeps
-    no min or max for a boolean, and deltalake 1.6's dataset then bounds every file by ``>= null``, which pyarrow's
-    scan drops (``tests/test_tags_fixed_costs.py``)."""
+    (``arrow_lake``: no Spark job; a null ``valid`` is not valid, as in SQL)."""
     import pyarrow.dataset as ds
 
     if not (lake.exists(spark, paths, STATE_LOG) and lake.exists(spark, paths, STATE_TABLE)):
         return {}
-    where = (ds.field("plan") == plan.fingerprint()) & (ds.field("state_date") < before)
+    where = (ds.field("plan") == plan.fingerprint()) & (ds.field("valid") == True) & (ds.field("state_date") < before)  # noqa: E712
     if since:
         where = where & (ds.field("state_date") >= since)
-    rows = arrow_lake.read(paths, STATE_LOG, ["state_date", "silver_version", "valid"], where=where)
-    return {r["state_date"]: int(r["silver_version"]) for r in rows if r["valid"] is True}
+    rows = arrow_lake.read(paths, STATE_LOG, ["state_date", "silver_version"], where=where)
+    return {r["state_date"]: int(r["silver_version"]) for r in rows}
 
 
 def start_state(spark, paths: Paths, day: dt.date, plan: Plan, retention_days: int, silver_version: int) -> dt.date | None:
