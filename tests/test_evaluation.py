@@ -532,3 +532,27 @@ def test_the_cube_from_the_finest_cells_equals_the_cube_over_every_decision(spar
                 assert value == pytest.approx(want[key][col], rel=1e-9, abs=1e-12), (key, col)
             else:
                 assert value == want[key][col], (key, col)
+
+
+def test_the_day_s_campaign_eval_rows_without_spark_are_what_spark_s_query_gave(spark, tmp_path):
+    """The day's campaign_eval rows of the report's levels, read in the process (``arrow_lake``, every column),
+    equal the Spark query they replace, the columns in the table's order."""
+    import pyarrow.dataset as ds
+    from pyspark.sql import types as T
+
+    from jobs.platform import arrow_lake
+    from schemas import TABLES
+    from schemas.types import spark as spark_type
+
+    fields = [T.StructField(c.name, spark_type(c.type), True) for c in TABLES["gold.campaign_eval"].columns]
+    levels = ["all", "campaign", "channel", "campaign,channel", "product", "tier"]
+    ev = [{"eval_date": DAY - dt.timedelta(days=k % 2), "level": levels[k % len(levels)], "campaign_id": f"c{k}",
+           "contacts": k, "lift": k / 7, "significant": k % 3 == 0, "roi": None} for k in range(14)]
+    paths = Paths(tmp_path)
+    lake.replace(spark.createDataFrame([tuple(r.get(f.name) for f in fields) for r in ev], T.StructType(fields)), paths,
+                 "gold.campaign_eval", None)
+    spark_rows = [r.asDict() for r in lake.read(spark, paths, "gold.campaign_eval").where(f"eval_date = '{DAY}'").where(
+        F.col("level").isin(*levels[:4])).collect()]
+    got = arrow_lake.read(paths, "gold.campaign_eval", None, DAY, ds.field("level").isin(levels[:4]))
+    assert sorted(got, key=lambda r: r["campaign_id"]) == sorted(spark_rows, key=lambda r: r["campaign_id"]) and len(got) == 5
+    assert [list(r) for r in got] == [list(r) for r in spark_rows], "the columns in the table's order"

@@ -416,6 +416,45 @@ def test_deliveries_give_md5s_and_recent_volumes_per_kind():
     assert Deliveries().recent_volumes("usage", d, 14) == [] and Deliveries().by_md5() == {}
 
 
+def test_the_ingest_s_and_the_decision_s_ledger_reads_without_spark_give_what_spark_s_queries_gave(spark, tmp_path):
+    """The kinds with quarantined rows on an ingest call's days (from the quarantine's partitions) and the
+    decision's fingerprint of the deliveries (from the ledger), read in the process (``arrow_lake``), equal the
+    Spark queries they replace: rejected files, a null and a non-ASCII MD5, other dates and a quarantine partition
+    emptied by a rerun included; without the tables they give what they gave before."""
+    from pyspark.sql import types as T
+
+    from jobs.stages.cpc.inputs import deliveries_fingerprint
+    from jobs.stages.ingest import _Call
+    from schemas import LEDGER, QUARANTINE
+    from schemas.types import spark as spark_type
+
+    def frame(table, rows):
+        return spark.createDataFrame(rows, T.StructType([T.StructField(c.name, spark_type(c.type), True) for c in table.columns]))
+
+    paths = Paths(tmp_path)
+    d = dt.date(2026, 11, 18)
+    days = [d, d + dt.timedelta(days=1)]
+    assert _Call.open(spark, paths, days).quarantined is None and deliveries_fingerprint(spark, paths, d) == "no deliveries"
+    blank = {c.name: None for c in LEDGER.columns}
+    ledger = [{**blank, "kind": k, "delivery_date": d + dt.timedelta(days=i), "file": f"{k}_{i}.csv.gz", "md5": md5,
+               "status": status, "rows_received": 10 + i, "rows_accepted": 10 + i, "rows_quarantined": 0}
+              for k, i, md5, status in [("usage", -1, "a", "accepted"), ("usage", 0, "b", "accepted"), ("usage", 1, "c", "rejected"),
+                                        ("billing", 0, None, "accepted"), ("billing", 1, "é", "accepted"), ("billing", 2, "f", "accepted")]]
+    lake.replace(frame(LEDGER, [tuple(r[c.name] for c in LEDGER.columns) for r in ledger]), paths, LEDGER.name, None)
+    bad = [(k, d + dt.timedelta(days=i), f"{k}_{i}.csv.gz", "{}", "why", 2) for k, i in [("usage", 0), ("billing", 1), ("orders", 3), ("devices", 1)]]
+    lake.replace(frame(QUARANTINE, bad), paths, QUARANTINE.name, None)
+    lake.replace(frame(QUARANTINE, []), paths, QUARANTINE.name, f"kind = 'devices' AND delivery_date = '{d + dt.timedelta(days=1)}'")
+
+    want = {r[0] for r in lake.read(spark, paths, QUARANTINE.name).where(lake.in_dates("delivery_date", days)).select("kind").distinct().collect()}
+    assert _Call.open(spark, paths, days).quarantined == want == {"usage", "billing"}, "the emptied partition is not a kind"
+    assert _Call.open(spark, paths, [d + dt.timedelta(days=2)]).quarantined == set(), "a table, no kind on the day"
+    for day in [d - dt.timedelta(days=2), d, d + dt.timedelta(days=1), d + dt.timedelta(days=5)]:
+        accepted = lake.read(spark, paths, LEDGER.name).where((F.col("delivery_date") <= F.lit(day)) & (F.col("status") == "accepted"))
+        key = F.concat_ws("|", "kind", F.col("delivery_date").cast("string"), F.coalesce("md5", F.lit("")))
+        spark_digest = accepted.agg(F.sha2(F.concat_ws(",", F.array_sort(F.collect_list(key))), 256)).first()[0]
+        assert deliveries_fingerprint(spark, paths, day) == spark_digest, day
+
+
 def test_kinds_run_side_by_side_for_a_night_and_one_at_a_time_for_a_backfill():
     class Context:
         defaultParallelism = 2

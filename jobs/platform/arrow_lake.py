@@ -40,22 +40,30 @@ def delta_table(paths: Paths, name: str):
     return found
 
 
-def partition_values(paths: Paths, name: str, column: str) -> set:
-    """The values of the partition column ``column`` that the table's current version holds rows in (empty: no
-    table), from its log's add actions: a file's partition value counts when its statistics give it rows, or give
-    no count (a file written without statistics is taken as holding rows). A partition replaced by no rows has no
-    file left, so it is not among them, as ``SELECT DISTINCT column`` would not find it."""
+def partitions(paths: Paths, name: str, columns: list[str]) -> set[tuple]:
+    """The combinations of the partition columns ``columns`` (tuples in their order) that the table's current
+    version holds rows in (empty: no table), from its log's add actions: a file's partition values count when its
+    statistics give it rows, or give no count (a file written without statistics is taken as holding rows). A
+    partition replaced by no rows has no file left, so it is not among them, as ``SELECT DISTINCT columns`` would
+    not find it; a combination with a null value is left out too."""
     import pyarrow as pa
 
     table = _table(paths, name)
     if table is None:
         return set()
     actions = pa.table(table.get_add_actions(flatten=True))
-    if f"partition.{column}" not in actions.column_names:  # no file at all (every row replaced by none)
+    names = [f"partition.{c}" for c in columns]
+    if any(n not in actions.column_names for n in names):  # no file at all (every row replaced by none)
         return set()
-    values = actions.column(f"partition.{column}").to_pylist()
+    values = list(zip(*(actions.column(n).to_pylist() for n in names), strict=True))
     counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else [None] * len(values)
-    return {v for v, n in zip(values, counts, strict=True) if v is not None and (n is None or n > 0)}
+    return {v for v, n in zip(values, counts, strict=True) if None not in v and (n is None or n > 0)}
+
+
+def partition_values(paths: Paths, name: str, column: str) -> set:
+    """The values of the partition column ``column`` that the table's current version holds rows in
+    (:func:`partitions` of that one column)."""
+    return {v for (v,) in partitions(paths, name, [column])}
 
 
 def date_column(name: str) -> str | None:
@@ -102,9 +110,10 @@ def rows(paths: Paths, name: str, day: dt.date | None = None) -> int | None:
     return _dataset(paths, name, prune, table).count_rows(filter=on_day)
 
 
-def read(paths: Paths, name: str, columns: list[str], day: dt.date | None = None, where=None) -> list[dict]:
-    """The ``columns`` of the rows of ``day`` (a dated table's partition; None: every date) matching ``where`` (a
-    ``pyarrow.dataset`` expression), as dicts. For small results only: everything comes to this process.
+def read(paths: Paths, name: str, columns: list[str] | None, day: dt.date | None = None, where=None) -> list[dict]:
+    """The ``columns`` (None: every column of the table, in its schema's order, as a Spark row has them) of the
+    rows of ``day`` (a dated table's partition; None: every date) matching ``where`` (a ``pyarrow.dataset``
+    expression), as dicts. For small results only: everything comes to this process.
 
     The scan filters on the date only (a partition value: exact); ``where`` is applied to the rows in memory. In
     the scan pyarrow tests each file against bounds deltalake 1.6 builds from the Delta log's statistics, and a
@@ -112,7 +121,9 @@ def read(paths: Paths, name: str, columns: list[str], day: dt.date | None = None
     bounds ``>= null`` and ``<= null``: ``valid == true`` dropped every file of ``ops.tag_state_log``, rows that
     were true included (``tests/test_tags_fixed_costs.py``)."""
     prune, on_day = _scope(name, day)
-    table = _dataset(paths, name, prune).to_table(filter=on_day)
+    delta = delta_table(paths, name)
+    table = _dataset(paths, name, prune, delta).to_table(filter=on_day)
+    columns = [f.name for f in delta.schema().fields] if columns is None else columns
     return (table if where is None else table.filter(where)).select(columns).to_pylist()
 
 

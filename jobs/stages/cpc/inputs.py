@@ -150,15 +150,20 @@ def product_channel_table(spark, paths: Paths, day: dt.date, products, channels,
     s = business("channels")["product_channel_fit"]
     since = F.lit(day - dt.timedelta(days=int(s["history_days"]) - 1))
     window = (F.col("delivery_date") <= F.lit(day)) & (F.col("delivery_date") >= since)
-    hist = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_start")).groupBy("product_id", "channel").count()
-    cont = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
-    history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in hist.collect()}  # products x channels rows
-    contacts = {r["channel"]: int(r["count"]) for r in cont.collect()}  # one row per channel
+    # The three counts in one query (one action, not three): ``part`` says which each row is.
+    counts = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_start")).groupBy(
+        "product_id", "channel").count().withColumn("part", F.lit("orders"))
+    inbound = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
+    counts = counts.unionByName(inbound.withColumn("part", F.lit("inbound")), allowMissingColumns=True)
     if lake.exists(spark, paths, "gold.cpc_decisions"):  # outbound: contacts sent; their orders come back as R... orders
         sent = lake.read(spark, paths, "gold.cpc_decisions").where(
             (F.col("snapshot_date") < F.lit(day)) & (F.col("snapshot_date") >= since) & (F.col("outcome") == "contact")
         ).groupBy("channel").count()
-        contacts.update({r["channel"]: int(r["count"]) for r in sent.collect()})  # one row per active channel
+        counts = counts.unionByName(sent.withColumn("part", F.lit("sent")), allowMissingColumns=True)
+    rows = counts.collect()  # products x channels rows, and a row per channel
+    history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in rows if r["part"] == "orders"}
+    contacts = {r["channel"]: int(r["count"]) for r in rows if r["part"] == "inbound"}
+    contacts.update({r["channel"]: int(r["count"]) for r in rows if r["part"] == "sent"})  # sent over inbound, as before
     return fits.product_channel_fits(products, channels, categories, history_counts, contacts, s)
 
 
@@ -323,14 +328,19 @@ def model_versions(spark, paths: Paths, day: dt.date, products, uplift: bool = T
 
 def deliveries_fingerprint(spark, paths: Paths, day: dt.date) -> str:
     """SHA-256 over every delivery accepted up to ``day`` (kind, date and MD5 in ops.ingest_ledger): the raw input
-    of everything the decision reads. One small aggregation (a row per file)."""
-    from pyspark.sql import functions as F
+    of everything the decision reads. The ledger is a row per file, read in this process (``arrow_lake``), not by
+    a Spark query; the digest is the one the Spark query gave (its keys ``kind|date|md5``, sorted, joined by
+    commas: ``sha2(concat_ws(',', array_sort(collect_list(key))), 256)``), so a run id does not change with it.
+    ``spark`` is not used, kept so that the decision's reads are called alike."""
+    import pyarrow.dataset as ds
 
-    if not lake.exists(spark, paths, LEDGER.name):
+    if not arrow_lake.exists(paths, LEDGER.name):
         return "no deliveries"
-    accepted = lake.read(spark, paths, LEDGER.name).where((F.col("delivery_date") <= F.lit(day)) & (F.col("status") == "accepted"))
-    key = F.concat_ws("|", "kind", F.col("delivery_date").cast("string"), F.coalesce("md5", F.lit("")))
-    return accepted.agg(F.sha2(F.concat_ws(",", F.array_sort(F.collect_list(key))), 256)).first()[0]
+    rows = arrow_lake.read(paths, LEDGER.name, ["kind", "delivery_date", "md5"],
+                           where=(ds.field("delivery_date") <= day) & (ds.field("status") == "accepted"))
+    keys = sorted("|".join(str(v) for v in (r["kind"], r["delivery_date"].isoformat(), r["md5"] or "") if v is not None)
+                  for r in rows)
+    return hashlib.sha256(",".join(keys).encode()).hexdigest()
 
 
 def business_fingerprint() -> str:

@@ -41,7 +41,7 @@ import math
 import time
 from typing import Any, NamedTuple
 
-from jobs.platform import lake
+from jobs.platform import arrow_lake, lake
 from jobs.platform.config import Paths
 from jobs.stages.cpc.campaigns import evaluation_settings
 from jobs.stages.cpc.decide import CHOSEN
@@ -422,6 +422,7 @@ def run(spark, paths: Paths, day: dt.date, full: bool = False) -> dict:
     """Rebuild the outcomes of the last ``lookback_days`` decision dates (those that can have changed:
     :func:`rebuild_outcomes`) and the evaluation as of ``day`` over every one of them, then write the HTML report.
     Returns the headline figures."""
+    import pyarrow.dataset as ds
     from pyspark.sql import functions as F
 
     t0 = time.time()
@@ -450,8 +451,8 @@ def run(spark, paths: Paths, day: dt.date, full: bool = False) -> dict:
         known = lake.read(spark, paths, "gold.cpc_decisions").where(
             F.col("snapshot_date") > F.lit(since - dt.timedelta(days=10))).select("contact_ref")
         unmatched = responses.where(F.col("delivery_date") == F.lit(day)).join(known, on="contact_ref", how="left_anti").count()
-    rows = [r.asDict() for r in lake.read(spark, paths, "gold.campaign_eval").where(f"eval_date = '{day.isoformat()}'").where(
-        F.col("level").isin("all", "campaign", "channel", "campaign,channel")).collect()]  # campaigns x channels rows
+    # campaigns x channels rows, read in this process (arrow_lake), not by a Spark query
+    rows = arrow_lake.read(paths, "gold.campaign_eval", None, day, ds.field("level").isin(["all", "campaign", "channel", "campaign,channel"]))
     trend = [r.asDict() for r in out.where(F.col("outcome").isin("contact", "holdout"))
              .groupBy("snapshot_date", "group").agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("converted").cast("int")).alias("x"))
              .orderBy("snapshot_date", "group").collect()]  # dates x 2 rows

@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from jobs.platform import lake
+from jobs.platform import arrow_lake, lake
 from jobs.platform.config import Paths
 from jobs.platform.errors import ConfigError, IngestError
 from jobs.platform.logs import progress
@@ -135,10 +135,9 @@ class _Call:
     @classmethod
     def open(cls, spark, paths: Paths, days: list[dt.date]) -> _Call:
         quarantined = None
-        if lake.exists(spark, paths, "bronze.quarantine"):
-            rows = (lake.read(spark, paths, "bronze.quarantine").where(lake.in_dates("delivery_date", days))
-                    .select("kind").distinct().collect())  # at most one row per file kind
-            quarantined = {r["kind"] for r in rows}
+        if arrow_lake.exists(paths, "bronze.quarantine"):  # its kinds with rows on the days, from its log's partitions
+            on = set(days)
+            quarantined = {kind for kind, day in arrow_lake.partitions(paths, "bronze.quarantine", ["kind", "delivery_date"]) if day in on}
         return cls(spark, paths, days, closed_deliveries(spark, paths, days), Deliveries.read(spark, paths), quarantined)
 
     def known(self):
