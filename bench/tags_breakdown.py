@@ -140,7 +140,8 @@ SCORE_TARGETS: tuple[Target, ...] = (
                                "day_customers", "ineligible", "past_eligibility", "decide", "decisions", "offers",
                                "funnel_rows")),
     Target(f"{CPC}.campaigns", "config_fingerprint"),  # ops.cpc_runs' row
-    Target(CPC, "_written"),  # the summary: gold.cpc_decisions read back and counted
+    Target(CPC, "written_counts"),  # the summary's counts, observed on gold.cpc_decisions' write
+    Target(CPC, "_written"),  # the summary from the observed counts
     Target("pyspark.sql.session:SparkSession", "createDataFrame"),  # gold.fit_product_channel, ops.cpc_runs, combos
     # inputs.py: what inputs, acceptance_scales and uplift_ranking read
     *(Target(f"{CPC}.inputs", a) for a in ("history", "channel_learning", "trials", "uplift_scores", "uplift_status",

@@ -1075,3 +1075,34 @@ def test_decision_run_id_comes_from_the_inputs_not_the_clock():
                cpc.decision_run_id(day, "deliveries-sha", "config-sha", {**models, "churn": "2026-11-26-def"}),
                cpc.decision_run_id(day + dt.timedelta(days=1), "deliveries-sha", "config-sha", models)]
     assert first not in changed and len(set(changed)) == len(changed)
+
+
+def test_the_score_summary_is_observed_on_the_rows_written(spark, tmp_path):
+    """The stage's summary (rows per outcome, contacts per channel, exploration contacts) comes from an
+    ``Observation`` on the rows as gold.cpc_decisions' write writes them, not from a query reading them back: it
+    equals the written partition grouped, a channel without contacts is left out, and a rerun counts again."""
+    from pyspark.sql import Observation
+
+    from jobs.platform import lake
+    from jobs.platform.config import Paths
+    from jobs.stages.cpc import COUNTED, _written, written_counts
+
+    _, channels, _, _, _ = cpc.load_conf()
+    active = [c.id for c in channels if c.kind == "active"]
+    outcomes = [*COUNTED, "capacity", "no_value"]
+    rows = [(SNAPSHOT, f"c{i}", outcomes[i % len(outcomes)], active[i % 3], [True, False, None][i % 3]) for i in range(41)]
+    frame = spark.createDataFrame(rows, "snapshot_date date, customer_id string, outcome string, channel string, explored boolean")
+    paths = Paths(tmp_path)
+    for _ in range(2):
+        seen = Observation("written")
+        lake.replace(frame.observe(seen, *written_counts(channels)), paths, "gold.cpc_decisions", f"snapshot_date = '{SNAPSHOT}'")
+        got = _written(seen.get, SNAPSHOT, 0.0)
+        back = lake.read(spark, paths, "gold.cpc_decisions").where(f"snapshot_date = '{SNAPSHOT}'").collect()
+        contacts = [r for r in back if r["outcome"] == "contact"]
+        assert got == {"contacts": len(contacts), "placements": sum(r["outcome"] == "placement" for r in back),
+                       "holdout": sum(r["outcome"] == "holdout" for r in back),
+                       "global_holdout": sum(r["outcome"] == "global_holdout" for r in back),
+                       "not_chosen": sum(r["outcome"] == "not_chosen" for r in back),
+                       "by_channel": {ch: n for ch in active if (n := sum(r["channel"] == ch for r in contacts))},
+                       "explored_contacts": sum(bool(r["explored"]) for r in contacts)}
+        assert len(got["by_channel"]) < len(active) and got["contacts"] == 6 and got["explored_contacts"] == 2

@@ -154,8 +154,13 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     # rest matter to the funnel alone, which gets their counts (a row per campaign, customer, channel and rule).
     removed = ineligible(cands).localCheckpoint()
     decided = decide(past_eligibility(cands), channels, policy, customers=customers).localCheckpoint()
-    # merge_schema: a table written before the explored column gains it (older rows read null)
-    lake.replace(decisions(decided, run_id), paths, "gold.cpc_decisions", cond, merge_schema=True)
+    # merge_schema: a table written before the explored column gains it (older rows read null). The summary's
+    # counts are observed on the rows as the write's own job writes them: no query reads them back.
+    from pyspark.sql import Observation
+
+    counted = Observation("cpc_decisions_written")
+    lake.replace(decisions(decided, run_id).observe(counted, *written_counts(channels)), paths, "gold.cpc_decisions", cond,
+                 merge_schema=True)
     lake.replace(offers(decided, policy.top_offers), paths, "gold.cpc_offers", cond)
     lake.replace(funnel_rows(decided, day, removed), paths, "gold.cpc_funnel", cond)
     record = spark.createDataFrame([(
@@ -171,25 +176,31 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
             f"{f}: {notes[f]}" for f in sorted(factors)))
     log.info(f"score {day}: acceptance scales " + ", ".join(
         f"{ch} {v['scale']:.4f} ({v['accepted']}/{v['contacts']} accepted)" for ch, v in sorted(scales.items())))
-    return _written(spark, paths, day, t0)
+    return _written(counted.get, day, t0)
 
 
-def _written(spark, paths: Paths, day: dt.date, t0: float) -> dict:
-    """The day's gold.cpc_decisions counted by outcome (contacts per channel, exploration contacts among them),
-    logged and returned as the stage's summary. Small: outcomes x channels rows."""
+COUNTED = ("contact", "placement", "holdout", "global_holdout", NOT_CHOSEN)  # the outcomes the summary gives
+
+
+def written_counts(channels) -> list:
+    """The summary's counts of the day's gold.cpc_decisions rows, as aggregate columns for a pyspark
+    ``Observation`` on the frame written: rows per outcome of :data:`COUNTED` (``outcome <name>``), contacts per
+    active channel (``contact <channel>``) and exploration contacts (``explored``)."""
     from pyspark.sql import functions as F
 
-    counts: dict[str, int] = {}
-    by_channel: dict[str, int] = {}
-    explored = 0
-    written = lake.read(spark, paths, "gold.cpc_decisions").where(f"snapshot_date = '{day.isoformat()}'")
-    rows = written.groupBy("outcome", "channel").agg(F.count(F.lit(1)).alias("n"),
-                                                     F.sum(F.coalesce(F.col("explored"), F.lit(False)).cast("long")).alias("x"))
-    for r in rows.collect():  # outcomes x channels rows
-        counts[r["outcome"]] = counts.get(r["outcome"], 0) + r["n"]
-        if r["outcome"] == "contact":
-            by_channel[r["channel"]] = r["n"]
-            explored += int(r["x"] or 0)
+    contact = F.col("outcome") == "contact"
+    return [*(F.count_if(F.col("outcome") == o).alias(f"outcome {o}") for o in COUNTED),
+            *(F.count_if(contact & (F.col("channel") == c.id)).alias(f"contact {c.id}") for c in channels if c.kind == "active"),
+            F.count_if(contact & F.coalesce(F.col("explored"), F.lit(False))).alias("explored")]
+
+
+def _written(observed: dict, day: dt.date, t0: float) -> dict:
+    """The day's gold.cpc_decisions counted by outcome (contacts per channel, exploration contacts among them),
+    logged and returned as the stage's summary: ``observed`` is what :func:`written_counts` gave on the rows the
+    write wrote (a channel without contacts is left out, as grouping the rows would leave it out)."""
+    counts = {o: int(observed[f"outcome {o}"]) for o in COUNTED}
+    by_channel = {k.removeprefix("contact "): int(v) for k, v in observed.items() if k.startswith("contact ") and v}
+    explored = int(observed["explored"])
     log.info(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}; "
              f"{explored} of them exploration), {counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts, "
              f"{counts.get('global_holdout', 0)} global holdout records, {counts.get(NOT_CHOSEN, 0)} eligible not chosen "
