@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_check import TABLES, table_digest  # noqa: E402
 
 MORE = {"gold.propensity": ("customer_id", "snapshot_date", "model"), "gold.cpc_offers": ("customer_id", "snapshot_date", "rank"),
-        "gold.customer_tags@all": ("customer_id", "snapshot_date"), "gold.tag_stats": ("tag_id", "value")}
+        "gold.customer_tags@all": ("customer_id", "snapshot_date"), "gold.tag_stats": ("tag_id", "value"),
+        "gold.fit_product_channel": ("product_id", "channel"),
+        "gold.campaign_eval": ("eval_date", "level", "campaign_id", "channel", "product_id", "service_tier")}
 
 
 def lists(root: Path, day: str) -> dict[str, dict]:
@@ -47,7 +49,18 @@ def tables(root: Path, day: str) -> dict[str, dict]:
         table, all_dates = name.removesuffix("@all"), name.endswith("@all")
         rows, digest = table_digest(root, table, keys, None if all_dates else day)
         out[name] = {"rows": rows, "sha256": digest}
+    out["ops.cpc_runs run_id"] = run_id(root, day)  # the digests leave run_id out (cluster_check.VOLATILE)
     return out
+
+
+def run_id(root: Path, day: str) -> dict:
+    """The day's decision run id (ops.cpc_runs): from the day, the deliveries' and the configuration's fingerprints
+    and the models used, so it must not change when only the code's speed does."""
+    from deltalake import DeltaTable
+
+    df = DeltaTable(str(root / "lake" / "ops" / "cpc_runs")).to_pandas()
+    ids = sorted(df[df["snapshot_date"].astype(str) == day]["run_id"])
+    return {"rows": len(ids), "sha256": ",".join(ids)}
 
 
 def main(argv: list[str] | None = None) -> int:
