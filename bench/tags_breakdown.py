@@ -140,8 +140,9 @@ SCORE_TARGETS: tuple[Target, ...] = (
                                "day_customers", "ineligible", "past_eligibility", "decide", "decisions", "offers",
                                "funnel_rows")),
     Target(f"{CPC}.campaigns", "config_fingerprint"),  # ops.cpc_runs' row
-    Target(CPC, "written_counts"),  # the summary's counts, observed on gold.cpc_decisions' write
-    Target(CPC, "_written"),  # the summary from the observed counts
+    # the summary: written_counts only builds the counts' columns (they are counted inside the write of
+    # gold.cpc_decisions); observed waits for them (or reads the partition back after its timeout)
+    *(Target(CPC, a) for a in ("written_counts", "observed", "read_back_counts", "_written")),
     Target("pyspark.sql.session:SparkSession", "createDataFrame"),  # gold.fit_product_channel, ops.cpc_runs, combos
     # inputs.py: what inputs, acceptance_scales and uplift_ranking read
     *(Target(f"{CPC}.inputs", a) for a in ("history", "channel_learning", "trials", "uplift_scores", "uplift_status",

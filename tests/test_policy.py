@@ -1080,23 +1080,32 @@ def test_decision_run_id_comes_from_the_inputs_not_the_clock():
 def test_the_score_summary_is_observed_on_the_rows_written(spark, tmp_path):
     """The stage's summary (rows per outcome, contacts per channel, exploration contacts) comes from an
     ``Observation`` on the rows as gold.cpc_decisions' write writes them, not from a query reading them back: it
-    equals the written partition grouped, a channel without contacts is left out, and a rerun counts again."""
+    equals the written partition grouped, a channel without contacts is left out, a rerun counts again and an
+    empty day counts zeros. When the observed counts do not arrive in time, the partition is read back: the same
+    summary."""
+    import time
+
     from pyspark.sql import Observation
 
     from jobs.platform import lake
     from jobs.platform.config import Paths
-    from jobs.stages.cpc import COUNTED, _written, written_counts
+    from jobs.stages.cpc import COUNTED, _written, observed, written_counts
 
     _, channels, _, _, _ = cpc.load_conf()
     active = [c.id for c in channels if c.kind == "active"]
+    assert len(active) > 3, "the shipped configuration has channels this day leaves without contacts"
     outcomes = [*COUNTED, "capacity", "no_value"]
     rows = [(SNAPSHOT, f"c{i}", outcomes[i % len(outcomes)], active[i % 3], [True, False, None][i % 3]) for i in range(41)]
-    frame = spark.createDataFrame(rows, "snapshot_date date, customer_id string, outcome string, channel string, explored boolean")
+    schema = "snapshot_date date, customer_id string, outcome string, channel string, explored boolean"
     paths = Paths(tmp_path)
-    for _ in range(2):
+
+    def summary_of(frame):
         seen = Observation("written")
         lake.replace(frame.observe(seen, *written_counts(channels)), paths, "gold.cpc_decisions", f"snapshot_date = '{SNAPSHOT}'")
-        got = _written(seen.get, SNAPSHOT, 0.0)
+        return _written(observed(seen, spark, paths, SNAPSHOT), SNAPSHOT, 0.0)
+
+    for frame in [spark.createDataFrame(rows, schema)] * 2 + [spark.createDataFrame([], schema)]:
+        got = summary_of(frame)
         back = lake.read(spark, paths, "gold.cpc_decisions").where(f"snapshot_date = '{SNAPSHOT}'").collect()
         contacts = [r for r in back if r["outcome"] == "contact"]
         assert got == {"contacts": len(contacts), "placements": sum(r["outcome"] == "placement" for r in back),
@@ -1105,4 +1114,15 @@ def test_the_score_summary_is_observed_on_the_rows_written(spark, tmp_path):
                        "not_chosen": sum(r["outcome"] == "not_chosen" for r in back),
                        "by_channel": {ch: n for ch in active if (n := sum(r["channel"] == ch for r in contacts))},
                        "explored_contacts": sum(bool(r["explored"]) for r in contacts)}
-        assert len(got["by_channel"]) < len(active) and got["contacts"] == 6 and got["explored_contacts"] == 2
+    assert got["contacts"] == 0 and got["by_channel"] == {}, "an empty day"
+    lake.replace(spark.createDataFrame(rows, schema), paths, "gold.cpc_decisions", f"snapshot_date = '{SNAPSHOT}'")
+
+    class Lost:  # counts that never arrive (a dropped listener event)
+        @property
+        def get(self):
+            time.sleep(3)
+            raise AssertionError("not waited for")
+
+    late = _written(observed(Lost(), spark, paths, SNAPSHOT, wait_s=0.2), SNAPSHOT, 0.0)
+    assert late == summary_of(spark.createDataFrame(rows, schema)) and late["contacts"] == 6 and late["explored_contacts"] == 2
+    assert len(late["by_channel"]) == 3 < len(active)

@@ -155,7 +155,9 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     removed = ineligible(cands).localCheckpoint()
     decided = decide(past_eligibility(cands), channels, policy, customers=customers).localCheckpoint()
     # merge_schema: a table written before the explored column gains it (older rows read null). The summary's
-    # counts are observed on the rows as the write's own job writes them: no query reads them back.
+    # counts are observed on the rows as the write's own job writes them: no query reads them back. The observed
+    # node sits in the write's last stage, so a retried task counts once; a shuffle added above it (a write that
+    # repartitions) would let a retried stage count twice.
     from pyspark.sql import Observation
 
     counted = Observation("cpc_decisions_written")
@@ -176,10 +178,11 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
             f"{f}: {notes[f]}" for f in sorted(factors)))
     log.info(f"score {day}: acceptance scales " + ", ".join(
         f"{ch} {v['scale']:.4f} ({v['accepted']}/{v['contacts']} accepted)" for ch, v in sorted(scales.items())))
-    return _written(counted.get, day, t0)
+    return _written(observed(counted, spark, paths, day), day, t0)
 
 
 COUNTED = ("contact", "placement", "holdout", "global_holdout", NOT_CHOSEN)  # the outcomes the summary gives
+OBSERVED_WAIT_S = 120.0  # how long the summary waits for the counts observed on the write (:func:`observed`)
 
 
 def written_counts(channels) -> list:
@@ -194,13 +197,43 @@ def written_counts(channels) -> list:
             F.count_if(contact & F.coalesce(F.col("explored"), F.lit(False))).alias("explored")]
 
 
-def _written(observed: dict, day: dt.date, t0: float) -> dict:
+def observed(counted, spark, paths: Paths, day: dt.date, wait_s: float = OBSERVED_WAIT_S) -> dict:
+    """The counts ``counted`` (a pyspark ``Observation``) holds once the write has finished. Spark hands them over
+    through its listener bus, which can drop events when its queue is full; ``Observation.get`` would then wait
+    for ever. After ``wait_s`` seconds the day's partition is read back and counted instead (the stage's earlier
+    way), with a warning."""
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="observed")
+    try:
+        return pool.submit(lambda: counted.get).result(timeout=wait_s)
+    except concurrent.futures.TimeoutError:
+        log.warning(f"score {day}: the counts observed on gold.cpc_decisions' write did not arrive in {wait_s:.0f} s; "
+                    "counting the written partition instead")
+        return read_back_counts(spark, paths, day)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def read_back_counts(spark, paths: Paths, day: dt.date) -> dict:
+    """What :func:`written_counts` observes, counted from the day's gold.cpc_decisions as written: outcomes x
+    channels rows."""
+    from pyspark.sql import functions as F
+
+    rows = lake.read(spark, paths, "gold.cpc_decisions").where(f"snapshot_date = '{day.isoformat()}'").groupBy("outcome", "channel").agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.coalesce(F.col("explored"), F.lit(False)).cast("long")).alias("x")).collect()
+    contacts = [r for r in rows if r["outcome"] == "contact"]
+    return {**{f"outcome {o}": sum(r["n"] for r in rows if r["outcome"] == o) for o in COUNTED},
+            **{f"contact {r['channel']}": r["n"] for r in contacts}, "explored": sum(int(r["x"] or 0) for r in contacts)}
+
+
+def _written(seen: dict, day: dt.date, t0: float) -> dict:
     """The day's gold.cpc_decisions counted by outcome (contacts per channel, exploration contacts among them),
-    logged and returned as the stage's summary: ``observed`` is what :func:`written_counts` gave on the rows the
-    write wrote (a channel without contacts is left out, as grouping the rows would leave it out)."""
-    counts = {o: int(observed[f"outcome {o}"]) for o in COUNTED}
-    by_channel = {k.removeprefix("contact "): int(v) for k, v in observed.items() if k.startswith("contact ") and v}
-    explored = int(observed["explored"])
+    logged and returned as the stage's summary: ``seen`` is what :func:`written_counts` gave on the rows the
+    write wrote (:func:`observed`; a channel without contacts is left out, as grouping the rows would leave it out)."""
+    counts = {o: int(seen[f"outcome {o}"]) for o in COUNTED}
+    by_channel = {k.removeprefix("contact "): int(v) for k, v in seen.items() if k.startswith("contact ") and v}
+    explored = int(seen["explored"])
     log.info(f"score {day}: {counts.get('contact', 0)} contacts ({', '.join(f'{k} {v}' for k, v in sorted(by_channel.items()))}; "
              f"{explored} of them exploration), {counts.get('placement', 0)} placements, {counts.get('holdout', 0)} in holdouts, "
              f"{counts.get('global_holdout', 0)} global holdout records, {counts.get(NOT_CHOSEN, 0)} eligible not chosen "
