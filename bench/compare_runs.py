@@ -29,6 +29,7 @@ from cluster_check import TABLES, table_digest  # noqa: E402
 MORE = {"gold.propensity": ("customer_id", "snapshot_date", "model"), "gold.cpc_offers": ("customer_id", "snapshot_date", "rank"),
         "gold.customer_tags@all": ("customer_id", "snapshot_date"), "gold.tag_stats": ("tag_id", "value"),
         "gold.fit_product_channel": ("product_id", "channel"),
+        # every evaluation date: table_digest filters on snapshot_date or day only
         "gold.campaign_eval": ("eval_date", "level", "campaign_id", "channel", "product_id", "service_tier")}
 
 
@@ -58,9 +59,12 @@ def run_id(root: Path, day: str) -> dict:
     and the models used, so it must not change when only the code's speed does."""
     from deltalake import DeltaTable
 
-    df = DeltaTable(str(root / "lake" / "ops" / "cpc_runs")).to_pandas()
+    path = root / "lake" / "ops" / "cpc_runs"
+    if not DeltaTable.is_deltatable(str(path)):
+        return {"rows": 0, "sha256": None}
+    df = DeltaTable(str(path)).to_pandas()
     ids = sorted(df[df["snapshot_date"].astype(str) == day]["run_id"])
-    return {"rows": len(ids), "sha256": ",".join(ids)}
+    return {"rows": len(ids), "sha256": ",".join(ids)}  # the ids themselves under the key the digests use
 
 
 def main(argv: list[str] | None = None) -> int:

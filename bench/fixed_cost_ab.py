@@ -4,7 +4,7 @@ Usage: ``.venv/bin/python bench/fixed_cost_ab.py --root var --date 2026-11-20 --
 a nightly has run on, such as ``make run``'s ``var``; writes only a scratch table under ``--scratch``).
 
 Each pair is the Spark query (or queries) a stage used to run and what replaced it, called in turn ``--repeat``
-times in one session after the other's warm-up, so the machine's load falls on both alike; the answers of the two
+times in one session (which goes first alternates), so the machine's load falls on both alike; the answers of the two
 must be equal in every repeat or the script stops. Reported per pair: the seconds of each repeat and the medians.
 
 - ``quarantined kinds``: an ingest call's kinds with quarantined rows on its dates. Was a ``distinct`` query on
@@ -194,14 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     pairs = {**replaced_reads(spark, cfg.paths, args.date),
              "decisions summary": summary_pair(spark, cfg.paths, args.date, args.scratch)}
     seconds = {name: {"before": [], "now": []} for name in pairs}
+    from jobs.stages.ingest import _Call
+
+    kinds = pairs["quarantined kinds"][1]()
+    if kinds != _Call.open(spark, cfg.paths, [args.date]).quarantined:  # the script's copy of its lines
+        raise SystemExit(f"the kinds with quarantined rows here ({kinds}) are not ingest._Call.open's: update the script")
     for i in range(args.repeat):
         for name, (before, now) in pairs.items():
             answers = []
-            for side, fn in (("before", before), ("now", now)):
+            sides = (("before", before), ("now", now))
+            for side, fn in sides if i % 2 == 0 else sides[::-1]:  # which goes first alternates
                 t = time.perf_counter()
                 answers.append(fn())
                 seconds[name][side].append(round(time.perf_counter() - t, 3))
-            if answers[0] != answers[1]:
+            if answers[0] != answers[1]:  # equal either way round
                 raise SystemExit(f"{name}: the answers differ in repeat {i + 1}: {str(answers[0])[:400]} against {str(answers[1])[:400]}")
         print(f"repeat {i + 1}/{args.repeat}: " + ", ".join(f"{n} {s['before'][-1]:.2f} -> {s['now'][-1]:.2f} s" for n, s in seconds.items()),
               flush=True)

@@ -1,10 +1,13 @@
 """The lake read without Spark: the ``deltalake`` package (delta-rs) reads a table's Delta log and its Parquet
 files into Arrow, in the calling process, with no JVM to start.
 
-For small reads that a person waits for after a run (``cpc summary``: rows per table for a date, the funnel's
-few rows, the evaluation's one row). A Spark session started for them spends most of its time loading each
-table's log in a cold JVM: in ``make run`` at 026a4a2 the summary with Spark took 89 s, of which about 74 s
-were the 31 tables' cold loads. Everything here reads the table's current version, as ``lake.read`` does.
+For small reads: what a person waits for after a run (``cpc summary``: rows per table for a date, the funnel's
+few rows, the evaluation's one row; with Spark it took 89 s in ``make run`` at 026a4a2, about 74 s of it the 31
+tables' cold loads), and the nightly stages' lookups of a few rows or one number (docs/benchmarks.md, "Small reads
+from the Delta log"), each of which cost a Spark job or more. Not for a table the same stage then writes with
+Spark: a Spark read warms the Delta snapshot that write needs, so moving the read here moves its cost into the
+write. Everything here reads the table's current version, as ``lake.read`` does; a table with deletion vectors or
+column mapping is refused (docs/cluster.md).
 
 The storage root is a local (or mounted) folder, as ``Paths`` makes it; a root on object storage would need
 ``deltalake``'s ``storage_options`` (its credentials), which Spark takes from the Hadoop configuration instead.
