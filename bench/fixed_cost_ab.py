@@ -12,8 +12,6 @@ must be equal in every repeat or the script stops. Reported per pair: the second
 - ``deliveries fingerprint``: the SHA-256 over the accepted deliveries that feeds the decision's run id. Was a
   Spark aggregation over ops.ingest_ledger; now the ledger read in the process and hashed the same way.
 - ``campaign_eval rows``: the evaluation's rows of the day for the report. Was a Spark query; now ``arrow_lake.read``.
-- ``product x channel counts``: the score stage's counts of orders, inbound contacts and contacts sent. Were three
-  aggregations collected one by one; now one query of the three (``unionByName``) collected once.
 - ``decisions summary``: gold.cpc_decisions written and the day's rows counted by outcome and channel. Was the
   write, then a query reading the partition back; now an ``Observation`` on the rows the write writes (its own job
   counts them). The write goes to a scratch root, not to ``--root``.
@@ -77,48 +75,7 @@ def replaced_reads(spark, paths, day: dt.date) -> dict:
 
     return {"quarantined kinds": (kinds_spark, kinds_log),
             "deliveries fingerprint": (fingerprint_spark, lambda: deliveries_fingerprint(spark, paths, day)),
-            "campaign_eval rows": (eval_spark, eval_log),
-            "product x channel counts": (lambda: three_counts(spark, paths, day), lambda: one_count(spark, paths, day))}
-
-
-def three_counts(spark, paths, day: dt.date) -> list:
-    """The score stage's counts as it took them before: three aggregations, three collects."""
-    from pyspark.sql import functions as F
-
-    from jobs.platform import lake
-    from jobs.platform.config import business
-
-    since = F.lit(day - dt.timedelta(days=int(business("channels")["product_channel_fit"]["history_days"]) - 1))
-    window = (F.col("delivery_date") <= F.lit(day)) & (F.col("delivery_date") >= since)
-    hist = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_start")).groupBy("product_id", "channel").count()
-    cont = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
-    history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in hist.collect()}
-    contacts = {r["channel"]: int(r["count"]) for r in cont.collect()}
-    sent = lake.read(spark, paths, "gold.cpc_decisions").where(
-        (F.col("snapshot_date") < F.lit(day)) & (F.col("snapshot_date") >= since) & (F.col("outcome") == "contact")).groupBy("channel").count()
-    contacts.update({r["channel"]: int(r["count"]) for r in sent.collect()})
-    return [sorted(history_counts.items(), key=str), sorted(contacts.items(), key=str)]
-
-
-def one_count(spark, paths, day: dt.date) -> list:
-    """The same counts as the score stage takes them now (``product_channel_table``, its fits left out)."""
-    from jobs.stages.cpc import fits
-
-    got = {}
-
-    def keep(products, channels, categories, history_counts, contacts, s):
-        got.update(h=history_counts, c=contacts)
-
-    real = fits.product_channel_fits
-    fits.product_channel_fits = keep
-    try:
-        from jobs.stages import cpc
-
-        products, channels, categories, _, _ = cpc.load_conf()
-        cpc.product_channel_table(spark, paths, day, products, channels, categories)
-    finally:
-        fits.product_channel_fits = real
-    return [sorted(got["h"].items(), key=str), sorted(got["c"].items(), key=str)]
+            "campaign_eval rows": (eval_spark, eval_log)}
 
 
 def decided_frame(spark, paths, day: dt.date):

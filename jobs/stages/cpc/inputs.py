@@ -150,20 +150,15 @@ def product_channel_table(spark, paths: Paths, day: dt.date, products, channels,
     s = business("channels")["product_channel_fit"]
     since = F.lit(day - dt.timedelta(days=int(s["history_days"]) - 1))
     window = (F.col("delivery_date") <= F.lit(day)) & (F.col("delivery_date") >= since)
-    # The three counts in one query (one action, not three): ``part`` says which each row is.
-    counts = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_start")).groupBy(
-        "product_id", "channel").count().withColumn("part", F.lit("orders"))
-    inbound = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
-    counts = counts.unionByName(inbound.withColumn("part", F.lit("inbound")), allowMissingColumns=True)
+    hist = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_start")).groupBy("product_id", "channel").count()
+    cont = lake.read(spark, paths, "bronze.contacts").where(window & (F.col("direction") == "in")).groupBy("channel").count()
+    history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in hist.collect()}  # products x channels rows
+    contacts = {r["channel"]: int(r["count"]) for r in cont.collect()}  # one row per channel
     if lake.exists(spark, paths, "gold.cpc_decisions"):  # outbound: contacts sent; their orders come back as R... orders
         sent = lake.read(spark, paths, "gold.cpc_decisions").where(
             (F.col("snapshot_date") < F.lit(day)) & (F.col("snapshot_date") >= since) & (F.col("outcome") == "contact")
         ).groupBy("channel").count()
-        counts = counts.unionByName(sent.withColumn("part", F.lit("sent")), allowMissingColumns=True)
-    rows = counts.collect()  # products x channels rows, and a row per channel
-    history_counts = {(r["product_id"], r["channel"]): int(r["count"]) for r in rows if r["part"] == "orders"}
-    contacts = {r["channel"]: int(r["count"]) for r in rows if r["part"] == "inbound"}
-    contacts.update({r["channel"]: int(r["count"]) for r in rows if r["part"] == "sent"})  # sent over inbound, as before
+        contacts.update({r["channel"]: int(r["count"]) for r in sent.collect()})  # one row per active channel
     return fits.product_channel_fits(products, channels, categories, history_counts, contacts, s)
 
 
