@@ -45,6 +45,7 @@ def replaced_reads(spark, paths, day: dt.date) -> dict:
 
     from jobs.platform import arrow_lake, lake
     from jobs.stages.cpc.inputs import deliveries_fingerprint
+    from jobs.stages.ingest import quarantined_kinds
     from schemas import LEDGER
 
     def kinds_spark():
@@ -52,11 +53,6 @@ def replaced_reads(spark, paths, day: dt.date) -> dict:
             return None
         return {r["kind"] for r in lake.read(spark, paths, "bronze.quarantine").where(lake.in_dates("delivery_date", [day]))
                 .select("kind").distinct().collect()}
-
-    def kinds_log():  # the lines of ingest._Call.open that give ``quarantined``
-        if not arrow_lake.exists(paths, "bronze.quarantine"):
-            return None
-        return {kind for kind, d in arrow_lake.partitions(paths, "bronze.quarantine", ["kind", "delivery_date"]) if d == day}
 
     def fingerprint_spark():
         accepted = lake.read(spark, paths, LEDGER.name).where((F.col("delivery_date") <= F.lit(day)) & (F.col("status") == "accepted"))
@@ -73,7 +69,7 @@ def replaced_reads(spark, paths, day: dt.date) -> dict:
     def eval_log():
         return as_text(arrow_lake.read(paths, "gold.campaign_eval", None, day, ds.field("level").isin(LEVELS)))
 
-    return {"quarantined kinds": (kinds_spark, kinds_log),
+    return {"quarantined kinds": (kinds_spark, lambda: quarantined_kinds(paths, [day])),
             "deliveries fingerprint": (fingerprint_spark, lambda: deliveries_fingerprint(spark, paths, day)),
             "campaign_eval rows": (eval_spark, eval_log)}
 
@@ -100,7 +96,6 @@ def decided_frame(spark, paths, day: dt.date):
 def summary_pair(spark, paths, day: dt.date, scratch: Path) -> tuple:
     """(write then read back, write observed) of gold.cpc_decisions into ``scratch``, with the run's summary."""
     from pyspark.sql import Observation
-    from pyspark.sql import functions as F
 
     from jobs.platform import lake
     from jobs.platform.config import Paths
@@ -109,20 +104,15 @@ def summary_pair(spark, paths, day: dt.date, scratch: Path) -> tuple:
     decided, channels = decided_frame(spark, paths, day)
     out, cond = Paths(scratch), f"snapshot_date = '{day.isoformat()}'"
 
-    def read_back():
+    def read_back():  # the stage's earlier way, kept as its fallback: cpc.read_back_counts
         lake.replace(cpc.decisions(decided, "ab"), out, "gold.cpc_decisions", cond, merge_schema=True)
-        rows = lake.read(spark, out, "gold.cpc_decisions").where(cond).groupBy("outcome", "channel").agg(
-            F.count(F.lit(1)).alias("n"), F.sum(F.coalesce(F.col("explored"), F.lit(False)).cast("long")).alias("x")).collect()
-        contacts = {r["channel"]: r["n"] for r in rows if r["outcome"] == "contact"}
-        return {o: sum(r["n"] for r in rows if r["outcome"] == o) for o in cpc.COUNTED}, contacts
+        return cpc._written(cpc.read_back_counts(spark, out, day), day, time.time())
 
     def observed():
         seen = Observation("written")
         lake.replace(cpc.decisions(decided, "ab").observe(seen, *cpc.written_counts(channels)), out, "gold.cpc_decisions", cond,
                      merge_schema=True)
-        got = cpc._written(seen.get, day, time.time())
-        return {o: got[k] for o, k in zip(cpc.COUNTED, ("contacts", "placements", "holdout", "global_holdout", "not_chosen"),
-                                            strict=True)}, got["by_channel"]
+        return cpc._written(seen.get, day, time.time())
 
     return read_back, observed
 
@@ -151,11 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     pairs = {**replaced_reads(spark, cfg.paths, args.date),
              "decisions summary": summary_pair(spark, cfg.paths, args.date, args.scratch)}
     seconds = {name: {"before": [], "now": []} for name in pairs}
-    from jobs.stages.ingest import _Call
-
-    kinds = pairs["quarantined kinds"][1]()
-    if kinds != _Call.open(spark, cfg.paths, [args.date]).quarantined:  # the script's copy of its lines
-        raise SystemExit(f"the kinds with quarantined rows here ({kinds}) are not ingest._Call.open's: update the script")
     for i in range(args.repeat):
         for name, (before, now) in pairs.items():
             answers = []

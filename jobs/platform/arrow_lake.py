@@ -125,8 +125,9 @@ def read(paths: Paths, name: str, columns: list[str] | None, day: dt.date | None
     were true included (``tests/test_tags_fixed_costs.py``)."""
     prune, on_day = _scope(name, day)
     delta = delta_table(paths, name)
-    table = _dataset(paths, name, prune, delta).to_table(filter=on_day)
     columns = [f.name for f in delta.schema().fields] if columns is None else columns
+    # without ``where`` the scan reads the asked columns only; with it, every column (``where`` may name others)
+    table = _dataset(paths, name, prune, delta).to_table(columns=columns if where is None else None, filter=on_day)
     return (table if where is None else table.filter(where)).select(columns).to_pylist()
 
 

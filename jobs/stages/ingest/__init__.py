@@ -113,6 +113,15 @@ def _known_customers(spark, paths: Paths):
     )
 
 
+def quarantined_kinds(paths: Paths, days: list[dt.date]) -> set[str] | None:
+    """The file kinds with rows in bronze.quarantine on ``days`` (None: no quarantine table yet), from the partitions
+    (kind, delivery date) of its files that hold rows, read from its Delta log in this process: no Spark job."""
+    if not arrow_lake.exists(paths, "bronze.quarantine"):
+        return None
+    on = set(days)
+    return {kind for kind, day in arrow_lake.partitions(paths, "bronze.quarantine", ["kind", "delivery_date"]) if day in on}
+
+
 @dataclass
 class _Call:
     """What one ingest call reads once and every file kind shares, instead of a query per kind: the closed days,
@@ -134,11 +143,8 @@ class _Call:
 
     @classmethod
     def open(cls, spark, paths: Paths, days: list[dt.date]) -> _Call:
-        quarantined = None
-        if arrow_lake.exists(paths, "bronze.quarantine"):  # its kinds with rows on the days, from its log's partitions
-            on = set(days)
-            quarantined = {kind for kind, day in arrow_lake.partitions(paths, "bronze.quarantine", ["kind", "delivery_date"]) if day in on}
-        return cls(spark, paths, days, closed_deliveries(spark, paths, days), Deliveries.read(spark, paths), quarantined)
+        return cls(spark, paths, days, closed_deliveries(spark, paths, days), Deliveries.read(spark, paths),
+                   quarantined_kinds(paths, days))
 
     def known(self):
         with self.lock:
