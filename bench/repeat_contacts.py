@@ -1,7 +1,8 @@
 """How often the published lists contact a sleeping dog again, and what the responder's per-contact harm makes of it.
 
-The responder draws a provoked closure on every delivered contact of a sleeping dog (``dog_contact_churn_prob``,
-0.35 in ``realistic``), so a dog delivered n contacts leaves with 1 - (1 - p)^n. The cited study measured one campaign;
+The responder draws a provoked closure on every delivered contact of a sleeping dog (``World.dog_leave_prob``: on
+``realistic`` 0.35 for a plan or retention offer, 0.002 for any other contact), so a dog delivered n contacts leaves
+with 1 - prod(1 - p_k). The cited study measured one campaign;
 the repetition is an assumption (docs/simulator.md's table). This report says how much the assumption weighs on
 real lists: the contacted dogs by how many decision days contacted them, and the expected closures under the
 per-contact draw against a once-per-customer reading (a dog reacts to being delivered a contact at all, once),
@@ -34,7 +35,6 @@ def repeat_contacts(paths, start: dt.date, end: dt.date) -> dict:
 
     world = World.load(warmup.spec_of(paths), paths)
     dog = world.c["sleeping_dog"]
-    p = float(world.params.dog_contact_churn_prob)
     days: dict[int, set] = collections.defaultdict(set)
     delivered: dict[int, list[float]] = collections.defaultdict(list)  # per dog, P(delivered) of each contact
     contacts = 0
@@ -42,19 +42,23 @@ def repeat_contacts(paths, start: dt.date, end: dt.date) -> dict:
     while day <= end:
         lists = world.lists(paths, day)
         contacts += len(lists["ref"])
-        for i, ch in zip(lists["idx"], lists["channel"], strict=True):
+        rate = world.dog_leave_prob(lists["prod"])
+        for i, ch, r in zip(lists["idx"], lists["channel"], rate, strict=True):
             if dog[i]:
-                delivered[int(i)].append(DELIVER[ch])
+                delivered[int(i)].append((DELIVER[ch], float(r)))
                 days[int(i)].add(day)
         day += dt.timedelta(days=1)
-    # per contact: 1 - prod(1 - d p) over the dog's contacts; once per dog: p x P(at least one delivered)
-    per_contact = sum(1 - np.prod([1 - d * p for d in ds]) for ds in delivered.values())
-    once = sum(p * (1 - np.prod([1 - d for d in ds])) for ds in delivered.values())
+    # per contact: 1 - prod(1 - d p) over the dog's contacts; once per dog: the highest p of its contacts x P(at
+    # least one delivered)
+    per_contact = sum(1 - np.prod([1 - d * r for d, r in ds]) for ds in delivered.values())
+    once = sum(max(r for _, r in ds) * (1 - np.prod([1 - d for d, _ in ds])) for ds in delivered.values())
     return {"root": str(paths.root), "start": start.isoformat(), "end": end.isoformat(), "contacts": contacts,
             "contacts_to_dogs": sum(len(ds) for ds in delivered.values()), "dogs_contacted": len(days),
             "dogs_by_days_contacted": dict(sorted(collections.Counter(len(v) for v in days.values()).items())),
             "dogs_by_contacts": dict(sorted(collections.Counter(len(ds) for ds in delivered.values()).items())),
-            "dog_contact_churn_prob": p, "expected_closures_per_contact_draw": round(float(per_contact), 1),
+            "dog_contact_churn_prob": float(world.params.dog_contact_churn_prob),
+            "dog_contact_families": world.params.dog_contact_families,
+            "dog_other_contact_churn_prob": float(world.params.dog_other_contact_churn_prob), "expected_closures_per_contact_draw": round(float(per_contact), 1),
             "expected_closures_once_per_dog": round(float(once), 1),
             "ratio": round(float(per_contact / once), 3) if once else None}
 

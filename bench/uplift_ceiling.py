@@ -293,7 +293,7 @@ def _best_contact(ctx: dict, m: str, base: np.ndarray, combos: list[tuple[int, s
     w = value[prod] if m == "value" else 1.0
     deliver = np.array([DELIVER[ch] for ch in chan])
     return {f"base_{m}": b * w, f"effect_{m}": true * w, f"closure_{m}": closures, f"optout_{m}": optouts,
-            f"harm_expected_{m}": ctx["dog_share"] * deliver * ctx["dog_churn"], f"channel_{m}": chan,
+            f"harm_expected_{m}": ctx["dog_share"] * deliver * world.dog_leave_prob(prod), f"channel_{m}": chan,
             f"product_{m}": np.array([world.products[j]["id"] for j in prod])}
 
 

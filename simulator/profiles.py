@@ -152,11 +152,24 @@ TABLE: tuple[Param, ...] = (
       "a contact)", "share", {"easy": 0.0, "realistic": 0.10, "hard": 0.15},
       source="ascarza2016: contact raised churn from 6.4% to 10.0% (+3.6 points); the split into a share of sleeping "
       "dogs x their reaction (10% x 35% = 3.5 points) is an assumption; see also [ascarza2018]"),
-    P("dog_contact_churn_prob", "Probability that a delivered contact makes a sleeping dog leave (recorded in "
-      "truth/contact_churn.parquet with its day)", "per contact", {"easy": 0.0, "realistic": 0.35, "hard": 0.5},
+    P("dog_contact_churn_prob", "Probability that a delivered offer of a family in dog_contact_families makes a "
+      "sleeping dog leave (recorded in truth/contact_churn.parquet with its day)", "per contact",
+      {"easy": 0.0, "realistic": 0.35, "hard": 0.5},
       source="ascarza2016: with share_sleeping_dog gives the +3.6 points of churn among the contacted; the study "
       "measured one campaign, so that each further delivered contact draws again (a dog delivered n contacts "
       "leaves with 1 - (1 - p)^n) is an assumption, the harsher reading for a list maker that contacts a customer again"),
+    P("dog_contact_families", "Product families (conf/products.yaml categories) whose offer provokes a sleeping "
+      "dog's closure with dog_contact_churn_prob; 'all': every contact, service messages included", "families",
+      {"easy": "all", "realistic": ("plan", "retention"), "hard": "all"},
+      source="ascarza2016: the contact measured was a plan recommendation in a proactive churn-prevention "
+      "campaign (here: plan upgrades and contract renewal offers); docs/contact-harm-evidence.md found no study "
+      "that measures closures caused by other promotional offers; hard keeps every contact at the full rate"),
+    P("dog_other_contact_churn_prob", "Probability that a delivered contact of any other family (other offers, "
+      "service messages) makes a sleeping dog leave", "per contact", {"easy": 0.0, "realistic": 0.002, "hard": 0.5},
+      assumption="no published figure (docs/contact-harm-evidence.md): a tenth of a sleeping dog's opt-out "
+      "probability after a contact (0.2% x dog_optout_multiplier = 2%), as closing a line costs a customer far "
+      "more than replying to opt out; published opt-outs run 0.1-1% per message, and an experiment with e-mails "
+      "(Wang, Lu & Shi 2022) lowered churn on average; hard: every contact at dog_contact_churn_prob"),
     P("dog_churn_lag_days", "Days from a contact to the closure it provokes", "days (range)",
       {"easy": None, "realistic": (7, 60), "hard": (7, 60)},
       source="ascarza2016: churn measured over the three months after the campaign; the spread is an assumption"),
@@ -221,6 +234,8 @@ def profile(name: str = DEFAULT_PROFILE) -> Profile:
 def _cell(v: Any) -> str:
     if v is None:
         return "-"
+    if isinstance(v, tuple) and all(isinstance(x, str) for x in v):
+        return ", ".join(v)
     if isinstance(v, tuple):
         return f"{v[0]}-{v[1]}"
     return str(v)

@@ -30,11 +30,12 @@ data use; the renewal bonus: a contract ending within 90 days), zero for a produ
 buys anyway (the simulator's own orders) and a lost cause never, so a contact converts neither; as a contact
 does not change anyone's unprompted orders, P(convert) is also each contact's true incremental effect
 (:meth:`World.uplift`). A sleeping dog never accepts; a delivered contact makes one opt out
-``dog_optout_multiplier`` times as often and leave with ``dog_contact_churn_prob``, ``dog_churn_lag_days``
-later: the line's closure is added to that day's CRM file and the customer's rows leave that and every later
-day's files (``truth/contact_churn.parquet`` records each provoked closure). The same functions give the blind
-blast, the oracles and the CPC lists their expected conversions, opt-outs and closures in the closed loop's
-headline (:meth:`World.p_convert`, :meth:`World.p_optout`, :meth:`World.p_leave`, :meth:`World.harm`;
+``dog_optout_multiplier`` times as often and leave, ``dog_churn_lag_days`` later, with ``dog_contact_churn_prob``
+for an offer of ``dog_contact_families`` (plan changes and retention on ``realistic``) and
+``dog_other_contact_churn_prob`` for any other contact: the line's closure is added to that day's CRM file and
+the customer's rows leave that and every later day's files (``truth/contact_churn.parquet`` records each provoked
+closure). The same functions give the blind blast, the oracles and the CPC lists their expected conversions,
+opt-outs and closures in the closed loop's headline (:meth:`World.p_convert`, :meth:`World.p_optout`, :meth:`World.p_leave`, :meth:`World.harm`;
 ``simulator/headline.py``).
 """
 
@@ -186,10 +187,23 @@ class World:
         p = 0.002 * (1 + 4 * prone) * (2.5 if ch.startswith("outbound") else 1) * np.where(dog, prof.dog_optout_multiplier, 1.0)
         return p if prior is None else p * (1 + prof.fatigue_optout_growth * prior)
 
-    def p_leave(self, idx: np.ndarray) -> np.ndarray:
-        """Probability that a delivered contact makes the customer leave (``dog_contact_churn_prob`` for a sleeping
-        dog, 0 for anyone else), ``dog_churn_lag_days`` later; the responder draws its closures with it."""
-        return np.where(self.c["sleeping_dog"][idx], float(self.params.dog_contact_churn_prob), 0.0)
+    def dog_leave_prob(self, prod: np.ndarray) -> np.ndarray:
+        """Per contact of product ``prod``: the probability that, delivered to a sleeping dog, it makes them leave:
+        ``dog_contact_churn_prob`` when the product's family is one of ``dog_contact_families`` (or that is ``all``),
+        else ``dog_other_contact_churn_prob``."""
+        prof = self.params
+        prod = np.asarray(prod, dtype=np.int64)
+        full = float(prof.dog_contact_churn_prob)
+        if prof.dog_contact_families == "all":
+            return np.full(len(prod), full)
+        cats = np.array([q["category"] for q in self.products], dtype=object)[prod]
+        return np.where(np.isin(cats, list(prof.dog_contact_families)), full, float(prof.dog_other_contact_churn_prob))
+
+    def p_leave(self, idx: np.ndarray, prod: np.ndarray) -> np.ndarray:
+        """Probability that a delivered contact of product ``prod`` makes the customer leave, ``dog_churn_lag_days``
+        later: :meth:`dog_leave_prob` for a sleeping dog, 0 for anyone else. The responder draws its closures with
+        it."""
+        return np.where(self.c["sleeping_dog"][idx], self.dog_leave_prob(prod), 0.0)
 
     def harm(self, idx: np.ndarray, prod: np.ndarray, channel: np.ndarray, day: dt.date,
              held: np.ndarray | None = None, prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +219,7 @@ class World:
             if m.any():
                 mine = None if prior is None else prior[m]
                 optouts[m] = self.p_optout(idx[m], ch, mine) * (DELIVER[ch] - p[m])
-                closures[m] = DELIVER[ch] * self.p_leave(idx[m])
+                closures[m] = DELIVER[ch] * self.p_leave(idx[m], prod[m])
         alive = self.alive(day + dt.timedelta(days=1))[idx]
         return optouts * alive, closures * alive
 
@@ -376,7 +390,7 @@ def events_for(world: World, lists: dict[str, np.ndarray], decided: dt.date, hel
         opted_out = delivered & ~accepted & (u[5] < world.p_optout(idx, ch, mine))
         complained = delivered & ~accepted & world.c["complaint_prone"][idx] & (u[6] < 0.01)
         drng = np.random.default_rng([world.spec.seed, 9000 + decided.toordinal() % 100000, k])
-        leaves = delivered & (drng.random(n) < world.p_leave(idx))
+        leaves = delivered & (drng.random(n) < world.p_leave(idx, prod))
         d_leave = drng.integers(lag_lo, lag_hi + 1, n)
         for event, mask, delay in (
             ("delivered", delivered, 0), ("failed", ~delivered, 0), ("opened", opened, d_open), ("clicked", clicked, d_open),
@@ -405,7 +419,7 @@ def provoked_closures(paths: Paths, world: World, day: dt.date) -> dict[int, tup
     """The closures contacts decided before ``day`` provoke (sleeping dogs): customer index -> (day index of the
     closure, contact_ref, decision date), the first for a customer, among customers the simulator's own churn
     has not closed by then. Updates ``world.closed_by_contact`` and writes ``truth/contact_churn.parquet``."""
-    if world.params.dog_contact_churn_prob == 0:
+    if world.params.dog_contact_churn_prob == 0 and world.params.dog_other_contact_churn_prob == 0:
         return {}
     found: dict[int, tuple[int, str, dt.date]] = {}
     decided = world.spec.start_date

@@ -46,18 +46,21 @@ def _sms(world: World, idx: np.ndarray, product: str = "P_DATA_5G") -> tuple[np.
 
 
 def test_harm_is_the_responders_own_probability(world, monkeypatch):
-    """Expected closures of a contact = P(delivered) x dog_contact_churn_prob for a sleeping dog, 0 for anyone else;
+    """Expected closures of a contact = P(delivered) x dog_contact_churn_prob for a sleeping dog offered a plan
+    change (a family of dog_contact_families), x dog_other_contact_churn_prob for another offer, 0 for anyone else;
     expected opt-outs = the responder's opt-out probability x P(delivered, not accepted); and the responder draws
     with the same functions (a changed p_leave changes both)."""
     alive = world.alive(DAY + dt.timedelta(days=1))
     dogs = np.flatnonzero(world.c["sleeping_dog"] & alive)
     others = np.flatnonzero(~world.c["sleeping_dog"] & alive)[:2000]
     assert len(dogs) > 100
-    idx, prod, chan = _sms(world, np.r_[dogs, others])
+    idx, prod, chan = _sms(world, np.r_[dogs, others], "P_PLAN_UP")
     optouts, closures = world.harm(idx, prod, chan, DAY)
     dog = world.c["sleeping_dog"][idx]
     prof = world.params
     assert np.allclose(closures[dog], DELIVER["sms_push"] * prof.dog_contact_churn_prob) and (closures[~dog] == 0).all()
+    data = _sms(world, idx, "P_DATA_5G")
+    assert np.allclose(world.harm(*data, DAY)[1][dog], DELIVER["sms_push"] * prof.dog_other_contact_churn_prob)
     p = world.p_convert(idx, prod, chan, DAY)
     assert (p[dog] == 0).all(), "a sleeping dog never buys from a contact"
     assert np.allclose(optouts, world.p_optout(idx, "sms_push") * (DELIVER["sms_push"] - p))
@@ -73,7 +76,7 @@ def test_harm_is_the_responders_own_probability(world, monkeypatch):
         out += int((ev["event"] == "opted_out").sum())
     assert left == pytest.approx(6 * closures.sum(), rel=0.1)
     assert out == pytest.approx(6 * optouts.sum(), rel=0.15)
-    monkeypatch.setattr(World, "p_leave", lambda self, i: np.ones(len(i)))
+    monkeypatch.setattr(World, "p_leave", lambda self, i, prod: np.ones(len(i)))
     ev = events_for(world, lists, DAY)
     assert set(ev["idx"][ev["event"] == "leaves"]) == set(ev["idx"][ev["event"] == "delivered"])
     assert np.allclose(world.harm(idx, prod, chan, DAY)[1], DELIVER["sms_push"])
@@ -81,7 +84,7 @@ def test_harm_is_the_responders_own_probability(world, monkeypatch):
 
 def test_a_customer_leaves_once_and_lost_value_is_months_of_the_plan_fee(world):
     dogs = np.flatnonzero(world.c["sleeping_dog"] & world.alive(DAY + dt.timedelta(days=1)))[:50]
-    idx, prod, _ = _sms(world, dogs)
+    idx, prod, _ = _sms(world, dogs, "P_PLAN_UP")
     value = np.array([float(p["value"]) for p in world.products])
     survive = np.ones(world.spec.customers)
     first = figures(world, idx, prod, "sms_push", DAY, None, None, survive, value)

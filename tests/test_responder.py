@@ -129,7 +129,8 @@ def test_only_persuadables_respond_and_sleeping_dogs_are_pushed_away(world_paths
     assert np.array_equal(world.uplift(lists["idx"], lists["prod"], lists["channel"], DECIDED), p)
     # sleeping dogs: every customer contacted once by SMS, several decision days pooled
     n = world.spec.customers
-    big = {"ref": np.array([f"r{k}" for k in range(n)], dtype=object), "idx": np.arange(n), "prod": lists["prod"][:1].repeat(n),
+    plan = np.full(n, world.product_index["P_PLAN_UP"], dtype=np.int64)  # a family of dog_contact_families
+    big = {"ref": np.array([f"r{k}" for k in range(n)], dtype=object), "idx": np.arange(n), "prod": plan,
            "channel": np.full(n, "sms_push", dtype=object), "campaign": np.full(n, "cpc_daily", dtype=object)}
     dog = world.c["sleeping_dog"]
     out, leave, seen = np.zeros(n), np.zeros(n), 0
@@ -174,7 +175,7 @@ def test_a_contact_provoked_closure_reaches_the_files(tmp_path):
     world = World.load(spec)
     decided = spec.start_date
     dogs = np.flatnonzero(world.c["sleeping_dog"] & world.alive(spec.end_date))
-    _publish(paths, world, decided, [(int(k), "P_DATA_5G", "sms_push") for k in dogs])
+    _publish(paths, world, decided, [(int(k), "P_PLAN_UP", "sms_push") for k in dogs])  # a plan offer: the full rate
     for d in spec.dates()[1:]:
         respond(paths, spec, d, world)
     closed = pq.read_table(paths.truth / "contact_churn.parquet").to_pandas()

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -114,8 +115,33 @@ def test_profiles_differ_as_documented():
     assert easy.fatigue_response_decay == 0 < real.fatigue_response_decay < hard.fatigue_response_decay
     for p in (real, hard):
         assert p.share_persuadable + p.share_sure_thing + p.share_lost_cause == pytest.approx(1)
-    # the sleeping dogs' reaction is sized on Ascarza et al.: +3.6 points of churn among the contacted
+    # the sleeping dogs' reaction is sized on Ascarza et al.: +3.6 points of churn among the contacted, for the kind
+    # of contact the study measured (a plan recommendation in a churn-prevention campaign); other contacts far less
     assert real.share_sleeping_dog * real.dog_contact_churn_prob == pytest.approx(0.036, abs=0.005)
+    assert real.dog_contact_families == ("plan", "retention") and easy.dog_contact_families == hard.dog_contact_families == "all"
+    assert 0 < real.dog_other_contact_churn_prob <= 0.1 * 0.002 * real.dog_optout_multiplier
+
+
+def test_a_sleeping_dog_leaves_at_the_full_rate_only_after_a_plan_or_retention_offer():
+    """``realistic``: a delivered plan-change or renewal offer makes a sleeping dog leave with dog_contact_churn_prob,
+    any other contact (offers of other families, service messages) with dog_other_contact_churn_prob; ``hard``: every
+    contact at the full rate; nobody else is pushed away; the families named are the catalogue's."""
+    from simulator.responder import World
+
+    cats = business("products")["categories"]
+    for name in ("realistic", "hard"):
+        world = World.load(SimSpec(400, 3, SPEC.end_date, seed=3, profile=name))
+        prof = world.params
+        assert prof.dog_contact_families == "all" or set(prof.dog_contact_families) <= set(cats)
+        prods = np.arange(len(world.products))
+        fam = np.array([p["category"] for p in world.products])
+        rate = world.dog_leave_prob(prods)
+        full = np.isin(fam, ["plan", "retention"]) | (prof.dog_contact_families == "all")
+        assert (rate[full] == prof.dog_contact_churn_prob).all() and full.any()
+        assert (rate[~full] == prof.dog_other_contact_churn_prob).all() and (name == "hard" or (~full).any())
+        dog = np.flatnonzero(world.c["sleeping_dog"])[:1].repeat(len(prods))
+        other = np.flatnonzero(~world.c["sleeping_dog"])[:1].repeat(len(prods))
+        assert np.array_equal(world.p_leave(dog, prods), rate) and (world.p_leave(other, prods) == 0).all()
 
 
 def test_an_unknown_profile_is_a_clear_error():

@@ -164,9 +164,11 @@ def test_the_pairs_of_a_simulated_root(roots):
         assert np.array_equal(pairs[f"effect_{m}"].to_numpy(), pairs[f"base_{m}"].to_numpy() * responds.to_numpy())
         # a contact causes closures only for a dog
         assert (pairs.loc[~pairs["dog"], f"closure_{m}"] == 0).all()
-        assert np.allclose(pairs.loc[pairs["dog"], f"closure_{m}"],
-                           pairs.loc[pairs["dog"], f"channel_{m}"].map(lambda ch: {"sms_push": 0.97, "wechat": 0.95, "email": 0.90,
-                                                                                     "outbound_ivr": 0.60, "outbound_call": 0.55}[ch]) * 0.35)
+        dogs = pairs[pairs["dog"]]
+        deliver = dogs[f"channel_{m}"].map({"sms_push": 0.97, "wechat": 0.95, "email": 0.90, "outbound_ivr": 0.60,
+                                             "outbound_call": 0.55})
+        rate = np.where(dogs["family"].isin(["plan", "retention"]), 0.35, 0.002)  # realistic: dog_contact_families
+        assert np.allclose(dogs[f"closure_{m}"], deliver * rate)
     truth = pd.read_parquet(roots / "realistic" / "truth" / "customers.parquet")
     for fam in RESPONSE_FAMILIES:
         mine = pairs[pairs["family"] == fam]
