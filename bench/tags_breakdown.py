@@ -136,7 +136,8 @@ SCORE_TARGETS: tuple[Target, ...] = (
     *(Target(CPC, a) for a in ("run", "load_conf", "load_catalogue", "product_channel_table", "input_versions")),
     Target("models.uplift", "load_settings", "models.uplift.load_settings"),  # in load_conf and run
     *(Target(CPC, a) for a in ("model_versions", "deliveries_fingerprint", "business_fingerprint", "decision_run_id",
-                               "inputs", "acceptance_scales", "uplift_ranking", "ranking_off", "combos", "candidates",
+                               "inputs", "acceptance_scales", "uplift_ranking", "ranking_off", "closure_harm", "combos",
+                               "candidates",
                                "day_customers", "ineligible", "past_eligibility", "decide", "decisions", "offers",
                                "funnel_rows")),
     Target(f"{CPC}.campaigns", "config_fingerprint"),  # ops.cpc_runs' row

@@ -539,6 +539,9 @@ TABLES: dict[str, Table] = {
             Col("explored", "boolean", nullable=True, doc="null on rows written before the column existed"),
             Col("active_eligible", "boolean", nullable=True,
                 doc="the decision's gold.cpc_decisions active_eligible; null on rows written before it existed"),
+            Col("closed", "boolean", nullable=True,
+                doc="the customer's line has a closed record (bronze.crm_profile) after the decision date, within the "
+                    "window and up to the run date, whatever the cause; null on rows written before it existed"),
             ),
         ),
         Table(
@@ -553,7 +556,9 @@ TABLES: dict[str, Table] = {
                 "not-chosen and global-holdout counts, intent-to-treat lift of the eligible (treated + not chosen) over "
                 "the holdout, treated share, the contact's effect on the treated (ITT / treated share), selection gap "
                 "(naive lift - effect), incremental conversions and value (revenue) at that scale, and the programme's "
-                "lift (every decision outside the global holdout against the global holdout's).",
+                "lift (every decision outside the global holdout against the global holdout's); the same reading of "
+                "line closures within the window (closures per group, the contact's effect on closing, incremental "
+                "closures, the programme's closure lift: docs/evaluation.md \"Closures\").",
             columns=(
             Col("eval_date", "date"), Col("level", "string"), Col("campaign_id", "string"), Col("channel", "string"),
             Col("product_id", "string"), Col("service_tier", "string"), Col("contacts", "bigint"),
@@ -572,6 +577,12 @@ TABLES: dict[str, Table] = {
             Col("incremental_conversions_itt_high", "double"), Col("incremental_value", "double"),
             Col("incremental_value_low", "double"), Col("incremental_value_high", "double"),
             Col("programme_lift", "double"), Col("programme_lift_low", "double"), Col("programme_lift_high", "double"),
+            *(Col(c, "bigint", nullable=True, doc="null on rows written before closures were measured")
+              for c in ("closures", "holdout_closures", "not_chosen_closures", "global_holdout_closures")),
+            *(Col(c, "double", nullable=True) for c in ("closure_effect", "closure_effect_low", "closure_effect_high",
+                                                         "incremental_closures", "incremental_closures_low",
+                                                         "incremental_closures_high", "programme_closure_lift",
+                                                         "programme_closure_lift_low", "programme_closure_lift_high")),
             ),
         ),
         Table(
@@ -643,7 +654,7 @@ TABLES: dict[str, Table] = {
             keys=("eval_date",),
             doc="How each night's evaluate built gold.campaign_outcomes: full (every decision date of the lookback) or "
                 "step (only the dates whose outcome can have changed since the evaluation before: the window still "
-                "open, decisions rewritten, a response or order delivered since that names them; "
+                "open, decisions rewritten, a response, order or line closure delivered since that names them; "
                 "docs/evaluation.md, \"Each night rebuilds only what can change\"), why, the dates rebuilt, and the "
                 "Delta versions of the tables read and written, which the next night's step starts from.",
             columns=(
@@ -653,6 +664,8 @@ TABLES: dict[str, Table] = {
             Col("seconds", "double"), Col("built_at", "timestamp"),
             Col("logic", "string", doc="the fingerprint of the outcomes' code (jobs.stages.evaluate.logic): another one rebuilds every date"),
             Col("table_ids", "string", doc="JSON: the Delta table id of each table read and of gold.campaign_outcomes (a re-created table rebuilds every date)"),
+            Col("crm_version", "bigint", nullable=True,
+                doc="bronze.crm_profile's version read (the closures); null on rows written before it was an input"),
             ),
         ),
         Table(

@@ -1,6 +1,6 @@
 """The evaluation's nightly rebuild of gold.campaign_outcomes: only the decision dates whose outcome can have changed
 since the night before (jobs/stages/evaluate/rebuild.py), equal to the rebuild of every date, night after night,
-across a late response, a late order, rewritten decisions and a rewritten delivery."""
+across a late response, a late order, a late line closure, rewritten decisions and a rewritten delivery."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ def test_a_deleted_input_table_cannot_tell_and_a_null_partition_neither(tmp_path
     prev = _prev(D[5])._replace(versions={DEC: 3, "bronze.responses": -1, "bronze.orders": -1})
     got = rebuild.changes(Paths(tmp_path), prev, {t: -1 for t in rebuild.INPUTS})
     assert got[DEC] is None and got["bronze.responses"] == set() and got[rebuild.OUTCOMES] is None
+    assert got["bronze.crm_profile"] is None, "an evaluation that kept no CRM version (older code) cannot tell"
     log_dir = tmp_path / "_delta_log"
     log_dir.mkdir()
     (log_dir / f"{0:020d}.json").write_text('{"add": {"path": "delivery_date=2026-11-02/a.parquet", "dataChange": true}}\n')
@@ -104,13 +105,22 @@ def _orders(spark, rows):
                                   for c, o, d in rows], ORDER_COLS).withColumn("_source_file", F.lit("o"))
 
 
+def _crm(spark, rows):
+    """(customer, closed on, delivered on): bronze.crm_profile's closed records."""
+    return spark.createDataFrame([(c, "closed", o, d) for c, o, d in rows],
+                                 "customer_id string, status string, record_date date, delivery_date date")
+
+
 def _night(spark, paths, day, full=False):
     method, n = evaluate.rebuild_outcomes(spark, paths, day, S, full=full)
     since = day - dt.timedelta(days=S["lookback_days"])
     lookback = f"snapshot_date > '{since}' AND snapshot_date <= '{day}'"
     window = (F.col("delivery_date") > F.lit(since)) & (F.col("delivery_date") <= F.lit(day))
+    crm = lake.read(spark, paths, "bronze.crm_profile").where(window) if lake.exists(spark, paths, "bronze.crm_profile") \
+        else _crm(spark, [])
     expected = evaluate.outcomes(lake.read(spark, paths, DEC).where(lookback), lake.read(spark, paths, "bronze.responses").where(window),
-                                 lake.read(spark, paths, "bronze.orders").where(window), day, S["window_days"])
+                                 lake.read(spark, paths, "bronze.orders").where(window), day, S["window_days"],
+                                 evaluate.closures_of(crm))
     got = lake.read(spark, paths, rebuild.OUTCOMES).where(lookback).select(*expected.columns)
     assert sorted(map(tuple, got.collect())) == sorted(map(tuple, expected.collect())), f"night of {day}"
     return method, n
@@ -124,16 +134,20 @@ def test_night_after_night_the_rebuilt_dates_give_the_full_rebuild(spark, tmp_pa
     lake.replace(_orders(spark, [("C10", D[3], D[3]), ("C13", D[3], D[3]), ("C30", D[5], D[5])]), paths, "bronze.orders", None)
     assert _night(spark, paths, D[5]) == ("full", 6)
 
-    def deliver(day, responses=(), orders=(), holdout_of=None):
+    def deliver(day, responses=(), orders=(), holdout_of=None, closures=()):
         lake.replace(_decisions(spark, [day], holdout_of), paths, DEC, f"snapshot_date = '{day}'")
         lake.replace(_responses(spark, responses), paths, "bronze.responses", f"delivery_date = '{day}'")
         lake.replace(_orders(spark, orders), paths, "bronze.orders", f"delivery_date = '{day}'")
+        lake.replace(_crm(spark, closures), paths, "bronze.crm_profile", f"delivery_date = '{day}'")
 
-    # D6: open D4..D6; a late opt-out names a decision of D3, a late-delivered order of D2 falls in D1's window; D2 stays
-    deliver(D[6], [("r31", "opted_out", D[6]), ("r50", "delivered", D[6])], [("C11", D[2], D[6]), ("C61", D[6], D[6])])
-    assert _night(spark, paths, D[6]) == ("step", 5)
+    # D6: open D4..D6; a late opt-out names a decision of D3, a late-delivered order of D2 falls in D1's window, a
+    # closure of D3 (C20's line, delivered late; no CRM table before) falls in D2's window (and D1's)
+    deliver(D[6], [("r31", "opted_out", D[6]), ("r50", "delivered", D[6])], [("C11", D[2], D[6]), ("C61", D[6], D[6])],
+            closures=[("C20", D[3], D[6])])
+    assert _night(spark, paths, D[6]) == ("step", 6)
     assert lake.read(spark, paths, rebuild.OUTCOMES).where("contact_ref = 'r31'").first()["opted_out"]
     assert lake.read(spark, paths, rebuild.OUTCOMES).where("contact_ref = 'r11'").first()["converted"]
+    assert lake.read(spark, paths, rebuild.OUTCOMES).where("contact_ref = 'r20'").first()["closed"]
     # D7: the decisions of D4 rewritten (a rerun of its score stage: C40 held out instead) -> D4 and the open D5..D7
     lake.replace(_decisions(spark, [D[4]], {"C40": "holdout"}), paths, DEC, f"snapshot_date = '{D[4]}'")
     deliver(D[7], [("r60", "opened", D[7])], [("C71", D[7], D[7])])
@@ -146,5 +160,5 @@ def test_night_after_night_the_rebuilt_dates_give_the_full_rebuild(spark, tmp_pa
     # (a rerun of the same night, and --full: every date, by the plan above; tests/test_warmup.py compares a step
     # with --full on the pipeline's own data)
     reasons = {r["eval_date"]: (r["method"], r["reason"]) for r in lake.read(spark, paths, rebuild.LOG).collect()}
-    assert reasons[D[6]] == ("step", f"step from the evaluation of {D[5]}; 2 older dates named by what was delivered since")
+    assert reasons[D[6]] == ("step", f"step from the evaluation of {D[5]}; 3 older dates named by what was delivered since")
     assert reasons[D[8]] == ("full", f"bronze.responses: the delivery of {D[6]} was rewritten since the evaluation of {D[7]}")

@@ -262,7 +262,7 @@ def test_outcomes_label_treated_holdout_not_chosen_and_global_holdout(spark):
 
 def test_outcomes_carry_the_exploration_flag_and_active_eligible(spark):
     """Spark (issue 22): gold.campaign_outcomes keeps each decision's explored flag and active_eligible (the uplift
-    models' arms are the exploration and holdout pairs with it), as the last two columns; decisions recorded before
+    models' arms are the exploration and holdout pairs with it), before ``closed``, the last column; decisions recorded before
     the flags existed (no column, or null) read explored false and active_eligible null (unknown)."""
     from pyspark.sql import functions as F
 
@@ -273,7 +273,7 @@ def test_outcomes_carry_the_exploration_flag_and_active_eligible(spark):
                                  .otherwise(F.col("customer_id") != "C000000002"))
     none = spark.createDataFrame([], NO_RESPONSES)
     got = evaluate.outcomes(flagged, none, _orders(spark, []), DAY, 14)
-    assert got.columns[-2:] == ["explored", "active_eligible"]
+    assert got.columns[-3:] == ["explored", "active_eligible", "closed"]
     assert {r["customer_id"]: (r["explored"], r["active_eligible"]) for r in got.collect()} == {
         "C000000000": (True, True), "C000000001": (False, True), "C000000002": (False, False), "C000000003": (False, None)}
     old = evaluate.outcomes(dec, none, _orders(spark, []), DAY, 14)
@@ -303,6 +303,57 @@ def test_three_way_reading_in_the_cube_equals_the_twin_and_the_hand_numbers(spar
         for k in evaluate.THREE_WAY:
             assert row[k] == pytest.approx(twin[k]), (row["level"], k)
             assert row[k] == pytest.approx(hand[k]), (row["level"], k)
+
+
+def _closures(spark, rows: list[tuple]):
+    """bronze.crm_profile rows (customer, status, record date)."""
+    return spark.createDataFrame(rows, "customer_id string, status string, record_date date")
+
+
+def test_outcomes_mark_a_line_closed_within_the_window(spark):
+    """A decision is ``closed`` when its customer's line has a ``closed`` record after the decision date, within the
+    window and up to the run date (the first such record counts); not for a closure on the decision date itself, after
+    the window, after the run date, a suspension, or without the CRM rows."""
+    dec = _cell(spark, [("contact", 5), ("holdout", 2)])
+    crm = _closures(spark, [("C000000000", "closed", D0 + dt.timedelta(days=1)),  # within: closed
+                            ("C000000001", "closed", D0 + dt.timedelta(days=14)),  # the window's last day: closed
+                            ("C000000002", "closed", D0),  # the decision date itself: not caused by it
+                            ("C000000003", "closed", D0 + dt.timedelta(days=15)),  # after the window
+                            ("C000000004", "suspended", D0 + dt.timedelta(days=2)),  # not a closure
+                            ("C000000005", "closed", D0 + dt.timedelta(days=5)),  # a holdout member's closure
+                            ("C000000005", "closed", D0 + dt.timedelta(days=30)),  # a later record of the same line
+                            ("C000000006", "closed", DAY + dt.timedelta(days=1))])  # after the run date
+    none = spark.createDataFrame([], NO_RESPONSES)
+    got = evaluate.outcomes(dec, none, _orders(spark, []), DAY, 14, evaluate.closures_of(crm))
+    assert {r["customer_id"] for r in got.collect() if r["closed"]} == {"C000000000", "C000000001", "C000000005"}
+    assert evaluate.outcomes(dec, none, _orders(spark, []), D0, 14,
+                             evaluate.closures_of(crm)).where("closed").count() == 0, "the run date D0: none yet"
+    assert evaluate.outcomes(dec, none, _orders(spark, []), DAY, 14).where("closed").count() == 0, "no CRM rows: none known"
+
+
+def test_the_closure_reading_in_the_cube_equals_its_twin_and_the_hand_numbers(spark):
+    """The three-way reading of closures: 40 treated (4 closed), 60 not chosen (1), 50 holdout (1), 20 global holdout
+    (0). Effect on the treated = ITT / treated share = (5/100 - 1/50) / 0.4 = 0.075, incremental closures 0.075 x 40
+    = 3, with the ITT's interval scaled the same way; the conversion readings are untouched (no orders)."""
+    dec = _cell(spark, [("contact", 40), ("not_chosen", 60), ("holdout", 50), ("global_holdout", 20)])
+    closed = [0, 1, 2, 3, 40, 100]  # four treated, one not chosen, one holdout member
+    crm = _closures(spark, [(f"C{k:09d}", "closed", D0 + dt.timedelta(days=4)) for k in closed])
+    out = evaluate.outcomes(dec, spark.createDataFrame([], NO_RESPONSES), _orders(spark, []), DAY, 14, evaluate.closures_of(crm))
+    rows = evaluate.evaluation(out, DAY).collect()
+    twin = evaluate.closure_reading(evaluate.Group(40, 4), evaluate.Group(60, 1), evaluate.Group(50, 1), evaluate.Group(20, 0))
+    z = 1.959964
+    half = z * math.sqrt(0.05 * 0.95 / 100 + 0.02 * 0.98 / 50) / 0.4
+    assert twin["closure_effect"] == pytest.approx(0.075) and twin["incremental_closures"] == pytest.approx(3.0)
+    assert twin["closure_effect_low"] == pytest.approx(0.075 - half) and twin["incremental_closures_high"] == pytest.approx(40 * (0.075 + half))
+    assert twin["programme_closure_lift"] == pytest.approx(6 / 150)
+    for row in rows:
+        assert (row["closures"], row["not_chosen_closures"], row["holdout_closures"], row["global_holdout_closures"]) == (4, 1, 1, 0)
+        for k in evaluate.CLOSURE_READING:
+            assert row[k] == pytest.approx(twin[k]), (row["level"], k)
+        assert row["conversions"] == 0 and row["incremental_conversions_itt"] == pytest.approx(0.0)
+    top = next(r for r in rows if r["level"] == "all").asDict()
+    figures, text = evaluate.headline(top)
+    assert figures["incremental_closures"] == pytest.approx(3.0) and "closures caused +3.0 [" in text
 
 
 def _twin_at_30(row) -> dict:

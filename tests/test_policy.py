@@ -36,30 +36,34 @@ def cat():
     return load_catalogue()
 
 
-def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
+def decided_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None,
+                  harm=None):
     """Hand-written customers (their ids in ``tagged``) -> every candidate with its outcome (a DataFrame).
     ``extra`` adds per-customer input columns the pipeline derives from history (recent contacts, declines,
     open trials, uplift scores); ``notes``, ``factors``: per family, the cold-start text of fit_source and the
-    incrementality factor (inputs.cold_start_ranking)."""
+    incrementality factor (inputs.cold_start_ranking); ``harm``: the closure guard's (campaign, product) -> text."""
     channels = channels or conf["channels"]
     policy = policy or conf["policy"]
-    cands = candidates_frame(spark, tagged, conf, ids, extra, policy, channels, camps, notes, factors)
+    cands = candidates_frame(spark, tagged, conf, ids, extra, policy, channels, camps, notes, factors, harm)
     return cpc.decide(cands, channels, policy, log=lambda *_: None)
 
 
-def candidates_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
+def candidates_frame(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None,
+                     harm=None):
     """As :func:`decided_frame`, the candidates before the decision (row-level outcomes only)."""
     frame = tagged.where(F.col("customer_id").isin(sorted(ids)))
     if extra:
         frame = frame.join(spark.createDataFrame(extra[1], extra[0]), on="customer_id", how="left")
     channels, camps = channels or conf["channels"], camps or conf["camps"]
-    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT, uplift_notes=notes, incrementality=factors)
+    combo = cpc.combos(spark, conf["products"], channels, camps, conf["pc_fit"], SNAPSHOT, uplift_notes=notes, incrementality=factors,
+                       closure_harm=harm)
     return cpc.candidates(frame, conf["products"], channels, camps, policy or conf["policy"], combo, SNAPSHOT)
 
 
-def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None):
+def decide(spark, tagged, conf, ids, extra=None, policy=None, channels=None, camps=None, notes=None, factors=None, harm=None):
     """As :func:`decided_frame`, as dicts."""
-    got = decided_frame(spark, tagged, conf, ids, extra, policy=policy, channels=channels, camps=camps, notes=notes, factors=factors)
+    got = decided_frame(spark, tagged, conf, ids, extra, policy=policy, channels=channels, camps=camps, notes=notes, factors=factors,
+                        harm=harm)
     return [r.asDict() for r in got.collect()]
 
 
@@ -735,6 +739,66 @@ def test_harmed_rule_and_the_uplift_fit_source(spark, tagged, conf):
     lenient = dataclasses.replace(conf["policy"], harm_margin=0.1)
     again = decide(spark, tagged, conf, [who["hurt"]], (extra[0], extra[1][:1]), policy=lenient)
     assert "harmed" not in {r["outcome"] for r in again} and "no_value" in {r["outcome"] for r in again}
+
+
+def test_the_closure_guard_stops_the_active_contacts_of_an_offer_that_closes_lines(spark, tagged, conf):
+    """Issue 22: an offer (campaign, product) the evaluation found to close lines (inputs.closure_harm, passed as
+    combos' closure_harm) loses its active candidates to rule harmed, with the guard's text at the end of their
+    fit_source; its passive candidates and every other offer are as before. With closure_guard false the rule
+    does not fire."""
+    cid = uplift_rows(conf)["plain"]["customer_id"]
+    removed = set(cpc.RULES[: cpc.RULES.index("harmed")])
+    before = {(r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, [cid])}
+    live = sorted({(c, p) for (c, p, _), r in before.items() if c == "cpc_daily" and r["channel_kind"] == "active"
+                   and r["outcome"] not in removed and r["outcome"] != "harmed"})
+    assert live, "an active offer of cpc_daily that reaches the value rules"
+    pair, note = live[0], "closure guard: contacts closed +1.00 pp more lines than the holdout (...)"
+    after = {(r["campaign_id"], r["product_id"], r["channel"]): r for r in decide(spark, tagged, conf, [cid], harm={pair: note})}
+    assert before.keys() == after.keys()
+    guarded = [k for k in after if k[:2] == pair and after[k]["channel_kind"] == "active"]
+    assert guarded
+    for k, r in after.items():
+        if k in guarded and before[k]["outcome"] not in removed:
+            assert r["outcome"] == "harmed" and r["fit_source"] == f"{before[k]['fit_source']}; {note}", k
+        elif k not in guarded:
+            assert (r["outcome"], r["fit_source"]) == (before[k]["outcome"], before[k]["fit_source"]), k
+    off = dataclasses.replace(conf["policy"], closure_guard=False)
+    again = decide(spark, tagged, conf, [cid], policy=off, harm={pair: note})
+    assert {(r["campaign_id"], r["product_id"], r["channel"]): r["outcome"] for r in again} == \
+        {k: r["outcome"] for k, r in before.items()}
+
+
+def test_the_closure_guard_reads_the_latest_evaluation_before_the_day(spark, tmp_path, conf):
+    """inputs.closure_harm: the campaign x product cells of gold.campaign_eval's latest evaluation before the day
+    whose closure_effect interval is above zero, for offer campaigns; nothing without the table, or from a table
+    written before closures were measured."""
+    from jobs.platform import lake
+    from jobs.platform.config import Paths
+    from jobs.stages.cpc.inputs import closure_harm
+
+    paths = Paths(tmp_path)
+    day = SNAPSHOT
+    assert closure_harm(paths, day, conf["camps"]) == {}
+    cols = ("eval_date date, level string, campaign_id string, product_id string, treated long, "
+            "closure_effect double, closure_effect_low double, closure_effect_high double")
+    older, last = day - dt.timedelta(days=2), day - dt.timedelta(days=1)
+    rows = [(older, "campaign,product", "cpc_daily", "P_OLD", 900, 0.05, 0.01, 0.09),  # not the latest evaluation
+            (last, "campaign,product", "cpc_daily", "P_HARM", 800, 0.012, 0.004, 0.020),
+            (last, "campaign,product", "cpc_daily", "P_SAFE", 800, 0.004, -0.002, 0.010),  # the interval holds zero
+            (last, "campaign,product", "cpc_daily", "P_NONE", 0, None, None, None),
+            (last, "campaign", "cpc_daily", "*", 1600, 0.008, 0.003, 0.013),  # another level
+            (last, "campaign,product", "not_an_offer", "P_HARM", 800, 0.012, 0.004, 0.020),
+            (day, "campaign,product", "cpc_daily", "P_TODAY", 800, 0.05, 0.01, 0.09)]  # the day itself: not before
+    lake.replace(spark.createDataFrame(rows, cols), paths, "gold.campaign_eval", None)
+    got = closure_harm(paths, day, conf["camps"])
+    assert list(got) == [("cpc_daily", "P_HARM")]
+    assert got[("cpc_daily", "P_HARM")] == ("closure guard: contacts closed +1.20 pp more lines than the holdout (95% CI +0.40 "
+                                            f"to +2.00 pp, 800 treated; evaluation of {last.isoformat()})")
+    old = tmp_path / "old"
+    lake.replace(spark.createDataFrame([(last, "campaign,product", "cpc_daily", "P_X", 5)],
+                                       "eval_date date, level string, campaign_id string, product_id string, treated long"),
+                 Paths(old), "gold.campaign_eval", None)
+    assert closure_harm(Paths(old), day, conf["camps"]) == {}
 
 
 def test_a_cold_start_family_says_so_in_the_fit_source(spark, tagged, conf):

@@ -81,6 +81,7 @@ from jobs.stages.cpc.decide import (
 from jobs.stages.cpc.inputs import (
     acceptance_scales,
     business_fingerprint,
+    closure_harm,
     day_customers,
     decision_run_id,
     deliveries_fingerprint,
@@ -147,7 +148,11 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     scales = acceptance_scales(spark, paths, day, channels)
     notes, factors = uplift_ranking(spark, paths, day, products, camps, s.cold_start_incrementality) if s.rank \
         else ranking_off(products, camps)
-    combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors)
+    harm = closure_harm(paths, day, camps) if policy.closure_guard else {}
+    if harm:
+        log.info(f"score {day}: closure guard: {len(harm)} offer(s) harmed: " + "; ".join(f"{c} {p}" for c, p in harm))
+    combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors,
+                      harm)
     cands = candidates(frame, products, channels, camps, policy, combo_df, day).localCheckpoint()
     customers = day_customers(spark, paths, day)
     # Only the candidates past the eligibility rules go on to the decision (on the sample 53% of them): the

@@ -84,15 +84,17 @@ def in_global_holdout(policy, customer):
 
 def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float], day: dt.date,
            accept_scale: dict[str, float] | None = None, uplift_notes: dict[str, str] | None = None,
-           incrementality: dict[str, float] | None = None):
+           incrementality: dict[str, float] | None = None, closure_harm: dict[tuple[str, str], str] | None = None):
     """The campaign x product x channel table (small, broadcast): constants of every possible candidate.
     ``accept_scale`` (channel -> scale, :func:`acceptance_scales`) turns an offer's product of fits into an
     acceptance probability; without it (or for a channel it does not name) the scale is 1. ``uplift_notes`` and
     ``incrementality`` (family -> text, family -> factor: :func:`jobs.stages.cpc.inputs.cold_start_ranking`) apply
     to the active offers of a family: why the propensity fit ranks them where no uplift model scored the customer
     (``cold start: propensity x 0.30 (assumed) (...)``), and the share of the acceptance a contact causes (1 for
-    every other candidate, and for all while no family has a model)."""
-    scales, notes, factors = accept_scale or {}, uplift_notes or {}, incrementality or {}
+    every other candidate, and for all while no family has a model). ``closure_harm`` ((campaign, product) -> text,
+    :func:`jobs.stages.cpc.inputs.closure_harm`) marks the active offers whose contacts the evaluation found to close
+    lines (``harm_note``: rule harmed, the closure guard)."""
+    scales, notes, factors, harm = accept_scale or {}, uplift_notes or {}, incrementality or {}, closure_harm or {}
     by_ch = {c.id: c for c in channels}
     ch_index = {c.id: i for i, c in enumerate(channels, 1)}  # _pi, _ci: 1-based positions in products, channels
     rows = []
@@ -114,12 +116,13 @@ def combos(spark, products, channels, camps, pc_fit: dict[tuple[str, str], float
                 rows.append((camp.id, camp.kind, camp.priority, camp.urgent, camp.trial, camp.holdout,
                              camp.repeat_after_days, camp.while_complaint_open, p.id, p.category, p.name_en,
                              p.price, float(value), stages, p.propensity, ch, c.kind, c.cost,
-                             float(pc_fit[(p.id, ch)]), scale, note, factor, pi, ch_index[ch]))
+                             float(pc_fit[(p.id, ch)]), scale, note, factor, harm.get((camp.id, p.id)) if offer else None,
+                             pi, ch_index[ch]))
     schema = ("campaign_id string, campaign_kind string, priority int, urgent boolean, trial boolean, "
               "holdout_share double, repeat_after_days int, while_complaint_open boolean, product_id string, "
               "category string, offer_name string, price double, value double, stages array<string>, "
               "model string, channel string, channel_kind string, cost double, fit_product_channel double, "
-              "accept_scale double, uplift_note string, incrementality double, _pi int, _ci int")
+              "accept_scale double, uplift_note string, incrementality double, harm_note string, _pi int, _ci int")
     return spark.createDataFrame(rows, schema)
 
 
@@ -235,7 +238,8 @@ def _broken(policy) -> dict:
 
 def _value_rules(policy, exempt: bool = True) -> dict:
     """harmed: an uplift model predicts the contact lowers the chance of buying by more than the margin
-    (``tau < -harm_margin``); no_value: expected value not positive or a zero fit (with tau, the customer-product
+    (``tau < -harm_margin``), or the closure guard found that the offer's contacts close lines (``harm_note``,
+    :func:`combos`); no_value: expected value not positive or a zero fit (with tau, the customer-product
     fit is tau's, so only the channel's counts). With ``exempt``, the exploration bucket's active candidates skip
     both here: :func:`decide` applies them again to those that do not get the exploration priority."""
     from pyspark.sql import functions as F
@@ -243,8 +247,9 @@ def _value_rules(policy, exempt: bool = True) -> dict:
     skip = F.coalesce(F.col("explore"), F.lit(False)) if exempt else F.lit(False)
     tau = F.col("tau")
     zero_fit = (tau.isNull() & (F.col("fit_customer_product") <= 0)) | (F.col("fit_customer_channel") <= 0)
+    guarded = F.col("harm_note").isNotNull() if policy.closure_guard else F.lit(False)
     return {
-        "harmed": ~skip & F.coalesce(tau < F.lit(-float(policy.harm_margin)), F.lit(False)),
+        "harmed": ~skip & (F.coalesce(tau < F.lit(-float(policy.harm_margin)), F.lit(False)) | guarded),
         "no_value": ~skip & (zero_fit | (F.col("expected_value") <= 0)),
     }
 
@@ -253,12 +258,14 @@ def fit_source_col():
     """Where the acceptance came from, for the reasons: ``uplift <family> tau 0.031`` where an uplift model scored
     the customer; else, on an offer family's active offers, ``uplift_note`` (:func:`combos`) then the propensity
     source, e.g. ``cold start: propensity x 0.30 (assumed) (n treated 40 < 500); model take_data decile 7``;
-    else the propensity decile or the rule, as before."""
+    else the propensity decile or the rule, as before; followed by the closure guard's ``harm_note`` where it
+    marks the offer (:func:`combos`)."""
     from pyspark.sql import functions as F
 
     own = F.coalesce(F.element_at("fit_cp_source", F.col("_pi")), F.lit("rule"))
-    return (F.when(F.col("tau").isNotNull(), F.format_string("uplift %s tau %.3f", F.col("category"), F.col("tau")))
-            .when(F.col("uplift_note").isNotNull(), F.concat_ws("; ", F.col("uplift_note"), own)).otherwise(own))
+    source = (F.when(F.col("tau").isNotNull(), F.format_string("uplift %s tau %.3f", F.col("category"), F.col("tau")))
+              .when(F.col("uplift_note").isNotNull(), F.concat_ws("; ", F.col("uplift_note"), own)).otherwise(own))
+    return F.when(F.col("harm_note").isNotNull(), F.concat_ws("; ", source, F.col("harm_note"))).otherwise(source)
 
 
 def candidates(frame, products, channels, camps, policy, combo_df, day: dt.date):

@@ -4,9 +4,11 @@ Two tables, rebuilt by the nightly ``evaluate`` stage after the export:
 
 ``gold.campaign_outcomes``: one row per decision (contact, placement, holdout or global-holdout member, eligible
 but not chosen) of the last ``lookback_days`` decision dates: the responses its contact_ref came back with
-(delivered, opened, clicked, accepted, declined, opted out, complained), and whether the customer ordered the
+(delivered, opened, clicked, accepted, declined, opted out, complained), whether the customer ordered the
 offered product within ``window_days`` after the decision, whoever sold it (so a holdout member's organic
-order counts too: the comparison is intent-to-treat), with the price of the first such order as revenue. A decision's outcome
+order counts too: the comparison is intent-to-treat), with the price of the first such order as revenue, and
+whether the customer's line was closed in that window (``closed``: bronze.crm_profile's status, whatever the
+cause, so a contact's harm shows as more closures among the eligible than in the holdout). A decision's outcome
 is final once its window has passed (``matured``). ``group`` is ``treated`` (contacts, placements),
 ``holdout`` (the campaign's control group), ``not_chosen`` (eligible past both holdouts, neither contacted
 nor placed by the campaign: one-a-day, capacity) or ``global_holdout`` (held out of every campaign,
@@ -21,7 +23,9 @@ separates targeting from contact: intent-to-treat (every eligible decision, trea
 holdout, both random slices of the same eligible population), the contact's effect on the treated (ITT /
 treated share, Bloom's estimator), the selection gap (naive lift minus that effect: what the choice of
 customers, not the contact, accounts for), incremental conversions and value with intervals, and the
-programme's lift against the global holdout (every campaign's effect together). Every group comes from the
+programme's lift against the global holdout (every campaign's effect together); the same three-way reading of
+closures (:data:`CLOSURE_READING`: the contact's effect on closing the line, incremental closures with intervals).
+Every group comes from the
 same decision dates, so all had the same time to convert; ``matured_share`` says how much of a cell has had
 the whole window (below 1 the reading is interim).
 
@@ -189,9 +193,39 @@ def three_way_cols(treated: Group, not_chosen: Group, holdout: Group, global_hol
     return dict(zip(THREE_WAY, readings, strict=True))
 
 
-def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
+# The three-way reading of closures, in gold.campaign_eval's order (after the closure counts): the contact's effect on
+# closing the line within the window (per treated decision), the incremental closures it caused, the programme's
+# lift in closures over the global holdout; each the THREE_WAY reading whose name it maps to, over closures.
+CLOSURE_READING = {"closure_effect": "effect_on_treated", "closure_effect_low": "effect_low",
+                   "closure_effect_high": "effect_high", "incremental_closures": "incremental_conversions_itt",
+                   "incremental_closures_low": "incremental_conversions_itt_low",
+                   "incremental_closures_high": "incremental_conversions_itt_high",
+                   "programme_closure_lift": "programme_lift", "programme_closure_lift_low": "programme_lift_low",
+                   "programme_closure_lift_high": "programme_lift_high"}
+
+
+def closure_reading(treated: Group, not_chosen: Group, holdout: Group, global_holdout: Group, z: float = Z95) -> dict:
+    """:data:`CLOSURE_READING` of one cell: :func:`three_way` with each group's closures as its ``conversions``."""
+    tw = three_way(treated, not_chosen, holdout, global_holdout, z)
+    return {name: tw[k] for name, k in CLOSURE_READING.items()}
+
+
+def closure_reading_cols(z: float = Z95) -> dict:
+    """Spark twin of :func:`closure_reading` over the cube's count columns."""
+    from pyspark.sql import functions as F
+
+    groups = [Group(F.col(n), F.col(x)) for n, x in (("treated", "closures"), ("not_chosen", "not_chosen_closures"),
+                                                      ("holdout", "holdout_closures"),
+                                                      ("global_holdout", "global_holdout_closures"))]
+    tw = three_way_cols(*groups, z)
+    return {name: tw[k] for name, k in CLOSURE_READING.items()}
+
+
+def outcomes(decisions, responses, orders, day: dt.date, window_days: int, closures=None):
     """Pure transform: decisions x responses (by contact_ref) x orders of the offered product within the window
-    -> one row per decision with its response flags, conversion and revenue, ``explored`` (the decision's
+    x closures (``customer_id``, ``closed_on``: :func:`closures_of`; None: none known) -> one row per decision with
+    its response flags, conversion and revenue, ``closed`` (the line closed within the window, up to ``day``),
+    ``explored`` (the decision's
     exploration flag; false for decisions recorded before the flag existed) and ``active_eligible`` (the pair had
     an active candidate past the eligibility rules; null, unknown, for decisions recorded before it existed): the
     uplift models' arms are the exploration and holdout pairs with it."""
@@ -221,6 +255,17 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
                                     F.min("order_day").alias("converted_on"))
     )
     out = dec.join(flags, on="contact_ref", how="left").join(conv, on="contact_ref", how="left")
+    if closures is not None:
+        gone = (
+            dec.select("contact_ref", "customer_id", "snapshot_date")
+            .join(closures.select("customer_id", "closed_on"), on="customer_id", how="inner")
+            .where((F.col("closed_on") > F.col("snapshot_date"))
+                   & (F.col("closed_on") <= F.date_add("snapshot_date", window_days)) & (F.col("closed_on") <= F.lit(day)))
+            .select("contact_ref").distinct().withColumn("_closed", F.lit(True))
+        )
+        out = out.join(gone, on="contact_ref", how="left")
+    else:
+        out = out.withColumn("_closed", F.lit(None).cast("boolean"))
     days_seen = F.least(F.datediff(F.lit(day), F.col("snapshot_date")), F.lit(window_days))
     return out.select(
         *[c for c in dec.columns if c not in ("explored", "active_eligible")],
@@ -228,22 +273,33 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int):
         F.coalesce("converted", F.lit(False)).alias("converted"), "converted_on",
         F.coalesce("revenue", F.lit(0.0)).alias("revenue"),
         days_seen.alias("days_observed"), (days_seen >= window_days).alias("matured"), "explored", "active_eligible",
+        F.coalesce("_closed", F.lit(False)).alias("closed"),
     )
 
 
+def closures_of(crm_profile):
+    """Pure transform: bronze.crm_profile rows -> ``customer_id``, ``closed_on`` (the record date of each line's
+    first ``closed`` record) for :func:`outcomes`."""
+    from pyspark.sql import functions as F
+
+    return (crm_profile.where(F.col("status") == "closed").groupBy("customer_id")
+            .agg(F.min("record_date").alias("closed_on")))
+
+
 def logic() -> str:
-    """The fingerprint of the outcomes' code: :func:`outcomes`' source, ``EVENTS`` and ``CHOSEN`` (12 hex digits). A
+    """The fingerprint of the outcomes' code: :func:`outcomes`' and :func:`closures_of`' sources, ``EVENTS`` and
+    ``CHOSEN`` (12 hex digits). A
     night whose fingerprint differs from the evaluation before rebuilds every date (:mod:`rebuild`): the dates it
     would not rebuild were written by other code."""
-    text = inspect.getsource(outcomes) + repr(EVENTS) + repr(CHOSEN)
+    text = inspect.getsource(outcomes) + inspect.getsource(closures_of) + repr(EVENTS) + repr(CHOSEN)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _aggregates() -> list:
     """The cube's aggregates, every one a sum (so a cell's is the sum of its finer cells'): counts and money of the
     treated (contacts, placements), per group (holdout, not chosen, global holdout) its decisions, conversions,
-    revenue and revenue squared (for the variances), and the matured decisions and all decisions (``_matured``,
-    ``_rows``: matured_share is their ratio)."""
+    revenue and revenue squared (for the variances), the matured decisions and all decisions (``_matured``,
+    ``_rows``: matured_share is their ratio), and per group the decisions whose line closed in the window."""
     from pyspark.sql import functions as F
 
     group = F.col("group")
@@ -266,6 +322,8 @@ def _aggregates() -> list:
         n(g).alias("global_holdout"), n(g & F.col("converted")).alias("global_holdout_conversions"),
         *money(t, "treated"), *money(c, "holdout"), *money(nc, "not_chosen"),
         F.sum(F.col("matured").cast("long")).alias("_matured"), F.count(F.lit(1)).alias("_rows"),
+        *[n(cond & F.col("closed")).alias(name) for cond, name in ((t, "closures"), (c, "holdout_closures"),
+                                                                     (nc, "not_chosen_closures"), (g, "global_holdout_closures"))],
     ]
 
 
@@ -311,6 +369,8 @@ def figures(cube, day: dt.date):
         (F.coalesce(lc["lift_low"] > 0, F.lit(False))).alias("significant"),
         "not_chosen", "not_chosen_conversions", "global_holdout", "global_holdout_conversions",
         *[tw[k].alias(k) for k in THREE_WAY],
+        "closures", "holdout_closures", "not_chosen_closures", "global_holdout_closures",
+        *[col.alias(name) for name, col in closure_reading_cols().items()],
     )
 
 
@@ -363,7 +423,8 @@ def trial_funnel(orders, decisions, tags, day: dt.date):
 FIGURES = ("contacts", "delivered", "opened", "accepted", "conversions", "revenue", "cost", "holdout", "rate_treated",
            "rate_control", "lift", "lift_low", "lift_high", "matured_share", "not_chosen", "global_holdout",
            "effect_on_treated", "effect_low", "effect_high", "selection_gap", "incremental_value", "incremental_value_low",
-           "incremental_value_high", "programme_lift", "programme_lift_low", "programme_lift_high")
+           "incremental_value_high", "programme_lift", "programme_lift_low", "programme_lift_high", "incremental_closures",
+           "incremental_closures_low", "incremental_closures_high")
 
 
 def _signed(v, fmt: str = "+.4f") -> str:
@@ -385,6 +446,9 @@ def headline(total: dict | None) -> tuple[dict, str]:
         text += (f"; effect on the treated {t['effect_on_treated']:+.4f} [{_signed(t['effect_low'])}, {_signed(t['effect_high'])}]"
                  f" (selection gap {_signed(t['selection_gap'])}), incremental value {_signed(t['incremental_value'], '+,.2f')}"
                  f" [{_signed(t['incremental_value_low'], '+,.2f')}, {_signed(t['incremental_value_high'], '+,.2f')}]")
+    if t["incremental_closures"] is not None:
+        text += (f"; closures caused {t['incremental_closures']:+,.1f} [{_signed(t['incremental_closures_low'], '+,.1f')}, "
+                 f"{_signed(t['incremental_closures_high'], '+,.1f')}]")
     if t["programme_lift"] is not None:
         text += (f"; programme lift over the global holdout {t['programme_lift']:+.4f} "
                  f"[{_signed(t['programme_lift_low'])}, {_signed(t['programme_lift_high'])}]")
@@ -409,7 +473,10 @@ def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = Fa
     responses = lake.read(spark, paths, "bronze.responses").where(window) if lake.exists(spark, paths, "bronze.responses") else \
         spark.createDataFrame([], "contact_ref string, event string")
     orders = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_convert"))
-    lake.replace(outcomes(decisions, responses, orders, day, s["window_days"]), paths, rebuild.OUTCOMES, selected, merge_schema=True)
+    crm = lake.read(spark, paths, "bronze.crm_profile").where(window) if lake.exists(spark, paths, "bronze.crm_profile") else \
+        spark.createDataFrame([], "customer_id string, status string, record_date date")
+    lake.replace(outcomes(decisions, responses, orders, day, s["window_days"], closures_of(crm)), paths, rebuild.OUTCOMES,
+                 selected, merge_schema=True)
     method, n_dates = ("full", s["lookback_days"]) if dates is None else ("step", len(dates))
     rebuild.record(spark, paths, day, method, why, n_dates, now, s["window_days"], s["lookback_days"], time.time() - t0, fingerprint,
                    ids)

@@ -2,22 +2,24 @@
 not every date of the lookback (issue 21; docs/evaluation.md, "Each night rebuilds only what can change").
 
 A decision's row of gold.campaign_outcomes is a function of its decision row (gold.cpc_decisions), the responses
-naming its contact_ref (bronze.responses) and the orders of its customer and offered product in the
-``window_days`` after it, up to the run date (bronze.orders). So once the night of ``P`` has written it, the
+naming its contact_ref (bronze.responses), the orders of its customer and offered product in the
+``window_days`` after it, up to the run date (bronze.orders), and its customer's line closure in that window
+(bronze.crm_profile). So once the night of ``P`` has written it, the
 outcome of a decision dated ``d`` can differ on a later night ``D`` only when:
 
 - its window was still open on ``P`` (``d > P - window_days``): days_observed, matured and the orders up to the
   run date move; the dates after ``P`` are new;
 - the decisions of ``d`` were rewritten since the version ``P`` read (a rerun of the score stage);
 - a response delivered after ``P`` names one of its contact_refs (an opt-out or a complaint weeks later);
-- an order delivered after ``P`` falls in its window (an order of day ``o`` concerns ``o - window_days .. o - 1``).
+- an order delivered after ``P`` falls in its window (an order of day ``o`` concerns ``o - window_days .. o - 1``);
+- a closure delivered after ``P`` falls in its window (the same way, by the closure's record date).
 
 Everything else that may have changed since ``P`` makes the night rebuild every date of the lookback (method
 ``full``, the computation as it was before this module; the reason is logged and kept in ``ops.evaluate_log``):
 no evaluation before, the last one not before ``D`` (a rerun of a day, an older day run after later ones), other
 ``evaluation`` settings, other code for the outcomes (:func:`jobs.stages.evaluate.logic`, a fingerprint of the
 transform's source and its constants), an input or the outcomes table deleted or re-created (its Delta table id),
-gold.campaign_outcomes changed by anything but that night, a response or order
+gold.campaign_outcomes changed by anything but that night, a response, order or CRM
 delivery dated ``P`` or before rewritten since (a rerun of ingest, a reopened day: what it removed cannot be
 traced), or a Delta log that cannot tell what changed (cleaned up). ``cpc evaluate --full`` forces it.
 
@@ -43,8 +45,9 @@ OUTCOMES = "gold.campaign_outcomes"
 # ops.evaluate_log that keeps the version a night read.
 INPUTS = {"gold.cpc_decisions": ("snapshot_date", "decisions_version"),
           "bronze.responses": ("delivery_date", "responses_version"),
-          "bronze.orders": ("delivery_date", "orders_version")}
-DELIVERIES = ("bronze.responses", "bronze.orders")
+          "bronze.orders": ("delivery_date", "orders_version"),
+          "bronze.crm_profile": ("delivery_date", "crm_version")}
+DELIVERIES = ("bronze.responses", "bronze.orders", "bronze.crm_profile")
 
 
 class Previous(NamedTuple):
@@ -53,7 +56,7 @@ class Previous(NamedTuple):
     eval_date: dt.date
     window_days: int
     lookback_days: int
-    versions: dict[str, int]  # input table -> the version read (-1: the table did not exist)
+    versions: dict[str, int | None]  # input table -> the version read (-1: the table did not exist; None: not kept)
     outcomes_version: int
     logic: str | None = None  # the fingerprint of the outcomes' code (None: a row written before it was kept)
     table_ids: dict[str, str] = {}  # input tables and OUTCOMES -> the Delta table's id (a re-created table has another)
@@ -117,9 +120,9 @@ def window_dates(order_days, window_days: int, since: dt.date, day: dt.date) -> 
 def touched(spark, paths: Paths, previous: Previous, day: dt.date, since: dt.date, window_days: int,
             known: set[dt.date]) -> set[dt.date]:
     """The decision dates of the lookback outside ``known`` that what was delivered after the previous evaluation
-    concerns: orders of the offered products (by the day ordered, :func:`window_dates`) and responses (by the
-    decisions whose contact_ref they name). Reads the days delivered since and the contact_refs of the
-    decision dates not already rebuilt; collects dates only."""
+    concerns: orders of the offered products and line closures (by the day ordered or closed, :func:`window_dates`)
+    and responses (by the decisions whose contact_ref they name). Reads the days delivered since and the
+    contact_refs of the decision dates not already rebuilt; collects dates only."""
     from pyspark.sql import functions as F
 
     new = (F.col("delivery_date") > F.lit(previous.eval_date)) & (F.col("delivery_date") <= F.lit(day))
@@ -127,6 +130,10 @@ def touched(spark, paths: Paths, previous: Previous, day: dt.date, since: dt.dat
     if lake.exists(spark, paths, "bronze.orders"):
         days = [r[0] for r in lake.read(spark, paths, "bronze.orders").where(new & F.col("action").isin("order", "trial_convert"))
                 .select(F.to_date("order_ts")).distinct().collect()]  # the days ordered on: a handful
+        out |= window_dates(days, window_days, since, day)
+    if lake.exists(spark, paths, "bronze.crm_profile"):
+        days = [r[0] for r in lake.read(spark, paths, "bronze.crm_profile").where(new & (F.col("status") == "closed"))
+                .select("record_date").distinct().collect()]  # the days closed on: a handful
         out |= window_dates(days, window_days, since, day)
     rest = sorted(set(dates_between(since + dt.timedelta(days=1), day)) - known - out)
     if rest and lake.exists(spark, paths, "bronze.responses"):
@@ -158,16 +165,20 @@ def previous(spark, paths: Paths) -> Previous | None:
         return None
     row = row.asDict()
     return Previous(row["eval_date"], row["window_days"], row["lookback_days"],
-                    {t: int(row[col]) for t, (_, col) in INPUTS.items()}, int(row["outcomes_version"]),
+                    {t: None if row.get(col) is None else int(row[col]) for t, (_, col) in INPUTS.items()},
+                    int(row["outcomes_version"]),
                     row.get("logic"), json.loads(row.get("table_ids") or "{}"))
 
 
 def changes(paths: Paths, prev: Previous, now: dict[str, int]) -> dict[str, set[dt.date] | None]:
     """For each input table and :data:`OUTCOMES`, the dates of its partitions with a change of data since the
-    version ``prev`` read (wrote), read from the Delta logs; None where the log cannot tell."""
+    version ``prev`` read (wrote), read from the Delta logs; None where the log cannot tell (or the previous
+    evaluation kept no version of the table: it was written before the table was an input)."""
     out: dict[str, set[dt.date] | None] = {}
     for table, (column, _) in INPUTS.items():
-        if now[table] < 0:  # no table: nothing changed if there was none either, else it cannot tell
+        if prev.versions.get(table, None) is None:
+            out[table] = None
+        elif now[table] < 0:  # no table: nothing changed if there was none either, else it cannot tell
             out[table] = set() if prev.versions[table] < 0 else None
         else:
             out[table] = lake.days_rewritten(paths.table(table), prev.versions[table], column, current_version=now[table])
@@ -207,8 +218,9 @@ def record(spark, paths: Paths, day: dt.date, method: str, reason: str, dates_re
            "window_days": window_days, "lookback_days": lookback_days, "seconds": round(seconds, 3),
            "built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None), "logic": logic,
            "table_ids": json.dumps(ids, sort_keys=True)}
+    row["crm_version"] = row.pop("crm_version")  # added after the others: the table's last column
     schema = ("eval_date date, method string, reason string, dates_rebuilt int, decisions_version bigint, "
               "responses_version bigint, orders_version bigint, outcomes_version bigint, window_days int, "
-              "lookback_days int, seconds double, built_at timestamp, logic string, table_ids string")
+              "lookback_days int, seconds double, built_at timestamp, logic string, table_ids string, crm_version bigint")
     lake.replace(spark.createDataFrame([tuple(row.values())], schema), paths, LOG, f"eval_date = '{day.isoformat()}'",
                  merge_schema=True)

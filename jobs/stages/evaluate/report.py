@@ -59,7 +59,8 @@ TRIAL_STEPS = ("manual", "feedback", "low_usage_nudge", "expiry_sms", "expiry_ca
 EFFECT_KEYS = ("treated", "not_chosen", "holdout", "global_holdout", "treated_share", "lift", "effect_on_treated", "effect_low",
                "effect_high", "selection_gap", "incremental_conversions_itt", "incremental_conversions_itt_low",
                "incremental_conversions_itt_high", "incremental_value", "incremental_value_low", "incremental_value_high",
-               "programme_lift", "programme_lift_low", "programme_lift_high")
+               "programme_lift", "programme_lift_low", "programme_lift_high", "incremental_closures",
+               "incremental_closures_low", "incremental_closures_high")
 
 
 # --- formatting (also the template's filters) -------------------------------------------------------------
