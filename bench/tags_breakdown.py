@@ -135,8 +135,8 @@ SCORE_TARGETS: tuple[Target, ...] = (
     # and decide.py are looked up in its namespace, so they are wrapped there
     *(Target(CPC, a) for a in ("run", "load_conf", "load_catalogue", "product_channel_table", "input_versions")),
     Target("models.uplift", "load_settings", "models.uplift.load_settings"),  # in load_conf and run
-    *(Target(CPC, a) for a in ("model_versions", "deliveries_fingerprint", "business_fingerprint", "decision_run_id",
-                               "inputs", "acceptance_scales", "uplift_ranking", "ranking_off", "closure_harm", "combos",
+    *(Target(CPC, a) for a in ("model_versions", "closure_harm", "deliveries_fingerprint", "business_fingerprint",
+                               "decision_run_id", "inputs", "acceptance_scales", "uplift_ranking", "ranking_off", "combos",
                                "candidates",
                                "day_customers", "ineligible", "past_eligibility", "decide", "decisions", "offers",
                                "funnel_rows")),

@@ -57,7 +57,8 @@ truth file does not hold (contract end, WeChat, e-mail).
 **Figures**: the share of all the true incremental conversions (value) the top 20% of pairs hold (Criteo's
 benchmark: 77.7% for a real model on real data); at volumes of 1%, 5% and 20% of pairs, the incremental
 conversions (value) captured, per 1,000 contacts, as a share of the oracle's at the same volume, and over
-random's; the expected closures (P(delivered) x ``dog_contact_churn_prob`` for a sleeping dog, ``World.harm``) and
+random's; the expected closures (P(delivered) x ``World.dog_leave_prob`` of the product for a sleeping dog,
+``World.harm``) and
 opt-outs caused per 1,000 contacts, each contact counted on its own; and, for value, the net value per 1,000
 contacts (value - closures x ``World.lost_value``, ``lost_customer_months`` of the plan fee, an assumption of
 the profile table); for net value, each ranking also by its expected net value (the observable ideal's: its
@@ -137,6 +138,8 @@ def shares(params) -> dict[str, float]:
     return {"share_persuadable": persuadable, "share_sure_thing": float(params.share_sure_thing),
             "share_lost_cause": lost, "share_sleeping_dog": dog,
             "dog_contact_churn_prob": float(params.dog_contact_churn_prob),
+            "dog_contact_families": params.dog_contact_families,
+            "dog_other_contact_churn_prob": float(params.dog_other_contact_churn_prob),
             "q": persuadable * (1 - dog),
             "q_not_sure": (persuadable / (persuadable + lost) if persuadable + lost > 0 else 0.0) * (1 - dog)}
 
@@ -332,8 +335,7 @@ def root_pairs(root: Path, channel: str | None = None) -> tuple[pd.DataFrame, di
     prof = world.params
     lost = world.lost_value(idx)
     ctx = {"world": world, "world_all": world_all, "idx": idx, "reach": reach, "held": held, "day": day,
-           "value": value, "lost": lost, "dog_share": float(prof.share_sleeping_dog),
-           "dog_churn": float(prof.dog_contact_churn_prob)}
+           "value": value, "lost": lost, "dog_share": float(prof.share_sleeping_dog)}
     frames = []
     for f, fam in enumerate(RESPONSE_FAMILIES):
         combos = [(j, ch) for j, p in enumerate(world.products) if p["category"] == fam

@@ -154,12 +154,18 @@ def figures(world: World, idx: np.ndarray, prod: np.ndarray, ch: str, day: dt.da
 def _oracle_scores(world: World, day: dt.date, pools: dict, value: np.ndarray):
     """(name, score) of the two oracles: true conversion probability, and true net incremental value, probability
     x value - expected closure x lost value (the channel's cost is left out: at equal volume per channel every list
-    maker pays the same)."""
-    penalty = {}
-    for ch, pool in pools.items():
-        _, leave = world.harm(pool, np.zeros(len(pool), dtype=np.int64), np.full(len(pool), ch, dtype=object), day)
-        penalty[ch] = leave * world.lost_value(pool)
-    return (("oracle", lambda p, j, ch: p), ("oracle_by_value", lambda p, j, ch: p * value[j] - penalty[ch]))
+    maker pays the same). The expected closure is the contact's own (:meth:`World.harm` of product ``j`` through
+    ``ch``: the harm depends on the product's family), computed once per channel and product."""
+    penalty: dict[tuple[str, int], np.ndarray] = {}
+
+    def cost(j: int, ch: str) -> np.ndarray:
+        if (ch, j) not in penalty:
+            pool = pools[ch]
+            _, leave = world.harm(pool, np.full(len(pool), j, dtype=np.int64), np.full(len(pool), ch, dtype=object), day)
+            penalty[(ch, j)] = leave * world.lost_value(pool)
+        return penalty[(ch, j)]
+
+    return (("oracle", lambda p, j, ch: p), ("oracle_by_value", lambda p, j, ch: p * value[j] - cost(j, ch)))
 
 
 def compare_day(world: World, lists: dict[str, np.ndarray], day: dt.date, held: np.ndarray, optout: np.ndarray,

@@ -312,20 +312,22 @@ def _closures(spark, rows: list[tuple]):
 
 def test_outcomes_mark_a_line_closed_within_the_window(spark):
     """A decision is ``closed`` when its customer's line has a ``closed`` record after the decision date, within the
-    window and up to the run date (the first such record counts); not for a closure on the decision date itself, after
-    the window, after the run date, a suspension, or without the CRM rows."""
+    window and up to the run date (any such record: one sent again earlier or later does not hide it); not for a
+    closure on the decision date itself, after the window, after the run date, a suspension, or without the CRM rows."""
     dec = _cell(spark, [("contact", 5), ("holdout", 2)])
     crm = _closures(spark, [("C000000000", "closed", D0 + dt.timedelta(days=1)),  # within: closed
                             ("C000000001", "closed", D0 + dt.timedelta(days=14)),  # the window's last day: closed
                             ("C000000002", "closed", D0),  # the decision date itself: not caused by it
                             ("C000000003", "closed", D0 + dt.timedelta(days=15)),  # after the window
                             ("C000000004", "suspended", D0 + dt.timedelta(days=2)),  # not a closure
+                            ("C000000004", "closed", D0 - dt.timedelta(days=3)),  # a record before the decision ...
+                            ("C000000004", "closed", D0 + dt.timedelta(days=6)),  # ... and one within: closed
                             ("C000000005", "closed", D0 + dt.timedelta(days=5)),  # a holdout member's closure
                             ("C000000005", "closed", D0 + dt.timedelta(days=30)),  # a later record of the same line
                             ("C000000006", "closed", DAY + dt.timedelta(days=1))])  # after the run date
     none = spark.createDataFrame([], NO_RESPONSES)
     got = evaluate.outcomes(dec, none, _orders(spark, []), DAY, 14, evaluate.closures_of(crm))
-    assert {r["customer_id"] for r in got.collect() if r["closed"]} == {"C000000000", "C000000001", "C000000005"}
+    assert {r["customer_id"] for r in got.collect() if r["closed"]} == {"C000000000", "C000000001", "C000000004", "C000000005"}
     assert evaluate.outcomes(dec, none, _orders(spark, []), D0, 14,
                              evaluate.closures_of(crm)).where("closed").count() == 0, "the run date D0: none yet"
     assert evaluate.outcomes(dec, none, _orders(spark, []), DAY, 14).where("closed").count() == 0, "no CRM rows: none known"

@@ -792,6 +792,7 @@ def test_the_closure_guard_reads_the_latest_evaluation_before_the_day(spark, tmp
     lake.replace(spark.createDataFrame(rows, cols), paths, "gold.campaign_eval", None)
     got = closure_harm(paths, day, conf["camps"])
     assert list(got) == [("cpc_daily", "P_HARM")]
+    assert closure_harm(paths, day, [c for c in conf["camps"] if c.kind != "offer"]) == {}, "no offer campaign"
     assert got[("cpc_daily", "P_HARM")] == ("closure guard: contacts closed +1.20 pp more lines than the holdout (95% CI +0.40 "
                                             f"to +2.00 pp, 800 treated; evaluation of {last.isoformat()})")
     old = tmp_path / "old"
@@ -1139,6 +1140,13 @@ def test_decision_run_id_comes_from_the_inputs_not_the_clock():
                cpc.decision_run_id(day, "deliveries-sha", "config-sha", {**models, "churn": "2026-11-26-def"}),
                cpc.decision_run_id(day + dt.timedelta(days=1), "deliveries-sha", "config-sha", models)]
     assert first not in changed and len(set(changed)) == len(changed)
+    # the offers the closure guard stops are an input too; none leaves the id as it was before the guard
+    assert cpc.decision_run_id(day, "deliveries-sha", "config-sha", models, {}) == first
+    guarded = {("cpc_daily", "P_X"): "closure guard: ... evaluation of 2026-11-19"}
+    again = cpc.decision_run_id(day, "deliveries-sha", "config-sha", models, guarded)
+    assert again != first and again == cpc.decision_run_id(day, "deliveries-sha", "config-sha", models, dict(guarded))
+    assert again != cpc.decision_run_id(day, "deliveries-sha", "config-sha", models,
+                                        {("cpc_daily", "P_X"): "closure guard: ... evaluation of 2026-11-18"})
 
 
 def test_the_score_summary_is_observed_on_the_rows_written(spark, tmp_path):

@@ -25,7 +25,8 @@ is recorded as its outcome, so ``gold.cpc_funnel`` can say which rule removed ho
                        (row by row, column expressions: who may be offered what where)
     global_holdout     a stable share of all customers no campaign contacts or places: recorded, never contacted
     holdout            the campaign's control group: recorded, never contacted
-    harmed             an uplift model predicts the contact pushes the customer away (tau < -harm_margin)
+    harmed             an uplift model predicts the contact pushes the customer away (tau < -harm_margin), or
+                       the closure guard: the evaluation found that the offer's contacts close lines
     no_value           expected value not positive
                        (an explorer's candidate with the exploration priority skips harmed and no_value)
     passive_first      a customer likely to come to a passive channel soon gets the offer placed there
@@ -97,7 +98,8 @@ from jobs.stages.cpc.inputs import (
 from jobs.stages.tags import load_catalogue
 from models import uplift as uplift_model
 
-__all__ = ["HELD_OUT", "NOT_CHOSEN", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "combos", "day_customers",
+__all__ = ["HELD_OUT", "NOT_CHOSEN", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "closure_harm", "combos",
+           "day_customers",
            "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_campaign_holdout", "in_exploration", "in_global_holdout",
            "load_conf", "run", "trials"]
 log = logging.getLogger(__name__)
@@ -143,14 +145,14 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     versions = input_versions(spark, paths)
     s = uplift_model.load_settings()
     used_models = model_versions(spark, paths, day, products, uplift=s.rank)
-    run_id = decision_run_id(day, deliveries_fingerprint(spark, paths, day), business_fingerprint(), used_models)
+    harm = closure_harm(paths, day, camps) if policy.closure_guard else {}
+    if harm:
+        log.info(f"score {day}: closure guard: {len(harm)} offer(s) harmed: " + "; ".join(f"{c} {p}" for c, p in harm))
+    run_id = decision_run_id(day, deliveries_fingerprint(spark, paths, day), business_fingerprint(), used_models, harm)
     frame = inputs(spark, paths, day, products, policy, camps, uplift=s.rank)
     scales = acceptance_scales(spark, paths, day, channels)
     notes, factors = uplift_ranking(spark, paths, day, products, camps, s.cold_start_incrementality) if s.rank \
         else ranking_off(products, camps)
-    harm = closure_harm(paths, day, camps) if policy.closure_guard else {}
-    if harm:
-        log.info(f"score {day}: closure guard: {len(harm)} offer(s) harmed: " + "; ".join(f"{c} {p}" for c, p in harm))
     combo_df = combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors,
                       harm)
     cands = candidates(frame, products, channels, camps, policy, combo_df, day).localCheckpoint()

@@ -272,6 +272,8 @@ def closure_harm(paths: Paths, day: dt.date, camps) -> dict[tuple[str, str], str
         return {}
     last = max(before)
     offers = sorted(c.id for c in camps if c.kind == "offer")
+    if not offers:  # (pyarrow's isin refuses an empty list of values)
+        return {}
     rows = arrow_lake.read(paths, "gold.campaign_eval", list(CLOSURE_COLUMNS), last,
                            (ds.field("level") == "campaign,product") & ds.field("campaign_id").isin(offers))
     return {(r["campaign_id"], r["product_id"]): (
@@ -381,11 +383,16 @@ def business_fingerprint() -> str:
     return h.hexdigest()
 
 
-def decision_run_id(day: dt.date, deliveries: str, config: str, models: dict[str, str]) -> str:
+def decision_run_id(day: dt.date, deliveries: str, config: str, models: dict[str, str],
+                    guarded: dict[tuple[str, str], str] | None = None) -> str:
     """The decision's run id, derived from its inputs, never from the clock: the date, the deliveries it was made
-    from, the business configuration and the model versions. An unchanged day rerun gets the same id, so its
-    decisions, lists and manifests are identical; any changed input gives a new one. (Delta table versions are
-    recorded in ops.cpc_runs for lineage but are not part of the id: every rewrite of a table, even with the same
-    content, is a new Delta version.)"""
-    text = "|".join([day.isoformat(), deliveries, config, json.dumps(models, sort_keys=True)])
+    from, the business configuration, the model versions and the offers the closure guard stops (``guarded``,
+    :func:`closure_harm`, with the evaluation's figures and date; left out when none, so the id is the one it was
+    before the guard). An unchanged day rerun gets the same id, so its decisions, lists and manifests are
+    identical; any changed input gives a new one. (Delta table versions are recorded in ops.cpc_runs for lineage
+    but are not part of the id: every rewrite of a table, even with the same content, is a new Delta version.)"""
+    parts = [day.isoformat(), deliveries, config, json.dumps(models, sort_keys=True)]
+    if guarded:
+        parts.append(json.dumps(sorted(f"{c}|{p}|{why}" for (c, p), why in guarded.items())))
+    text = "|".join(parts)
     return f"{day.isoformat()}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"

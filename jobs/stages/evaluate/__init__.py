@@ -224,7 +224,8 @@ def closure_reading_cols(z: float = Z95) -> dict:
 def outcomes(decisions, responses, orders, day: dt.date, window_days: int, closures=None):
     """Pure transform: decisions x responses (by contact_ref) x orders of the offered product within the window
     x closures (``customer_id``, ``closed_on``: :func:`closures_of`; None: none known) -> one row per decision with
-    its response flags, conversion and revenue, ``closed`` (the line closed within the window, up to ``day``),
+    its response flags, conversion and revenue, ``closed`` (a closed record of the line within the window, up to
+    ``day``),
     ``explored`` (the decision's
     exploration flag; false for decisions recorded before the flag existed) and ``active_eligible`` (the pair had
     an active candidate past the eligibility rules; null, unknown, for decisions recorded before it existed): the
@@ -278,12 +279,12 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int, closu
 
 
 def closures_of(crm_profile):
-    """Pure transform: bronze.crm_profile rows -> ``customer_id``, ``closed_on`` (the record date of each line's
-    first ``closed`` record) for :func:`outcomes`."""
+    """Pure transform: bronze.crm_profile rows -> ``customer_id``, ``closed_on``: every distinct ``closed`` record
+    of a line, for :func:`outcomes` (a decision is closed when any of them falls in its window: a record then
+    concerns only the decisions whose window holds it, which is what the nightly rebuild assumes)."""
     from pyspark.sql import functions as F
 
-    return (crm_profile.where(F.col("status") == "closed").groupBy("customer_id")
-            .agg(F.min("record_date").alias("closed_on")))
+    return crm_profile.where(F.col("status") == "closed").select("customer_id", F.col("record_date").alias("closed_on")).distinct()
 
 
 def logic() -> str:
