@@ -770,36 +770,46 @@ def test_the_closure_guard_stops_the_active_contacts_of_an_offer_that_closes_lin
 
 def test_the_closure_guard_reads_the_latest_evaluation_before_the_day(spark, tmp_path, conf):
     """inputs.closure_harm: the campaign x product cells of gold.campaign_eval's latest evaluation before the day
-    whose closure_effect interval is above zero, for offer campaigns; nothing without the table, or from a table
-    written before closures were measured."""
+    whose closure_effect interval is above zero, for offer campaigns, in cells with enough held-out and matured
+    decisions (closure_guard_min_holdout 500, closure_guard_min_matured_share 0.5 shipped); nothing without the
+    table, or from a table written before closures were measured."""
     from jobs.platform import lake
-    from jobs.platform.config import Paths
+    from jobs.platform.config import Paths, business
     from jobs.stages.cpc.inputs import closure_harm
 
-    paths = Paths(tmp_path)
+    paths, policy = Paths(tmp_path), conf["policy"]
+    assert (policy.closure_guard, policy.closure_guard_min_holdout, policy.closure_guard_min_matured_share) == (True, 500, 0.5)
+    raw = dict(business("policy"))
+    for key, bad in (("closure_guard_min_holdout", 0), ("closure_guard_min_matured_share", 1.5), ("closure_guard", "often")):
+        with pytest.raises(ConfigError, match=rf"^conf/policy\.yaml: {key}: "):
+            campaign_conf.load_policy({**raw, key: bad})
     day = SNAPSHOT
-    assert closure_harm(paths, day, conf["camps"]) == {}
-    cols = ("eval_date date, level string, campaign_id string, product_id string, treated long, "
-            "closure_effect double, closure_effect_low double, closure_effect_high double")
+    assert closure_harm(paths, day, conf["camps"], policy) == {}
+    cols = ("eval_date date, level string, campaign_id string, product_id string, treated long, holdout long, "
+            "matured_share double, closure_effect double, closure_effect_low double, closure_effect_high double")
     older, last = day - dt.timedelta(days=2), day - dt.timedelta(days=1)
-    rows = [(older, "campaign,product", "cpc_daily", "P_OLD", 900, 0.05, 0.01, 0.09),  # not the latest evaluation
-            (last, "campaign,product", "cpc_daily", "P_HARM", 800, 0.012, 0.004, 0.020),
-            (last, "campaign,product", "cpc_daily", "P_SAFE", 800, 0.004, -0.002, 0.010),  # the interval holds zero
-            (last, "campaign,product", "cpc_daily", "P_NONE", 0, None, None, None),
-            (last, "campaign", "cpc_daily", "*", 1600, 0.008, 0.003, 0.013),  # another level
-            (last, "campaign,product", "not_an_offer", "P_HARM", 800, 0.012, 0.004, 0.020),
-            (day, "campaign,product", "cpc_daily", "P_TODAY", 800, 0.05, 0.01, 0.09)]  # the day itself: not before
+    rows = [(older, "campaign,product", "cpc_daily", "P_OLD", 900, 600, 1.0, 0.05, 0.01, 0.09),  # not the latest evaluation
+            (last, "campaign,product", "cpc_daily", "P_HARM", 8000, 600, 0.6, 0.012, 0.004, 0.020),
+            (last, "campaign,product", "cpc_daily", "P_SAFE", 8000, 600, 0.6, 0.004, -0.002, 0.010),  # the interval holds zero
+            (last, "campaign,product", "cpc_daily", "P_FEW", 8000, 499, 0.6, 0.012, 0.004, 0.020),  # too few held out
+            (last, "campaign,product", "cpc_daily", "P_YOUNG", 8000, 600, 0.4, 0.012, 0.004, 0.020),  # too few matured
+            (last, "campaign,product", "cpc_daily", "P_NONE", 0, 0, None, None, None, None),
+            (last, "campaign", "cpc_daily", "*", 16000, 1200, 0.6, 0.008, 0.003, 0.013),  # another level
+            (last, "campaign,product", "not_an_offer", "P_HARM", 8000, 600, 0.6, 0.012, 0.004, 0.020),
+            (day, "campaign,product", "cpc_daily", "P_TODAY", 8000, 600, 0.6, 0.05, 0.01, 0.09)]  # the day itself: not before
     lake.replace(spark.createDataFrame(rows, cols), paths, "gold.campaign_eval", None)
-    got = closure_harm(paths, day, conf["camps"])
+    got = closure_harm(paths, day, conf["camps"], policy)
     assert list(got) == [("cpc_daily", "P_HARM")]
-    assert closure_harm(paths, day, [c for c in conf["camps"] if c.kind != "offer"]) == {}, "no offer campaign"
     assert got[("cpc_daily", "P_HARM")] == ("closure guard: contacts closed +1.20 pp more lines than the holdout (95% CI +0.40 "
-                                            f"to +2.00 pp, 800 treated; evaluation of {last.isoformat()})")
+                                            f"to +2.00 pp, 8,000 treated, 600 held out; evaluation of {last.isoformat()})")
+    assert closure_harm(paths, day, [c for c in conf["camps"] if c.kind != "offer"], policy) == {}, "no offer campaign"
+    lenient = dataclasses.replace(policy, closure_guard_min_holdout=1, closure_guard_min_matured_share=0.0)
+    assert set(closure_harm(paths, day, conf["camps"], lenient)) == {("cpc_daily", p) for p in ("P_HARM", "P_FEW", "P_YOUNG")}
     old = tmp_path / "old"
     lake.replace(spark.createDataFrame([(last, "campaign,product", "cpc_daily", "P_X", 5)],
                                        "eval_date date, level string, campaign_id string, product_id string, treated long"),
                  Paths(old), "gold.campaign_eval", None)
-    assert closure_harm(Paths(old), day, conf["camps"]) == {}
+    assert closure_harm(Paths(old), day, conf["camps"], policy) == {}
 
 
 def test_a_cold_start_family_says_so_in_the_fit_source(spark, tagged, conf):

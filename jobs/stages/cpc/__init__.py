@@ -145,7 +145,7 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     versions = input_versions(spark, paths)
     s = uplift_model.load_settings()
     used_models = model_versions(spark, paths, day, products, uplift=s.rank)
-    harm = closure_harm(paths, day, camps) if policy.closure_guard else {}
+    harm = closure_harm(paths, day, camps, policy) if policy.closure_guard else {}
     if harm:
         log.info(f"score {day}: closure guard: {len(harm)} offer(s) harmed: " + "; ".join(f"{c} {p}" for c, p in harm))
     run_id = decision_run_id(day, deliveries_fingerprint(spark, paths, day), business_fingerprint(), used_models, harm)

@@ -84,6 +84,8 @@ class Policy:
     exploration_capacity_share: float = 0.10
     harm_margin: float = 0.0  # conf/models.yaml uplift.harm_margin: predicted tau below -margin is harmed (set by load_conf)
     closure_guard: bool = True  # an offer whose contacts measurably close lines is harmed (inputs.closure_harm)
+    closure_guard_min_holdout: int = 500  # ... read only from cells with this many held-out decisions
+    closure_guard_min_matured_share: float = 0.5  # ... and this share of their decisions past the window
 
 
 # The bucket name of the global holdout: holdout_bucket(salt, GLOBAL_HOLDOUT, customer) < share x 10000. Reserved:
@@ -177,6 +179,8 @@ class PolicyConf(ConfModel):
     learning: LearningConf = Field(default_factory=LearningConf)
     # Stop an offer's active contacts while the evaluation measures that they close lines (docs/cpc.md).
     closure_guard: bool = True
+    closure_guard_min_holdout: int = Field(500, ge=1)
+    closure_guard_min_matured_share: float = Field(0.5, ge=0, le=1)
 
 
 def evaluation_settings(raw: dict[str, Any] | None = None) -> dict[str, int]:
@@ -198,7 +202,8 @@ def load_policy(raw: dict[str, Any] | None = None) -> Policy:
         holdout_salt=r.holdout_salt, assignment_rounds=r.assignment_rounds, top_offers=r.top_offers,
         placement_valid_days=r.placement_valid_days, assignment=r.assignment, assignment_passes=r.assignment_passes,
         global_holdout=r.global_holdout, exploration=r.exploration, exploration_capacity_share=r.exploration_capacity_share,
-        closure_guard=r.closure_guard,
+        closure_guard=r.closure_guard, closure_guard_min_holdout=r.closure_guard_min_holdout,
+        closure_guard_min_matured_share=r.closure_guard_min_matured_share,
     )
     if policy.max_active_per_day != 1:
         raise ConfigError("conf/policy.yaml: max_active_contacts_per_day: only 1 is supported (one active contact a customer a day)")

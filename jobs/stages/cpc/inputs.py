@@ -253,14 +253,17 @@ def measured_incrementality(spark, paths: Paths, day: dt.date, products, camps) 
     return {f: {**m, "eval_date": last.isoformat()} for f, m in out.items() if m is not None}
 
 
-CLOSURE_COLUMNS = ("campaign_id", "product_id", "treated", "closure_effect", "closure_effect_low", "closure_effect_high")
+CLOSURE_COLUMNS = ("campaign_id", "product_id", "treated", "holdout", "matured_share", "closure_effect", "closure_effect_low",
+                   "closure_effect_high")
 
 
-def closure_harm(paths: Paths, day: dt.date, camps) -> dict[tuple[str, str], str]:
+def closure_harm(paths: Paths, day: dt.date, camps, policy) -> dict[tuple[str, str], str]:
     """The closure guard's input (conf/policy.yaml ``closure_guard``): (offer campaign, product) -> why its active
     contacts are harmed, for each campaign x product cell of gold.campaign_eval's latest evaluation before ``day``
-    whose contact closes lines (the 95% interval of ``closure_effect`` above zero). Empty without an evaluation, or
-    with one written before closures were measured. Read in this process (arrow_lake): campaigns x products rows."""
+    whose contact closes lines: the 95% interval of ``closure_effect`` above zero, in a cell with at least
+    ``closure_guard_min_holdout`` held-out decisions and ``closure_guard_min_matured_share`` of its decisions matured.
+    Empty without an evaluation, or with one written before closures were measured. Read in this process
+    (arrow_lake): campaigns x products rows."""
     import pyarrow.dataset as ds
 
     if not arrow_lake.exists(paths, "gold.campaign_eval"):
@@ -276,12 +279,16 @@ def closure_harm(paths: Paths, day: dt.date, camps) -> dict[tuple[str, str], str
         return {}
     rows = arrow_lake.read(paths, "gold.campaign_eval", list(CLOSURE_COLUMNS), last,
                            (ds.field("level") == "campaign,product") & ds.field("campaign_id").isin(offers))
+    def trusted(r: dict) -> bool:
+        return (r["closure_effect_low"] is not None and r["closure_effect_low"] > 0
+                and (r["holdout"] or 0) >= policy.closure_guard_min_holdout
+                and (r["matured_share"] or 0) >= policy.closure_guard_min_matured_share)
+
     return {(r["campaign_id"], r["product_id"]): (
         f"closure guard: contacts closed {100 * r['closure_effect']:+.2f} pp more lines than the holdout (95% CI "
-        f"{100 * r['closure_effect_low']:+.2f} to {100 * r['closure_effect_high']:+.2f} pp, {r['treated']:,} treated; "
-        f"evaluation of {last.isoformat()})")
-        for r in sorted(rows, key=lambda r: (r["campaign_id"], r["product_id"]))
-        if r["closure_effect_low"] is not None and r["closure_effect_low"] > 0}
+        f"{100 * r['closure_effect_low']:+.2f} to {100 * r['closure_effect_high']:+.2f} pp, {r['treated']:,} treated, "
+        f"{r['holdout']:,} held out; evaluation of {last.isoformat()})")
+        for r in sorted(rows, key=lambda r: (r["campaign_id"], r["product_id"])) if trusted(r)}
 
 
 def ranking_off(products, camps) -> tuple[dict[str, str], dict[str, float]]:
