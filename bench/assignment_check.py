@@ -49,7 +49,7 @@ def day_candidates(spark, cfg, day: dt.date):
     pc_fit = {(r["product_id"], r["channel"]): r["fit"] for r in fit_rows}
     frame = cpc.inputs(spark, cfg.paths, day, products, policy, camps)
     scales = cpc.acceptance_scales(spark, cfg.paths, day, channels)
-    harm = cpc.closure_harm(cfg.paths, day, camps, policy) if policy.closure_guard else {}
+    harm = cpc.closure_harm(spark, cfg.paths, day, camps, policy)
     combo = cpc.combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()},
                        closure_harm=harm)
     cands = cpc.candidates(frame, products, channels, camps, policy, combo, day).localCheckpoint()

@@ -87,7 +87,7 @@ def decided_frame(spark, paths, day: dt.date):
     scales = cpc.acceptance_scales(spark, paths, day, channels)
     notes, factors = (cpc.uplift_ranking(spark, paths, day, products, camps, s.cold_start_incrementality) if s.rank
                       else cpc.ranking_off(products, camps))
-    harm = cpc.closure_harm(paths, day, camps, policy) if policy.closure_guard else {}
+    harm = cpc.closure_harm(spark, paths, day, camps, policy)
     combo_df = cpc.combos(spark, products, channels, camps, pc_fit, day, {ch: v["scale"] for ch, v in scales.items()}, notes, factors,
                           harm)
     cands = cpc.candidates(frame, products, channels, camps, policy, combo_df, day).localCheckpoint()

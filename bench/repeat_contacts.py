@@ -2,12 +2,12 @@
 
 The responder draws a provoked closure on every delivered contact of a sleeping dog (``World.dog_leave_prob``: on
 ``realistic`` 0.35 for a plan or retention offer, 0.002 for any other contact), so a dog delivered n contacts leaves
-with 1 - prod(1 - p_k). The cited study measured one campaign;
-the repetition is an assumption (docs/simulator.md's table). This report says how much the assumption weighs on
-real lists: the contacted dogs by how many decision days contacted them, and the expected closures under the
-per-contact draw against a once-per-customer reading (a dog reacts to being delivered a contact at all, once),
-each contact weighted by its channel's delivery rate (``simulator.responder.DELIVER``). Reads the hidden truth: a simulator and benchmark tool, not pipeline
-code. Run after ``make run`` (or a loop, with its root):
+with 1 - prod(1 - p_k). The cited study measured one campaign; the repetition is an assumption (docs/simulator.md's
+table). This report says how much the assumption weighs on real lists: the contacted dogs by how many decision days
+contacted them, and the expected closures under the per-contact draw against a once-per-customer reading (a dog
+reacts to being delivered a contact at all, once), each contact weighted by its channel's delivery rate
+(``simulator.responder.DELIVER``). Reads the hidden truth: a simulator and benchmark tool, not pipeline code. Run
+after ``make run`` (or a loop, with its root):
 
     .venv/bin/python bench/repeat_contacts.py --start 2026-11-18 --end 2026-11-20
 
@@ -58,7 +58,8 @@ def repeat_contacts(paths, start: dt.date, end: dt.date) -> dict:
             "dogs_by_contacts": dict(sorted(collections.Counter(len(ds) for ds in delivered.values()).items())),
             "dog_contact_churn_prob": float(world.params.dog_contact_churn_prob),
             "dog_contact_families": world.params.dog_contact_families,
-            "dog_other_contact_churn_prob": float(world.params.dog_other_contact_churn_prob), "expected_closures_per_contact_draw": round(float(per_contact), 1),
+            "dog_other_contact_churn_prob": float(world.params.dog_other_contact_churn_prob),
+            "expected_closures_per_contact_draw": round(float(per_contact), 1),
             "expected_closures_once_per_dog": round(float(once), 1),
             "ratio": round(float(per_contact / once), 3) if once else None}
 

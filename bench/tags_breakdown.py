@@ -137,8 +137,7 @@ SCORE_TARGETS: tuple[Target, ...] = (
     Target("models.uplift", "load_settings", "models.uplift.load_settings"),  # in load_conf and run
     *(Target(CPC, a) for a in ("model_versions", "closure_harm", "deliveries_fingerprint", "business_fingerprint",
                                "decision_run_id", "inputs", "acceptance_scales", "uplift_ranking", "ranking_off", "combos",
-                               "candidates",
-                               "day_customers", "ineligible", "past_eligibility", "decide", "decisions", "offers",
+                               "candidates", "day_customers", "ineligible", "past_eligibility", "decide", "decisions", "offers",
                                "funnel_rows")),
     Target(f"{CPC}.campaigns", "config_fingerprint"),  # ops.cpc_runs' row
     # the summary: written_counts only builds the counts' columns (they are counted inside the write of

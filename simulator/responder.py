@@ -35,8 +35,8 @@ for an offer of ``dog_contact_families`` (plan changes and retention on ``realis
 ``dog_other_contact_churn_prob`` for any other contact: the line's closure is added to that day's CRM file and
 the customer's rows leave that and every later day's files (``truth/contact_churn.parquet`` records each provoked
 closure). The same functions give the blind blast, the oracles and the CPC lists their expected conversions,
-opt-outs and closures in the closed loop's headline (:meth:`World.p_convert`, :meth:`World.p_optout`, :meth:`World.p_leave`, :meth:`World.harm`;
-``simulator/headline.py``).
+opt-outs and closures in the closed loop's headline (:meth:`World.p_convert`, :meth:`World.p_optout`,
+:meth:`World.p_leave`, :meth:`World.harm`; ``simulator/headline.py``).
 """
 
 from __future__ import annotations

@@ -784,7 +784,7 @@ def test_the_closure_guard_reads_the_latest_evaluation_before_the_day(spark, tmp
         with pytest.raises(ConfigError, match=rf"^conf/policy\.yaml: {key}: "):
             campaign_conf.load_policy({**raw, key: bad})
     day = SNAPSHOT
-    assert closure_harm(paths, day, conf["camps"], policy) == {}
+    assert closure_harm(spark, paths, day, conf["camps"], policy) == {}
     cols = ("eval_date date, level string, campaign_id string, product_id string, treated long, holdout long, "
             "matured_share double, closure_effect double, closure_effect_low double, closure_effect_high double")
     older, last = day - dt.timedelta(days=2), day - dt.timedelta(days=1)
@@ -798,18 +798,19 @@ def test_the_closure_guard_reads_the_latest_evaluation_before_the_day(spark, tmp
             (last, "campaign,product", "not_an_offer", "P_HARM", 8000, 600, 0.6, 0.012, 0.004, 0.020),
             (day, "campaign,product", "cpc_daily", "P_TODAY", 8000, 600, 0.6, 0.05, 0.01, 0.09)]  # the day itself: not before
     lake.replace(spark.createDataFrame(rows, cols), paths, "gold.campaign_eval", None)
-    got = closure_harm(paths, day, conf["camps"], policy)
+    got = closure_harm(spark, paths, day, conf["camps"], policy)
     assert list(got) == [("cpc_daily", "P_HARM")]
     assert got[("cpc_daily", "P_HARM")] == ("closure guard: contacts closed +1.20 pp more lines than the holdout (95% CI +0.40 "
                                             f"to +2.00 pp, 8,000 treated, 600 held out; evaluation of {last.isoformat()})")
-    assert closure_harm(paths, day, [c for c in conf["camps"] if c.kind != "offer"], policy) == {}, "no offer campaign"
+    assert closure_harm(spark, paths, day, [c for c in conf["camps"] if c.kind != "offer"], policy) == {}, "no offer campaign"
     lenient = dataclasses.replace(policy, closure_guard_min_holdout=1, closure_guard_min_matured_share=0.0)
-    assert set(closure_harm(paths, day, conf["camps"], lenient)) == {("cpc_daily", p) for p in ("P_HARM", "P_FEW", "P_YOUNG")}
+    assert set(closure_harm(spark, paths, day, conf["camps"], lenient)) == {("cpc_daily", p) for p in ("P_HARM", "P_FEW", "P_YOUNG")}
+    assert closure_harm(spark, paths, day, conf["camps"], dataclasses.replace(policy, closure_guard=False)) == {}, "the guard off"
     old = tmp_path / "old"
     lake.replace(spark.createDataFrame([(last, "campaign,product", "cpc_daily", "P_X", 5)],
                                        "eval_date date, level string, campaign_id string, product_id string, treated long"),
                  Paths(old), "gold.campaign_eval", None)
-    assert closure_harm(Paths(old), day, conf["camps"], policy) == {}
+    assert closure_harm(spark, Paths(old), day, conf["camps"], policy) == {}
 
 
 def test_a_cold_start_family_says_so_in_the_fit_source(spark, tagged, conf):

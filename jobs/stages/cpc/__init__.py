@@ -98,9 +98,8 @@ from jobs.stages.cpc.inputs import (
 from jobs.stages.tags import load_catalogue
 from models import uplift as uplift_model
 
-__all__ = ["HELD_OUT", "NOT_CHOSEN", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "closure_harm", "combos",
-           "day_customers",
-           "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_campaign_holdout", "in_exploration", "in_global_holdout",
+__all__ = ["HELD_OUT", "NOT_CHOSEN", "ROW_RULES", "RULES", "STEPS", "acceptance_scales", "assign", "candidates", "closure_harm",
+           "combos", "day_customers", "decide", "inputs", "decision_run_id", "history", "holdout_bucket_col", "in_campaign_holdout", "in_exploration", "in_global_holdout",
            "load_conf", "run", "trials"]
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     versions = input_versions(spark, paths)
     s = uplift_model.load_settings()
     used_models = model_versions(spark, paths, day, products, uplift=s.rank)
-    harm = closure_harm(paths, day, camps, policy) if policy.closure_guard else {}
+    harm = closure_harm(spark, paths, day, camps, policy)
     if harm:
         log.info(f"score {day}: closure guard: {len(harm)} offer(s) harmed: " + "; ".join(f"{c} {p}" for c, p in harm))
     run_id = decision_run_id(day, deliveries_fingerprint(spark, paths, day), business_fingerprint(), used_models, harm)

@@ -257,28 +257,24 @@ CLOSURE_COLUMNS = ("campaign_id", "product_id", "treated", "holdout", "matured_s
                    "closure_effect_high")
 
 
-def closure_harm(paths: Paths, day: dt.date, camps, policy) -> dict[tuple[str, str], str]:
-    """The closure guard's input (conf/policy.yaml ``closure_guard``): (offer campaign, product) -> why its active
-    contacts are harmed, for each campaign x product cell of gold.campaign_eval's latest evaluation before ``day``
-    whose contact closes lines: the 95% interval of ``closure_effect`` above zero, in a cell with at least
-    ``closure_guard_min_holdout`` held-out decisions and ``closure_guard_min_matured_share`` of its decisions matured.
-    Empty without an evaluation, or with one written before closures were measured. Read in this process
-    (arrow_lake): campaigns x products rows."""
+def closure_harm(spark, paths: Paths, day: dt.date, camps, policy) -> dict[tuple[str, str], str]:
+    """The closure guard's input (conf/policy.yaml ``closure_guard``; empty when it is off): (offer campaign,
+    product) -> why its active contacts are harmed, for each campaign x product cell of gold.campaign_eval's latest
+    evaluation before ``day`` whose contact closes lines: the 95% interval of ``closure_effect`` above zero, in a cell
+    with at least ``closure_guard_min_holdout`` held-out decisions and ``closure_guard_min_matured_share`` of its
+    decisions matured. Empty without an evaluation, or with one written before closures were measured. Read in this
+    process (arrow_lake, ``lake.last_partition_before``): campaigns x products rows."""
     import pyarrow.dataset as ds
 
-    if not arrow_lake.exists(paths, "gold.campaign_eval"):
-        return {}
-    if "closure_effect_low" not in {f.name for f in arrow_lake.delta_table(paths, "gold.campaign_eval").schema().fields}:
-        return {}
-    before = [d for d in arrow_lake.partition_values(paths, "gold.campaign_eval", "eval_date") if d < day]
-    if not before:
-        return {}
-    last = max(before)
     offers = sorted(c.id for c in camps if c.kind == "offer")
-    if not offers:  # (pyarrow's isin refuses an empty list of values)
+    if not policy.closure_guard or not offers:  # (no offer campaign: pyarrow's isin refuses an empty list of values)
+        return {}
+    last = lake.last_partition_before(spark, paths, "gold.campaign_eval", "eval_date", day)
+    if last is None or "closure_effect_low" not in {f.name for f in arrow_lake.delta_table(paths, "gold.campaign_eval").schema().fields}:
         return {}
     rows = arrow_lake.read(paths, "gold.campaign_eval", list(CLOSURE_COLUMNS), last,
                            (ds.field("level") == "campaign,product") & ds.field("campaign_id").isin(offers))
+
     def trusted(r: dict) -> bool:
         return (r["closure_effect_low"] is not None and r["closure_effect_low"] > 0
                 and (r["holdout"] or 0) >= policy.closure_guard_min_holdout

@@ -225,11 +225,9 @@ def outcomes(decisions, responses, orders, day: dt.date, window_days: int, closu
     """Pure transform: decisions x responses (by contact_ref) x orders of the offered product within the window
     x closures (``customer_id``, ``closed_on``: :func:`closures_of`; None: none known) -> one row per decision with
     its response flags, conversion and revenue, ``closed`` (a closed record of the line within the window, up to
-    ``day``),
-    ``explored`` (the decision's
-    exploration flag; false for decisions recorded before the flag existed) and ``active_eligible`` (the pair had
-    an active candidate past the eligibility rules; null, unknown, for decisions recorded before it existed): the
-    uplift models' arms are the exploration and holdout pairs with it."""
+    ``day``), ``explored`` (the decision's exploration flag; false for decisions recorded before the flag existed)
+    and ``active_eligible`` (the pair had an active candidate past the eligibility rules; null, unknown, for
+    decisions recorded before it existed): the uplift models' arms are the exploration and holdout pairs with it."""
     from pyspark.sql import functions as F
 
     explored = F.coalesce(F.col("explored"), F.lit(False)) if "explored" in decisions.columns else F.lit(False)
@@ -289,8 +287,7 @@ def closures_of(crm_profile):
 
 def logic() -> str:
     """The fingerprint of the outcomes' code: :func:`outcomes`' and :func:`closures_of`' sources, ``EVENTS`` and
-    ``CHOSEN`` (12 hex digits). A
-    night whose fingerprint differs from the evaluation before rebuilds every date (:mod:`rebuild`): the dates it
+    ``CHOSEN`` (12 hex digits). A night whose fingerprint differs from the evaluation before rebuilds every date (:mod:`rebuild`): the dates it
     would not rebuild were written by other code."""
     text = inspect.getsource(outcomes) + inspect.getsource(closures_of) + repr(EVENTS) + repr(CHOSEN)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -471,11 +468,15 @@ def rebuild_outcomes(spark, paths: Paths, day: dt.date, s: dict, full: bool = Fa
     selected = rebuild.lookback(day, s["lookback_days"]) if dates is None else lake.in_dates("snapshot_date", dates)
     decisions = lake.read(spark, paths, "gold.cpc_decisions").where(selected)
     window = (F.col("delivery_date") > F.lit(since)) & (F.col("delivery_date") <= F.lit(day))
-    responses = lake.read(spark, paths, "bronze.responses").where(window) if lake.exists(spark, paths, "bronze.responses") else \
-        spark.createDataFrame([], "contact_ref string, event string")
+
+    def delivered(table: str, empty: str):
+        """The window's deliveries of ``table``; none (``empty``'s columns) before the table exists."""
+        return lake.read(spark, paths, table).where(window) if lake.exists(spark, paths, table) else \
+            spark.createDataFrame([], empty)
+
+    responses = delivered("bronze.responses", "contact_ref string, event string")
     orders = lake.read(spark, paths, "bronze.orders").where(window & F.col("action").isin("order", "trial_convert"))
-    crm = lake.read(spark, paths, "bronze.crm_profile").where(window) if lake.exists(spark, paths, "bronze.crm_profile") else \
-        spark.createDataFrame([], "customer_id string, status string, record_date date")
+    crm = delivered("bronze.crm_profile", "customer_id string, status string, record_date date")
     lake.replace(outcomes(decisions, responses, orders, day, s["window_days"], closures_of(crm)), paths, rebuild.OUTCOMES,
                  selected, merge_schema=True)
     method, n_dates = ("full", s["lookback_days"]) if dates is None else ("step", len(dates))

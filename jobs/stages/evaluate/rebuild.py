@@ -127,14 +127,12 @@ def touched(spark, paths: Paths, previous: Previous, day: dt.date, since: dt.dat
 
     new = (F.col("delivery_date") > F.lit(previous.eval_date)) & (F.col("delivery_date") <= F.lit(day))
     out: set[dt.date] = set()
-    if lake.exists(spark, paths, "bronze.orders"):
-        days = [r[0] for r in lake.read(spark, paths, "bronze.orders").where(new & F.col("action").isin("order", "trial_convert"))
-                .select(F.to_date("order_ts")).distinct().collect()]  # the days ordered on: a handful
-        out |= window_dates(days, window_days, since, day)
-    if lake.exists(spark, paths, "bronze.crm_profile"):
-        days = [r[0] for r in lake.read(spark, paths, "bronze.crm_profile").where(new & (F.col("status") == "closed"))
-                .select("record_date").distinct().collect()]  # the days closed on: a handful
-        out |= window_dates(days, window_days, since, day)
+    # the days ordered on and the days lines closed on, delivered since: a handful each
+    for table, which, on in (("bronze.orders", F.col("action").isin("order", "trial_convert"), F.to_date("order_ts")),
+                             ("bronze.crm_profile", F.col("status") == "closed", F.col("record_date"))):
+        if lake.exists(spark, paths, table):
+            days = [r[0] for r in lake.read(spark, paths, table).where(new & which).select(on).distinct().collect()]
+            out |= window_dates(days, window_days, since, day)
     rest = sorted(set(dates_between(since + dt.timedelta(days=1), day)) - known - out)
     if rest and lake.exists(spark, paths, "bronze.responses"):
         refs = lake.read(spark, paths, "bronze.responses").where(new).select("contact_ref").distinct()
