@@ -4,6 +4,7 @@ different work), and its report must say by how much each target is missed."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -580,3 +581,20 @@ def test_write_result_adds_what_every_result_file_records(tmp_path):
     assert json.loads(out.read_text()) == got
     assert list(got)[:4] == ["seconds", "spark_master", "machine", "command"] and list(got)[-2:] == ["commit", "dirty"]
     assert got["command"] == ".venv/bin/python bench/x.py --date 2026-11-20" and got["machine"]["cores"] >= 1
+
+
+def test_setup_install_times_the_makefile_s_uv_against_pip_with_no_cache(monkeypatch, tmp_path):
+    """bench/setup_install.py installs uv at the Makefile's UV_VERSION, both ways without a download cache (a
+    fresh machine), taking turns, and says whether the two environments hold the same versions."""
+    from bench import setup_install
+
+    assert setup_install.uv_version() == re.search(r"^UV_VERSION \?= *(\S+)", open("Makefile").read(), re.M).group(1)
+    uv = setup_install.commands("uv", tmp_path / "python", "9.9")
+    assert uv[0][-1] == "uv==9.9" and "--no-cache" in uv[1] and uv[1][-1].endswith("[dev]")
+    assert all("--no-cache-dir" in cmd for cmd in setup_install.commands("pip", tmp_path / "python", "9.9"))
+    order = []
+    monkeypatch.setattr(setup_install, "one_install", lambda way, where, uv: (order.append(way) or (10.0 if way == "pip" else 5.0), ["a==1"]))
+    out = setup_install.main(["--repeat", "2", "--out", str(tmp_path / "r.json")])
+    assert order == ["pip", "uv", "uv", "pip"], "which goes first alternates"
+    assert (out["uv_over_pip"], out["same_versions"], out["uv_version"]) == (0.5, True, setup_install.uv_version())
+    assert json.loads((tmp_path / "r.json").read_text())["commit"] == out["commit"]
