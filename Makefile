@@ -32,7 +32,7 @@ WARMUP_DAYS ?= $(shell $(BIN)/cpc conf sample.warmup_days 2>/dev/null || echo 0)
 AIRFLOW_CHATTER = ^[0-9TZ:.-]+ \[(info|debug|warning) *\][ ]
 SHORT = sed -u -E -e '/: error: /!s/^(.{200}).*/\1 .../'
 
-.PHONY: help setup run test test-fast bench loop headline cluster-run lint airflow-db airflow-backfill clean
+.PHONY: help packages setup run test test-fast bench loop headline cluster-run lint airflow-db airflow-backfill clean
 
 help:
 	@echo "make run    - set up, generate sample operator files, then in one process load the history, train with Airflow, warm up"
@@ -72,16 +72,21 @@ $(JARS): $(STAMP) jobs/platform/jars.py
 	$(BIN)/python -m jobs.platform.jars fetch
 	touch $@
 
-setup: $(STAMP) $(JARS)
+# What one process needs: the packages and the jars. `setup` adds the class-data archive (jobs/platform/jvm.py), which
+# saves about 5 s at each later JVM start and takes about 38 s to build: the suite, the benchmarks and the loops start
+# many JVMs; `make run` starts one (steps 2-5 in one process), so it does not build it (docs/benchmarks.md, "Setup").
+packages: $(STAMP) $(JARS)
+
+setup: packages
 	@$(BIN)/python -m jobs.platform.jvm archive
 
-airflow-db: setup
+airflow-db: packages
 	@mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	@# so that a plain `AIRFLOW_HOME=var/airflow airflow ...` sees this project's DAGs and no examples
 	@sed -i -e 's|^dags_folder = .*|dags_folder = $(CURDIR)/dags|' -e 's|^load_examples = .*|load_examples = False|' $(AIRFLOW_HOME)/airflow.cfg
 
-run: setup airflow-db
+run: packages airflow-db
 	@echo "run: 1/6 simulating the operator's files"
 	$(BIN)/python -m simulator simulate
 	$(BIN)/airflow dags reserialize > $(AIRFLOW_HOME)/reserialize.log 2>&1 || (cat $(AIRFLOW_HOME)/reserialize.log; exit 1)
@@ -126,7 +131,7 @@ headline: setup
 cluster-run: setup
 	$(BIN)/python bench/cluster_check.py --customers $(or $(CLUSTER_CUSTOMERS),2000) --days $(or $(CLUSTER_DAYS),35)
 
-lint: setup
+lint: packages
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -201,7 +202,7 @@ def test_make_run_warms_up_between_training_and_the_nightly():
     """make run: simulate, then steps 2-5 in one process (simulator/sample_run.py, whose order tests/test_sample_run.py
     checks: history, training DAG, warm-up, nightly DAG), then the summary."""
     makefile = (ROOT / "Makefile").read_text()
-    recipe = makefile.split("\nrun: setup airflow-db\n", 1)[1].split("\n\n", 1)[0]
+    recipe = makefile.split("\nrun: packages airflow-db\n", 1)[1].split("\n\n", 1)[0]
     steps = [line.split('"')[1] for line in recipe.splitlines() if line.strip().startswith('@echo "run: ')]
     assert [s.split()[1] for s in steps] == ["1/6", "6/6"]
     order = ["python -m simulator simulate", "python -m simulator sample-run --warmup-days $(WARMUP_DAYS)",
@@ -289,3 +290,16 @@ def test_after_the_warm_up_the_run_date_s_evaluation_has_outcomes(spark, tmp_pat
     stepped = sorted(map(tuple, lake.read(spark, paths, rebuild.OUTCOMES).collect()))
     assert evaluate.rebuild_outcomes(spark, paths, R, evaluate.settings(), full=True)[0] == "full"
     assert sorted(map(tuple, lake.read(spark, paths, rebuild.OUTCOMES).collect())) == stepped
+
+
+def test_make_run_does_not_build_the_class_archive_the_suite_and_benchmarks_do():
+    """The class-data archive costs about 38 s to build and saves about 5 s per JVM start: `make run` starts one JVM
+    (steps 2-5 in one process), so it sets up the packages and jars only; `setup` (the suite, the benchmarks, the
+    loops) adds the archive."""
+    makefile = (ROOT / "Makefile").read_text()
+    targets = dict(line.split(":", 1) for line in makefile.splitlines() if re.match(r"^[a-z-]+:", line))
+    assert targets["packages"].split() == ["$(STAMP)", "$(JARS)"]
+    assert targets["run"].split() == ["packages", "airflow-db"] and targets["airflow-db"].split() == ["packages"]
+    assert "jobs.platform.jvm archive" in makefile.split("\nsetup: packages\n", 1)[1].split("\n\n", 1)[0]
+    for target in ("test", "test-fast", "bench", "loop", "headline"):
+        assert "setup" in targets[target].split(), target

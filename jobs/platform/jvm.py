@@ -7,7 +7,8 @@ each CLI command. Java's Class Data Sharing (JEP 350, dynamic archives, JDK 13+)
 ``-XX:ArchiveClassesAtExit`` writes the classes it loaded when it exits; one started with ``-XX:SharedArchiveFile``
 maps them. The archive changes no result: the classes are the same bytes, mapped instead of parsed.
 
-``python -m jobs.platform.jvm archive`` (run by ``make setup``) builds it once into ``.cache/cds``, named by a key of
+``python -m jobs.platform.jvm archive`` (run by ``make setup``, so by ``make test`` and the benchmarks; not by ``make
+run``, whose one JVM would save about 5 s of the archive's 38 s) builds it once into ``.cache/cds``, named by a key of
 the installed PySpark and the Java that will run it, with a small Delta workload (write, merge, read, window,
 join) so that the classes a nightly stage uses are in it. Delta's own classes come through Spark's class loader
 and are not archived (dynamic archives take the JDK's loaders only).
