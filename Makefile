@@ -73,8 +73,8 @@ $(JARS): $(STAMP) jobs/platform/jars.py
 	touch $@
 
 # What one process needs: the packages and the jars. `setup` adds the class-data archive (jobs/platform/jvm.py), which
-# saves about 5 s at each later JVM start and takes about 38 s to build: the suite, the benchmarks and the loops start
-# many JVMs; `make run` starts one (steps 2-5 in one process), so it does not build it (docs/benchmarks.md, "Setup").
+# takes about 41 s to build and saves about 3 s at each later JVM start (bench/results/jvm_start.json): the suite, the
+# benchmarks and the loops start many JVMs; `make run` starts one (steps 2-5 in one process), so it does not build it.
 packages: $(STAMP) $(JARS)
 
 setup: packages

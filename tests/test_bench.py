@@ -598,3 +598,24 @@ def test_setup_install_times_the_makefile_s_uv_against_pip_with_no_cache(monkeyp
     assert order == ["pip", "uv", "uv", "pip"], "which goes first alternates"
     assert (out["uv_over_pip"], out["same_versions"], out["uv_version"]) == (0.5, True, setup_install.uv_version())
     assert json.loads((tmp_path / "r.json").read_text())["commit"] == out["commit"]
+
+
+def test_jvm_start_times_with_and_without_the_archive_and_puts_it_back(monkeypatch, tmp_path):
+    """bench/jvm_start.py moves the archive aside only for the runs without it, alternates which goes first, and
+    says how many processes repay the build."""
+    from bench import jvm_start
+    from jobs.platform import jvm
+
+    archive = tmp_path / "spark.jsa"
+    archive.write_text("x")
+    monkeypatch.setattr(jvm, "archive_path", lambda: archive)
+    monkeypatch.setattr(jvm_start, "build_seconds", lambda scratch: 40.0)
+    seen = []
+
+    def one(scratch):
+        seen.append(archive.exists())
+        return {"session": 1.0, "total": 2.0, "wall": 10.0 if archive.exists() else 14.0}
+    monkeypatch.setattr(jvm_start, "one_process", one)
+    out = jvm_start.main(["--repeat", "2", "--out", str(tmp_path / "r.json")])
+    assert seen == [True, False, False, True] and archive.exists(), "alternating, and the archive is back"
+    assert (out["build_seconds"], out["saved_per_process"], out["processes_to_repay_the_build"]) == (40.0, 4.0, 10.0)

@@ -293,7 +293,7 @@ def test_after_the_warm_up_the_run_date_s_evaluation_has_outcomes(spark, tmp_pat
 
 
 def test_make_run_does_not_build_the_class_archive_the_suite_and_benchmarks_do():
-    """The class-data archive costs about 38 s to build and saves about 5 s per JVM start: `make run` starts one JVM
+    """The class-data archive costs about 41 s to build and saves about 3 s per JVM start: `make run` starts one JVM
     (steps 2-5 in one process), so it sets up the packages and jars only; `setup` (the suite, the benchmarks, the
     loops) adds the archive."""
     makefile = (ROOT / "Makefile").read_text()
