@@ -197,6 +197,16 @@ def test_run_checks_types_once_and_before_any_write(tmp_path, monkeypatch, fresh
     assert calls == ["check_types", "features", "replace gold.customer_tags", "replace gold.tag_catalogue"]
 
 
+def test_a_tag_s_mean_does_not_depend_on_the_order_spark_adds_the_partitions_in():
+    """The same values summed in two orders differ in a double's last bits (as two runs' partial sums can); the
+    statistics keep the mean to 12 significant digits, so both give the same number."""
+    values = [0.1, 0.2, 0.3, 1e6 / 3, 7.7, 0.0001] * 50
+    a, b = sum(values) / len(values), sum(sorted(values, reverse=True)) / len(values)
+    assert a != b, "the case must show the order effect"
+    assert tagstats.stable_mean(a) == tagstats.stable_mean(b) == pytest.approx(a, rel=1e-12)
+    assert tagstats.stable_mean(None) is None and tagstats.stable_mean(2) == 2.0
+
+
 # --- Spark ----------------------------------------------------------------------------------------------------
 def _stats_before(tags, cat):
     """stats.stats as it was before the SQL text (the Column API; a count, then the aggregation): the reference."""
@@ -226,7 +236,7 @@ def _stats_before(tags, cat):
         n = tags.count()
         agg = tags.agg(*[F.count(c).alias(f"n_{c}") for c in numeric], *[F.avg(c).alias(f"m_{c}") for c in numeric]).first()
         rows = [(c, "(non-null)", int(agg[f"n_{c}"]), (agg[f"n_{c}"] / n) if n else 0.0,
-                 None if agg[f"m_{c}"] is None else float(agg[f"m_{c}"])) for c in numeric]
+                 tagstats.stable_mean(agg[f"m_{c}"])) for c in numeric]  # the rounding came later, on purpose
         parts.append(tags.sparkSession.createDataFrame(rows, "tag_id string, value string, customers long, share double, mean double"))
     out = parts[0]
     for p in parts[1:]:
