@@ -38,6 +38,7 @@ help:
 	@echo "make run    - set up, generate sample operator files, then in one process load the history, train with Airflow, warm up"
 	@echo "              (WARMUP_DAYS, default the sample's warmup_days, 2: nightly runs of the days before, answered by the"
 	@echo "              simulated campaign platform; 0 skips), run the nightly DAG with Airflow; print where results are"
+	@echo "make setup  - the virtual environment (uv, pip where uv fails), the Delta jars and the class-data archive"
 	@echo "make test   - set up and run the whole test suite (what CI runs)"
 	@echo "make test-fast - the unit tests on inline rows, without the end-to-end sample run (a few minutes)"
 	@echo "make bench  - the nightly run at CUSTOMERS (default 100000) over DAYS (90): time per stage, peak memory, the tag engine"
@@ -54,15 +55,20 @@ help:
 	@echo "make clean  - remove generated data (var/), keep the virtual environment and jars"
 
 # The packages are installed by uv (docs.astral.sh/uv), which pip puts in the virtual environment first: it resolves
-# the same versions as pip and a fresh setup takes about half pip's time (docs/benchmarks.md, "Setup"). Where uv fails
+# the same versions as pip in less than half pip's time on a fresh machine (docs/benchmarks.md, "Setup"). Where uv fails
 # (an index it cannot reach, a certificate its bundled roots do not hold: UV_SYSTEM_CERTS=true uses the system's),
 # pip installs them as before.
 UV_VERSION ?= 0.13.9
+# uv reads neither pip.conf nor PIP_*: an index pip is given in the environment is passed on
+# pip, setuptools and wheel upgraded in the environment as pip's way does (the venv's bundled ones are older)
+UV_TOOLS = pip setuptools wheel --upgrade-package pip --upgrade-package setuptools --upgrade-package wheel
+UV_INDEX = $(if $(PIP_INDEX_URL),--default-index $(PIP_INDEX_URL)) $(if $(PIP_EXTRA_INDEX_URL),--index $(PIP_EXTRA_INDEX_URL))
 
 $(STAMP): setup.cfg pyproject.toml
 	@echo "setup: virtual environment and packages (first time: a minute or two)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)' && $(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e '.[dev]' \
+	$(BIN)/python -m pip install --quiet --only-binary=:all: 'uv==$(UV_VERSION)' \
+	  && $(BIN)/python -m uv pip install --quiet --python $(BIN)/python $(UV_INDEX) $(UV_TOOLS) -e '.[dev]' \
 	  || { echo "setup: uv could not install the packages; pip installs them"; \
 	       $(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel && $(BIN)/python -m pip install --quiet -e '.[dev]'; }
 	touch $@
@@ -131,7 +137,7 @@ headline: setup
 cluster-run: setup
 	$(BIN)/python bench/cluster_check.py --customers $(or $(CLUSTER_CUSTOMERS),2000) --days $(or $(CLUSTER_DAYS),35)
 
-lint: packages
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 

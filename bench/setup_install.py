@@ -42,13 +42,15 @@ def commands(way: str, python: Path, uv: str) -> list[list[str]]:
     if way == "pip":
         return [[str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "--upgrade", "pip", "setuptools", "wheel"],
                 [str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "-e", project]]
-    return [[str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", f"uv=={uv}"],
-            [str(python), "-m", "uv", "pip", "install", "--quiet", "--no-cache", "--python", str(python), "-e", project]]
+    tools = ["pip", "setuptools", "wheel", *[x for t in ("pip", "setuptools", "wheel") for x in ("--upgrade-package", t)]]
+    return [[str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "--only-binary=:all:", f"uv=={uv}"],
+            [str(python), "-m", "uv", "pip", "install", "--quiet", "--no-cache", "--python", str(python), *tools, "-e", project]]
 
 
 def installed(python: Path) -> list[str]:
-    """``name==version`` of every package in the environment but the project itself and uv."""
-    out = subprocess.run([str(python), "-m", "pip", "freeze", "--exclude-editable"], check=True, capture_output=True, text=True)
+    """``name==version`` of every package in the environment (pip, setuptools and wheel too) but the project and uv."""
+    out = subprocess.run([str(python), "-m", "pip", "freeze", "--all", "--exclude-editable"], check=True, capture_output=True,
+                         text=True)
     return sorted(line for line in out.stdout.splitlines() if line and not line.startswith(("-e", "uv==")))
 
 

@@ -205,6 +205,8 @@ def test_a_tag_s_mean_does_not_depend_on_the_order_spark_adds_the_partitions_in(
     assert a != b, "the case must show the order effect"
     assert tagstats.stable_mean(a) == tagstats.stable_mean(b) == pytest.approx(a, rel=1e-12)
     assert tagstats.stable_mean(None) is None and tagstats.stable_mean(2) == 2.0
+    dust = (0.1 + 0.2 - 0.3, 0.3 - 0.2 - 0.1)  # a sum that cancels to zero, added in two orders
+    assert dust[0] != dust[1] and {tagstats.stable_mean(d) for d in dust} == {0.0}
 
 
 # --- Spark ----------------------------------------------------------------------------------------------------
@@ -236,7 +238,7 @@ def _stats_before(tags, cat):
         n = tags.count()
         agg = tags.agg(*[F.count(c).alias(f"n_{c}") for c in numeric], *[F.avg(c).alias(f"m_{c}") for c in numeric]).first()
         rows = [(c, "(non-null)", int(agg[f"n_{c}"]), (agg[f"n_{c}"] / n) if n else 0.0,
-                 tagstats.stable_mean(agg[f"m_{c}"])) for c in numeric]  # the rounding came later, on purpose
+                 tagstats.stable_mean(agg[f"m_{c}"])) for c in numeric]  # rounded as stats rounds since 9b29407
         parts.append(tags.sparkSession.createDataFrame(rows, "tag_id string, value string, customers long, share double, mean double"))
     out = parts[0]
     for p in parts[1:]:

@@ -8,7 +8,9 @@ import dataclasses
 import datetime as dt
 import gzip
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -301,5 +303,36 @@ def test_make_run_does_not_build_the_class_archive_the_suite_and_benchmarks_do()
     assert targets["packages"].split() == ["$(STAMP)", "$(JARS)"]
     assert targets["run"].split() == ["packages", "airflow-db"] and targets["airflow-db"].split() == ["packages"]
     assert "jobs.platform.jvm archive" in makefile.split("\nsetup: packages\n", 1)[1].split("\n\n", 1)[0]
-    for target in ("test", "test-fast", "bench", "loop", "headline"):
+    for target in ("test", "test-fast", "bench", "loop", "headline", "cluster-run", "airflow-backfill"):
         assert "setup" in targets[target].split(), target
+    assert targets["lint"].split() == ["$(STAMP)"], "ruff and the import contracts need the packages only"
+
+
+def test_setup_falls_back_to_pip_when_uv_fails_and_fails_when_pip_fails_too(tmp_path):
+    """The Makefile's install (the `$(STAMP)` rule) run by bash against a stub Python that logs its calls: uv
+    installs; where uv cannot be installed or cannot install, pip installs as before; where pip fails too the
+    recipe fails (so make stops before `touch`)."""
+    recipe = (ROOT / "Makefile").read_text().split("\n$(STAMP): setup.cfg pyproject.toml\n", 1)[1].split("\n\n", 1)[0]
+    lines = recipe.splitlines()
+    first = next(i for i, line in enumerate(lines) if "'uv==$(UV_VERSION)'" in line)
+    last = next(i for i, line in enumerate(lines) if line.rstrip().endswith("; }"))
+    command = "\n".join(line.lstrip("\t") for line in lines[first:last + 1])
+    for name, value in {"$(BIN)/python": "./python", "$(UV_VERSION)": "0", "$(UV_INDEX)": "", "$(UV_TOOLS)": ""}.items():
+        command = command.replace(name, value)
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/bash\necho "$*" >> calls\ncase "$*" in\n  *"-m uv "*) exit ${UV_RC:-0};;\n'
+                    '  *"uv==0"*) exit ${GET_UV_RC:-0};;\n  *) exit ${PIP_RC:-0};;\nesac\n')
+    stub.chmod(0o755)
+
+    def run(**rc):
+        (tmp_path / "calls").unlink(missing_ok=True)
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env={**os.environ, **{k: str(v) for k, v in rc.items()}},
+                              capture_output=True, text=True)
+        return done.returncode, [" ".join(c.split()[:3]) for c in (tmp_path / "calls").read_text().splitlines()]
+
+    assert run() == (0, ["-m pip install", "-m uv pip"])
+    fallback = ["-m pip install", "-m pip install"]
+    assert run(UV_RC=1) == (0, ["-m pip install", "-m uv pip", *fallback]), "uv could not install: pip does"
+    assert run(GET_UV_RC=1) == (0, ["-m pip install", *fallback]), "no uv to be had: pip installs"
+    rc, _ = run(UV_RC=1, PIP_RC=1)
+    assert rc != 0, "both failing fails the recipe"

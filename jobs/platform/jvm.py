@@ -8,10 +8,10 @@ each CLI command. Java's Class Data Sharing (JEP 350, dynamic archives, JDK 13+)
 maps them. The archive changes no result: the classes are the same bytes, mapped instead of parsed.
 
 ``python -m jobs.platform.jvm archive`` (run by ``make setup``, so by ``make test`` and the benchmarks; not by ``make
-run``, whose one JVM would save about 3 s of the archive's 41 s: ``bench/jvm_start.py``) builds it once into ``.cache/cds``, named by a key of
-the installed PySpark and the Java that will run it, with a small Delta workload (write, merge, read, window,
-join) so that the classes a nightly stage uses are in it. Delta's own classes come through Spark's class loader
-and are not archived (dynamic archives take the JDK's loaders only).
+run``, whose one JVM would save about 3 s of the archive's 41 s: ``bench/jvm_start.py``) builds it once into
+``.cache/cds``, named by a key of the installed PySpark and the Java that will run it, with a small Delta workload
+(write, merge, read, window, join) so that the classes a nightly stage uses are in it. Delta's own classes come
+through Spark's class loader and are not archived (dynamic archives take the JDK's loaders only).
 
 An environment opts in with ``spark.class_archive: true`` (conf/env/local.yaml, test.yaml); only a local master
 uses it (a cluster's driver starts elsewhere). A missing or stale archive is no error: the JVM starts as before
