@@ -62,7 +62,7 @@ def build_seconds(scratch: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from bench.nightly_bench import machine, save
+    from bench.nightly_bench import write_result
     from jobs.platform import jvm
     from jobs.platform.provenance import git_state
 
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
                         archive.with_suffix(".off").rename(archive)
                 print(f"jvm_start: {way} the archive {runs[way][-1]} (repeat {i + 1}/{args.repeat})", flush=True)
     med = {way: statistics.median(r["wall"] for r in rs) for way, rs in runs.items()}
-    result = {"build_seconds": build, "runs": runs, "wall_median": med, "saved_per_process": round(med["without"] - med["with"], 2),
-              "processes_to_repay_the_build": round(build / (med["without"] - med["with"]), 1) if med["without"] > med["with"] else None,
-              "machine": machine(), "command": " ".join([".venv/bin/python", "bench/jvm_start.py", *(argv or sys.argv[1:])]),
-              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **code}
-    save(args.out, result)
+    saved = med["without"] - med["with"]
+    result = write_result(args.out, {
+        "build_seconds": build, "runs": runs, "wall_median": med, "saved_per_process": round(saved, 2),
+        "processes_to_repay_the_build": round(build / saved, 1) if saved > 0 else None,
+    }, None, "bench/jvm_start.py", sys.argv[1:] if argv is None else argv, code)
     print(f"jvm_start: build {build}s; a process {med['with']:.1f}s with the archive, {med['without']:.1f}s without -> {args.out}")
     return result
 

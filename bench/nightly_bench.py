@@ -97,9 +97,11 @@ def machine() -> dict:
 
 
 def stamp(cfg, script: str, argv: list[str], code: dict) -> dict:
-    """What every result file records after its figures: the Spark master, the machine, the command that
-    reproduces it, when it was measured, the commit (``code``, from ``git_state``)."""
-    return {"spark_master": cfg.spark_master, "machine": machine(), "command": shlex.join([".venv/bin/python", script, *argv]),
+    """What every result file records after its figures: the Spark master (``cfg`` None: a measurement without
+    Spark settings, none), the machine, the command that reproduces it, when it was measured, the commit (``code``,
+    from ``git_state``)."""
+    master = {} if cfg is None else {"spark_master": cfg.spark_master}
+    return {**master, "machine": machine(), "command": shlex.join([".venv/bin/python", script, *argv]),
             "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
 
 

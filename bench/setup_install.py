@@ -67,7 +67,7 @@ def one_install(way: str, where: Path, uv: str) -> tuple[float, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from bench.nightly_bench import machine, save
+    from bench.nightly_bench import write_result
     from jobs.platform.provenance import git_state
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,13 +84,12 @@ def main(argv: list[str] | None = None) -> dict:
                 seconds[way].append(round(s, 1))
                 print(f"setup_install: {way} {s:.1f}s (repeat {i + 1}/{args.repeat})", flush=True)
     pip_s, uv_s = statistics.median(seconds["pip"]), statistics.median(seconds["uv"])
-    result = {"seconds": seconds, "pip_median": pip_s, "uv_median": uv_s, "uv_over_pip": round(uv_s / pip_s, 2),
-              "same_versions": versions["pip"] == versions["uv"], "packages": len(versions["pip"]),
-              "only_pip": sorted(set(versions["pip"]) - set(versions["uv"])),
-              "only_uv": sorted(set(versions["uv"]) - set(versions["pip"])), "uv_version": uv,
-              "machine": machine(), "command": " ".join([".venv/bin/python", "bench/setup_install.py", *(argv or sys.argv[1:])]),
-              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **code}
-    save(args.out, result)
+    result = write_result(args.out, {
+        "seconds": seconds, "pip_median": pip_s, "uv_median": uv_s, "uv_over_pip": round(uv_s / pip_s, 2),
+        "same_versions": versions["pip"] == versions["uv"], "packages": len(versions["pip"]),
+        "only_pip": sorted(set(versions["pip"]) - set(versions["uv"])),
+        "only_uv": sorted(set(versions["uv"]) - set(versions["pip"])), "uv_version": uv,
+    }, None, "bench/setup_install.py", sys.argv[1:] if argv is None else argv, code)
     print(f"setup_install: pip {pip_s:.1f}s, uv {uv_s:.1f}s ({result['uv_over_pip']}x), the same "
           f"{result['packages']} package versions: {result['same_versions']} -> {args.out}")
     return result

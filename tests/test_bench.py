@@ -598,6 +598,7 @@ def test_setup_install_times_the_makefile_s_uv_against_pip_with_no_cache(monkeyp
     assert order == ["pip", "uv", "uv", "pip"], "which goes first alternates"
     assert (out["uv_over_pip"], out["same_versions"], out["uv_version"]) == (0.5, True, setup_install.uv_version())
     assert json.loads((tmp_path / "r.json").read_text())["commit"] == out["commit"]
+    assert out["command"].startswith(".venv/bin/python bench/setup_install.py --repeat 2") and "spark_master" not in out
 
 
 def test_jvm_start_times_with_and_without_the_archive_and_puts_it_back(monkeypatch, tmp_path):
