@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,7 +46,8 @@ for stage in NIGHTLY_NAMES:
     STAGES[stage](sys.argv[1], cfg)
     record(sys.argv[1], stage, cfg)
     seconds[stage] = time.perf_counter() - t
-print(json.dumps({"limit": spark.conf.get("spark.sql.codegen.hugeMethodLimit"), "seconds": seconds}))
+with open(sys.argv[2], "w") as out:  # a file, not standard output: the stages' own output goes there
+    json.dump({"limit": spark.conf.get("spark.sql.codegen.hugeMethodLimit"), "seconds": seconds}, out)
 """
 
 
@@ -63,8 +65,12 @@ def one_night(day: str, limit: str, exports: Path) -> dict:
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "CPC_SPARK_CONF_JSON": json.dumps({"spark.sql.codegen.hugeMethodLimit": limit})}
-    out = subprocess.run([sys.executable, "-c", NIGHT, day], check=True, capture_output=True, text=True, cwd=ROOT, env=env)
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="codegen_limit_") as tmp:
+        result = Path(tmp) / "night.json"
+        done = subprocess.run([sys.executable, "-c", NIGHT, day, str(result)], capture_output=True, text=True, cwd=ROOT, env=env)
+        if done.returncode or not result.exists():
+            raise SystemExit(f"codegen_limit: the night at {limit} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        figures = json.loads(result.read_text())
     if figures["limit"] != limit:
         raise SystemExit(f"codegen_limit: the session ran with {figures['limit']}, not {limit}")
     return {"seconds": {k: round(v, 2) for k, v in figures["seconds"].items()},
