@@ -66,8 +66,11 @@ def one_night(day: str, limit: str, exports: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "CPC_SPARK_CONF_JSON": json.dumps({"spark.sql.codegen.hugeMethodLimit": limit})}
     with tempfile.TemporaryDirectory(prefix="codegen_limit_") as tmp:
-        result = Path(tmp) / "night.json"
-        done = subprocess.run([sys.executable, "-c", NIGHT, day, str(result)], capture_output=True, text=True, cwd=ROOT, env=env)
+        # A script file, not ``python -c``: pyspark.sql.connect takes a main module without a file for its own
+        # doctests and exits the process (status 0) when a stage imports it.
+        script, result = Path(tmp) / "night.py", Path(tmp) / "night.json"
+        script.write_text(NIGHT)
+        done = subprocess.run([sys.executable, str(script), day, str(result)], capture_output=True, text=True, cwd=ROOT, env=env)
         if done.returncode or not result.exists():
             raise SystemExit(f"codegen_limit: the night at {limit} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         figures = json.loads(result.read_text())
