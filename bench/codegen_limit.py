@@ -32,11 +32,11 @@ LIMITS = ("65535", "8000")  # Spark's default (the largest valid Java method), H
 
 
 def lists_digest(exports: Path) -> str:
-    """SHA-256 over the day's exported lists (``*.csv.gz``, names and bytes, in path order; the manifests carry
-    the time of publishing)."""
+    """SHA-256 over the day's exported lists (``*.csv.gz``, file names and bytes, in name order; each is published in
+    a folder of a random name, and the manifests carry the time of publishing)."""
     h = hashlib.sha256()
-    for f in sorted(exports.rglob("*.csv.gz")):
-        h.update(str(f.relative_to(exports)).encode())
+    for f in sorted(exports.rglob("*.csv.gz"), key=lambda p: p.name):
+        h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
