@@ -1,5 +1,5 @@
 """The whole night with Spark's whole-stage method limit at its default (65535) and at HotSpot's JIT limit (8000), to
-decide ``jobs.platform.spark.CODEGEN`` (issue 21).
+decide whether the sessions should set ``spark.sql.codegen.hugeMethodLimit`` (issue 21; not set: docs/benchmarks.md).
 
 In one session (the setting is read when a query is planned, so it can change between queries): every nightly stage
 for ``--date`` in order on the storage root, as ``cpc nightly`` runs them (each stage replaces its own partitions

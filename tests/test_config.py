@@ -40,19 +40,6 @@ def test_the_driver_keeps_a_bounded_status_history_unless_the_environment_says_o
     assert session_builder(cfg)._options["spark.sql.ui.retainedExecutions"] == "500"
 
 
-def test_a_stage_too_long_for_the_jit_runs_without_whole_stage_code_generation_unless_the_environment_says_otherwise(monkeypatch):
-    """HotSpot interprets a generated method over 8,000 bytes: Spark's limit is set to it in every environment."""
-    monkeypatch.delenv("CPC_SPARK_CONF_JSON", raising=False)
-    for env in ("local", "test", "cluster", "submit"):
-        assert session_builder(settings(env))._options["spark.sql.codegen.hugeMethodLimit"] == "8000", env
-    monkeypatch.setenv("CPC_SPARK_CONF_JSON", '{"spark.sql.codegen.hugeMethodLimit": "65535"}')
-    assert session_builder(settings("local"))._options["spark.sql.codegen.hugeMethodLimit"] == "65535"
-
-
-def test_the_session_runs_with_the_jit_s_method_limit(spark):
-    assert spark.conf.get("spark.sql.codegen.hugeMethodLimit") == "8000"
-
-
 def test_unknown_environment_names_the_known_ones():
     with pytest.raises(ConfigError, match="known environments: cluster, local, submit, test"):
         settings("prod")

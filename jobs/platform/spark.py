@@ -25,17 +25,6 @@ STATUS_RETENTION = {
 }
 
 
-# HotSpot does not JIT-compile a method over 8,000 bytes of bytecode (-XX:+DontCompileHugeMethods, its default), and
-# whole-stage code generation fuses a stage's operators into one method: the score stage's candidates (an explode, a
-# broadcast join and some 30 columns of rules and reasons over 1.9 million rows at 20,000 customers) and the
-# ingest's per-field checks made methods over that size, which then ran as interpreted bytecode. At this limit
-# Spark runs such a subtree without whole-stage code generation (its expressions still generated, in methods small
-# enough to compile), as Spark's performance tuning guide suggests for HotSpot. Measured on the whole night
-# (bench/codegen_limit.py, docs/benchmarks.md): the same lists, the score stage 0.87x. The environment's ``conf``
-# can set Spark's own default, 65535, back.
-CODEGEN = {"spark.sql.codegen.hugeMethodLimit": "8000"}
-
-
 def get_spark(cfg: Settings | None = None, app_name: str = "cpc-factory"):
     """The active session, or a new one built from ``conf/env/<CPC_ENV>.yaml``.
 
@@ -73,7 +62,7 @@ def session_builder(cfg: Settings, app_name: str = "cpc-factory"):
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")
     )
-    for key, value in {**STATUS_RETENTION, **CODEGEN}.items():
+    for key, value in STATUS_RETENTION.items():
         builder = builder.config(key, value)
     for key, value in cfg.spark_conf.items():
         builder = builder.config(key, value)
