@@ -74,6 +74,22 @@ def test_results_record_the_commit_that_measured_them():
     assert isinstance(got["dirty"], bool)
 
 
+def test_the_codegen_bench_compares_the_lists_bytes_not_their_random_folders(tmp_path):
+    """bench/codegen_limit.py stops when two nights publish different lists: each night publishes into folders of
+    random names, and a manifest records when; only the lists' names and bytes count."""
+    from bench import codegen_limit
+
+    def night(root, folder, body, when):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "sms_push_20261120.csv.gz").write_bytes(body)
+        (root / folder / "manifest.json").write_text(json.dumps({"published_at": when}))
+        return codegen_limit.lists_digest(root)
+
+    first = night(tmp_path / "a", ".sms_push-1a92e136", b"rows", "00:01")
+    assert night(tmp_path / "b", ".sms_push-440b776c", b"rows", "00:03") == first
+    assert night(tmp_path / "c", ".sms_push-1a92e136", b"other rows", "00:01") != first
+
+
 # --- bench/model_profiles.py: the models' quality per simulator profile -----------------------------------------
 def _validation(n: int = 400, seed: int = 1):
     import numpy as np
