@@ -6,8 +6,8 @@ for ``--date`` in order on the storage root, as ``cpc nightly`` runs them (each 
 of the date, as a rerun does), timing each, with ``spark.sql.codegen.hugeMethodLimit`` at one limit, then at the
 other; ``--repeat`` rounds, which goes first alternating, after one untimed night that warms the session. So each
 stage's two figures come from the same warm process and the machine's load falls on both alike. After each night
-the day's exported lists (the ``.csv.gz`` files) are hashed: every night must give the same bytes, or the script
-stops. Spark runs here: run it alone, on a root a nightly has run on.
+the day's published lists are hashed as ``bench/compare_runs.py`` hashes them: every night must give the same
+bytes, or the script stops. Spark runs here: run it alone, on a root a nightly has run on.
 
     .venv/bin/python bench/codegen_limit.py --date 2026-11-20 --repeat 3
 
@@ -18,7 +18,6 @@ Storage root and Spark from conf/env (``CPC_ROOT`` overrides). Prints the median
 from __future__ import annotations
 
 import argparse
-import hashlib
 import statistics
 import sys
 import time
@@ -31,30 +30,23 @@ KEY = "spark.sql.codegen.hugeMethodLimit"
 LIMITS = ("65535", "8000")  # Spark's default (the largest valid Java method), HotSpot's HugeMethodLimit
 
 
-def lists_digest(exports: Path) -> str:
-    """SHA-256 over the day's exported lists (``*.csv.gz``, file names and bytes, in name order; each is published in
-    a folder of a random name, and the manifests carry the time of publishing)."""
-    h = hashlib.sha256()
-    for f in sorted(exports.rglob("*.csv.gz"), key=lambda p: p.name):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 def one_night(spark, cfg, day, limit: str) -> dict:
-    """Every nightly stage of ``day`` with the limit set: each stage's seconds, the night's, the lists' digest."""
-    from jobs.orchestration.pipeline import record
-    from jobs.orchestration.registry import NIGHTLY_NAMES, STAGES
+    """Every nightly stage of ``day`` with the limit set, each as ``cpc nightly`` runs it (``pipeline.nightly`` one
+    stage at a time): each stage's seconds, the night's, and the day's published lists as ``bench/compare_runs.py``
+    reads them (rows and the SHA-256 of each file, found through the lists' links: each is published in a folder of a
+    random name, and the manifests carry the time of publishing)."""
+    from bench import compare_runs
+    from jobs.orchestration import pipeline
+    from jobs.orchestration.registry import NIGHTLY_NAMES
 
     spark.conf.set(KEY, limit)
     seconds = {}
     for stage in NIGHTLY_NAMES:
         t = time.perf_counter()
-        STAGES[stage](day, cfg)
-        record(day, stage, cfg)
+        pipeline.nightly(day, cfg, stage, stage)
         seconds[stage] = round(time.perf_counter() - t, 2)
     return {"seconds": seconds, "night": round(sum(seconds.values()), 2),
-            "lists_sha256": lists_digest(cfg.paths.root / "exports" / day.isoformat())}
+            "lists": compare_runs.lists(cfg.paths.root, day.isoformat())}
 
 
 def medians(runs: dict[str, list[dict]]) -> dict:
@@ -85,9 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
             runs[limit].append(one_night(spark, cfg, day, limit))
             print(f"codegen_limit: {limit} {runs[limit][-1]} (round {i + 1}/{args.repeat})", flush=True)
     spark.conf.set(KEY, own)
-    digests = {warm["lists_sha256"]} | {r["lists_sha256"] for rs in runs.values() for r in rs}
-    if len(digests) != 1:
-        raise SystemExit(f"codegen_limit: the lists differ between nights: {sorted(digests)}")
+    differing = [r["lists"] for rs in runs.values() for r in rs if r["lists"] != warm["lists"]]
+    if differing:
+        raise SystemExit(f"codegen_limit: the lists differ between nights: {warm['lists']} against {differing[0]}")
     median = medians(runs)
     ratio = {k: round(median[LIMITS[1]][k] / median[LIMITS[0]][k], 3) for k in median[LIMITS[0]] if median[LIMITS[0]][k]}
     result = write_result(args.out, {"date": day.isoformat(), "root": str(cfg.paths.root), "session_default": own,

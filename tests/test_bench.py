@@ -75,15 +75,21 @@ def test_results_record_the_commit_that_measured_them():
 
 
 def test_the_codegen_bench_compares_the_lists_bytes_not_their_random_folders(tmp_path):
-    """bench/codegen_limit.py stops when two nights publish different lists: each night publishes into folders of
-    random names, and a manifest records when; only the lists' names and bytes count."""
-    from bench import codegen_limit
+    """bench/codegen_limit.py stops when two nights publish different lists (it reads them as bench/compare_runs.py
+    does): each night publishes into folders of random names, and a manifest records when; only the lists' names
+    and bytes count."""
+    import gzip
+
+    from bench import compare_runs
 
     def night(root, folder, body, when):
-        (root / folder).mkdir(parents=True)
-        (root / folder / "sms_push_20261120.csv.gz").write_bytes(body)
-        (root / folder / "manifest.json").write_text(json.dumps({"published_at": when}))
-        return codegen_limit.lists_digest(root)
+        day = root / "exports" / "2026-11-20"
+        (day / folder).mkdir(parents=True)
+        (day / folder / "sms_push_20261120.csv.gz").write_bytes(gzip.compress(body, mtime=0))
+        (day / folder / "manifest.json").write_text(json.dumps(
+            {"rows": 1, "files": [{"name": "sms_push_20261120.csv.gz"}], "published_at": when}))
+        (day / "sms_push").symlink_to(folder)
+        return compare_runs.lists(root, "2026-11-20")
 
     first = night(tmp_path / "a", ".sms_push-1a92e136", b"rows", "00:01")
     assert night(tmp_path / "b", ".sms_push-440b776c", b"rows", "00:03") == first
