@@ -59,9 +59,9 @@ help:
 # (an index it cannot reach, a certificate its bundled roots do not hold: UV_SYSTEM_CERTS=true uses the system's),
 # pip installs them as before.
 UV_VERSION ?= 0.13.9
-# uv reads neither pip.conf nor PIP_*: an index pip is given in the environment is passed on
 # pip, setuptools and wheel upgraded in the environment as pip's way does (the venv's bundled ones are older)
 UV_TOOLS = pip setuptools wheel --upgrade-package pip --upgrade-package setuptools --upgrade-package wheel
+# uv reads neither pip.conf nor PIP_*: an index pip is given in the environment is passed on
 UV_INDEX = $(if $(PIP_INDEX_URL),--default-index $(PIP_INDEX_URL)) $(if $(PIP_EXTRA_INDEX_URL),--index $(PIP_EXTRA_INDEX_URL))
 
 $(STAMP): setup.cfg pyproject.toml
