@@ -28,7 +28,7 @@ from cluster_check import TABLES, table_digest  # noqa: E402
 
 MORE = {"gold.propensity": ("customer_id", "snapshot_date", "model"), "gold.cpc_offers": ("customer_id", "snapshot_date", "rank"),
         "gold.customer_tags@all": ("customer_id", "snapshot_date"), "gold.tag_stats": ("tag_id", "value"),
-        "gold.fit_product_channel": ("product_id", "channel"),
+        "gold.fit_product_channel": ("product_id", "channel"), "gold.trial_funnel": ("customer_id", "product_id"),
         # every evaluation date: table_digest filters on snapshot_date or day only
         "gold.campaign_eval": ("eval_date", "level", "campaign_id", "channel", "product_id", "service_tier")}
 

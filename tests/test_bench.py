@@ -74,10 +74,10 @@ def test_results_record_the_commit_that_measured_them():
     assert isinstance(got["dirty"], bool)
 
 
-def test_the_codegen_bench_compares_the_lists_bytes_not_their_random_folders(tmp_path):
-    """bench/codegen_limit.py stops when two nights publish different lists (it reads them as bench/compare_runs.py
-    does): each night publishes into folders of random names, and a manifest records when; only the lists' names
-    and bytes count."""
+def test_the_night_ab_bench_compares_the_lists_bytes_not_their_random_folders(tmp_path):
+    """bench/night_ab.py (and bench/codegen_limit.py, which runs it) stops when two nights publish different lists
+    (it reads them as bench/compare_runs.py does): each night publishes into folders of random names, and a manifest
+    records when; only the lists' names and bytes count."""
     import gzip
 
     from bench import compare_runs
@@ -94,6 +94,32 @@ def test_the_codegen_bench_compares_the_lists_bytes_not_their_random_folders(tmp
     first = night(tmp_path / "a", ".sms_push-1a92e136", b"rows", "00:01")
     assert night(tmp_path / "b", ".sms_push-440b776c", b"rows", "00:03") == first
     assert night(tmp_path / "c", ".sms_push-1a92e136", b"other rows", "00:01") != first
+
+
+def test_the_night_ab_bench_names_each_night_and_output_that_differs_and_takes_medians():
+    from bench import night_ab
+
+    warm = {"lists": {"sms_push": {"rows": 1}}, "tables": {"gold.cpc_offers": {"rows": 3}, "gold.cpc_funnel": {"rows": 2}}}
+    same = {**warm, "seconds": {"score": 4.0}, "night": 10.0}
+    other = {"lists": {"sms_push": {"rows": 2}}, "tables": {"gold.cpc_offers": {"rows": 3}}, "seconds": {"score": 2.0},
+             "night": 6.0}
+    runs = {"one_after_another": [same, same], "side_by_side": [same, other]}
+    assert night_ab.differing(warm, runs) == ["side_by_side #2: sms_push", "side_by_side #2: gold.cpc_funnel"]
+    assert night_ab.differing(warm, {"one_after_another": [same]}) == []
+    assert night_ab.medians(runs) == {"one_after_another": {"score": 4.0, "night": 10.0},
+                                      "side_by_side": {"score": 3.0, "night": 8.0}}
+    assert set(night_ab.SWITCHES) == {"codegen_limit", "parallel_writes"}
+
+
+def test_the_writes_switch_of_the_night_ab_bench_sets_the_lake_s_way_and_reads_it_back(monkeypatch):
+    from bench import night_ab
+    from jobs.platform import lake
+
+    monkeypatch.setattr(lake, "SIDE_BY_SIDE", True)
+    switch = night_ab.SWITCHES["parallel_writes"]
+    assert switch.current(None) == switch.ways[1] == "side_by_side"
+    switch.set(None, "one_after_another")
+    assert lake.SIDE_BY_SIDE is False and switch.current(None) == "one_after_another"
 
 
 # --- bench/model_profiles.py: the models' quality per simulator profile -----------------------------------------
