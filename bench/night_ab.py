@@ -9,15 +9,16 @@ the day's published lists and tables are read as ``bench/compare_runs.py`` reads
 their links, each table cell for cell; ``gold.customer_tags`` of the date, not its every snapshot): every night
 must give the same, or the script stops. Spark runs here: run it alone, on a root a nightly has run on.
 
-    .venv/bin/python bench/night_ab.py parallel_writes --date 2026-11-20 --repeat 3
     .venv/bin/python bench/night_ab.py codegen_limit --date 2026-11-20 --repeat 2   (bench/codegen_limit.py)
 
 The switches (:data:`SWITCHES`):
 
 - ``codegen_limit``: Spark's whole-stage method limit (``spark.sql.codegen.hugeMethodLimit``) at its default 65535
   and at HotSpot's JIT limit 8000 (not adopted: docs/benchmarks.md, "Whole-stage methods over the JIT's limit");
-- ``parallel_writes``: a stage's independent Delta writes one after another, or side by side on threads
-  (``jobs.platform.lake.replace_all``; the score stage's four tables, the evaluation's two).
+- ``parallel_writes`` (at 168d6d0 only): a stage's independent Delta writes one after another, or side by side on
+  threads (``lake.replace_all`` there: the score stage's four tables, the evaluation's two). The night took 0.99x
+  as long side by side (``bench/results/parallel_writes.json``), so the change was taken out with its switch
+  (docs/benchmarks.md, "Delta writes side by side").
 
 Storage root and Spark from conf/env (``CPC_ROOT`` overrides). Prints the medians and writes
 ``bench/results/<switch>.json`` with the commit.
@@ -53,22 +54,9 @@ def _set_codegen(spark, way: str) -> None:
     spark.conf.set(CODEGEN_KEY, way)  # read when a query is planned, so it can change between queries
 
 
-def _set_writes(spark, way: str) -> None:
-    from jobs.platform import lake
-
-    lake.SIDE_BY_SIDE = way == "side_by_side"
-
-
-def _writes_now(spark) -> str:
-    from jobs.platform import lake
-
-    return "side_by_side" if lake.SIDE_BY_SIDE else "one_after_another"
-
-
 SWITCHES: dict[str, Switch] = {
     # Spark's default (the largest valid Java method), HotSpot's HugeMethodLimit
     "codegen_limit": Switch(("65535", "8000"), _set_codegen, lambda spark: spark.conf.get(CODEGEN_KEY)),
-    "parallel_writes": Switch(("one_after_another", "side_by_side"), _set_writes, _writes_now),
 }
 
 

@@ -59,7 +59,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -110,7 +109,6 @@ COMMON: tuple[Target, ...] = (
     *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr",
                                                                      "localCheckpoint", "checkpoint")),
     Target("jobs.platform.lake", "days_rewritten"),  # a Delta log read: the tag state's start, evaluate's plan
-    Target("jobs.platform.lake", "replace_all"),  # writes side by side: each replace inside it, on its own thread
     Target("pyspark.sql.group:GroupedData", "agg"),
     Target("pyspark.sql.catalog:Catalog", "clearCache"),
 )
@@ -249,37 +247,17 @@ class Recorder:
         self.clock, self.counters, self.log_size = clock, counters, log_size
         self.root = Node("")
         self._stack = [self.root]
-        self._owner = threading.get_ident()
-        self._local = threading.local()
-        self._lock = threading.Lock()
-
-    def _here(self) -> list[Node]:
-        """This thread's stack of open parts. Another thread's parts (the side-by-side writes of
-        ``lake.replace_all``) sit inside the part the recorder's own thread has open when they start, which waits
-        for them; parts side by side each count their own seconds and counters (Spark's jobs of both)."""
-        if threading.get_ident() == self._owner:
-            return self._stack
-        stack = getattr(self._local, "stack", None)
-        if not stack or len(stack) == 1:  # nothing open on this thread: start inside the owner's open part
-            stack = self._local.stack = [self._stack[-1]]
-        return stack
 
     @contextmanager
     def part(self, label: str, probe: bool = False) -> Iterator[Node]:
-        stack = self._here()
-        with self._lock:
-            node = stack[-1].children.setdefault(label, Node(label, probe=probe))
+        node = self._stack[-1].children.setdefault(label, Node(label, probe=probe))
         before, log0 = self.counters(), self.log_size()
         start = self.clock()
-        stack.append(node)
+        self._stack.append(node)
         try:
             yield node
         finally:
-            stack.pop()
-            self._finish(node, start, before, log0)
-
-    def _finish(self, node: Node, start: float, before: dict, log0: int | None) -> None:
-        with self._lock:
+            self._stack.pop()
             node.calls += 1
             node.seconds += self.clock() - start
             for k, v in self.counters().items():

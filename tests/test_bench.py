@@ -103,23 +103,11 @@ def test_the_night_ab_bench_names_each_night_and_output_that_differs_and_takes_m
     same = {**warm, "seconds": {"score": 4.0}, "night": 10.0}
     other = {"lists": {"sms_push": {"rows": 2}}, "tables": {"gold.cpc_offers": {"rows": 3}}, "seconds": {"score": 2.0},
              "night": 6.0}
-    runs = {"one_after_another": [same, same], "side_by_side": [same, other]}
-    assert night_ab.differing(warm, runs) == ["side_by_side #2: sms_push", "side_by_side #2: gold.cpc_funnel"]
-    assert night_ab.differing(warm, {"one_after_another": [same]}) == []
-    assert night_ab.medians(runs) == {"one_after_another": {"score": 4.0, "night": 10.0},
-                                      "side_by_side": {"score": 3.0, "night": 8.0}}
-    assert set(night_ab.SWITCHES) == {"codegen_limit", "parallel_writes"}
-
-
-def test_the_writes_switch_of_the_night_ab_bench_sets_the_lake_s_way_and_reads_it_back(monkeypatch):
-    from bench import night_ab
-    from jobs.platform import lake
-
-    monkeypatch.setattr(lake, "SIDE_BY_SIDE", True)
-    switch = night_ab.SWITCHES["parallel_writes"]
-    assert switch.current(None) == switch.ways[1] == "side_by_side"
-    switch.set(None, "one_after_another")
-    assert lake.SIDE_BY_SIDE is False and switch.current(None) == "one_after_another"
+    runs = {"65535": [same, same], "8000": [same, other]}
+    assert night_ab.differing(warm, runs) == ["8000 #2: sms_push", "8000 #2: gold.cpc_funnel"]
+    assert night_ab.differing(warm, {"65535": [same]}) == []
+    assert night_ab.medians(runs) == {"65535": {"score": 4.0, "night": 10.0}, "8000": {"score": 3.0, "night": 8.0}}
+    assert set(night_ab.SWITCHES) == {"codegen_limit"}
 
 
 # --- bench/model_profiles.py: the models' quality per simulator profile -----------------------------------------

@@ -103,21 +103,6 @@ def test_wrapped_functions_nest_add_up_and_are_put_back(fake_stage):
     assert inner.summary() == {"calls": 2, "seconds": 2.0, "self_seconds": 2.0, "jobs": 2}
 
 
-def test_parts_on_other_threads_sit_inside_the_part_that_waits_for_them(fake_stage):
-    """``lake.replace_all`` writes on threads of its own: their parts go inside the part its caller has open."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    mod, jobs = fake_stage
-    mod.side_by_side = lambda: [f.result() for f in [ThreadPoolExecutor(2).submit(mod.inner, i) for i in (1, 2)]]
-    rec = tb.Recorder(counters=jobs)
-    with rec.patched((tb.Target("fake_stage", "side_by_side"), tb.Target("fake_stage", "inner"))):
-        assert mod.side_by_side() == [2, 3]
-        assert mod.inner(5) == 6  # on the recorder's own thread again
-    outer = rec.root.children["fake_stage.side_by_side"]
-    assert list(outer.children) == ["fake_stage.inner"] and outer.children["fake_stage.inner"].calls == 2
-    assert rec.root.children["fake_stage.inner"].calls == 1, "after it, a part opens at the top again"
-
-
 def test_a_failing_function_is_recorded_and_everything_put_back(fake_stage):
     mod, jobs = fake_stage
     original = mod.broken

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from jobs.platform import arrow_lake
 from jobs.platform.config import Paths
@@ -126,45 +124,6 @@ def replace(df, paths: Paths, table: str, predicate: str | None, merge_schema: b
     else:
         writer = writer.option("overwriteSchema", "true")
     writer.save(_path(paths, table))
-
-
-@dataclass(frozen=True)
-class Write:
-    """One :func:`replace` of :func:`replace_all`: the frame, the table, its predicate and ``merge_schema``."""
-    df: Any
-    table: str
-    predicate: str | None
-    merge_schema: bool = False
-
-
-# Writes of one :func:`replace_all` run side by side; False: one after another, in the order given (the
-# benchmark `bench/parallel_writes.py` switches it to compare the two in one session).
-SIDE_BY_SIDE = True
-
-
-def replace_all(paths: Paths, writes: Sequence[Write]) -> None:
-    """Several :func:`replace` calls of one stage, each its own atomic commit to its own table, run side by side
-    on threads of this process. A small Delta write costs about a second of driver work and small jobs (the
-    table's state, the commit) whatever its rows (docs/benchmarks.md, "The fixed cost of a night"); two or three
-    at once overlap that on two cores. Each write commits or fails alone; unlike one after another, an error in
-    one does not stop the others: they finish, then the first error (in ``writes``' order) is raised. No table may be written twice
-    in one call, and a write that must come after the others (a log that marks a run as done) is not one of them."""
-    tables = [w.table for w in writes]
-    if len(set(tables)) != len(tables):
-        raise ValueError(f"replace_all writes each table once: {sorted(t for t in set(tables) if tables.count(t) > 1)}")
-    for w in writes:
-        _path(paths, w.table)  # an unknown table fails before anything is written
-    if not SIDE_BY_SIDE or len(writes) < 2:
-        for w in writes:
-            replace(w.df, paths, w.table, w.predicate, merge_schema=w.merge_schema)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=len(writes), thread_name_prefix="write") as pool:
-        futures = [pool.submit(replace, w.df, paths, w.table, w.predicate, merge_schema=w.merge_schema) for w in writes]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
 
 
 def append(df, paths: Paths, table: str) -> None:

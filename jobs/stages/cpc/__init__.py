@@ -139,6 +139,7 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
         "snapshot_date", "product_id", "channel", "fit", "prior", "success", "cost", "effort", "commission",
         "authentication", "orders", "contacts", "success_from_history")
     cond = f"snapshot_date = '{day.isoformat()}'"
+    lake.replace(pc_df, paths, "gold.fit_product_channel", cond)
     pc_fit = {(r["product_id"], r["channel"]): r["fit"] for r in pc_rows}
     versions = input_versions(spark, paths)
     s = uplift_model.load_settings()
@@ -162,17 +163,14 @@ def run(spark, paths: Paths, day: dt.date) -> dict:
     # merge_schema: a table written before the explored column gains it (older rows read null). The summary's
     # counts are observed on the rows as the write's own job writes them: no query reads them back. The observed
     # node sits in the write's last stage, so a retried task counts once; a shuffle added above it (a write that
-    # repartitions) would let a retried stage count twice. The four tables are written side by side; ops.cpc_runs,
-    # the run's record, after them.
+    # repartitions) would let a retried stage count twice.
     from pyspark.sql import Observation
 
     counted = Observation("cpc_decisions_written")
-    lake.replace_all(paths, [
-        lake.Write(decisions(decided, run_id).observe(counted, *written_counts(channels)), "gold.cpc_decisions", cond,
-                   merge_schema=True),
-        lake.Write(offers(decided, policy.top_offers), "gold.cpc_offers", cond),
-        lake.Write(funnel_rows(decided, day, removed), "gold.cpc_funnel", cond),
-        lake.Write(pc_df, "gold.fit_product_channel", cond)])
+    lake.replace(decisions(decided, run_id).observe(counted, *written_counts(channels)), paths, "gold.cpc_decisions", cond,
+                 merge_schema=True)
+    lake.replace(offers(decided, policy.top_offers), paths, "gold.cpc_offers", cond)
+    lake.replace(funnel_rows(decided, day, removed), paths, "gold.cpc_funnel", cond)
     record = spark.createDataFrame([(
         day, run_id, json.dumps(versions, sort_keys=True), json.dumps(used_models, sort_keys=True),
         campaign_conf.config_fingerprint(), json.dumps(asdict(policy), sort_keys=True),

@@ -503,15 +503,14 @@ def run(spark, paths: Paths, day: dt.date, full: bool = False) -> dict:
     method, n_dates = rebuild_outcomes(spark, paths, day, s, full=full)
     out = lake.read(spark, paths, rebuild.OUTCOMES).where(rebuild.lookback(day, s["lookback_days"]))  # as now written
     ev = evaluation(out.where(F.col("snapshot_date") < F.lit(day)), day)
+    lake.replace(ev, paths, "gold.campaign_eval", f"eval_date = '{day.isoformat()}'", merge_schema=True)
     trial_since = day - dt.timedelta(days=TRIAL_LOOKBACK_DAYS)
     trial_orders = lake.read(spark, paths, "bronze.orders").where(
         (F.col("delivery_date") > F.lit(trial_since)) & (F.col("delivery_date") <= F.lit(day)))
     trial_dec = lake.read(spark, paths, "gold.cpc_decisions").where(
         (F.col("snapshot_date") > F.lit(trial_since)) & (F.col("snapshot_date") <= F.lit(day)))
     tags = lake.read(spark, paths, "gold.customer_tags").where(F.col("snapshot_date") == F.lit(day))
-    lake.replace_all(paths, [  # side by side: neither reads the other
-        lake.Write(ev, "gold.campaign_eval", f"eval_date = '{day.isoformat()}'", merge_schema=True),
-        lake.Write(trial_funnel(trial_orders, trial_dec, tags, day), "gold.trial_funnel", f"snapshot_date = '{day.isoformat()}'")])
+    lake.replace(trial_funnel(trial_orders, trial_dec, tags, day), paths, "gold.trial_funnel", f"snapshot_date = '{day.isoformat()}'")
     trials = [r.asDict() for r in lake.read(spark, paths, "gold.trial_funnel").where(F.col("snapshot_date") == F.lit(day)).groupBy(
         "status", "next_step").agg(F.count(F.lit(1)).alias("trials"),
                                    *[F.sum(F.col(n).cast("int")).alias(n) for n, _ in TRIAL_STEPS]).collect()]  # a few rows
