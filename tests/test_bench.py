@@ -110,6 +110,27 @@ def test_the_night_ab_bench_names_each_night_and_output_that_differs_and_takes_m
     assert set(night_ab.SWITCHES) == {"codegen_limit"}
 
 
+def test_the_decision_bench_copies_each_customer_s_candidates_under_new_ids_and_checks_the_contacts(spark):
+    """bench/decision_scale.py: every candidate ``copies`` times, each copy a customer of its own; the checks
+    count contacts per channel, a channel over its capacity and a customer contacted twice."""
+    from bench import decision_scale
+
+    cands = spark.createDataFrame([("C1", "sms", 1.0), ("C1", "email", 2.0), ("C2", "sms", 3.0)],
+                                  "customer_id string, channel string, expected_value double")
+    copied = decision_scale.copies_of(cands, 3)
+    assert copied.columns == cands.columns and copied.count() == 9
+    assert sorted(r[0] for r in copied.select("customer_id").distinct().collect()) == [
+        "C1~0", "C1~1", "C1~2", "C2~0", "C2~1", "C2~2"]
+    decided = spark.createDataFrame([("C1", "sms", "contact", 1.0), ("C1", "email", "contact", 2.0),
+                                     ("C2", "sms", "contact", 3.0), ("C3", "sms", "holdout", 9.0)],
+                                    "customer_id string, channel string, outcome string, expected_value double")
+    seen = decision_scale.checks(decided, {"sms": 1, "email": 5})
+    assert seen["per_channel"] == {"sms": {"contacts": 2, "expected_value": 4.0}, "email": {"contacts": 1, "expected_value": 2.0}}
+    assert (seen["contacts"], seen["over_capacity"], seen["customers_contacted_twice"]) == (3, {"sms": 2}, 1)
+    with pytest.raises(SystemExit):
+        decision_scale.parse_args(["--date", "2026-11-20", "--customers", "0"])
+
+
 # --- bench/model_profiles.py: the models' quality per simulator profile -----------------------------------------
 def _validation(n: int = 400, seed: int = 1):
     import numpy as np
