@@ -71,18 +71,27 @@ def jobs_done(spark) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench.assignment_check import day_candidates
-    from bench.nightly_bench import PeakMemory, write_result
-    from jobs.platform.business import daily_capacity
     from jobs.platform.config import settings
     from jobs.platform.provenance import git_state
     from jobs.platform.spark import get_spark
-    from jobs.stages import cpc
 
     cfg, code = settings(), git_state()
     spark = get_spark(cfg, app_name="cpc-bench-decision")
     work = args.work or cfg.paths.root / "bench-decision"
     shutil.rmtree(work, ignore_errors=True)
+    try:
+        return measure(spark, cfg, code, args, work, sys.argv[1:] if argv is None else argv)
+    finally:  # the copied candidates are gigabytes at a million: never left behind, whatever happened
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(spark, cfg, code: dict, args: argparse.Namespace, work: Path, argv: list[str]) -> int:
+    """The run of :func:`main` in ``work``: prepares, times, checks and writes the result; the exit status."""
+    from bench.assignment_check import day_candidates
+    from bench.nightly_bench import PeakMemory, write_result
+    from jobs.platform.business import daily_capacity
+    from jobs.stages import cpc
+
     with PeakMemory() as peak:
         t0 = time.perf_counter()
         cands, channels, policy, base_customers = day_candidates(spark, cfg, args.date)
@@ -103,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         write_s = time.perf_counter() - t2
         decide_peak = peak.take()
     seen = checks(decided, capacity)
-    shutil.rmtree(work, ignore_errors=True)
     out = args.out or ROOT / "bench" / "results" / f"decision_scale_{args.customers}.json"
     write_result(out, {
         "date": args.date.isoformat(), "root": str(cfg.paths.root), "assignment": policy.assignment,
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "decision_seconds": round(decide_s, 1), "decision_spark_jobs": decide_jobs,
         "decisions_write_seconds": round(write_s, 1), "decision_peak_gib": round(decide_peak / 2**30, 2),
         "target_seconds": 120, "capacity": capacity, **seen}, cfg, "bench/decision_scale.py",
-        sys.argv[1:] if argv is None else argv, code)
+        argv, code)
     print(f"decision_scale: {customers:,} customers, {rows:,} candidates: the decision {decide_s:.1f}s (target 120 s), "
           f"its write {write_s:.1f}s, peak {decide_peak / 2**30:.2f} GiB; {seen['contacts']:,} contacts, over capacity "
           f"{seen['over_capacity'] or 'none'}, contacted twice {seen['customers_contacted_twice']} -> {out}", flush=True)

@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=3, help="nights each way (default 3)")
     ap.add_argument("--out", type=Path, help="default bench/results/<switch>.json")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     switch, out = SWITCHES[args.switch], args.out or ROOT / "bench" / "results" / f"{args.switch}.json"
     day, cfg, code = parse_date(args.date), settings(), git_state()
     spark = get_spark(cfg)

@@ -108,6 +108,8 @@ def test_the_night_ab_bench_names_each_night_and_output_that_differs_and_takes_m
     assert night_ab.differing(warm, {"65535": [same]}) == []
     assert night_ab.medians(runs) == {"65535": {"score": 4.0, "night": 10.0}, "8000": {"score": 3.0, "night": 8.0}}
     assert set(night_ab.SWITCHES) == {"codegen_limit"}
+    with pytest.raises(SystemExit):  # before any Spark
+        night_ab.main(["codegen_limit", "--date", "2026-11-20", "--repeat", "0"])
 
 
 def test_the_decision_bench_copies_each_customer_s_candidates_under_new_ids_and_checks_the_contacts(spark):
