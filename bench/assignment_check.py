@@ -56,22 +56,27 @@ def day_candidates(spark, cfg, day: dt.date):
     return cands, channels, policy, cpc.day_customers(spark, cfg.paths, day)
 
 
-def one_decision(cands, channels, policy, customers: int, method: str) -> dict:
-    """The decision with one assignment method: its contacts summed, per channel, and the time it took."""
+def contacts_of(decided) -> dict:
+    """A decision's contacts: per channel (contacts, expected value), in all, and the customers contacted twice
+    (small results: a row per channel, one count)."""
     from pyspark.sql import functions as F
 
+    contacts = decided.where(F.col("outcome") == "contact")
+    per = {r["channel"]: {"contacts": int(r["n"]), "expected_value": r["ev"]}  # one row per channel
+           for r in contacts.groupBy("channel").agg(F.count("*").alias("n"), F.sum("expected_value").alias("ev")).collect()}
+    return {"contacts": sum(v["contacts"] for v in per.values()), "expected_value": sum(v["expected_value"] for v in per.values()),
+            "per_channel": per, "customers_contacted_twice": contacts.groupBy("customer_id").count().where("count > 1").count()}
+
+
+def one_decision(cands, channels, policy, customers: int, method: str) -> dict:
+    """The decision with one assignment method: its contacts summed, per channel, and the time it took."""
     from jobs.stages import cpc
 
     t0 = time.time()
     decided = cpc.decide(cands, channels, dataclasses.replace(policy, assignment=method), log=lambda *_: None,
                          customers=customers).localCheckpoint()
-    contacts = decided.where(F.col("outcome") == "contact")
-    per = {r["channel"]: {"contacts": r["n"], "expected_value": r["ev"]}  # one row per channel
-           for r in contacts.groupBy("channel").agg(F.count("*").alias("n"), F.sum("expected_value").alias("ev")).collect()}
-    twice = contacts.groupBy("customer_id").count().where("count > 1").count()
-    return {"seconds": round(time.time() - t0, 1), "contacts": sum(v["contacts"] for v in per.values()),
-            "expected_value": sum(v["expected_value"] for v in per.values()), "per_channel": per,
-            "customers_contacted_twice": twice}
+    seen = contacts_of(decided)
+    return {"seconds": round(time.time() - t0, 1), **seen}
 
 
 def commit() -> str:

@@ -53,20 +53,14 @@ def copies_of(cands, copies: int):
 
 
 def checks(decided, capacity: dict[str, int]) -> dict:
-    """Contacts and expected value per channel, channels over capacity, customers contacted twice (small results)."""
-    from pyspark.sql import functions as F
+    """``bench/assignment_check.contacts_of`` (contacts and expected value per channel, customers contacted twice),
+    the values rounded to cents, and the channels over ``capacity``."""
+    from bench.assignment_check import contacts_of
 
-    contacts = decided.where(F.col("outcome") == "contact")
-    per = {r["channel"]: {"contacts": int(r["n"]), "expected_value": round(float(r["ev"]), 2)}  # a row per channel
-           for r in contacts.groupBy("channel").agg(F.count("*").alias("n"), F.sum("expected_value").alias("ev")).collect()}
-    return {"per_channel": per, "contacts": sum(v["contacts"] for v in per.values()),
-            "over_capacity": {ch: v["contacts"] for ch, v in per.items() if v["contacts"] > capacity.get(ch, 0)},
-            "customers_contacted_twice": contacts.groupBy("customer_id").count().where("count > 1").count()}
-
-
-def jobs_done(spark) -> int:
-    """Spark jobs this session has started so far (the DAG scheduler's count)."""
-    return int(spark.sparkContext._jsc.sc().dagScheduler().numTotalJobs())
+    seen = contacts_of(decided)
+    per = {ch: {**v, "expected_value": round(float(v["expected_value"]), 2)} for ch, v in seen["per_channel"].items()}
+    return {**seen, "expected_value": round(float(seen["expected_value"]), 2), "per_channel": per,
+            "over_capacity": {ch: v["contacts"] for ch, v in per.items() if v["contacts"] > capacity.get(ch, 0)}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure(spark, cfg, code: dict, args: argparse.Namespace, work: Path, argv: list[str]) -> int:
     """The run of :func:`main` in ``work``: prepares, times, checks and writes the result; the exit status."""
     from bench.assignment_check import day_candidates
+    from bench.night_fixed_cost import jobs_counter
     from bench.nightly_bench import PeakMemory, write_result
     from jobs.platform.business import daily_capacity
     from jobs.stages import cpc
@@ -103,9 +98,10 @@ def measure(spark, cfg, code: dict, args: argparse.Namespace, work: Path, argv: 
         print(f"decision_scale: {rows:,} candidates of {customers:,} customers ({copies} copies of {base_customers:,}) "
               f"in {prepare_s:.1f}s", flush=True)
         capacity = {c.id: daily_capacity(c.capacity, customers) for c in channels if c.kind == "active"}
-        jobs0, t1 = jobs_done(spark), time.perf_counter()
+        jobs_started = jobs_counter(spark)
+        jobs0, t1 = jobs_started(), time.perf_counter()
         decided = cpc.decide(pool, channels, policy, customers=customers).localCheckpoint()
-        decide_s, decide_jobs = time.perf_counter() - t1, jobs_done(spark) - jobs0
+        decide_s, decide_jobs = time.perf_counter() - t1, jobs_started() - jobs0
         print(f"decision_scale: the decision {decide_s:.1f}s ({decide_jobs} Spark jobs)", flush=True)
         t2 = time.perf_counter()
         cpc.decisions(decided, "bench").write.format("delta").save(str(work / "cpc_decisions"))
