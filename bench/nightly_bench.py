@@ -14,8 +14,9 @@ Phases, in one run on the same data:
    history, as the night before would have left it;
 5. ``nightly``: every nightly stage on the last date (day ``--days``); its tags stage steps the state by a day;
 6. ``alternatives``: the tags stage again with ``--full`` (window features recomputed from the history, the
-   reference), the tag engine alone, one query per tag (a sample, extrapolated; ``--per-tag-sample 0`` skips
-   them) and DuckDB over the same files (``bench/tag_alternatives.py``);
+   reference), then the nightly's tags (the step) against it for every tag and customer, the tag engine alone,
+   one query per tag (a sample, extrapolated; ``--per-tag-sample 0`` skips them) and DuckDB over the same files
+   (``bench/tag_alternatives.py``);
 7. ``processes``: each nightly stage on the last date again, each in a fresh process as a scheduler's task runs
    it (``bench/stage_processes.py``): its seconds against the warm session's, and its own peak memory;
 8. ``one process``: then every nightly stage of the last date in one fresh process, as the DAG's one task
@@ -25,6 +26,10 @@ Phases, in one run on the same data:
 Ratios: (1) per-tag queries / engine, (2) Spark engine / DuckDB, (3) the day-1 stages on the last day / on
 day 1, (4) Great Expectations validation / ingest time in the nightly's ingest stage, (5) the nightly's tags
 stage (incremental) / the same stage with ``--full``, (6) that tags stage / DuckDB's full recompute.
+
+A run that stopped (a session's end, a killed process) is continued with ``--resume``: the phases its result
+file records are kept, the others run on the lake it left, in a new session (the result lists each process's
+phases: a resumed phase pays a cold start). A change to the pipeline's code since the first process refuses it.
 
 Everything goes under ``var/bench/<customers>x<days>/`` (its own storage root; ``--keep-data`` reuses the
 generated files of an earlier run of the same size). Peak memory is the largest resident set of this process
@@ -89,6 +94,46 @@ class PeakMemory:
         self._thread.join()
 
 
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def pipeline_changed(commit: str | None) -> str:
+    """The pipeline's files (:data:`PIPELINE_CODE`) that differ between ``commit`` and the working tree, or ''."""
+    import subprocess
+
+    if not commit:
+        return "the first process recorded no commit"
+    out = subprocess.run(["git", "diff", "--name-only", commit, "--", *PIPELINE_CODE], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    if out.returncode:
+        return f"git diff failed: {out.stderr.strip()}"
+    files = out.stdout.split()
+    return ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+
+
+def step_against_full(spark, paths, day: dt.date, step_version: int) -> dict:
+    """The nightly's tags of ``day`` (``gold.customer_tags`` at ``step_version``, from the incremental state)
+    against the same date now (written by ``tags --full``, the reference): every tag of every customer, compared
+    as text (a double's text names its bits), with :func:`jobs.stages.tags.incremental.differences`."""
+    from jobs.platform import lake
+    from jobs.stages.tags.incremental import differences
+
+    where = f"snapshot_date = DATE'{day.isoformat()}'"
+    step = lake.read(spark, paths, TAGS, step_version).where(where)
+    full_version = lake.version(spark, paths, TAGS)
+    full = lake.read(spark, paths, TAGS, full_version).where(where)
+    columns = [c for c in step.columns if c not in ("customer_id", "snapshot_date")]
+    diffs = differences(step, full, columns, "tag").localCheckpoint()
+    n = diffs.count()
+    first = [r.asDict() for r in diffs.orderBy("customer_id", "name").limit(5).collect()]  # at most 5 rows
+    out = {"customers": step.count(), "customers_full": full.count(), "columns": len(columns), "differences": n,
+           "examples": first, "step_version": step_version, "full_version": full_version}
+    print(f"the step's tags against --full's: {n:,} differences over {out['customers']:,} customers x {len(columns)} "
+          "columns", flush=True)
+    return out
+
+
 def machine() -> dict:
     import psutil
 
@@ -119,6 +164,10 @@ def write_result(path: Path, result: dict, cfg, script: str, argv: list[str], co
 
 
 DAY_ONE_STAGES = ("ingest", "conform", "tags", "segments")  # the stages that read history
+PHASES = ("simulate", "day 1", "history", "state", "nightly", "alternatives", "processes", "one process")
+TAGS = "gold.customer_tags"
+# What the pipeline computes: a change here since a run's first process makes its result two codes' (--resume)
+PIPELINE_CODE = ("jobs", "dags", "conf", "models", "schemas", "expectations", "simulator")
 PER_TAG_SAMPLE = 16
 # Issue 8's targets at 1 million customers on this machine: (what, limit, "max" or "min")
 TARGETS = {"nightly_seconds": (600, "max"), "nightly_peak_memory_gib": (12 / 1.073741824, "max"),
@@ -197,6 +246,17 @@ def markdown(r: dict) -> str:
         g = r["growth"]
         lines += ["", f"Growth of nightly time in customers ({', '.join(f'{n:,}: {t:.0f} s' for n, t in zip(g['sizes'], g['nightly_seconds'], strict=True))}): "
                   f"exponent {g['exponent']} (1 = linear)"]
+    full = r.get("incremental_against_full")
+    if full:
+        lines += ["", "The nightly's tags (the incremental step) against `tags --full` (the reference): " + (
+            f"equal, every one of {full['columns']} columns for {full['customers']:,} customers" if not full["differences"]
+            else f"**{full['differences']:,} values differ** ({full['customers']:,} customers in the step, "
+                 f"{full['customers_full']:,} in the reference); first: {full['examples'][0]}")]
+    runs = r.get("runs") or []
+    if len(runs) > 1:
+        lines += ["", "Resumed (`--resume`), the phases by process: " + "; ".join(
+            f"{i + 1}. {run.get('started_at') or 'start not recorded'} at {(run.get('commit') or 'no commit')[:7]}: "
+            f"{', '.join(run['phases']) or 'none'}" for i, run in enumerate(runs))]
     by_stage = r.get("ratio_details", {}).get("day_n_over_day_1_by_stage")
     if by_stage:
         lines += ["", "Day " + str(r["days"]) + " / day 1 by stage: " + ", ".join(f"{k} {v}" for k, v in by_stage.items())]
@@ -225,6 +285,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep-data", action="store_true", help="reuse the landing files of an earlier run of this size")
     ap.add_argument("--per-tag-sample", type=int, default=PER_TAG_SAMPLE,
                     help="tags timed one query each for ratio 1 (0: skip the tag alternatives)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run of this size that stopped: keep the phases its result file records, run "
+                         "the others on its lake")
     ap.add_argument("--processes", action=argparse.BooleanOptionalAction, default=True,
                     help="last, each nightly stage again in a fresh process, as a scheduler's task runs it, then "
                          "every stage in one fresh process (bench/stage_processes.py; --no-processes skips both)")
@@ -255,6 +318,39 @@ class NightlyBench:
         from jobs.platform.provenance import git_state
 
         self.code = git_state()  # at the start: the code measured (the run writes its result into the tree)
+        self.runs = [{"started_at": now(), **self.code, "phases": []}]  # one entry per process (--resume adds one)
+        self.nightly_tags_version: int | None = None  # gold.customer_tags after the nightly's step
+        self.against_full: dict | None = None
+
+    def resume(self) -> set[str]:
+        """Take back what a stopped run of this size recorded (its phases, stages and figures) and return the
+        phases it finished; refuse when there is nothing to continue or the pipeline's code changed since."""
+        if not self.result_file.exists() or not (self.root / "lake").exists():
+            raise SystemExit(f"--resume: no run of {self.name} to continue ({self.result_file} and {self.root / 'lake'} "
+                             "are both needed); run without --resume")
+        old = json.loads(self.result_file.read_text())
+        want = {"run_date": self.args.end, "seed": self.args.seed, "profile": self.args.profile}
+        differ = {k: (old.get(k), v) for k, v in want.items() if old.get(k) != v}
+        if differ:
+            raise SystemExit(f"--resume: {self.result_file.name} is of another run ({differ}; recorded, asked)")
+        first = old.get("runs", [{"commit": old.get("commit")}])[0].get("commit")
+        changed = pipeline_changed(first)
+        if changed:
+            raise SystemExit(f"--resume: the pipeline's code changed since {first or 'the first process (no commit)'} "
+                             f"({changed}): start again without --resume")
+        done = [p for p in PHASES if p in old["phases"]]
+        wanted = PHASES if self.args.processes else PHASES[:-2]
+        if set(wanted) <= set(done):
+            raise SystemExit(f"--resume: {self.result_file.name} is complete; nothing to continue")
+        self.stages, self.phases = old["stages"], old["phases"]
+        self.ge, self.alternatives = old["ratio_details"]["ingest"], old["ratio_details"]["tags"] or {}
+        self.process_rows, self.one_process_row = old.get("processes") or [], old.get("processes_one_process")
+        self.nightly_tags_version, self.against_full = old.get("nightly_tags_version"), old.get("incremental_against_full")
+        self.code = {k: old.get(k) for k in ("commit", "dirty")}
+        self.runs = old.get("runs", [{"started_at": None, **self.code, "phases": done}]) + self.runs
+        print(f"bench {self.name}: resuming after {', '.join(done) or 'nothing'} (recorded at {old.get('measured_at')})",
+              flush=True)
+        return set(done)
 
     def timed(self, phase: str, stage: str, fn, count=None, unit: str = ""):
         t0 = time.time()
@@ -277,6 +373,7 @@ class NightlyBench:
     def phase_done(self, phase: str, mem: PeakMemory) -> None:
         seconds = sum(s["seconds"] for s in self.stages if s["phase"] == phase)
         self.phases[phase] = {"seconds": round(seconds, 1), "peak_memory_gib": round(mem.take() / 2**30, 2)}
+        self.runs[-1]["phases"].append(phase)
         print(f"bench {self.name}: {phase} done in {seconds:.0f}s, peak memory {self.phases[phase]['peak_memory_gib']} GiB",
               flush=True)
         self.save(self.build())
@@ -317,6 +414,10 @@ class NightlyBench:
             out = self.stage(self.end, "nightly", s)
             if s == "ingest":
                 self.ge["nightly"] = out
+            if s == "tags":
+                from jobs.platform import lake
+
+                self.nightly_tags_version = lake.version(None, self.cfg.paths, TAGS)
         self.phase_done("nightly", mem)
 
     def state(self, mem: PeakMemory) -> None:
@@ -336,6 +437,10 @@ class NightlyBench:
 
         self.timed("alternatives", "tags --full", lambda: STAGES["tags"](self.end, self.cfg, full=True),
                    lambda _o: self.args.customers, "customers")
+        if self.nightly_tags_version is not None:
+            self.against_full = self.timed("alternatives", "the step's tags against --full's",
+                                           lambda: step_against_full(spark, self.cfg.paths, self.end, self.nightly_tags_version),
+                                           lambda r: r["customers"], "customers")
         self.alternatives = self.timed(
             "alternatives", "tag engine / per-tag queries / DuckDB",
             lambda: tag_alternatives.compare(spark, self.cfg.paths, self.end, load_catalogue(), self.root / "work",
@@ -402,10 +507,13 @@ class NightlyBench:
                                                     "day_n_seconds": round(day_n, 1), "day_n_over_day_1_by_stage": per_stage,
                                                     "ingest": self.ge, "tags": self.alternatives},
                 "targets": targets(nightly, nightly_peak, ratios), "processes": self.process_rows,
-                "processes_one_process": self.one_process_row,
+                "processes_one_process": self.one_process_row, "seed": args.seed, "profile": args.profile,
+                "nightly_tags_version": self.nightly_tags_version, "incremental_against_full": self.against_full,
+                "runs": self.runs,
                 "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
                            + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else "")
-                           + ("" if args.processes else " --no-processes"),
+                           + ("" if args.processes else " --no-processes")
+                           + (" --resume" if len(self.runs) > 1 else ""),
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **self.code}
 
     def save(self, result: dict) -> None:
@@ -427,17 +535,18 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.platform.spark import get_spark
 
     bench = NightlyBench(args, root)
+    done = bench.resume() if args.resume else set()
     with PeakMemory() as mem:
-        bench.simulate(mem)
+        if "simulate" not in done:
+            bench.simulate(mem)
         spark = get_spark(bench.cfg, app_name=f"cpc-bench-{bench.name}")
-        bench.day_one(mem)
-        bench.history(mem)
-        bench.state(mem)
-        bench.nightly(mem)
-        bench.tag_alternatives(spark, mem)
+        phases = {"day 1": bench.day_one, "history": bench.history, "state": bench.state, "nightly": bench.nightly,
+                  "alternatives": lambda m: bench.tag_alternatives(spark, m)}
         if args.processes:
-            bench.processes(spark, mem)
-            bench.one_process(mem)
+            phases |= {"processes": lambda m: bench.processes(spark, m), "one process": bench.one_process}
+        for name, run in phases.items():
+            if name not in done:
+                run(mem)
     result = bench.build()
     bench.save(result)
     print()

@@ -679,3 +679,77 @@ def test_jvm_start_times_with_and_without_the_archive_and_puts_it_back(monkeypat
     out = jvm_start.main(["--repeat", "2", "--out", str(tmp_path / "r.json")])
     assert seen == [True, False, False, True] and archive.exists(), "alternating, and the archive is back"
     assert (out["build_seconds"], out["saved_per_process"], out["processes_to_repay_the_build"]) == (40.0, 4.0, 10.0)
+
+
+# --- bench/nightly_bench.py: the step against --full, and a stopped run continued ---------------------------------
+def test_the_step_s_tags_are_compared_with_full_s_for_every_tag_and_customer(spark, tmp_path):
+    """Two versions of one date of gold.customer_tags: equal values give no difference; a changed double's last
+    bit, a null against a value and a customer on one side only are each found."""
+    import datetime as dt
+
+    from jobs.platform import lake
+    from jobs.platform.config import Paths
+
+    paths, day = Paths(tmp_path), dt.date(2026, 11, 20)
+    schema = "customer_id string, snapshot_date date, arpu_30d double, seg string"
+    rows = [("c1", day, 0.1 + 0.2, "a"), ("c2", day, 1.0, None), ("c3", day, 2.0, "b")]
+    lake.replace(spark.createDataFrame(rows, schema), paths, nightly_bench.TAGS, None)
+    step = lake.version(spark, paths, nightly_bench.TAGS)
+    lake.replace(spark.createDataFrame(rows, schema), paths, nightly_bench.TAGS, None)
+    same = nightly_bench.step_against_full(spark, paths, day, step)
+    assert (same["differences"], same["customers"], same["columns"]) == (0, 3, 2)
+    changed = [("c1", day, 0.3, "a"), ("c2", day, 1.0, "x"), ("c4", day, 2.0, "b")]
+    lake.replace(spark.createDataFrame(changed, schema), paths, nightly_bench.TAGS, None)
+    got = nightly_bench.step_against_full(spark, paths, day, step)
+    found = {(e["customer_id"], e["name"]) for e in got["examples"]}
+    assert got["differences"] == 4 and found == {("c1", "arpu_30d"), ("c2", "seg"), ("c3", "(customer)"), ("c4", "(customer)")}
+    md = nightly_bench.markdown({"customers": 3, "days": 9, "machine": {"cores": 2, "memory_gib": 23.5},
+                                 "spark_master": "local[2]", "nightly_seconds": 1.0, "nightly_peak_memory_gib": 1.0,
+                                 "complete": True, "stages": [], "phases": {}, "targets": {},
+                                 "incremental_against_full": got})
+    assert "**4 values differ** (3 customers in the step, 3 in the reference)" in md
+
+
+def test_a_stopped_run_is_continued_from_the_phases_it_recorded(tmp_path, monkeypatch, capsys):
+    from jobs.platform.provenance import git_state
+
+    monkeypatch.setenv("CPC_ROOT", str(tmp_path))
+    args = nightly_bench.parse_args(["--customers", "1000", "--days", "9", "--resume"])
+
+    def bench():
+        b = nightly_bench.NightlyBench(args, tmp_path)
+        b.result_file = tmp_path / "results" / "nightly_1000x9.json"
+        return b
+
+    with pytest.raises(SystemExit, match="no run of 1000x9 to continue"):
+        bench().resume()
+    first = bench()
+    first.stages = [{"phase": "day 1", "stage": "ingest", "seconds": 5.0, "count": None, "unit": "", "per_second": None}]
+    first.phases = {"simulate": {"seconds": 1.0, "peak_memory_gib": 0.1}, "day 1": {"seconds": 5.0, "peak_memory_gib": 0.2}}
+    first.runs[0]["phases"] = ["simulate", "day 1"]
+    first.save(first.build())
+    (tmp_path / "lake").mkdir()
+    again = bench()
+    assert again.resume() == {"simulate", "day 1"}
+    assert again.stages == first.stages and again.phases == first.phases
+    assert [r["phases"] for r in again.runs] == [["simulate", "day 1"], []] and again.code == git_state()
+    assert "resuming after simulate, day 1" in capsys.readouterr().out
+    resumed = again.build()
+    assert "Resumed (`--resume`), the phases by process: 1. " in nightly_bench.markdown(resumed)
+    assert resumed["command"].endswith("--days 9 --resume") and not resumed["complete"]
+    monkeypatch.setattr(nightly_bench, "pipeline_changed", lambda commit: "jobs/cli.py")
+    with pytest.raises(SystemExit, match=r"the pipeline's code changed since .*jobs/cli.py"):
+        bench().resume()
+    other = nightly_bench.NightlyBench(nightly_bench.parse_args(["--customers", "1000", "--days", "9", "--seed", "7"]),
+                                       tmp_path)
+    other.result_file = first.result_file
+    with pytest.raises(SystemExit, match="is of another run"):
+        other.resume()
+
+
+def test_the_pipeline_s_code_is_compared_with_the_first_process_s_commit():
+    from jobs.platform.provenance import git_state
+
+    assert nightly_bench.pipeline_changed(None) == "the first process recorded no commit"
+    assert "git diff failed" in nightly_bench.pipeline_changed("0" * 40), "an unknown commit is not taken as unchanged"
+    assert "git diff failed" not in nightly_bench.pipeline_changed(git_state()["commit"])
