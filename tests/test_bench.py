@@ -684,7 +684,7 @@ def test_jvm_start_times_with_and_without_the_archive_and_puts_it_back(monkeypat
 # --- bench/nightly_bench.py: the step against --full, and a stopped run continued ---------------------------------
 def test_the_step_s_tags_are_compared_with_full_s_for_every_tag_and_customer(spark, tmp_path):
     """Two versions of one date of gold.customer_tags: equal values give no difference; a changed double's last
-    bit, a null against a value and a customer on one side only are each found."""
+    bit, a null against a value, a customer on one side only and a value moved to the next column are each found."""
     import datetime as dt
 
     from jobs.platform import lake
@@ -703,6 +703,12 @@ def test_the_step_s_tags_are_compared_with_full_s_for_every_tag_and_customer(spa
     got = nightly_bench.step_against_full(spark, paths, day, step)
     found = {(e["customer_id"], e["name"]) for e in got["examples"]}
     assert got["differences"] == 4 and found == {("c1", "arpu_30d"), ("c2", "seg"), ("c3", "(customer)"), ("c4", "(customer)")}
+    assert got["customers_differing"] == 4
+    moved, two = Paths(tmp_path / "moved"), "customer_id string, snapshot_date date, a string, b string"
+    lake.replace(spark.createDataFrame([("c1", day, "x", None)], two), moved, nightly_bench.TAGS, None)
+    first = lake.version(spark, moved, nightly_bench.TAGS)
+    lake.replace(spark.createDataFrame([("c1", day, None, "x")], two), moved, nightly_bench.TAGS, None)
+    assert nightly_bench.step_against_full(spark, moved, day, first)["differences"] == 2, "a value moved to the next column"
     md = nightly_bench.markdown({"customers": 3, "days": 9, "machine": {"cores": 2, "memory_gib": 23.5},
                                  "spark_master": "local[2]", "nightly_seconds": 1.0, "nightly_peak_memory_gib": 1.0,
                                  "complete": True, "stages": [], "phases": {}, "targets": {},
