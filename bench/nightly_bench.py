@@ -150,6 +150,28 @@ def step_against_full(spark, paths, day: dt.date, step_version: int) -> dict:
     return out
 
 
+def running_elsewhere(root: Path) -> list[int]:
+    """The other live processes of this script that work on ``root`` (the same size under the same bench root):
+    a second run there would delete or write the lake under the first."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        at = next((i for i, c in enumerate(cmd) if c.endswith("nightly_bench.py")), None)
+        if proc.info["pid"] == os.getpid() or at is None:
+            continue
+        try:
+            theirs = parse_args(cmd[at + 1:])
+            env = proc.environ()
+        except (SystemExit, psutil.Error):
+            continue
+        their_root = Path(env.get("CPC_BENCH_ROOT", Path(__file__).resolve().parents[1] / "var" / "bench"))
+        if their_root / f"{theirs.customers}x{theirs.days}" == root:
+            found.append(proc.info["pid"])
+    return found
+
+
 def machine() -> dict:
     import psutil
 
@@ -550,6 +572,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CPC_ENV", "local")
     from jobs.platform.spark import get_spark
 
+    others = running_elsewhere(root)
+    if others:
+        raise SystemExit(f"a run of {root.name} is still going in {root} (pid {', '.join(map(str, others))}): wait for it "
+                         "to end (its result file is written after every phase), or stop it and continue with --resume")
     bench = NightlyBench(args, root)
     done = bench.resume() if args.resume else set()
     with PeakMemory() as mem:

@@ -759,3 +759,27 @@ def test_the_pipeline_s_code_is_compared_with_the_first_process_s_commit():
     assert nightly_bench.pipeline_changed(None) == "the first process recorded no commit"
     assert "git diff failed" in nightly_bench.pipeline_changed("0" * 40), "an unknown commit is not taken as unchanged"
     assert "git diff failed" not in nightly_bench.pipeline_changed(git_state()["commit"])
+
+
+def test_a_second_run_on_the_same_bench_root_is_refused_while_the_first_goes_on(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("CPC_BENCH_ROOT", str(tmp_path))
+    script = tmp_path / "nightly_bench.py"  # a process whose command line is the bench's, that only waits
+    script.write_text("import time\ntime.sleep(60)\n")
+    first = subprocess.Popen([sys.executable, str(script), "--customers", "1000", "--days", "9"])
+    try:
+        for _ in range(50):  # until its command line is readable
+            if nightly_bench.running_elsewhere(tmp_path / "1000x9"):
+                break
+            time.sleep(0.1)
+        assert nightly_bench.running_elsewhere(tmp_path / "1000x9") == [first.pid]
+        assert nightly_bench.running_elsewhere(tmp_path / "2000x9") == [], "another size is another root"
+        assert nightly_bench.running_elsewhere(tmp_path / "elsewhere" / "1000x9") == [], "another bench root"
+        with pytest.raises(SystemExit, match=f"a run of 1000x9 is still going .*pid {first.pid}"):
+            nightly_bench.main(["--customers", "1000", "--days", "9", "--resume"])
+    finally:
+        first.kill()
+        first.wait()
