@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -55,7 +56,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
 
 
 class PeakMemory:
@@ -98,17 +100,33 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def pipeline_changed(commit: str | None) -> str:
-    """The pipeline's files (:data:`PIPELINE_CODE`) that differ between ``commit`` and the working tree, or ''."""
+def code_fingerprint(repo: Path = PROJECT) -> str:
+    """SHA-256 over the pipeline's files as they are on disk (:data:`PIPELINE_CODE`: committed, changed or
+    untracked alike; compiled caches left out): what a resumed run must find unchanged."""
+    digest = hashlib.sha256()
+    for top in PIPELINE_CODE:
+        base = repo / top
+        files = [base] if base.is_file() else sorted(
+            f for f in base.rglob("*") if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
+        for f in files:
+            digest.update(f.relative_to(repo).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def pipeline_changed(commit: str | None, repo: Path = PROJECT) -> str:
+    """The pipeline's files (:data:`PIPELINE_CODE`) that differ between ``commit`` and the working tree, untracked
+    ones included, or ''. For a first process that recorded no :func:`code_fingerprint`."""
     import subprocess
 
     if not commit:
         return "the first process recorded no commit"
-    out = subprocess.run(["git", "diff", "--name-only", commit, "--", *PIPELINE_CODE], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
-    if out.returncode:
-        return f"git diff failed: {out.stderr.strip()}"
-    files = out.stdout.split()
+    diff = subprocess.run(["git", "diff", "--name-only", commit, "--", *PIPELINE_CODE], capture_output=True, text=True,
+                          cwd=repo)
+    if diff.returncode:
+        return f"git diff failed: {diff.stderr.strip()}"
+    new = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_CODE], capture_output=True,
+                         text=True, cwd=repo)
+    files = diff.stdout.split() + new.stdout.split()
     return ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
 
 
@@ -151,25 +169,38 @@ def step_against_full(spark, paths, day: dt.date, step_version: int) -> dict:
 
 
 def running_elsewhere(root: Path) -> list[int]:
-    """The other live processes of this script that work on ``root`` (the same size under the same bench root):
-    a second run there would delete or write the lake under the first."""
+    """The other live processes of this script (a Python whose first argument is ``nightly_bench.py``; this
+    process's own parents, such as ``timeout``, are not others) that work on ``root``: the same size under the
+    same bench root, their paths read from their own folder. A second run there would delete or write the lake
+    under the first. A process whose environment cannot be read counts as working on ``root``."""
     import psutil
 
+    me = psutil.Process()
+    mine = {me.pid, *(p.pid for p in me.parents())}
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = proc.info["cmdline"] or []
-        at = next((i for i, c in enumerate(cmd) if c.endswith("nightly_bench.py")), None)
-        if proc.info["pid"] == os.getpid() or at is None:
+        if proc.info["pid"] in mine or len(cmd) < 2 or "python" not in Path(cmd[0]).name \
+                or Path(cmd[1]).name != "nightly_bench.py":
             continue
+        theirs, _ = argparse_known(cmd[2:])
         try:
-            theirs = parse_args(cmd[at + 1:])
-            env = proc.environ()
-        except (SystemExit, psutil.Error):
+            cwd = Path(proc.cwd())
+            default = (cwd / cmd[1]).resolve().parents[1] / "var" / "bench"
+            bench_root = cwd / proc.environ().get("CPC_BENCH_ROOT", default)
+        except psutil.NoSuchProcess:
             continue
-        their_root = Path(env.get("CPC_BENCH_ROOT", Path(__file__).resolve().parents[1] / "var" / "bench"))
-        if their_root / f"{theirs.customers}x{theirs.days}" == root:
+        except psutil.Error:  # another user's: not known to be elsewhere
+            found.append(proc.info["pid"])
+            continue
+        if (bench_root / f"{theirs.customers}x{theirs.days}").resolve() == root.resolve():
             found.append(proc.info["pid"])
     return found
+
+
+def argparse_known(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """:func:`parse_args`'s options out of ``argv``, the rest (another version's options) left over."""
+    return parser().parse_known_args(argv)
 
 
 def machine() -> dict:
@@ -202,10 +233,11 @@ def write_result(path: Path, result: dict, cfg, script: str, argv: list[str], co
 
 
 DAY_ONE_STAGES = ("ingest", "conform", "tags", "segments")  # the stages that read history
+RECORDED_ALWAYS = ("run_date", "seed", "profile")  # in every result --resume can continue
 PHASES = ("simulate", "day 1", "history", "state", "nightly", "alternatives", "processes", "one process")
 TAGS = "gold.customer_tags"
 # What the pipeline computes: a change here since a run's first process makes its result two codes' (--resume)
-PIPELINE_CODE = ("jobs", "dags", "conf", "models", "schemas", "expectations", "simulator")
+PIPELINE_CODE = ("jobs", "dags", "conf", "models", "schemas", "expectations", "simulator", "setup.cfg")
 PER_TAG_SAMPLE = 16
 # Issue 8's targets at 1 million customers on this machine: (what, limit, "max" or "min")
 TARGETS = {"nightly_seconds": (600, "max"), "nightly_peak_memory_gib": (12 / 1.073741824, "max"),
@@ -214,6 +246,15 @@ TARGETS = {"nightly_seconds": (600, "max"), "nightly_peak_memory_gib": (12 / 1.0
            # issue 21: the nightly's tags stage (the incremental step) no slower than DuckDB's full recompute at
            # 1 million customers (within 2x on the 20,000-customer sample)
            "tags_stage_over_duckdb": (1.0, "max")}
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command that runs this measurement again from the start (``runs`` says whether it was resumed)."""
+    defaults = parser().parse_args([])
+    options = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("end", "seed", "profile", "per_tag_sample")
+               if getattr(args, k) != getattr(defaults, k)]
+    return " ".join([f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}", *options]
+                    + ([] if args.processes else ["--no-processes"]))
 
 
 def targets(nightly: float | None, peak_gib: float | None, ratios: dict) -> dict:
@@ -285,7 +326,9 @@ def markdown(r: dict) -> str:
         lines += ["", f"Growth of nightly time in customers ({', '.join(f'{n:,}: {t:.0f} s' for n, t in zip(g['sizes'], g['nightly_seconds'], strict=True))}): "
                   f"exponent {g['exponent']} (1 = linear)"]
     full = r.get("incremental_against_full")
-    if full:
+    if full and not full["customers"]:
+        lines += ["", "The nightly's tags against `tags --full`: not compared (no rows of the date in the step's version)"]
+    elif full:
         lines += ["", "The nightly's tags (the incremental step) against `tags --full` (the reference): " + (
             f"equal, every one of {full['columns']} columns for {full['customers']:,} customers" if not full["differences"]
             else f"**{full['differences']:,} values differ** ({full['customers']:,} customers in the step, "
@@ -312,7 +355,7 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--days", type=int, default=90)
@@ -329,7 +372,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--processes", action=argparse.BooleanOptionalAction, default=True,
                     help="last, each nightly stage again in a fresh process, as a scheduler's task runs it, then "
                          "every stage in one fresh process (bench/stage_processes.py; --no-processes skips both)")
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 class NightlyBench:
@@ -356,7 +403,8 @@ class NightlyBench:
         from jobs.platform.provenance import git_state
 
         self.code = git_state()  # at the start: the code measured (the run writes its result into the tree)
-        self.runs = [{"started_at": now(), **self.code, "phases": []}]  # one entry per process (--resume adds one)
+        # one entry per process (--resume adds one): when, which code, which phases it ran
+        self.runs = [{"started_at": now(), **self.code, "code_fingerprint": code_fingerprint(), "phases": []}]
         self.nightly_tags_version: int | None = None  # gold.customer_tags after the nightly's step
         self.against_full: dict | None = None
 
@@ -367,15 +415,19 @@ class NightlyBench:
             raise SystemExit(f"--resume: no run of {self.name} to continue ({self.result_file} and {self.root / 'lake'} "
                              "are both needed); run without --resume")
         old = json.loads(self.result_file.read_text())
-        want = {"run_date": self.args.end, "seed": self.args.seed, "profile": self.args.profile}
-        differ = {k: (old.get(k), v) for k, v in want.items() if old.get(k) != v}
+        want = {"run_date": self.args.end, "seed": self.args.seed, "profile": self.args.profile,
+                "per_tag_sample": self.args.per_tag_sample, "with_processes": self.args.processes}
+        differ = {k: (old.get(k), v) for k, v in want.items() if old.get(k) != v and (k in old or k in RECORDED_ALWAYS)}
         if differ:
             raise SystemExit(f"--resume: {self.result_file.name} is of another run ({differ}; recorded, asked)")
-        first = old.get("runs", [{"commit": old.get("commit")}])[0].get("commit")
-        changed = pipeline_changed(first)
+        first = old.get("runs", [{"commit": old.get("commit")}])[0]
+        if first.get("code_fingerprint"):
+            changed = "" if first["code_fingerprint"] == code_fingerprint() else "their files on disk differ"
+        else:
+            changed = pipeline_changed(first.get("commit"))
         if changed:
-            raise SystemExit(f"--resume: the pipeline's code changed since {first or 'the first process (no commit)'} "
-                             f"({changed}): start again without --resume")
+            raise SystemExit(f"--resume: the pipeline's code changed since the first process "
+                             f"({first.get('commit') or 'no commit'}: {changed}): start again without --resume")
         done = [p for p in PHASES if p in old["phases"]]
         wanted = PHASES if self.args.processes else PHASES[:-2]
         if set(wanted) <= set(done):
@@ -546,12 +598,10 @@ class NightlyBench:
                                                     "ingest": self.ge, "tags": self.alternatives},
                 "targets": targets(nightly, nightly_peak, ratios), "processes": self.process_rows,
                 "processes_one_process": self.one_process_row, "seed": args.seed, "profile": args.profile,
+                "per_tag_sample": args.per_tag_sample, "with_processes": args.processes,
                 "nightly_tags_version": self.nightly_tags_version, "incremental_against_full": self.against_full,
                 "runs": self.runs,
-                "command": f".venv/bin/python bench/nightly_bench.py --customers {args.customers} --days {args.days}"
-                           + (f" --per-tag-sample {args.per_tag_sample}" if args.per_tag_sample != PER_TAG_SAMPLE else "")
-                           + ("" if args.processes else " --no-processes")
-                           + (" --resume" if len(self.runs) > 1 else ""),
+                "command": command(args),
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **self.code}
 
     def save(self, result: dict) -> None:

@@ -720,45 +720,80 @@ def test_a_stopped_run_is_continued_from_the_phases_it_recorded(tmp_path, monkey
     from jobs.platform.provenance import git_state
 
     monkeypatch.setenv("CPC_ROOT", str(tmp_path))
-    args = nightly_bench.parse_args(["--customers", "1000", "--days", "9", "--resume"])
 
-    def bench():
-        b = nightly_bench.NightlyBench(args, tmp_path)
+    def bench(argv=("--customers", "1000", "--days", "9", "--resume")):
+        b = nightly_bench.NightlyBench(nightly_bench.parse_args(list(argv)), tmp_path)
         b.result_file = tmp_path / "results" / "nightly_1000x9.json"
         return b
 
     with pytest.raises(SystemExit, match="no run of 1000x9 to continue"):
         bench().resume()
     first = bench()
-    first.stages = [{"phase": "day 1", "stage": "ingest", "seconds": 5.0, "count": None, "unit": "", "per_second": None}]
-    first.phases = {"simulate": {"seconds": 1.0, "peak_memory_gib": 0.1}, "day 1": {"seconds": 5.0, "peak_memory_gib": 0.2}}
-    first.runs[0]["phases"] = ["simulate", "day 1"]
+    first.stages = [{"phase": "day 1", "stage": "ingest", "seconds": 5.0, "count": None, "unit": "", "per_second": None},
+                    {"phase": "nightly", "stage": "tags", "seconds": 3.0, "count": None, "unit": "", "per_second": None}]
+    first.phases = {p: {"seconds": 1.0, "peak_memory_gib": 0.1} for p in ("simulate", "day 1", "history", "state", "nightly")}
+    first.runs[0]["phases"] = list(first.phases)
+    first.ge, first.nightly_tags_version = {"nightly": {"seconds": 2.0, "validation_seconds": 0.5}}, 7
     first.save(first.build())
     (tmp_path / "lake").mkdir()
     again = bench()
-    assert again.resume() == {"simulate", "day 1"}
-    assert again.stages == first.stages and again.phases == first.phases
-    assert [r["phases"] for r in again.runs] == [["simulate", "day 1"], []] and again.code == git_state()
-    assert "resuming after simulate, day 1" in capsys.readouterr().out
+    assert again.resume() == set(first.phases)
+    assert (again.stages, again.phases, again.ge, again.nightly_tags_version) == (first.stages, first.phases, first.ge, 7)
+    assert [r["phases"] for r in again.runs] == [list(first.phases), []] and again.code == git_state()
+    assert "resuming after simulate, day 1, history, state, nightly" in capsys.readouterr().out
     resumed = again.build()
     assert "Resumed (`--resume`), the phases by process: 1. " in nightly_bench.markdown(resumed)
-    assert resumed["command"].endswith("--days 9 --resume") and not resumed["complete"]
-    monkeypatch.setattr(nightly_bench, "pipeline_changed", lambda commit: "jobs/cli.py")
-    with pytest.raises(SystemExit, match=r"the pipeline's code changed since .*jobs/cli.py"):
-        bench().resume()
-    other = nightly_bench.NightlyBench(nightly_bench.parse_args(["--customers", "1000", "--days", "9", "--seed", "7"]),
-                                       tmp_path)
-    other.result_file = first.result_file
+    assert resumed["command"].endswith("--days 9") and resumed["ratios"]["ge_share_of_ingest"] == 0.25
+    assert nightly_bench.command(nightly_bench.parse_args(["--customers", "5", "--seed", "7", "--no-processes"])) == (
+        ".venv/bin/python bench/nightly_bench.py --customers 5 --days 90 --seed 7 --no-processes")
     with pytest.raises(SystemExit, match="is of another run"):
-        other.resume()
+        bench(["--customers", "1000", "--days", "9", "--seed", "7", "--resume"]).resume()
+    with pytest.raises(SystemExit, match="is of another run"):
+        bench(["--customers", "1000", "--days", "9", "--per-tag-sample", "0", "--resume"]).resume()
+    monkeypatch.setattr(nightly_bench, "code_fingerprint", lambda: "another")
+    with pytest.raises(SystemExit, match=r"the pipeline's code changed since the first process .*files on disk differ"):
+        bench().resume()
+    older = json.loads(first.result_file.read_text())  # a first process that recorded no fingerprint: git says
+    del older["runs"][0]["code_fingerprint"]
+    first.result_file.write_text(json.dumps(older))
+    monkeypatch.setattr(nightly_bench, "pipeline_changed", lambda commit: "jobs/cli.py")
+    with pytest.raises(SystemExit, match=r"jobs/cli.py\): start again without --resume"):
+        bench().resume()
+    monkeypatch.setattr(nightly_bench, "pipeline_changed", lambda commit: "")
+    assert bench().resume() == set(first.phases)
 
 
-def test_the_pipeline_s_code_is_compared_with_the_first_process_s_commit():
-    from jobs.platform.provenance import git_state
+def test_the_pipeline_s_code_is_compared_on_disk_and_with_the_first_process_s_commit(tmp_path):
+    import subprocess
 
+    def git(*argv):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "a.py").write_text("x = 1\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("notes\n")
+    (tmp_path / ".gitignore").write_text("__pycache__/\n")  # as the project's
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    before = nightly_bench.code_fingerprint(tmp_path)
+    assert nightly_bench.pipeline_changed(commit, tmp_path) == ""
+    (tmp_path / "docs" / "a.md").write_text("more notes\n")  # not the pipeline's code
+    (tmp_path / "jobs" / "__pycache__").mkdir()
+    (tmp_path / "jobs" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"compiled")
+    assert nightly_bench.code_fingerprint(tmp_path) == before and nightly_bench.pipeline_changed(commit, tmp_path) == ""
+    (tmp_path / "jobs" / "b.py").write_text("y = 2\n")  # untracked
+    assert nightly_bench.pipeline_changed(commit, tmp_path) == "jobs/b.py"
+    assert nightly_bench.code_fingerprint(tmp_path) != before
+    (tmp_path / "jobs" / "b.py").unlink()
+    (tmp_path / "jobs" / "a.py").write_text("x = 2\n")
+    assert nightly_bench.pipeline_changed(commit, tmp_path) == "jobs/a.py"
+    assert nightly_bench.code_fingerprint(tmp_path) != before
     assert nightly_bench.pipeline_changed(None) == "the first process recorded no commit"
-    assert "git diff failed" in nightly_bench.pipeline_changed("0" * 40), "an unknown commit is not taken as unchanged"
-    assert "git diff failed" not in nightly_bench.pipeline_changed(git_state()["commit"])
+    assert "git diff failed" in nightly_bench.pipeline_changed("0" * 40, tmp_path), "an unknown commit is not unchanged"
 
 
 def test_a_second_run_on_the_same_bench_root_is_refused_while_the_first_goes_on(tmp_path, monkeypatch):
@@ -767,6 +802,7 @@ def test_a_second_run_on_the_same_bench_root_is_refused_while_the_first_goes_on(
     import time
 
     monkeypatch.setenv("CPC_BENCH_ROOT", str(tmp_path))
+    monkeypatch.setenv("CPC_ROOT", str(tmp_path / "1000x9"))  # main sets it; restored after the test
     script = tmp_path / "nightly_bench.py"  # a process whose command line is the bench's, that only waits
     script.write_text("import time\ntime.sleep(60)\n")
     first = subprocess.Popen([sys.executable, str(script), "--customers", "1000", "--days", "9"])
