@@ -171,3 +171,23 @@ def test_run_killed_mid_write_leaves_nothing_visible_and_the_rerun_completes(spa
     rerun = lake.read(spark, run.paths, table).where(F.col("snapshot_date") == F.lit(day))
     assert lake.version(spark, run.paths, table) > version_before
     assertDataFrameEqual(rerun, spark.createDataFrame(uninterrupted, schema=rerun.schema))
+
+
+def test_a_history_load_in_batches_gives_the_tables_of_one_batch(spark, sample, copy_of, caplog):
+    """The sample's history was loaded in one batch (conftest); its last four dates loaded again in batches of two
+    dates (``storage.history_batch_mb`` just over two days' landing files): every bronze table and
+    silver.customer_day on those dates as before, and the batches said in the log."""
+    import dataclasses
+
+    end = sample["spec"].end_date
+    days = [end - dt.timedelta(days=n) for n in (4, 3, 2, 1)]
+    cfg = copy_of("batched")
+    sizes = [sum(f.stat().st_size for f in cfg.paths.landing_day(d).iterdir()) for d in days]
+    cfg = dataclasses.replace(cfg, history_batch_mb=(max(sizes[0] + sizes[1], sizes[2] + sizes[3]) + 1) / 2**20)
+    assert pipeline.history_batches(cfg.paths, days, cfg.history_batch_mb) == [days[:2], days[2:]]
+    caplog.set_level(logging.INFO, logger="jobs")
+    assert pipeline.history(end, cfg, start=days[0]) == days
+    assert "history: batch 1/2" in caplog.text and "history: batch 2/2" in caplog.text
+    for table in [f"bronze.{k}" for k in ingest.FILE_ORDER] + ["silver.customer_day"]:
+        cond = lake.in_dates("day" if table.startswith("silver") else "delivery_date", days)
+        assertDataFrameEqual(lake.read(spark, cfg.paths, table).where(cond), lake.read(spark, sample["paths"], table).where(cond))

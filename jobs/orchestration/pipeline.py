@@ -27,6 +27,22 @@ def _ctx(cfg: Settings | None = None):
     return get_spark(cfg), cfg.paths
 
 
+def history_batches(paths, days: list[dt.date], limit_mb: float) -> list[list[dt.date]]:
+    """``days`` in date order, cut into runs of consecutive dates whose landing files add up to at most
+    ``limit_mb`` MB (a date whose files alone are larger is a batch by itself)."""
+    limit, batches, size = limit_mb * 2**20, [], 0
+    for day in sorted(days):
+        folder = paths.landing_day(day)
+        day_size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else 0
+        if batches and batches[-1] and size + day_size <= limit:
+            batches[-1].append(day)
+            size += day_size
+        else:
+            batches.append([day])
+            size = day_size
+    return batches
+
+
 def record(day: dt.date | str, stage: str, cfg: Settings | None = None) -> None:
     """Note in ``ops.run_log`` that a stage of a date finished (backfills resume from it)."""
     spark, paths = _ctx(cfg)
@@ -92,8 +108,11 @@ def delivered_dates(paths: Paths) -> list[dt.date]:
 
 
 def history(before: dt.date | str, cfg: Settings | None = None, start: dt.date | str | None = None) -> list[dt.date]:
-    """Ingest and conform every delivered date before ``before`` (and from ``start``), in one batch: the
-    history a first nightly run needs for its 30-day windows."""
+    """Ingest and conform every delivered date before ``before`` (and from ``start``): the history a first nightly
+    run needs for its 30-day windows. In batches of consecutive dates whose landing files add up to at most
+    ``storage.history_batch_mb`` (:func:`history_batches`; the sample's whole history is one batch), each ingested
+    then conformed before the next, so that the disk and memory a batch needs do not grow with the history."""
+    cfg = cfg or settings()
     spark, paths = _ctx(cfg)
     before = parse_date(before)
     days = [d for d in delivered_dates(paths) if d < before and (start is None or d >= parse_date(start))]
@@ -101,8 +120,13 @@ def history(before: dt.date | str, cfg: Settings | None = None, start: dt.date |
         log.info(f"history: no delivered dates before {before} in {paths.landing}")
         return []
     t0 = time.time()
-    log.info(f"history: ingesting {len(days)} delivery dates {days[0]}..{days[-1]}")
-    ingest.ingest(spark, paths, days)
-    conform.run(spark, paths, days)
+    batches = history_batches(paths, days, cfg.history_batch_mb)
+    log.info(f"history: ingesting {len(days)} delivery dates {days[0]}..{days[-1]}"
+             + (f" in {len(batches)} batches of at most {cfg.history_batch_mb} MB of files" if len(batches) > 1 else ""))
+    for i, batch in enumerate(batches, 1):
+        if len(batches) > 1:
+            log.info(f"history: batch {i}/{len(batches)}: {batch[0]}..{batch[-1]} ({len(batch)} dates)")
+        ingest.ingest(spark, paths, batch)
+        conform.run(spark, paths, batch)
     log.info(f"history: done in {time.time() - t0:.1f}s")
     return days

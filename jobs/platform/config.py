@@ -226,6 +226,10 @@ class SparkEnv(ConfModel):
 
 class StorageEnv(ConfModel):
     root: str = "var"  # relative paths are taken from the project folder
+    # A history load (`cpc history`, make run's first step) ingests and conforms its dates in batches whose landing
+    # files add up to at most this many MB: one batch parses and caches a kind's files of every date in it, and at
+    # 1,000,000 customers 88 dates of usage in one batch filled 56 GB of Spark's scratch disk (docs/operations.md).
+    history_batch_mb: float = Field(512, gt=0)
 
 
 class SampleEnv(ConfModel):
@@ -275,6 +279,7 @@ class Settings:
     paths: Paths = field(default_factory=lambda: Paths(PROJECT_DIR / "var"))
     sample: dict[str, Any] = field(default_factory=dict)
     nightly_tasks: str = "per_stage"  # NightlyTasks: per_stage or one
+    history_batch_mb: float = 512  # StorageEnv.history_batch_mb
 
     @property
     def sample_end_date(self) -> dt.date:
@@ -329,4 +334,5 @@ def settings(env: str | None = None) -> Settings:
         paths=Paths(root),
         sample=env_file.sample.model_dump(mode="json") if env_file.sample else {},
         nightly_tasks=nightly_tasks(env_file),
+        history_batch_mb=env_file.storage.history_batch_mb,
     )
