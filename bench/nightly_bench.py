@@ -113,23 +113,6 @@ def code_fingerprint(repo: Path = PROJECT) -> str:
     return digest.hexdigest()
 
 
-def pipeline_changed(commit: str | None, repo: Path = PROJECT) -> str:
-    """The pipeline's files (:data:`PIPELINE_CODE`) that differ between ``commit`` and the working tree, untracked
-    ones included, or ''. For a first process that recorded no :func:`code_fingerprint`."""
-    import subprocess
-
-    if not commit:
-        return "the first process recorded no commit"
-    diff = subprocess.run(["git", "diff", "--name-only", commit, "--", *PIPELINE_CODE], capture_output=True, text=True,
-                          cwd=repo)
-    if diff.returncode:
-        return f"git diff failed: {diff.stderr.strip()}"
-    new = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_CODE], capture_output=True,
-                         text=True, cwd=repo)
-    files = diff.stdout.split() + new.stdout.split()
-    return ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-
-
 def step_against_full(spark, paths, day: dt.date, step_version: int) -> dict:
     """The nightly's tags of ``day`` (``gold.customer_tags`` at ``step_version``, from the incremental state)
     against the same date now (written by ``tags --full``, the reference): every tag of every customer, compared
@@ -183,7 +166,7 @@ def running_elsewhere(root: Path) -> list[int]:
         if proc.info["pid"] in mine or len(cmd) < 2 or "python" not in Path(cmd[0]).name \
                 or Path(cmd[1]).name != "nightly_bench.py":
             continue
-        theirs, _ = argparse_known(cmd[2:])
+        theirs, _ = parser().parse_known_args(cmd[2:])  # another version's options left over
         try:
             cwd = Path(proc.cwd())
             default = (cwd / cmd[1]).resolve().parents[1] / "var" / "bench"
@@ -196,11 +179,6 @@ def running_elsewhere(root: Path) -> list[int]:
         if (bench_root / f"{theirs.customers}x{theirs.days}").resolve() == root.resolve():
             found.append(proc.info["pid"])
     return found
-
-
-def argparse_known(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """:func:`parse_args`'s options out of ``argv``, the rest (another version's options) left over."""
-    return parser().parse_known_args(argv)
 
 
 def machine() -> dict:
@@ -216,7 +194,7 @@ def stamp(cfg, script: str, argv: list[str], code: dict) -> dict:
     from ``git_state``)."""
     master = {} if cfg is None else {"spark_master": cfg.spark_master}
     return {**master, "machine": machine(), "command": shlex.join([".venv/bin/python", script, *argv]),
-            "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **code}
+            "measured_at": now(), **code}
 
 
 def save(path: Path, result: dict) -> None:
@@ -421,11 +399,8 @@ class NightlyBench:
         if differ:
             raise SystemExit(f"--resume: {self.result_file.name} is of another run ({differ}; recorded, asked)")
         first = old.get("runs", [{"commit": old.get("commit")}])[0]
-        if first.get("code_fingerprint"):
-            changed = "" if first["code_fingerprint"] == code_fingerprint() else "their files on disk differ"
-        else:
-            changed = pipeline_changed(first.get("commit"))
-        if changed:
+        if first.get("code_fingerprint") != code_fingerprint():
+            changed = "their files on disk differ" if first.get("code_fingerprint") else "no fingerprint recorded"
             raise SystemExit(f"--resume: the pipeline's code changed since the first process "
                              f"({first.get('commit') or 'no commit'}: {changed}): start again without --resume")
         done = [p for p in PHASES if p in old["phases"]]
@@ -602,7 +577,7 @@ class NightlyBench:
                 "nightly_tags_version": self.nightly_tags_version, "incremental_against_full": self.against_full,
                 "runs": self.runs,
                 "command": command(args),
-                "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **self.code}
+                "measured_at": now(), **self.code}
 
     def save(self, result: dict) -> None:
         result_file = self.result_file

@@ -753,47 +753,30 @@ def test_a_stopped_run_is_continued_from_the_phases_it_recorded(tmp_path, monkey
     monkeypatch.setattr(nightly_bench, "code_fingerprint", lambda: "another")
     with pytest.raises(SystemExit, match=r"the pipeline's code changed since the first process .*files on disk differ"):
         bench().resume()
-    older = json.loads(first.result_file.read_text())  # a first process that recorded no fingerprint: git says
+    older = json.loads(first.result_file.read_text())  # a first process that recorded no fingerprint: refused
     del older["runs"][0]["code_fingerprint"]
     first.result_file.write_text(json.dumps(older))
-    monkeypatch.setattr(nightly_bench, "pipeline_changed", lambda commit: "jobs/cli.py")
-    with pytest.raises(SystemExit, match=r"jobs/cli.py\): start again without --resume"):
+    with pytest.raises(SystemExit, match=r"no fingerprint recorded\): start again without --resume"):
         bench().resume()
-    monkeypatch.setattr(nightly_bench, "pipeline_changed", lambda commit: "")
-    assert bench().resume() == set(first.phases)
 
 
-def test_the_pipeline_s_code_is_compared_on_disk_and_with_the_first_process_s_commit(tmp_path):
-    import subprocess
-
-    def git(*argv):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv], cwd=tmp_path, check=True,
-                       capture_output=True)
-
+def test_the_pipeline_s_code_is_fingerprinted_on_disk(tmp_path):
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "a.py").write_text("x = 1\n")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("notes\n")
-    (tmp_path / ".gitignore").write_text("__pycache__/\n")  # as the project's
-    git("init", "-q")
-    git("add", "-A")
-    git("commit", "-qm", "first")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     before = nightly_bench.code_fingerprint(tmp_path)
-    assert nightly_bench.pipeline_changed(commit, tmp_path) == ""
     (tmp_path / "docs" / "a.md").write_text("more notes\n")  # not the pipeline's code
     (tmp_path / "jobs" / "__pycache__").mkdir()
     (tmp_path / "jobs" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"compiled")
-    assert nightly_bench.code_fingerprint(tmp_path) == before and nightly_bench.pipeline_changed(commit, tmp_path) == ""
-    (tmp_path / "jobs" / "b.py").write_text("y = 2\n")  # untracked
-    assert nightly_bench.pipeline_changed(commit, tmp_path) == "jobs/b.py"
+    assert nightly_bench.code_fingerprint(tmp_path) == before
+    (tmp_path / "jobs" / "b.py").write_text("y = 2\n")  # a new file, committed or not
     assert nightly_bench.code_fingerprint(tmp_path) != before
     (tmp_path / "jobs" / "b.py").unlink()
     (tmp_path / "jobs" / "a.py").write_text("x = 2\n")
-    assert nightly_bench.pipeline_changed(commit, tmp_path) == "jobs/a.py"
     assert nightly_bench.code_fingerprint(tmp_path) != before
-    assert nightly_bench.pipeline_changed(None) == "the first process recorded no commit"
-    assert "git diff failed" in nightly_bench.pipeline_changed("0" * 40, tmp_path), "an unknown commit is not unchanged"
+    (tmp_path / "jobs" / "a.py").write_text("x = 1\n")
+    assert nightly_bench.code_fingerprint(tmp_path) == before, "the same files give the same fingerprint"
 
 
 def test_a_second_run_on_the_same_bench_root_is_refused_while_the_first_goes_on(tmp_path, monkeypatch):
