@@ -595,8 +595,10 @@ def main(argv: list[str] | None = None) -> int:
     # Before the project's modules are imported: settings() reads them.
     os.environ["CPC_ROOT"] = str(root)
     os.environ.setdefault("CPC_ENV", "local")
+    from jobs.platform import logs
     from jobs.platform.spark import get_spark
 
+    logs.setup()  # the stages' own lines (the history's batches, ingest's files) between the bench's: hours at 1M
     others = running_elsewhere(root)
     if others:
         raise SystemExit(f"a run of {root.name} is still going in {root} (pid {', '.join(map(str, others))}): wait for it "
