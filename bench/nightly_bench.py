@@ -118,8 +118,9 @@ def step_against_full(spark, paths, day: dt.date, step_version: int) -> dict:
     against the same date now (written by ``tags --full``, the reference): every tag of every customer, compared
     as text (a double's text names its bits). First each row's digest (SHA-256 of its values as a JSON array of
     texts, null apart from any text) on both sides, joined on the customer: a narrow shuffle at a million
-    customers; then, for the customers whose digests differ, every differing value by
-    :func:`jobs.stages.tags.incremental.differences` (the weekly check's comparison)."""
+    customers, whose one pass also counts the customers on each side; then, for the customers whose digests
+    differ, every differing value by :func:`jobs.stages.tags.incremental.differences` (the weekly check's
+    comparison)."""
     from pyspark.sql import functions as F
 
     from jobs.platform import lake
@@ -135,15 +136,18 @@ def step_against_full(spark, paths, day: dt.date, step_version: int) -> dict:
         return df.select("customer_id", F.sha2(F.to_json(F.array(*[F.col(f"`{c}`").cast("string") for c in columns])),
                                                256).alias(name))
 
-    odd = (digests(step, "l").join(digests(full, "r"), on="customer_id", how="full")
-           .where("NOT (l <=> r)").select("customer_id").localCheckpoint())
-    n, first, customers_differing = 0, [], odd.count()
+    joined = digests(step, "l").join(digests(full, "r"), on="customer_id", how="full")
+    odd = ~F.col("l").eqNullSafe(F.col("r"))
+    counts = joined.agg(F.count("l").alias("step"), F.count("r").alias("full"),  # one row
+                        F.count(F.when(odd, True)).alias("odd")).first()
+    n, first, customers_differing = 0, [], counts["odd"]
     if customers_differing:
-        diffs = differences(step.join(odd, "customer_id", "left_semi"), full.join(odd, "customer_id", "left_semi"),
-                            columns, "tag").localCheckpoint()
+        differing = joined.where(odd).select("customer_id").localCheckpoint()
+        diffs = differences(step.join(differing, "customer_id", "left_semi"),
+                            full.join(differing, "customer_id", "left_semi"), columns, "tag").localCheckpoint()
         n = diffs.count()
         first = [r.asDict() for r in diffs.orderBy("customer_id", "name").limit(5).collect()]  # at most 5 rows
-    out = {"customers": step.count(), "customers_full": full.count(), "columns": len(columns), "differences": n,
+    out = {"customers": counts["step"], "customers_full": counts["full"], "columns": len(columns), "differences": n,
            "customers_differing": customers_differing, "examples": first, "step_version": step_version,
            "full_version": full_version}
     print(f"the step's tags against --full's: {n:,} differences ({customers_differing:,} customers) over "
@@ -595,8 +599,10 @@ def main(argv: list[str] | None = None) -> int:
     # Before the project's modules are imported: settings() reads them.
     os.environ["CPC_ROOT"] = str(root)
     os.environ.setdefault("CPC_ENV", "local")
+    from jobs.platform import logs
     from jobs.platform.spark import get_spark
 
+    logs.setup()  # the stages' own lines (the history's batches, ingest's files) between the bench's: hours at 1M
     others = running_elsewhere(root)
     if others:
         raise SystemExit(f"a run of {root.name} is still going in {root} (pid {', '.join(map(str, others))}): wait for it "

@@ -34,7 +34,7 @@ def history_batches(paths, days: list[dt.date], limit_mb: float) -> list[list[dt
     for day in sorted(days):
         folder = paths.landing_day(day)
         day_size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else 0
-        if batches and batches[-1] and size + day_size <= limit:
+        if batches and size + day_size <= limit:
             batches[-1].append(day)
             size += day_size
         else:
