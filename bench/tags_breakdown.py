@@ -86,6 +86,7 @@ class Target:
     attr: str
     label: str = ""  # default: the owner's last name and the attribute, e.g. incremental.write_state
     by_table: bool = False  # the lake's functions: the table (their third argument) added to the label
+    by_caller: bool = False  # eager calls made in several places (checkpoints): the calling line added
 
     def resolve(self):
         module, _, cls = self.owner.partition(":")
@@ -95,9 +96,17 @@ class Target:
     def table(self, args: tuple, kwargs: dict) -> str:
         return str(kwargs.get("table", args[2] if len(args) > 2 else "?"))
 
-    def name(self, args: tuple, kwargs: dict) -> str:
+    def name(self, args: tuple, kwargs: dict, caller: str = "") -> str:
         base = self.label or f"{self.owner.rpartition(':')[2].rpartition('.')[2]}.{self.attr}"
+        if self.by_caller and caller:
+            base = f"{base} @ {caller}"
         return f"{base} {self.table(args, kwargs)}" if self.by_table else base
+
+
+def caller_of(frame) -> str:
+    """``folder/file.py:line`` of a frame: where a ``by_caller`` target was called from."""
+    path = Path(frame.f_code.co_filename)
+    return f"{path.parent.name}/{path.name}:{frame.f_lineno}"
 
 
 # Timed in every stage: each Delta table opened, versioned or written (jobs/platform/lake.py), and the DataFrame
@@ -106,8 +115,9 @@ class Target:
 COMMON: tuple[Target, ...] = (
     *(Target("jobs.platform.lake", a, by_table=True) for a in ("exists", "read", "version", "replace", "last_commit_rows",
                                                                "last_partition_before", "append")),
-    *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr",
-                                                                     "localCheckpoint", "checkpoint")),
+    *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr")),
+    # each checkpoint is its own part, named by its line: cpc.run's three took 424 s together at a million
+    *(Target("pyspark.sql.classic.dataframe:DataFrame", a, by_caller=True) for a in ("localCheckpoint", "checkpoint")),
     Target("jobs.platform.lake", "days_rewritten"),  # a Delta log read: the tag state's start, evaluate's plan
     Target("pyspark.sql.group:GroupedData", "agg"),
     Target("pyspark.sql.catalog:Catalog", "clearCache"),
@@ -272,7 +282,8 @@ class Recorder:
         def timed(*args, **kwargs):
             if before is not None:
                 before(target, args, kwargs)
-            with self.part(target.name(args, kwargs)):
+            caller = caller_of(sys._getframe(1)) if target.by_caller else ""
+            with self.part(target.name(args, kwargs, caller)):
                 return fn(*args, **kwargs)
         return timed
 

@@ -144,6 +144,30 @@ def test_methods_are_wrapped_on_the_class_and_an_inherited_one_shows_through_aga
         del sys.modules[__name__].Frame
 
 
+def test_each_checkpoint_is_its_own_part_named_by_the_line_that_called_it():
+    class Frame:
+        def localCheckpoint(self):
+            return self
+
+    sys.modules[__name__].Frame = Frame
+    try:
+        rec = tb.Recorder(clock=Clock())
+        with rec.patched((tb.Target(f"{__name__}:Frame", "localCheckpoint", by_caller=True),)):
+            here = sys._getframe().f_lineno
+            Frame().localCheckpoint()
+            Frame().localCheckpoint()
+            for _ in range(2):
+                Frame().localCheckpoint()
+        name = Path(__file__).name
+        labels = {label: node.calls for label, node in rec.root.children.items()}
+        assert labels == {f"Frame.localCheckpoint @ tests/{name}:{here + 1}": 1,
+                          f"Frame.localCheckpoint @ tests/{name}:{here + 2}": 1,
+                          f"Frame.localCheckpoint @ tests/{name}:{here + 4}": 2}, "a call in a loop adds up"
+    finally:
+        del sys.modules[__name__].Frame
+    assert tb.Target("m", "f", by_caller=True).name((), {}) == "m.f", "no caller known: the plain name"
+
+
 def test_the_lakes_functions_are_labelled_with_their_table():
     t = tb.Target("jobs.platform.lake", "replace", by_table=True)
     assert t.name(("df", "paths", "gold.customer_tags", "snapshot_date = '2026-11-20'"), {}) == "lake.replace gold.customer_tags"
