@@ -116,7 +116,7 @@ COMMON: tuple[Target, ...] = (
     *(Target("jobs.platform.lake", a, by_table=True) for a in ("exists", "read", "version", "replace", "last_commit_rows",
                                                                "last_partition_before", "append")),
     *(Target("pyspark.sql.classic.dataframe:DataFrame", a) for a in ("count", "collect", "cache", "select", "selectExpr")),
-    # each checkpoint is its own part, named by its line: cpc.run's three took 424 s together at a million
+    # each checkpoint is its own part, named by the line that calls it (a stage checkpoints in several places)
     *(Target("pyspark.sql.classic.dataframe:DataFrame", a, by_caller=True) for a in ("localCheckpoint", "checkpoint")),
     Target("jobs.platform.lake", "days_rewritten"),  # a Delta log read: the tag state's start, evaluate's plan
     Target("pyspark.sql.group:GroupedData", "agg"),
